@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every check on a fresh machine: set-up, formatting, lints, then all tests
+# (unit, integration against a private broker per test binary, doc tests,
+# and each benchmark run once as a test).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+# Errors built on hot paths capture backtraces when this is set; tests do
+# not need it, and it slows them down.
+unset RUST_BACKTRACE
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
+cargo test --workspace --benches --locked

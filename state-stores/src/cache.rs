@@ -1,0 +1,240 @@
+//! A record cache in front of a key-value store.
+//!
+//! As Kafka Streams' `CachingKeyValueStore`: writes stay in the cache until
+//! the store is flushed (at commit) or the cache outgrows its budget, so a
+//! key written a thousand times between two commits reaches the store below,
+//! and its changelog, once. Reads and scans see the cached writes.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::ops::Bound;
+
+use crate::changelog::StateRestoreCallback;
+use crate::store::{KeyValue, KeyValueIterator, Write, inverted, prefix_upper_bound};
+use crate::{KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore};
+
+/// Kafka Streams' default for `statestore.cache.max.bytes`.
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 10 * 1024 * 1024;
+
+/// What an entry costs beyond its key and value (map node, vectors).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// A write-back cache over a key-value store.
+pub struct CachingKeyValueStore<S> {
+    inner: S,
+    /// Writes not yet in `inner`: `None` is a pending delete.
+    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl<S: KeyValueStore> CachingKeyValueStore<S> {
+    /// Caches writes to `inner`, holding at most about `max_bytes` of them.
+    pub fn new(inner: S, max_bytes: usize) -> Self {
+        CachingKeyValueStore { inner, dirty: BTreeMap::new(), bytes: 0, max_bytes }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// How many writes wait in the cache.
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.len()
+    }
+
+    fn cost(key: &[u8], value: Option<&[u8]>) -> usize {
+        key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD
+    }
+
+    fn cache(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.bytes += Self::cost(key, value);
+        match self.dirty.get_mut(key) {
+            Some(slot) => {
+                self.bytes -= Self::cost(key, slot.as_deref());
+                match (slot.as_mut(), value) {
+                    (Some(old), Some(new)) => {
+                        old.clear();
+                        old.extend_from_slice(new);
+                    }
+                    _ => *slot = value.map(<[u8]>::to_vec),
+                }
+            }
+            None => {
+                self.dirty.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+            }
+        }
+        if self.bytes > self.max_bytes {
+            self.write_back()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every cached change to the store below as one batch.
+    fn write_back(&mut self) -> Result<()> {
+        if self.dirty.is_empty() {
+            return Ok(());
+        }
+        let writes: Vec<Write<'_>> = self.dirty.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+        self.inner.put_all(&writes)?;
+        self.dirty.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+
+    fn merged<'a>(
+        &'a self,
+        cached: Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>,
+        stored: KeyValueIterator<'a>,
+        reverse: bool,
+    ) -> KeyValueIterator<'a> {
+        Box::new(Merge { cached: cached.peekable(), stored: stored.peekable(), reverse })
+    }
+}
+
+/// Merges cached writes over a scan of the store below: on equal keys the
+/// cache wins, and a cached delete hides the stored entry.
+struct Merge<'a> {
+    cached: Peekable<Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>>,
+    stored: Peekable<KeyValueIterator<'a>>,
+    reverse: bool,
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<KeyValue>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let order = match (self.cached.peek(), self.stored.peek()) {
+                (None, _) | (Some(_), Some(Err(_))) => return self.stored.next(),
+                (Some(_), None) => Ordering::Less,
+                (Some((cached_key, _)), Some(Ok((stored_key, _)))) => {
+                    let order = cached_key.as_slice().cmp(stored_key.as_slice());
+                    if self.reverse { order.reverse() } else { order }
+                }
+            };
+            match order {
+                Ordering::Greater => return self.stored.next(),
+                Ordering::Equal => {
+                    self.stored.next();
+                }
+                Ordering::Less => {}
+            }
+            let (key, value) = self.cached.next().expect("peeked");
+            if let Some(value) = value {
+                return Some(Ok((key.clone(), value.clone())));
+            }
+        }
+    }
+}
+
+fn bounds<'k>(from: Option<&'k [u8]>, to: Option<&'k [u8]>) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
+    (from.map_or(Bound::Unbounded, Bound::Included), to.map_or(Bound::Unbounded, Bound::Included))
+}
+
+impl<S: KeyValueStore + StateRestoreCallback> StateRestoreCallback for CachingKeyValueStore<S> {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        // Restoration runs before processing, so the cache is normally empty;
+        // drop any cached write the changelog supersedes all the same.
+        for (key, _) in records {
+            if let Some(old) = self.dirty.remove(*key) {
+                self.bytes -= Self::cost(key, old.as_deref());
+            }
+        }
+        self.inner.restore_batch(records)
+    }
+}
+
+impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn persistent(&self) -> bool {
+        self.inner.persistent()
+    }
+    fn is_open(&self) -> bool {
+        self.inner.is_open()
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.write_back()?;
+        self.inner.flush()
+    }
+    fn close(&mut self) -> Result<()> {
+        let flushed = if self.inner.is_open() { self.write_back() } else { Ok(()) };
+        let closed = self.inner.close();
+        flushed.and(closed)
+    }
+}
+
+impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.dirty.get(key) {
+            Some(value) => {
+                // A closed store answers Closed even for a cached key.
+                if !self.inner.is_open() {
+                    return self.inner.get(key);
+                }
+                Ok(value.clone())
+            }
+            None => self.inner.get(key),
+        }
+    }
+
+    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
+        let stored = self.inner.range(from, to)?;
+        if inverted(from, to) {
+            return Ok(stored);
+        }
+        let cached = Box::new(self.dirty.range::<[u8], _>(bounds(from, to)));
+        Ok(self.merged(cached, stored, false))
+    }
+
+    fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
+        let stored = self.inner.reverse_range(from, to)?;
+        if inverted(from, to) {
+            return Ok(stored);
+        }
+        let cached = Box::new(self.dirty.range::<[u8], _>(bounds(from, to)).rev());
+        Ok(self.merged(cached, stored, true))
+    }
+
+    fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIterator<'_>> {
+        let stored = self.inner.prefix_scan(prefix)?;
+        let upper = prefix_upper_bound(prefix);
+        let end = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let cached = Box::new(self.dirty.range::<[u8], _>((Bound::Included(prefix), end)));
+        Ok(self.merged(cached, stored, false))
+    }
+
+    fn approximate_num_entries(&self) -> Result<u64> {
+        // Pending writes may or may not be new keys: an estimate either way.
+        Ok(self.inner.approximate_num_entries()? + self.dirty.values().filter(|v| v.is_some()).count() as u64)
+    }
+}
+
+impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if !self.inner.is_open() {
+            return self.inner.put(key, value);
+        }
+        self.cache(key, Some(value))
+    }
+
+    fn put_all(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        if !self.inner.is_open() {
+            return self.inner.put_all(writes);
+        }
+        for (key, value) in writes {
+            self.cache(key, *value)?;
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let old = self.get(key)?;
+        self.cache(key, None)?;
+        Ok(old)
+    }
+}

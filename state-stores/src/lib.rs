@@ -1,0 +1,63 @@
+//! State stores for stream processing, as Kafka Streams has them.
+//!
+//! A [`KeyValueStore`] holds bytes; [`TypedKeyValueStore`] reads and writes
+//! typed keys and values through a [`Serde`]. Stores stack:
+//!
+//! ```text
+//! CachingKeyValueStore        collapses writes per key until flush
+//!   ChangeLoggingKeyValueStore  reports each write to a ChangelogSink
+//!     InMemoryKeyValueStore | RocksDbStore | your own store
+//! ```
+//!
+//! This crate knows nothing of Kafka: the runtime gives a logged store a
+//! [`ChangelogSink`] that writes to the store's changelog topic, and restores
+//! it through [`StateRestoreCallback::restore_batch`].
+//!
+//! ```
+//! use state_stores::{
+//!     CachingKeyValueStore, ChangeLoggingKeyValueStore, InMemoryKeyValueStore,
+//!     KeyValueStore, ReadOnlyKeyValueStore, StateStore, BoxError,
+//! };
+//! use std::sync::{Arc, Mutex};
+//!
+//! let log = Arc::new(Mutex::new(Vec::new()));
+//! let sink = {
+//!     let log = log.clone();
+//!     move |key: &[u8], value: Option<&[u8]>| -> Result<(), BoxError> {
+//!         log.lock().unwrap().push((key.to_vec(), value.map(<[u8]>::to_vec)));
+//!         Ok(())
+//!     }
+//! };
+//! let logged = ChangeLoggingKeyValueStore::new(InMemoryKeyValueStore::new("counts"), Box::new(sink));
+//! let mut store = CachingKeyValueStore::new(logged, 1 << 20);
+//!
+//! for n in 1..=100u32 {
+//!     store.put(b"kafka", &n.to_be_bytes())?;
+//! }
+//! assert_eq!(store.get(b"kafka")?, Some(100u32.to_be_bytes().to_vec()));
+//! assert!(log.lock().unwrap().is_empty()); // still in the cache
+//! store.flush()?;
+//! assert_eq!(log.lock().unwrap().len(), 1); // one changelog record for 100 writes
+//! # Ok::<(), state_stores::StoreError>(())
+//! ```
+
+mod cache;
+mod changelog;
+mod error;
+mod memory;
+mod rocksdb;
+mod serdes;
+mod store;
+mod typed;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use cache::{CachingKeyValueStore, DEFAULT_CACHE_MAX_BYTES};
+pub use changelog::{ChangeLoggingKeyValueStore, ChangelogSink, StateRestoreCallback, restore_key_value_batch};
+pub use error::{BoxError, Result, SerdeError, StoreError};
+pub use memory::InMemoryKeyValueStore;
+pub use rocksdb::RocksDbStore;
+pub use serdes::{BytesSerde, F64Serde, I32Serde, I64Serde, Serde, StringSerde, U64Serde};
+pub use store::{KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore, Write};
+pub use typed::{TypedIterator, TypedKeyValueStore};

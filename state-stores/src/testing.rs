@@ -1,0 +1,285 @@
+//! Test kit for stores (feature `test-util`): the contract every key-value
+//! store must meet, and a changelog sink that records what it is sent.
+//!
+//! Run the contract against a store of your own with
+//! [`key_value_store_contract!`](crate::key_value_store_contract): it writes
+//! one `#[test]` per case, each with a fresh store and temporary directory.
+//!
+//! ```ignore
+//! state_stores::key_value_store_contract!(|dir| MyStore::open("s", dir).unwrap());
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use crate::changelog::ChangelogSink;
+use crate::{BoxError, KeyValueStore, Result, StoreError};
+
+pub use tempfile::{TempDir, tempdir};
+
+/// A changelog record as a [`RecordingSink`] saw it.
+pub type Change = (Vec<u8>, Option<Vec<u8>>);
+
+/// A [`ChangelogSink`] that keeps every change it is sent, shared with the
+/// test through [`RecordingSink::changes`]. It can be told to fail.
+#[derive(Clone, Default)]
+pub struct RecordingSink {
+    changes: Arc<Mutex<Vec<Change>>>,
+    fail: Arc<Mutex<bool>>,
+}
+
+impl RecordingSink {
+    /// A sink with no changes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every change received so far, in order.
+    pub fn changes(&self) -> Vec<Change> {
+        self.changes.lock().expect("sink lock").clone()
+    }
+
+    /// Makes later calls fail (`true`) or succeed again (`false`).
+    pub fn set_failing(&self, fail: bool) {
+        *self.fail.lock().expect("sink lock") = fail;
+    }
+}
+
+impl ChangelogSink for RecordingSink {
+    fn log_change(&mut self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), BoxError> {
+        if *self.fail.lock().expect("sink lock") {
+            return Err("producer queue is full".into());
+        }
+        self.changes.lock().expect("sink lock").push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        Ok(())
+    }
+}
+
+/// Collects an iterator's entries, failing on the first error.
+pub fn collect(iter: crate::KeyValueIterator<'_>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    iter.collect()
+}
+
+/// The cases of the contract. Each takes a fresh, empty, open store.
+pub mod contract {
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
+        (k.as_bytes().to_vec(), v.as_bytes().to_vec())
+    }
+
+    fn keys(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<String> {
+        entries.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect()
+    }
+
+    fn fill(store: &mut dyn KeyValueStore, keys: &[&str]) {
+        for key in keys {
+            store.put(key.as_bytes(), format!("v-{key}").as_bytes()).unwrap();
+        }
+    }
+
+    /// Puts are read back; a second put replaces the value.
+    pub fn put_then_get(store: &mut dyn KeyValueStore) {
+        assert_eq!(store.get(b"a").unwrap(), None);
+        store.put(b"a", b"1").unwrap();
+        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+        store.put(b"a", b"22").unwrap();
+        assert_eq!(store.get(b"a").unwrap(), Some(b"22".to_vec()));
+        store.flush().unwrap();
+        assert_eq!(store.get(b"a").unwrap(), Some(b"22".to_vec()));
+    }
+
+    /// An empty value is a value, not an absence; an empty key is a key.
+    pub fn empty_values_and_keys(store: &mut dyn KeyValueStore) {
+        store.put(b"k", b"").unwrap();
+        assert_eq!(store.get(b"k").unwrap(), Some(Vec::new()));
+        store.put(b"", b"empty key").unwrap();
+        assert_eq!(store.get(b"").unwrap(), Some(b"empty key".to_vec()));
+        store.flush().unwrap();
+        assert_eq!(store.get(b"k").unwrap(), Some(Vec::new()));
+        assert_eq!(collect(store.all().unwrap()).unwrap(), vec![kv("", "empty key"), kv("k", "")]);
+    }
+
+    /// Delete returns the old value and removes the key, flushed or not.
+    pub fn delete_returns_old_value(store: &mut dyn KeyValueStore) {
+        assert_eq!(store.delete(b"missing").unwrap(), None);
+        store.put(b"a", b"1").unwrap();
+        store.put(b"b", b"2").unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.delete(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"a").unwrap(), None);
+        assert_eq!(store.delete(b"a").unwrap(), None);
+        store.put(b"c", b"3").unwrap();
+        assert_eq!(store.delete(b"c").unwrap(), Some(b"3".to_vec()));
+        store.flush().unwrap();
+        assert_eq!(store.get(b"c").unwrap(), None);
+        assert_eq!(keys(&collect(store.all().unwrap()).unwrap()), ["b"]);
+    }
+
+    /// Put-if-absent writes only when the key has no value.
+    pub fn put_if_absent_keeps_existing(store: &mut dyn KeyValueStore) {
+        assert_eq!(store.put_if_absent(b"a", b"1").unwrap(), None);
+        assert_eq!(store.put_if_absent(b"a", b"2").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+        store.delete(b"a").unwrap();
+        assert_eq!(store.put_if_absent(b"a", b"3").unwrap(), None);
+        assert_eq!(store.get(b"a").unwrap(), Some(b"3".to_vec()));
+    }
+
+    /// A batch applies puts and deletes in order.
+    pub fn put_all_applies_in_order(store: &mut dyn KeyValueStore) {
+        store.put(b"gone", b"x").unwrap();
+        store
+            .put_all(&[
+                (b"a", Some(b"1")),
+                (b"b", Some(b"2")),
+                (b"a", Some(b"3")),
+                (b"b", None),
+                (b"gone", None),
+                (b"c", Some(b"4")),
+            ])
+            .unwrap();
+        assert_eq!(collect(store.all().unwrap()).unwrap(), vec![kv("a", "3"), kv("c", "4")]);
+        store.put_all(&[]).unwrap();
+        assert_eq!(store.approximate_num_entries().unwrap() > 0, true);
+    }
+
+    /// Ranges are inclusive at both ends, open where `None`, ordered.
+    pub fn range_is_inclusive_and_ordered(store: &mut dyn KeyValueStore) {
+        fill(store, &["d", "a", "c", "e", "b"]);
+        store.flush().unwrap();
+        fill(store, &["bb", "f"]);
+        store.delete(b"c").unwrap();
+        let range = |s: &dyn KeyValueStore, from: Option<&str>, to: Option<&str>| {
+            keys(&collect(s.range(from.map(str::as_bytes), to.map(str::as_bytes)).unwrap()).unwrap())
+        };
+        assert_eq!(range(store, Some("b"), Some("d")), ["b", "bb", "d"]);
+        assert_eq!(range(store, None, Some("bb")), ["a", "b", "bb"]);
+        assert_eq!(range(store, Some("d"), None), ["d", "e", "f"]);
+        assert_eq!(range(store, None, None), ["a", "b", "bb", "d", "e", "f"]);
+        assert_eq!(range(store, Some("c"), Some("c")), Vec::<String>::new());
+        assert_eq!(range(store, Some("x"), Some("z")), Vec::<String>::new());
+        let values = collect(store.range(Some(b"e"), Some(b"e")).unwrap()).unwrap();
+        assert_eq!(values, vec![kv("e", "v-e")]);
+    }
+
+    /// Reverse ranges give the same entries in descending order.
+    pub fn reverse_range_is_descending(store: &mut dyn KeyValueStore) {
+        fill(store, &["d", "a", "c", "e", "b"]);
+        store.flush().unwrap();
+        fill(store, &["bb", "f"]);
+        store.delete(b"c").unwrap();
+        let rev = |s: &dyn KeyValueStore, from: Option<&str>, to: Option<&str>| {
+            keys(&collect(s.reverse_range(from.map(str::as_bytes), to.map(str::as_bytes)).unwrap()).unwrap())
+        };
+        assert_eq!(rev(store, Some("b"), Some("d")), ["d", "bb", "b"]);
+        assert_eq!(rev(store, None, Some("bb")), ["bb", "b", "a"]);
+        assert_eq!(rev(store, Some("d"), None), ["f", "e", "d"]);
+        assert_eq!(rev(store, Some("bc"), Some("cz")), Vec::<String>::new());
+        assert_eq!(keys(&collect(store.reverse_all().unwrap()).unwrap()), ["f", "e", "d", "bb", "b", "a"]);
+    }
+
+    /// A range whose start is after its end is empty, not an error.
+    pub fn inverted_range_is_empty(store: &mut dyn KeyValueStore) {
+        fill(store, &["a", "b", "c"]);
+        assert!(collect(store.range(Some(b"c"), Some(b"a")).unwrap()).unwrap().is_empty());
+        assert!(collect(store.reverse_range(Some(b"c"), Some(b"a")).unwrap()).unwrap().is_empty());
+    }
+
+    /// Prefix scans return exactly the keys that start with the prefix.
+    pub fn prefix_scan_matches_prefix(store: &mut dyn KeyValueStore) {
+        fill(store, &["ab", "a", "abc", "b", "aa", "ac"]);
+        store.flush().unwrap();
+        store.put(b"abd", b"new").unwrap();
+        store.delete(b"abc").unwrap();
+        let scan = |s: &dyn KeyValueStore, p: &[u8]| keys(&collect(s.prefix_scan(p).unwrap()).unwrap());
+        assert_eq!(scan(store, b"ab"), ["ab", "abd"]);
+        assert_eq!(scan(store, b"a"), ["a", "aa", "ab", "abd", "ac"]);
+        assert_eq!(scan(store, b"z"), Vec::<String>::new());
+        assert_eq!(scan(store, b"").len(), 6);
+        // A prefix of 0xff bytes has no upper bound to stop at.
+        store.put(&[0xff, 0xff, 1], b"x").unwrap();
+        store.put(&[0xff, 0xfe], b"y").unwrap();
+        let high = collect(store.prefix_scan(&[0xff, 0xff]).unwrap()).unwrap();
+        assert_eq!(high, vec![(vec![0xff, 0xff, 1], b"x".to_vec())]);
+    }
+
+    /// Entry counts are estimates, but close for a store of distinct puts.
+    pub fn approximate_count_is_close(store: &mut dyn KeyValueStore) {
+        assert_eq!(store.approximate_num_entries().unwrap(), 0);
+        for i in 0..200u32 {
+            store.put(&i.to_be_bytes(), b"v").unwrap();
+        }
+        store.flush().unwrap();
+        let n = store.approximate_num_entries().unwrap();
+        assert!((100..=400).contains(&n), "estimate {n} for 200 entries");
+    }
+
+    /// Large values survive unchanged.
+    pub fn large_values_round_trip(store: &mut dyn KeyValueStore) {
+        let big: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        store.put(b"big", &big).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.get(b"big").unwrap().as_deref(), Some(big.as_slice()));
+    }
+
+    /// Many keys come back in byte order, whatever order they were written in.
+    pub fn many_keys_scan_in_order(store: &mut dyn KeyValueStore) {
+        let mut expected = Vec::new();
+        for i in 0..2000u32 {
+            let key = (i.wrapping_mul(2_654_435_761)).to_be_bytes();
+            store.put(&key, &i.to_le_bytes()).unwrap();
+            expected.push((key.to_vec(), i.to_le_bytes().to_vec()));
+            if i == 1000 {
+                store.flush().unwrap();
+            }
+        }
+        expected.sort();
+        assert_eq!(collect(store.all().unwrap()).unwrap(), expected);
+        expected.reverse();
+        assert_eq!(collect(store.reverse_all().unwrap()).unwrap(), expected);
+    }
+
+    /// A closed store refuses every operation with a retriable `Closed` error.
+    pub fn closed_store_refuses(store: &mut dyn KeyValueStore) {
+        store.put(b"a", b"1").unwrap();
+        assert!(store.is_open());
+        store.close().unwrap();
+        assert!(!store.is_open());
+        store.close().unwrap();
+        let closed = |r: Result<()>| match r {
+            Err(e @ StoreError::Closed { .. }) => assert!(e.is_retriable()),
+            other => panic!("expected Closed, got {other:?}"),
+        };
+        closed(store.get(b"a").map(drop));
+        closed(store.put(b"a", b"2"));
+        closed(store.delete(b"a").map(drop));
+        closed(store.put_all(&[(b"a", None)]));
+        closed(store.range(None, None).map(drop));
+        closed(store.prefix_scan(b"a").map(drop));
+        closed(store.approximate_num_entries().map(drop));
+    }
+}
+
+/// Writes one `#[test]` per contract case for the store that `$factory`
+/// builds; `$dir` names a fresh temporary directory (a `&Path`) it may use.
+#[macro_export]
+macro_rules! key_value_store_contract {
+    (|$dir:ident| $factory:expr) => {
+        $crate::key_value_store_contract!(@cases |$dir| $factory;
+            put_then_get, empty_values_and_keys, delete_returns_old_value,
+            put_if_absent_keeps_existing, put_all_applies_in_order,
+            range_is_inclusive_and_ordered, reverse_range_is_descending,
+            inverted_range_is_empty, prefix_scan_matches_prefix,
+            approximate_count_is_close, large_values_round_trip,
+            many_keys_scan_in_order, closed_store_refuses);
+    };
+    (@cases |$dir:ident| $factory:expr; $($case:ident),*) => {$(
+        #[test]
+        fn $case() {
+            let tmp = $crate::testing::tempdir().expect("temporary directory");
+            let $dir: &::std::path::Path = tmp.path();
+            let mut store = $factory;
+            $crate::testing::contract::$case(&mut store);
+        }
+    )*};
+}

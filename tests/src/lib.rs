@@ -1,0 +1,222 @@
+//! Test support shared by every crate's integration tests: a private,
+//! real Kafka-protocol broker on a free loopback port.
+//!
+//! [`shared_broker`] starts one broker per test binary, the first time a test
+//! asks, and it stops when the test binary exits (it watches a pipe from the
+//! test process, so even a killed test run leaves no broker behind).
+//! [`Broker::start`] starts a broker of a test's own, stopped on drop.
+//!
+//! The broker is Tansu (see DESIGN.md, "Development broker"), installed by
+//! `scripts/setup.sh`. When it is missing, tests fail with a message that
+//! says so; they are never skipped.
+//!
+//! ```no_run
+//! let broker = tests::shared_broker();
+//! broker.create_topic("words", 3);
+//! println!("bootstrap.servers={}", broker.bootstrap_servers());
+//! ```
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+/// Where the broker binary is: `$TANSU_BIN`, else the project's tools folder.
+pub fn broker_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/tansu")
+}
+
+/// A running broker on 127.0.0.1, stopped when dropped.
+pub struct Broker {
+    port: u16,
+    bootstrap: String,
+    child: Child,
+    /// Held open while the broker should run; its watcher stops the broker
+    /// when the pipe closes, that is when this process exits.
+    lifeline: Option<ChildStdin>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("bootstrap", &self.bootstrap).finish()
+    }
+}
+
+/// The broker that the tests of this binary share, started on first use.
+pub fn shared_broker() -> &'static Broker {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    static STARTING: Mutex<()> = Mutex::new(());
+    let _guard = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+    BROKER.get_or_init(Broker::start)
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl Broker {
+    /// Starts a broker on a free loopback port and waits until it serves
+    /// metadata. Panics, naming `scripts/setup.sh`, when the binary is missing.
+    pub fn start() -> Broker {
+        Self::start_with(&broker_binary())
+    }
+
+    /// Starts the broker binary at `binary`, as [`Broker::start`] does.
+    pub fn start_with(binary: &std::path::Path) -> Broker {
+        assert!(
+            binary.exists(),
+            "the development broker is not installed (looked for {}): run scripts/setup.sh, \
+             or set TANSU_BIN to a Tansu binary",
+            binary.display()
+        );
+        let mut last_error = String::new();
+        // Another process may take the port between our probe and the
+        // broker's bind: try a few ports before giving up.
+        for _ in 0..5 {
+            match Self::try_start(binary, free_port()) {
+                Ok(broker) => return broker,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start the development broker {}: {last_error}", binary.display());
+    }
+
+    fn try_start(binary: &std::path::Path, port: u16) -> Result<Broker, String> {
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        // The watcher shell runs the broker and kills it once its stdin (our
+        // lifeline) reaches end of file.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"bin="$1"; shift; "$bin" "$@" </dev/null & pid=$!; cat >/dev/null; kill "$pid" 2>/dev/null; wait "$pid""#)
+            .arg("tansu-watch")
+            .arg(binary)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawning sh: {e}"))?;
+        let lifeline = child.stdin.take();
+        let mut broker = Broker { port, bootstrap: address, child, lifeline };
+        broker.wait_ready(Duration::from_secs(20))?;
+        Ok(broker)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port);
+        while TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    std::io::Read::read_to_string(&mut pipe, &mut stderr).ok();
+                }
+                return Err(format!("broker exited with {status}: {}", stderr.trim()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("broker did not listen on {} within {timeout:?}", self.bootstrap));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Listening is not serving: wait for a metadata answer too.
+        let consumer: BaseConsumer = self.client_config().create().map_err(|e| e.to_string())?;
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        consumer.fetch_metadata(None, left).map_err(|e| format!("broker does not answer metadata: {e}"))?;
+        Ok(())
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The broker's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A client configuration pointing at this broker, with timeouts short
+    /// enough for tests.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap).set("socket.timeout.ms", "10000");
+        config
+    }
+
+    /// Creates a topic with explicit configs (the broker reports none for a
+    /// topic created without them, and some clients then fail), waiting for
+    /// the result. An existing topic is left as it is.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create().expect("admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "delete")
+            .set("retention.ms", "-1");
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = futures_executor_block_on(admin.create_topics(&[topic], &options)).expect("create_topics");
+        for result in results {
+            match result {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => panic!("creating topic {topic}: {code}"),
+            }
+        }
+    }
+
+    /// Stops the broker now.
+    pub fn stop(&mut self) {
+        // Closing the lifeline makes the watcher kill the broker.
+        if let Some(mut lifeline) = self.lifeline.take() {
+            let _ = lifeline.flush();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs a future to completion on this thread. rdkafka's admin futures are
+/// driven by librdkafka's own threads, so a simple parker suffices.
+pub fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
