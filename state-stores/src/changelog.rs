@@ -34,6 +34,35 @@ pub trait StateRestoreCallback {
     fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()>;
 }
 
+/// A key-value store that can also be restored from its changelog.
+pub trait RestorableKeyValueStore: KeyValueStore + StateRestoreCallback {}
+
+impl<S: KeyValueStore + StateRestoreCallback + ?Sized> RestorableKeyValueStore for S {}
+
+impl<S: StateRestoreCallback + ?Sized> StateRestoreCallback for Box<S> {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        (**self).restore_batch(records)
+    }
+}
+
+impl<S: StateRestoreCallback + ?Sized> StateRestoreCallback for &mut S {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        (**self).restore_batch(records)
+    }
+}
+
+impl StateRestoreCallback for crate::InMemoryKeyValueStore {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        restore_key_value_batch(self, records)
+    }
+}
+
+impl StateRestoreCallback for crate::RocksDbStore {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        restore_key_value_batch(self, records)
+    }
+}
+
 /// Restores a plain key-value store: one batched write per changelog batch.
 pub fn restore_key_value_batch<S: KeyValueStore + ?Sized>(store: &mut S, records: &[Write<'_>]) -> Result<()> {
     store.put_all(records)

@@ -21,6 +21,84 @@ pub trait Serde<T>: Send + Sync {
         self.serialize_into(value, &mut out)?;
         Ok(out)
     }
+
+    /// Kafka keys and values may be null. Appends the bytes of `value` to
+    /// `out` and returns `true`, or returns `false` for a null. Only serdes
+    /// of nullable types ([`Nullable`], [`UnitSerde`]) ever write a null.
+    fn serialize_nullable_into(&self, value: &T, out: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        self.serialize_into(value, out)?;
+        Ok(true)
+    }
+
+    /// Reads a value from bytes that may be null. A null is an error unless
+    /// the type has room for it ([`Nullable`], [`UnitSerde`]).
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        match bytes {
+            Some(bytes) => self.deserialize(bytes),
+            None => Err(SerdeError::new("null where a value was expected (use a Nullable serde to accept nulls)")),
+        }
+    }
+}
+
+impl<T, S: Serde<T> + ?Sized> Serde<T> for std::sync::Arc<S> {
+    fn serialize_into(&self, value: &T, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        (**self).serialize_into(value, out)
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
+        (**self).deserialize(bytes)
+    }
+    fn serialize_nullable_into(&self, value: &T, out: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        (**self).serialize_nullable_into(value, out)
+    }
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        (**self).deserialize_nullable(bytes)
+    }
+}
+
+/// `Option<T>` over a serde of `T`: `None` is Kafka's null (a tombstone
+/// when it is a value).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nullable<S>(pub S);
+
+impl<T, S: Serde<T>> Serde<Option<T>> for Nullable<S> {
+    fn serialize_into(&self, value: &Option<T>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+        match value {
+            Some(value) => self.0.serialize_into(value, out),
+            None => Ok(()),
+        }
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<Option<T>, SerdeError> {
+        self.0.deserialize(bytes).map(Some)
+    }
+    fn serialize_nullable_into(&self, value: &Option<T>, out: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        match value {
+            Some(value) => self.0.serialize_nullable_into(value, out),
+            None => Ok(false),
+        }
+    }
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
+        bytes.map(|b| self.0.deserialize(b)).transpose()
+    }
+}
+
+/// The unit type as an always-null key or value: for topics whose records
+/// carry no key, read as `KStream<(), V>`. Any bytes read as `()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitSerde;
+
+impl Serde<()> for UnitSerde {
+    fn serialize_into(&self, _: &(), _: &mut Vec<u8>) -> Result<(), SerdeError> {
+        Ok(())
+    }
+    fn deserialize(&self, _: &[u8]) -> Result<(), SerdeError> {
+        Ok(())
+    }
+    fn serialize_nullable_into(&self, _: &(), _: &mut Vec<u8>) -> Result<bool, SerdeError> {
+        Ok(false)
+    }
+    fn deserialize_nullable(&self, _: Option<&[u8]>) -> Result<(), SerdeError> {
+        Ok(())
+    }
 }
 
 /// Raw bytes, unchanged.
@@ -105,6 +183,19 @@ mod tests {
         let err = I64Serde.deserialize(&[1, 2, 3]).unwrap_err();
         assert_eq!(err.to_string(), "expected i64 of 8 bytes, got 3");
         assert!(StringSerde.deserialize(&[0xff, 0xfe]).unwrap_err().to_string().contains("UTF-8"));
+    }
+
+    #[test]
+    fn nulls_need_a_nullable_serde() {
+        assert!(StringSerde.deserialize_nullable(None).unwrap_err().to_string().contains("Nullable"));
+        assert_eq!(Nullable(StringSerde).deserialize_nullable(None).unwrap(), None);
+        assert_eq!(Nullable(I32Serde).deserialize_nullable(Some(&[0, 0, 0, 9])).unwrap(), Some(9));
+        let mut out = Vec::new();
+        assert!(!Nullable(I32Serde).serialize_nullable_into(&None, &mut out).unwrap());
+        assert!(Nullable(I32Serde).serialize_nullable_into(&Some(1), &mut out).unwrap());
+        assert_eq!(out, [0, 0, 0, 1]);
+        assert!(!UnitSerde.serialize_nullable_into(&(), &mut out).unwrap());
+        UnitSerde.deserialize_nullable(Some(b"anything")).unwrap();
     }
 
     #[test]

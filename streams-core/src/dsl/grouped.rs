@@ -1,0 +1,312 @@
+//! Grouped streams and tables, and their aggregations.
+
+use std::sync::Arc;
+
+use super::kstream::KStream;
+use super::ktable::{KTable, ValueGetterSupplier};
+use super::options::{Grouped, Materialized};
+use super::{Change, Data, FnProcessor, Serdes, Shared};
+use crate::processor::ProcessorContext;
+use crate::record::Record;
+use crate::serde::{I64Serde, SerdeRef};
+use crate::state::StoreBuilder;
+
+/// A stream grouped by key, ready to aggregate (Kafka Streams'
+/// `KGroupedStream`). A key change before the grouping is repartitioned
+/// through an internal topic when the aggregation is added.
+pub struct KGroupedStream<K, V> {
+    stream: KStream<K, V>,
+    name: Option<String>,
+}
+
+/// One aggregation step of a stream: key, value, the aggregate so far.
+type StreamStep<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
+
+/// One aggregation step of a table: key, change, the aggregate so far;
+/// `None` deletes the aggregate.
+type TableStep<K, V, VA> = Arc<dyn Fn(&K, Change<V>, Option<VA>) -> Option<VA> + Send + Sync>;
+
+/// Adds the store of an aggregation and a processor that applies `step` to
+/// every record, returning the resulting table.
+fn add_aggregation<K: Data, VIn: Data, VA: Data>(
+    state: &Shared,
+    parent: &str,
+    prefix: &str,
+    store: &str,
+    builder: Arc<dyn StoreBuilder>,
+    step: TableStep<K, VIn, VA>,
+    keys: SerdeRef<K>,
+    values: SerdeRef<VA>,
+) -> KTable<K, VA> {
+    let mut st = state.borrow_mut();
+    let name = st.next_name(prefix);
+    let store_name = store.to_owned();
+    let supplier = move || {
+        let (step, store) = (step.clone(), store_name.clone());
+        let mut handle = None;
+        FnProcessor::new(move |r: Record<K, Change<VIn>>, ctx: &mut ProcessorContext<'_, K, Change<VA>>| {
+            if handle.is_none() {
+                handle = Some(ctx.key_value_store::<K, VA>(&store)?);
+            }
+            let handle = handle.as_ref().expect("set above");
+            let old = handle.get(&r.key)?;
+            let new = step(&r.key, r.value, old.clone());
+            match &new {
+                Some(value) => handle.put(&r.key, value)?,
+                None => drop(handle.delete(&r.key)?),
+            }
+            ctx.forward(Record { key: r.key, value: Change { new, old }, timestamp: r.timestamp, headers: r.headers })?;
+            Ok(())
+        })
+    };
+    let result = st
+        .topology
+        .add_processor_node(&name, supplier, &[parent], false)
+        .and_then(|_| st.topology.add_store(builder, None))
+        .and_then(|()| st.topology.connect_processor_and_state_stores_inner(&[&name], &[store]));
+    st.record(result);
+    KTable {
+        state: state.clone(),
+        node: name,
+        serdes: Serdes { keys: Some(keys), values: Some(values) },
+        getter: ValueGetterSupplier::store(store),
+        store: Some(store.to_owned()),
+    }
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    pub(crate) fn new(stream: &KStream<K, V>, grouped: Grouped<K, V>) -> Self {
+        let mut stream = stream.clone();
+        if grouped.keys.is_some() {
+            stream.serdes.keys = grouped.keys;
+        }
+        if grouped.values.is_some() {
+            stream.serdes.values = grouped.values;
+        }
+        KGroupedStream { stream, name: grouped.name }
+    }
+
+    /// The store name, and the stream repartitioned first if its key changed.
+    fn prepare<VA>(&self, materialized: &Materialized<K, VA>, prefix: &str) -> (String, KStream<K, V>) {
+        let store = match &materialized.name {
+            Some(name) => name.clone(),
+            None => self.stream.state.borrow_mut().next_name(prefix),
+        };
+        let input = if self.stream.repartition_required {
+            let base = self.name.clone().unwrap_or_else(|| store.clone());
+            self.stream.through_repartition_topic(&base, self.stream.serdes.keys.clone(), self.stream.serdes.values.clone(), None, "an aggregation")
+        } else {
+            self.stream.clone()
+        };
+        (store, input)
+    }
+
+    fn aggregate_with<VA: Data>(
+        &self,
+        materialized: Materialized<K, VA>,
+        default_values: Option<SerdeRef<VA>>,
+        step: StreamStep<K, V, VA>,
+    ) -> KTable<K, VA> {
+        let (store, input) = self.prepare(&materialized, "KSTREAM-AGGREGATE-STATE-STORE-");
+        let state = &self.stream.state;
+        let keys = materialized.keys.clone().or_else(|| input.serdes.keys.clone());
+        let values = materialized.values.clone().or(default_values);
+        let (Some(keys), Some(values)) = (keys, values) else {
+            state.borrow_mut().fail(format!(
+                "the store `{store}` of an aggregation needs a key serde and a value serde: give them with Materialized::with"
+            ));
+            return KTable {
+                state: state.clone(),
+                node: input.node.clone(),
+                serdes: Serdes::none(),
+                getter: ValueGetterSupplier::store(&store),
+                store: None,
+            };
+        };
+        // Streams send plain values: wrap them as changes with no old value.
+        let wrapped = input.add_node(
+            "KSTREAM-AGGREGATE-INPUT-",
+            None,
+            &[&input.node],
+            || {
+                FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, Change<V>>| {
+                    let value = Change { new: Some(r.value), old: None };
+                    ctx.forward(Record { key: r.key, value, timestamp: r.timestamp, headers: r.headers })?;
+                    Ok(())
+                })
+            },
+            false,
+            Serdes::<K, Change<V>>::none(),
+        );
+        let builder: Arc<dyn StoreBuilder> = Arc::new(materialized.builder(&store, keys.clone(), values.clone()));
+        let table_step: TableStep<K, V, VA> = Arc::new(move |k, change, agg| change.new.map(|v| step(k, v, agg)));
+        add_aggregation(state, &wrapped.node, "KSTREAM-AGGREGATE-", &store, builder, table_step, keys, values)
+    }
+
+    /// Counts records per key.
+    ///
+    /// # Examples
+    /// ```
+    /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Grouped, Materialized}, serde::{StringSerde, UnitSerde}};
+    /// let builder = StreamsBuilder::new();
+    /// let counts = builder.stream(&["words"], Consumed::with(UnitSerde, StringSerde))
+    ///     .group_by(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
+    ///     .count(Materialized::named("counts").in_memory());
+    /// assert_eq!(counts.queryable_store_name(), Some("counts"));
+    /// # drop(counts); builder.build().unwrap();
+    /// ```
+    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        self.aggregate_with(materialized, Some(Arc::new(I64Serde)), Arc::new(|_, _, count| count.unwrap_or(0) + 1))
+    }
+
+    /// Combines the values of each key with `reducer` (the first value is
+    /// the start).
+    pub fn reduce(&self, reducer: impl Fn(&V, V) -> V + Send + Sync + 'static, materialized: Materialized<K, V>) -> KTable<K, V> {
+        let default_values = self.stream.serdes.values.clone();
+        self.aggregate_with(
+            materialized,
+            default_values,
+            Arc::new(move |_, value, agg| match agg {
+                Some(agg) => reducer(&agg, value),
+                None => value,
+            }),
+        )
+    }
+
+    /// Folds the values of each key into an aggregate that starts as
+    /// `initializer()`.
+    pub fn aggregate<VA: Data>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        self.aggregate_with(materialized, None, Arc::new(move |k, v, agg| aggregator(k, v, agg.unwrap_or_else(&initializer))))
+    }
+}
+
+/// A table regrouped by a new key, ready to aggregate (Kafka Streams'
+/// `KGroupedTable`). Always repartitioned: rows move between groups.
+pub struct KGroupedTable<K, V> {
+    state: Shared,
+    node: String,
+    grouped: Grouped<K, V>,
+}
+
+impl<K: Data, V: Data> KGroupedTable<K, V> {
+    pub(crate) fn new(state: Shared, node: String, grouped: Grouped<K, V>) -> Self {
+        KGroupedTable { state, node, grouped }
+    }
+
+    fn aggregate_with<VA: Data>(
+        &self,
+        materialized: Materialized<K, VA>,
+        default_values: Option<SerdeRef<VA>>,
+        step: TableStep<K, V, VA>,
+    ) -> KTable<K, VA> {
+        let store = match &materialized.name {
+            Some(name) => name.clone(),
+            None => self.state.borrow_mut().next_name("KTABLE-AGGREGATE-STATE-STORE-"),
+        };
+        let keys = self.grouped.keys.clone().or_else(|| materialized.keys.clone());
+        let values = self.grouped.values.clone();
+        let (Some(keys), Some(values)) = (keys, values) else {
+            self.state.borrow_mut().fail(format!(
+                "KTable::group_by for `{store}` needs a key serde and a value serde for its repartition topic: \
+                 give them with Grouped::with"
+            ));
+            return KTable {
+                state: self.state.clone(),
+                node: self.node.clone(),
+                serdes: Serdes::none(),
+                getter: ValueGetterSupplier::store(&store),
+                store: None,
+            };
+        };
+        let change_serde: SerdeRef<Change<V>> = Arc::new(crate::serde::ChangeSerde::new(values));
+        let selected = KStream::<K, Change<V>> {
+            state: self.state.clone(),
+            node: self.node.clone(),
+            serdes: Serdes { keys: Some(keys.clone()), values: Some(change_serde.clone()) },
+            repartition_required: true,
+        };
+        let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
+        let input = selected.through_repartition_topic(&base, Some(keys.clone()), Some(change_serde), None, "KTable::group_by");
+        let Some(agg_values) = materialized.values.clone().or(default_values) else {
+            self.state.borrow_mut().fail(format!(
+                "the store `{store}` of an aggregation needs a value serde: give it with Materialized::with"
+            ));
+            return KTable { state: self.state.clone(), node: input.node, serdes: Serdes::none(), getter: ValueGetterSupplier::store(&store), store: None };
+        };
+        let store_keys = materialized.keys.clone().unwrap_or_else(|| keys.clone());
+        let builder: Arc<dyn StoreBuilder> = Arc::new(materialized.builder(&store, store_keys, agg_values.clone()));
+        add_aggregation(&self.state, &input.node, "KTABLE-AGGREGATE-", &store, builder, step, keys, agg_values)
+    }
+
+    /// Counts rows per group.
+    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        self.aggregate_with(
+            materialized,
+            Some(Arc::new(I64Serde)),
+            Arc::new(|_, change, count| {
+                let mut count = count.unwrap_or(0);
+                count -= i64::from(change.old.is_some());
+                count += i64::from(change.new.is_some());
+                Some(count)
+            }),
+        )
+    }
+
+    /// Combines each group's rows with `adder`, taking rows that leave the
+    /// group out with `subtractor`.
+    pub fn reduce(
+        &self,
+        adder: impl Fn(&V, &V) -> V + Send + Sync + 'static,
+        subtractor: impl Fn(&V, &V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let default_values = self.grouped.values.clone();
+        self.aggregate_with(
+            materialized,
+            default_values,
+            Arc::new(move |_, change, agg| {
+                let mut agg = agg;
+                if let Some(old) = &change.old {
+                    agg = agg.map(|a| subtractor(&a, old));
+                }
+                if let Some(new) = change.new {
+                    agg = Some(match agg {
+                        Some(a) => adder(&a, &new),
+                        None => new,
+                    });
+                }
+                agg
+            }),
+        )
+    }
+
+    /// Folds each group's rows into an aggregate that starts as
+    /// `initializer()`: `adder` for rows that join, `subtractor` for rows that leave.
+    pub fn aggregate<VA: Data>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        adder: impl Fn(&K, &V, VA) -> VA + Send + Sync + 'static,
+        subtractor: impl Fn(&K, &V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<K, VA> {
+        self.aggregate_with(
+            materialized,
+            None,
+            Arc::new(move |k, change, agg| {
+                let mut agg = agg.unwrap_or_else(&initializer);
+                if let Some(old) = &change.old {
+                    agg = subtractor(k, old, agg);
+                }
+                if let Some(new) = &change.new {
+                    agg = adder(k, new, agg);
+                }
+                Some(agg)
+            }),
+        )
+    }
+}

@@ -1,0 +1,609 @@
+//! `KStream`: an unbounded stream of records.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::ktable::{GlobalKTable, KTable};
+use super::options::{Grouped, Named, Produced, Repartitioned};
+use super::{Data, FnProcessor, KGroupedStream, Serdes, Shared};
+use crate::processor::{ProcessorContext, ProcessorSupplier};
+use crate::record::Record;
+use crate::serde::SerdeRef;
+use crate::task::SinkTopic;
+use crate::topology::{TopicName, TopicNameExtractor};
+
+/// A stream of records, each independent of the others (Kafka Streams'
+/// `KStream`). Operators return new streams; nothing runs until the
+/// topology is built and started.
+pub struct KStream<K, V> {
+    pub(crate) state: Shared,
+    pub(crate) node: String,
+    pub(crate) serdes: Serdes<K, V>,
+    /// The key changed since the last partitioning: groupings and joins
+    /// must repartition first.
+    pub(crate) repartition_required: bool,
+}
+
+impl<K, V> Clone for KStream<K, V> {
+    fn clone(&self) -> Self {
+        KStream {
+            state: self.state.clone(),
+            node: self.node.clone(),
+            serdes: self.serdes.clone(),
+            repartition_required: self.repartition_required,
+        }
+    }
+}
+
+type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
+
+impl<K: Data, V: Data> KStream<K, V> {
+    pub(crate) fn source(state: Shared, topics: Vec<TopicName>, consumed: super::Consumed<K, V>) -> Self {
+        let node = {
+            let mut st = state.borrow_mut();
+            let name = consumed.name.clone().unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
+            let result = st.topology.add_source_node(
+                &name,
+                topics,
+                consumed.keys.clone(),
+                consumed.values.clone(),
+                consumed.extractor.clone(),
+                false,
+            );
+            st.record(result);
+            name
+        };
+        KStream {
+            state,
+            node,
+            serdes: Serdes { keys: Some(consumed.keys), values: Some(consumed.values) },
+            repartition_required: false,
+        }
+    }
+
+    /// Adds a processor fed by `parents` and returns the stream it forms.
+    pub(crate) fn add_node<KOut: Data, VOut: Data, S>(
+        &self,
+        prefix: &str,
+        name: Option<Named>,
+        parents: &[&str],
+        supplier: S,
+        key_changed: bool,
+        serdes: Serdes<KOut, VOut>,
+    ) -> KStream<KOut, VOut>
+    where
+        S: ProcessorSupplier<K, V, KOut, VOut>,
+    {
+        let mut st = self.state.borrow_mut();
+        let name = name.map(|n| n.0).unwrap_or_else(|| st.next_name(prefix));
+        let result = st.topology.add_processor_node(&name, supplier, parents, false);
+        st.record(result);
+        KStream {
+            state: self.state.clone(),
+            node: name,
+            serdes,
+            repartition_required: self.repartition_required || key_changed,
+        }
+    }
+
+    fn add<KOut: Data, VOut: Data, S>(&self, prefix: &str, supplier: S, key_changed: bool, serdes: Serdes<KOut, VOut>) -> KStream<KOut, VOut>
+    where
+        S: ProcessorSupplier<K, V, KOut, VOut>,
+    {
+        self.add_node(prefix, None, &[&self.node], supplier, key_changed, serdes)
+    }
+
+    /// Keeps the records for which `predicate` holds.
+    ///
+    /// # Examples
+    /// ```
+    /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Produced}, serde::{StringSerde, I64Serde}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream(&["amounts"], Consumed::with(StringSerde, I64Serde))
+    ///     .filter(|_, amount| *amount > 100)
+    ///     .to("large-amounts", Produced::with(StringSerde, I64Serde));
+    /// # builder.build().unwrap();
+    /// ```
+    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        let predicate = Arc::new(predicate);
+        self.add(
+            "KSTREAM-FILTER-",
+            move || {
+                let predicate = predicate.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                    if predicate(&r.key, &r.value) {
+                        ctx.forward(r)?;
+                    }
+                    Ok(())
+                })
+            },
+            false,
+            self.serdes.clone(),
+        )
+    }
+
+    /// Keeps the records for which `predicate` does not hold.
+    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        self.filter(move |k, v| !predicate(k, v))
+    }
+
+    /// Replaces key and value; the stream must be repartitioned before a
+    /// grouping or join.
+    pub fn map<K2: Data, V2: Data>(&self, mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static) -> KStream<K2, V2> {
+        let mapper = Arc::new(mapper);
+        self.add(
+            "KSTREAM-MAP-",
+            move || {
+                let mapper = mapper.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
+                    let (key, value) = mapper(r.key, r.value);
+                    ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers })?;
+                    Ok(())
+                })
+            },
+            true,
+            self.serdes.retype(),
+        )
+    }
+
+    /// Replaces each value, keeping the key (and the partitioning).
+    ///
+    /// # Examples
+    /// ```
+    /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Produced}, serde::{StringSerde, U64Serde}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream(&["lines"], Consumed::with(StringSerde, StringSerde))
+    ///     .map_values(|line| line.len() as u64)
+    ///     .to("lengths", Produced::with(StringSerde, U64Serde));
+    /// # builder.build().unwrap();
+    /// ```
+    pub fn map_values<V2: Data>(&self, mapper: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+        self.map_values_with_key(move |_, v| mapper(v))
+    }
+
+    /// Replaces each value, given the key too.
+    pub fn map_values_with_key<V2: Data>(&self, mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+        let mapper = Arc::new(mapper);
+        self.add(
+            "KSTREAM-MAPVALUES-",
+            move || {
+                let mapper = mapper.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
+                    let value = mapper(&r.key, r.value);
+                    ctx.forward(Record { key: r.key, value, timestamp: r.timestamp, headers: r.headers })?;
+                    Ok(())
+                })
+            },
+            false,
+            self.serdes.retype(),
+        )
+    }
+
+    /// Replaces each record with zero or more records.
+    pub fn flat_map<K2: Data, V2: Data, I>(&self, mapper: impl Fn(K, V) -> I + Send + Sync + 'static) -> KStream<K2, V2>
+    where
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let mapper = Arc::new(mapper);
+        self.add(
+            "KSTREAM-FLATMAP-",
+            move || {
+                let mapper = mapper.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
+                    for (key, value) in mapper(r.key, r.value) {
+                        ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers.clone() })?;
+                    }
+                    Ok(())
+                })
+            },
+            true,
+            self.serdes.retype(),
+        )
+    }
+
+    /// Replaces each value with zero or more values, keeping the key.
+    ///
+    /// # Examples
+    /// ```
+    /// # use streams_core::{StreamsBuilder, dsl::Consumed, serde::{StringSerde, UnitSerde}};
+    /// let builder = StreamsBuilder::new();
+    /// let words = builder.stream(&["lines"], Consumed::with(UnitSerde, StringSerde))
+    ///     .flat_map_values(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+    /// # drop(words); builder.build().unwrap();
+    /// ```
+    pub fn flat_map_values<V2: Data, I>(&self, mapper: impl Fn(V) -> I + Send + Sync + 'static) -> KStream<K, V2>
+    where
+        I: IntoIterator<Item = V2>,
+    {
+        let mapper = Arc::new(mapper);
+        self.add(
+            "KSTREAM-FLATMAPVALUES-",
+            move || {
+                let mapper = mapper.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
+                    for value in mapper(r.value) {
+                        ctx.forward(Record { key: r.key.clone(), value, timestamp: r.timestamp, headers: r.headers.clone() })?;
+                    }
+                    Ok(())
+                })
+            },
+            false,
+            self.serdes.retype(),
+        )
+    }
+
+    /// Sets a new key computed from each record.
+    pub fn select_key<K2: Data>(&self, selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V> {
+        let selector = Arc::new(selector);
+        self.add(
+            "KSTREAM-KEY-SELECT-",
+            move || {
+                let selector = selector.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V>| {
+                    let key = selector(&r.key, &r.value);
+                    ctx.forward(r.with_key(key))?;
+                    Ok(())
+                })
+            },
+            true,
+            self.serdes.retype(),
+        )
+    }
+
+    /// Calls `action` on each record and passes it on unchanged.
+    pub fn peek(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
+        let action = Arc::new(action);
+        self.add(
+            "KSTREAM-PEEK-",
+            move || {
+                let action = action.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                    action(&r.key, &r.value);
+                    ctx.forward(r)?;
+                    Ok(())
+                })
+            },
+            false,
+            self.serdes.clone(),
+        )
+    }
+
+    /// Calls `action` on each record; the stream ends here.
+    pub fn foreach(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) {
+        let action = Arc::new(action);
+        let _: KStream<K, V> = self.add(
+            "KSTREAM-FOREACH-",
+            move || {
+                let action = action.clone();
+                FnProcessor::new(move |r: Record<K, V>, _: &mut ProcessorContext<'_, K, V>| {
+                    action(&r.key, &r.value);
+                    Ok(())
+                })
+            },
+            false,
+            self.serdes.clone(),
+        );
+    }
+
+    /// Splits the stream into named branches: each record goes to the
+    /// first branch whose predicate holds. Branch `b` of a split named `p`
+    /// is returned under `p` + `b`.
+    ///
+    /// # Examples
+    /// ```
+    /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Named}, serde::{StringSerde, I64Serde}};
+    /// let builder = StreamsBuilder::new();
+    /// let branches = builder.stream(&["amounts"], Consumed::with(StringSerde, I64Serde))
+    ///     .split(Some(Named::new("amount-")))
+    ///     .branch(|_, v| *v < 0, "negative")
+    ///     .default_branch("other");
+    /// assert!(branches.contains_key("amount-negative") && branches.contains_key("amount-other"));
+    /// # drop(branches); builder.build().unwrap();
+    /// ```
+    pub fn split(&self, named: Option<Named>) -> BranchedKStream<K, V> {
+        let prefix = match named {
+            Some(Named(name)) => name,
+            None => self.state.borrow_mut().next_name("KSTREAM-BRANCH-") + "-",
+        };
+        BranchedKStream { stream: self.clone(), prefix, branches: Vec::new() }
+    }
+
+    /// One stream of the records of both.
+    pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
+        let merged = self.add_node(
+            "KSTREAM-MERGE-",
+            None,
+            &[&self.node, &other.node],
+            || FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| Ok(ctx.forward(r)?)),
+            other.repartition_required,
+            self.serdes.clone(),
+        );
+        KStream { repartition_required: self.repartition_required || other.repartition_required, ..merged }
+    }
+
+    /// Writes the stream to `topic`.
+    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        self.add_sink(SinkTopic::Fixed(TopicName::External(topic.to_owned())), produced);
+    }
+
+    /// Writes each record to the topic `extractor` picks for it.
+    pub fn to_dynamic(&self, extractor: impl Fn(&K, &V) -> String + Send + Sync + 'static, produced: Produced<K, V>) {
+        let extractor: TopicNameExtractor<K, V> = Arc::new(extractor);
+        self.add_sink(SinkTopic::Dynamic(extractor), produced);
+    }
+
+    fn add_sink(&self, topic: SinkTopic<K, V>, produced: Produced<K, V>) {
+        let mut st = self.state.borrow_mut();
+        let name = produced.name.clone().unwrap_or_else(|| st.next_name("KSTREAM-SINK-"));
+        let result =
+            st.topology.add_sink_node(&name, topic, produced.keys, produced.values, produced.partitioner, &[&self.node]);
+        st.record(result);
+    }
+
+    /// Sends the stream through an internal topic `<application.id>-<name>-repartition`,
+    /// so records are partitioned by their current key.
+    pub fn repartition(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
+        let keys = repartitioned.keys.or_else(|| self.serdes.keys.clone());
+        let values = repartitioned.values.or_else(|| self.serdes.values.clone());
+        let base = match repartitioned.name {
+            Some(name) => name,
+            None => self.state.borrow_mut().next_name("KSTREAM-REPARTITION-"),
+        };
+        self.through_repartition_topic(&base, keys, values, repartitioned.partitions, "repartition()")
+    }
+
+    /// Adds the sink to and source from `<base>-repartition`.
+    pub(crate) fn through_repartition_topic(
+        &self,
+        base: &str,
+        keys: Option<SerdeRef<K>>,
+        values: Option<SerdeRef<V>>,
+        partitions: Option<i32>,
+        operation: &str,
+    ) -> KStream<K, V> {
+        let mut st = self.state.borrow_mut();
+        let (Some(keys), Some(values)) = (keys, values) else {
+            st.fail(format!(
+                "{operation} after a key change needs a key serde and a value serde for its repartition topic \
+                 `{base}-repartition`: give them with Grouped::with or Repartitioned::with"
+            ));
+            return self.clone();
+        };
+        let topic = format!("{base}-repartition");
+        let sink = st.next_name("KSTREAM-SINK-");
+        let source = st.next_name("KSTREAM-SOURCE-");
+        let added = st.topology.add_repartition_topic(&topic, partitions).and_then(|()| {
+            st.topology.add_sink_node(
+                &sink,
+                SinkTopic::Fixed(TopicName::Internal(topic.clone())),
+                keys.clone(),
+                values.clone(),
+                None,
+                &[&self.node],
+            )?;
+            st.topology.add_source_node(&source, vec![TopicName::Internal(topic.clone())], keys.clone(), values.clone(), None, false)
+        });
+        st.record(added);
+        KStream {
+            state: self.state.clone(),
+            node: source,
+            serdes: Serdes { keys: Some(keys), values: Some(values) },
+            repartition_required: false,
+        }
+    }
+
+    /// Runs a Processor API processor on the stream, connected to `stores`
+    /// (added with [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)).
+    pub fn process<KOut: Data, VOut: Data, S>(&self, supplier: S, stores: &[&str]) -> KStream<KOut, VOut>
+    where
+        S: ProcessorSupplier<K, V, KOut, VOut>,
+    {
+        let stream = self.add("KSTREAM-PROCESSOR-", supplier, true, self.serdes.retype());
+        let mut st = self.state.borrow_mut();
+        let result = st.topology.connect_processor_and_state_stores_inner(&[&stream.node], stores);
+        st.record(result);
+        drop(st);
+        stream
+    }
+
+    /// Groups by the current key, for aggregations.
+    pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
+        KGroupedStream::new(self, grouped)
+    }
+
+    /// Groups by a new key computed from each record (a repartition follows).
+    pub fn group_by<K2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        grouped: Grouped<K2, V>,
+    ) -> KGroupedStream<K2, V> {
+        self.select_key(selector).group_by_key(grouped)
+    }
+
+    /// The stream as it must be before a join: repartitioned if its key changed.
+    fn join_input(&self, operation: &str) -> KStream<K, V> {
+        if !self.repartition_required {
+            return self.clone();
+        }
+        let base = self.state.borrow_mut().next_name("KSTREAM-JOIN-");
+        self.through_repartition_topic(&base, self.serdes.keys.clone(), self.serdes.values.clone(), None, operation)
+    }
+
+    fn table_join<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        inner: bool,
+        joiner: Arc<dyn Fn(&V, Option<&VT>) -> Option<VR> + Send + Sync>,
+    ) -> KStream<K, VR> {
+        let stream = self.join_input(if inner { "join()" } else { "left_join()" });
+        let getter = table.getter.clone();
+        let prefix = if inner { "KSTREAM-JOIN-" } else { "KSTREAM-LEFTJOIN-" };
+        let joined = stream.add(
+            prefix,
+            move || {
+                let (joiner, make) = (joiner.clone(), getter.make.clone());
+                let mut lookup = None;
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
+                    if lookup.is_none() {
+                        lookup = Some(make(&ctx.lookup())?);
+                    }
+                    let other = (lookup.as_ref().expect("set above"))(&r.key)?;
+                    if inner && other.is_none() {
+                        return Ok(());
+                    }
+                    if let Some(value) = joiner(&r.value, other.as_ref()) {
+                        ctx.forward(r.with_value(value))?;
+                    }
+                    Ok(())
+                })
+            },
+            false,
+            stream.serdes.retype(),
+        );
+        let mut st = self.state.borrow_mut();
+        let stores: Vec<&str> = table.getter.stores.iter().map(String::as_str).collect();
+        let result = st.topology.connect_processor_and_state_stores_inner(&[&joined.node], &stores);
+        st.record(result);
+        drop(st);
+        joined
+    }
+
+    /// Joins each record with the table's value for its key; records whose
+    /// key has no value in the table are dropped. The stream and the
+    /// table's topic must be co-partitioned.
+    pub fn join<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.table_join(table, true, Arc::new(move |v, t: Option<&VT>| t.map(|t| joiner(v, t))))
+    }
+
+    /// Joins each record with the table's value for its key, or `None`
+    /// when the table has none yet.
+    pub fn left_join<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.table_join(table, false, Arc::new(move |v, t| Some(joiner(v, t))))
+    }
+
+    fn global_join<GK: Data, GV: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        inner: bool,
+        key_mapper: Arc<dyn Fn(&K, &V) -> GK + Send + Sync>,
+        joiner: Arc<dyn Fn(&V, Option<&GV>) -> VR + Send + Sync>,
+    ) -> KStream<K, VR> {
+        let store = table.store.clone();
+        let prefix = if inner { "KSTREAM-JOIN-" } else { "KSTREAM-LEFTJOIN-" };
+        self.add(
+            prefix,
+            move || {
+                let (key_mapper, joiner, store) = (key_mapper.clone(), joiner.clone(), store.clone());
+                let mut handle = None;
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
+                    if handle.is_none() {
+                        handle = Some(ctx.key_value_store::<GK, GV>(&store)?);
+                    }
+                    let global_key = key_mapper(&r.key, &r.value);
+                    let other = handle.as_ref().expect("set above").get(&global_key)?;
+                    if inner && other.is_none() {
+                        return Ok(());
+                    }
+                    let value = joiner(&r.value, other.as_ref());
+                    ctx.forward(r.with_value(value))?;
+                    Ok(())
+                })
+            },
+            false,
+            self.serdes.retype(),
+        )
+    }
+
+    /// Joins each record with the global table's value for the key that
+    /// `key_mapper` computes; no co-partitioning needed. Records without a
+    /// match are dropped.
+    pub fn join_global<GK: Data, GV: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_mapper: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, &GV) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let joiner = Arc::new(move |v: &V, g: Option<&GV>| joiner(v, g.expect("inner join has a match")));
+        self.global_join(table, true, Arc::new(key_mapper), joiner)
+    }
+
+    /// As [`join_global`](Self::join_global), keeping records without a match (`None`).
+    pub fn left_join_global<GK: Data, GV: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_mapper: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&GV>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.global_join(table, false, Arc::new(key_mapper), Arc::new(joiner))
+    }
+}
+
+/// A stream being split into branches; see [`KStream::split`].
+pub struct BranchedKStream<K, V> {
+    stream: KStream<K, V>,
+    prefix: String,
+    branches: Vec<(String, Predicate<K, V>)>,
+}
+
+impl<K: Data, V: Data> BranchedKStream<K, V> {
+    /// Adds a branch named `name` for records matching `predicate` (and no
+    /// earlier branch).
+    pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static, name: &str) -> Self {
+        self.branches.push((format!("{}{name}", self.prefix), Arc::new(predicate)));
+        self
+    }
+
+    /// Ends the split: records matching no branch go to branch `name`.
+    pub fn default_branch(mut self, name: &str) -> HashMap<String, KStream<K, V>> {
+        self.branches.push((format!("{}{name}", self.prefix), Arc::new(|_: &K, _: &V| true)));
+        self.finish()
+    }
+
+    /// Ends the split: records matching no branch are dropped.
+    pub fn no_default_branch(self) -> HashMap<String, KStream<K, V>> {
+        self.finish()
+    }
+
+    fn finish(self) -> HashMap<String, KStream<K, V>> {
+        let branches: Arc<Vec<(String, Predicate<K, V>)>> = Arc::new(self.branches);
+        let splitter_branches = branches.clone();
+        let splitter = self.stream.add_node(
+            "KSTREAM-BRANCH-",
+            None,
+            &[&self.stream.node],
+            move || {
+                let branches = splitter_branches.clone();
+                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                    if let Some((name, _)) = branches.iter().find(|(_, p)| p(&r.key, &r.value)) {
+                        ctx.forward_to(name, r)?;
+                    }
+                    Ok(())
+                })
+            },
+            false,
+            self.stream.serdes.clone(),
+        );
+        branches
+            .iter()
+            .map(|(name, _)| {
+                let branch = splitter.add_node(
+                    "KSTREAM-BRANCHCHILD-",
+                    Some(Named(name.clone())),
+                    &[&splitter.node],
+                    || FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| Ok(ctx.forward(r)?)),
+                    false,
+                    splitter.serdes.clone(),
+                );
+                (name.clone(), branch)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,269 @@
+//! The Processor API: write a [`Processor`], wire it into a
+//! [`Topology`](crate::Topology), and it receives every record of its
+//! parents through [`Processor::process`], with a [`ProcessorContext`] to
+//! forward results, reach connected state stores and schedule punctuations.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::error::{BoxError, Result, StreamsError};
+use crate::record::{Record, RecordMetadata};
+use crate::state::{KeyValueStoreHandle, StoreHandle};
+use crate::task::TaskCore;
+
+/// What [`Processor`] callbacks return: user code may fail with any error.
+pub type ProcessResult = std::result::Result<(), BoxError>;
+
+/// A node of the topology that processes records one at a time.
+///
+/// Only `process` is required. Processors are created per task by a
+/// supplier, so each partition has its own instance and no locking is
+/// needed inside one.
+///
+/// ```
+/// use streams_core::processor::{Processor, ProcessorContext, ProcessResult};
+/// use streams_core::Record;
+///
+/// /// Forwards the length of each value.
+/// struct Lengths;
+///
+/// impl Processor<String, String, String, usize> for Lengths {
+///     fn process(&mut self, record: Record<String, String>, ctx: &mut ProcessorContext<'_, String, usize>) -> ProcessResult {
+///         let length = record.value.len();
+///         ctx.forward(record.with_value(length))?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send {
+    /// Called once when the task starts, before any record: look up stores
+    /// and schedule punctuations here.
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Processes one record.
+    fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult;
+
+    /// Called once when the task closes.
+    fn close(&mut self) -> ProcessResult {
+        Ok(())
+    }
+}
+
+/// Creates a processor per task. Any `Fn() -> P` closure is a supplier.
+pub trait ProcessorSupplier<KIn, VIn, KOut, VOut>: Send + Sync + 'static {
+    /// The processor type.
+    type Processor: Processor<KIn, VIn, KOut, VOut> + 'static;
+    /// A fresh processor.
+    fn get(&self) -> Self::Processor;
+}
+
+impl<F, P, KIn, VIn, KOut, VOut> ProcessorSupplier<KIn, VIn, KOut, VOut> for F
+where
+    F: Fn() -> P + Send + Sync + 'static,
+    P: Processor<KIn, VIn, KOut, VOut> + 'static,
+{
+    type Processor = P;
+    fn get(&self) -> P {
+        self()
+    }
+}
+
+/// When a punctuation fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PunctuationType {
+    /// As stream time (the largest record timestamp seen by the task)
+    /// advances: first as soon as the task has data, then every interval of
+    /// event time. Never fires while no records arrive.
+    StreamTime,
+    /// Every interval of wall-clock time, whether records arrive or not.
+    WallClockTime,
+}
+
+/// Cancels a scheduled punctuation.
+#[derive(Debug, Clone)]
+pub struct Cancellable(Arc<AtomicBool>);
+
+impl Cancellable {
+    pub(crate) fn new() -> (Self, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (Cancellable(flag.clone()), flag)
+    }
+
+    /// Stops the punctuation; it does not fire again.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A processor's view of its task: forward records, reach stores, schedule
+/// punctuations, request a commit, and read the current record's metadata.
+///
+/// `KOut` and `VOut` are the types this processor forwards.
+pub struct ProcessorContext<'a, KOut, VOut> {
+    pub(crate) task: &'a mut TaskCore,
+    pub(crate) node: usize,
+    _types: PhantomData<fn(KOut, VOut)>,
+}
+
+impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
+    pub(crate) fn new(task: &'a mut TaskCore, node: usize) -> Self {
+        ProcessorContext { task, node, _types: PhantomData }
+    }
+
+    /// The application's id.
+    pub fn application_id(&self) -> &str {
+        self.task.application_id()
+    }
+
+    /// The task this processor runs in: sub-topology and partition.
+    pub fn task_id(&self) -> crate::TaskId {
+        self.task.task_id()
+    }
+
+    /// This processor node's name.
+    pub fn node_name(&self) -> &str {
+        self.task.node_name(self.node)
+    }
+
+    /// Topic, partition and offset of the record being processed; `None`
+    /// inside a punctuation.
+    pub fn record_metadata(&self) -> Option<&RecordMetadata> {
+        self.task.record_metadata()
+    }
+
+    /// The current stream time: the largest timestamp the task has seen.
+    pub fn current_stream_time(&self) -> i64 {
+        self.task.stream_time()
+    }
+
+    /// The current wall-clock time in ms (mocked by the test driver).
+    pub fn current_system_time(&self) -> i64 {
+        self.task.wall_clock()
+    }
+
+    /// Asks the runtime to commit soon (as Kafka Streams' `commit()`).
+    pub fn commit(&mut self) {
+        self.task.request_commit();
+    }
+
+    /// A typed key-value store connected to this processor (or a global one).
+    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStoreHandle<K, V>> {
+        self.task.key_value_store(self.node, name)
+    }
+
+    pub(crate) fn lookup(&self) -> crate::task::StoreLookup<'_> {
+        crate::task::StoreLookup { task: self.task, node: self.node }
+    }
+
+    /// A store of any kind connected to this processor, such as a custom
+    /// store: use [`StoreHandle::with`] to reach it as its own type.
+    pub fn state_store(&self, name: &str) -> Result<StoreHandle> {
+        self.task.store_handle(self.node, name)
+    }
+}
+
+impl<KOut: Clone + Send + 'static, VOut: Clone + Send + 'static> ProcessorContext<'_, KOut, VOut> {
+    /// Sends a record to every child, depth first, as Kafka Streams does:
+    /// the children (and theirs) have processed it when this returns.
+    pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
+        self.task.forward(self.node, record)
+    }
+
+    /// Sends a record to the named child only.
+    pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> Result<()> {
+        self.task.forward_to(self.node, child, record)
+    }
+
+    /// Calls `callback` every `interval` of stream or wall-clock time, with
+    /// that time, until the returned handle is cancelled or the task closes.
+    pub fn schedule<F>(&mut self, interval: Duration, kind: PunctuationType, callback: F) -> Result<Cancellable>
+    where
+        F: FnMut(i64, &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult + Send + 'static,
+    {
+        let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        if interval < 1 {
+            return Err(StreamsError::Config("punctuation interval must be at least 1 ms".into()));
+        }
+        let punctuator: Box<dyn ErasedPunctuator> = Box::new(TypedPunctuator::<F, KOut, VOut> { callback, _types: PhantomData });
+        Ok(self.task.schedule(self.node, interval, kind, punctuator))
+    }
+}
+
+/// A punctuation callback with its types erased.
+pub(crate) trait ErasedPunctuator: Send {
+    fn punctuate(&mut self, timestamp: i64, task: &mut TaskCore, node: usize) -> ProcessResult;
+}
+
+struct TypedPunctuator<F, KOut, VOut> {
+    callback: F,
+    _types: PhantomData<fn(KOut, VOut)>,
+}
+
+impl<F, KOut, VOut> ErasedPunctuator for TypedPunctuator<F, KOut, VOut>
+where
+    F: FnMut(i64, &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult + Send,
+{
+    fn punctuate(&mut self, timestamp: i64, task: &mut TaskCore, node: usize) -> ProcessResult {
+        (self.callback)(timestamp, &mut ProcessorContext::new(task, node))
+    }
+}
+
+/// A processor with its types erased, as a task holds it. Records travel
+/// between nodes as `&mut Option<Record<K, V>>` behind `dyn Any`, so a hop
+/// costs a type check and no allocation.
+pub(crate) trait ErasedProcessor: Send {
+    fn init(&mut self, task: &mut TaskCore, node: usize) -> Result<()>;
+    fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()>;
+    fn close(&mut self) -> Result<()>;
+}
+
+/// Turns a processor's own error into a framework error naming the node,
+/// unless it already is one (an error forwarded up from a child).
+pub(crate) fn node_error(task: &TaskCore, node: usize, error: BoxError) -> StreamsError {
+    match error.downcast::<StreamsError>() {
+        Ok(error) => *error,
+        Err(error) => StreamsError::processing(task.node_name(node), error),
+    }
+}
+
+pub(crate) struct ProcessorAdapter<P, KIn, VIn, KOut, VOut> {
+    pub(crate) processor: P,
+    pub(crate) _types: PhantomData<fn(KIn, VIn, KOut, VOut)>,
+}
+
+impl<P, KIn, VIn, KOut, VOut> ErasedProcessor for ProcessorAdapter<P, KIn, VIn, KOut, VOut>
+where
+    P: Processor<KIn, VIn, KOut, VOut>,
+    KIn: 'static,
+    VIn: 'static,
+{
+    fn init(&mut self, task: &mut TaskCore, node: usize) -> Result<()> {
+        let result = self.processor.init(&mut ProcessorContext::new(task, node));
+        result.map_err(|e| node_error(task, node, e))
+    }
+
+    fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()> {
+        let Some(record) = record.downcast_mut::<Option<Record<KIn, VIn>>>().and_then(Option::take) else {
+            return Err(StreamsError::Topology(format!(
+                "node `{}` received a record of the wrong type (expected {})",
+                task.node_name(node),
+                std::any::type_name::<Record<KIn, VIn>>()
+            )));
+        };
+        let result = self.processor.process(record, &mut ProcessorContext::new(task, node));
+        result.map_err(|e| node_error(task, node, e))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.processor.close().map_err(|e| match e.downcast::<StreamsError>() {
+            Ok(e) => *e,
+            Err(e) => StreamsError::processing("close", e),
+        })
+    }
+}

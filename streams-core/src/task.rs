@@ -1,0 +1,649 @@
+//! The task: one sub-topology's processors and stores for one partition.
+//!
+//! [`TaskCore`] is synchronous and knows nothing of Kafka. The test driver
+//! and the Kafka runtime both drive it: hand it a [`RawRecord`], it
+//! deserializes, runs the processors depth first, and sends output through
+//! a [`RecordCollector`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use crate::error::{BoxError, Result, StreamsError};
+use crate::handlers::{DeserializationExceptionHandler, DeserializationHandlerResponse, dead_letter_headers};
+use crate::processor::{Cancellable, ErasedProcessor, ErasedPunctuator, PunctuationType};
+use crate::record::{Headers, RawRecord, Record, RecordMetadata};
+use crate::serde::{SerdeError, SerdeRef};
+use crate::state::{KeyValueStoreHandle, StoreCell, StoreContext, StoreHandle, StoreInstance, lock};
+use crate::topology::{
+    NodeKind, StreamPartitioner, Subtopology, TimestampExtractor, TopicName, TopicNameExtractor, Topology,
+};
+use crate::{ChangelogSink, TaskId};
+
+/// "No stream time yet", as Kafka Streams' `UNKNOWN`.
+pub(crate) const UNKNOWN_TIME: i64 = -1;
+
+/// A record on its way to a topic.
+pub struct ProducerRecord<'a> {
+    /// Target topic.
+    pub topic: &'a str,
+    /// Target partition; `None` lets the collector choose.
+    pub partition: Option<i32>,
+    /// Key bytes or null.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes or null.
+    pub value: Option<&'a [u8]>,
+    /// Timestamp in ms.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: &'a Headers,
+    /// A sink's own partitioner, given the topic's partition count.
+    pub partitioner: Option<&'a dyn Fn(i32) -> Option<i32>>,
+}
+
+/// Where tasks send what they produce: sink output, changelog records and
+/// dead letters. The runtime's collector writes to Kafka; the test
+/// driver's keeps them in memory.
+pub trait RecordCollector: Send + Sync {
+    /// Sends one record. Errors are for records that cannot be accepted at
+    /// all; delivery failures surface when the collector is flushed.
+    fn send(&self, record: ProducerRecord<'_>) -> Result<()>;
+}
+
+/// The changelog sink of one store in one task: writes to the changelog
+/// topic's partition of the task, with the current record's timestamp.
+struct CollectorChangelog {
+    collector: Arc<dyn RecordCollector>,
+    topic: String,
+    partition: i32,
+    timestamp: Arc<AtomicI64>,
+}
+
+impl ChangelogSink for CollectorChangelog {
+    fn log_change(&mut self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), BoxError> {
+        self.collector.send(ProducerRecord {
+            topic: &self.topic,
+            partition: Some(self.partition),
+            key: Some(key),
+            value,
+            timestamp: self.timestamp.load(Ordering::Relaxed).max(0),
+            headers: &Headers::new(),
+            partitioner: None,
+        })?;
+        Ok(())
+    }
+}
+
+/// Why a source could not hand a record on.
+pub(crate) enum SourceError {
+    Deserialization(SerdeError),
+    Downstream(StreamsError),
+}
+
+/// A source node with its types erased.
+pub(crate) trait ErasedSource: Send {
+    fn process_raw(&mut self, raw: &RawRecord, task: &mut TaskCore, node: usize) -> std::result::Result<(), SourceError>;
+}
+
+pub(crate) struct SourceNode<K, V> {
+    pub(crate) keys: SerdeRef<K>,
+    pub(crate) values: SerdeRef<V>,
+    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for SourceNode<K, V> {
+    fn process_raw(&mut self, raw: &RawRecord, task: &mut TaskCore, node: usize) -> std::result::Result<(), SourceError> {
+        let key = self.keys.deserialize_nullable(raw.key.as_deref()).map_err(SourceError::Deserialization)?;
+        let value = self.values.deserialize_nullable(raw.value.as_deref()).map_err(SourceError::Deserialization)?;
+        let mut record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers.clone() };
+        if let Some(extractor) = &self.extractor {
+            record.timestamp = extractor(&record, task.stream_time);
+        }
+        if record.timestamp < 0 {
+            log::warn!(
+                "dropping record {}[{}]@{} with invalid timestamp {}",
+                raw.topic,
+                raw.partition,
+                raw.offset,
+                record.timestamp
+            );
+            task.dropped_records += 1;
+            return Ok(());
+        }
+        task.observe_timestamp(record.timestamp);
+        task.forward(node, record).map_err(SourceError::Downstream)
+    }
+}
+
+/// Where a sink writes.
+pub(crate) enum SinkTopic<K, V> {
+    Fixed(TopicName),
+    Dynamic(TopicNameExtractor<K, V>),
+}
+
+impl<K, V> Clone for SinkTopic<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            SinkTopic::Fixed(t) => SinkTopic::Fixed(t.clone()),
+            SinkTopic::Dynamic(f) => SinkTopic::Dynamic(f.clone()),
+        }
+    }
+}
+
+pub(crate) struct SinkNode<K, V> {
+    topic: SinkTopic<K, V>,
+    resolved: Option<String>,
+    keys: SerdeRef<K>,
+    values: SerdeRef<V>,
+    partitioner: Option<StreamPartitioner<K, V>>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+impl<K, V> SinkNode<K, V> {
+    pub(crate) fn new(
+        topic: SinkTopic<K, V>,
+        keys: SerdeRef<K>,
+        values: SerdeRef<V>,
+        partitioner: Option<StreamPartitioner<K, V>>,
+    ) -> Self {
+        SinkNode { topic, resolved: None, keys, values, partitioner, key_buf: Vec::new(), value_buf: Vec::new() }
+    }
+}
+
+impl<K: 'static, V: 'static> ErasedProcessor for SinkNode<K, V> {
+    fn init(&mut self, task: &mut TaskCore, _node: usize) -> Result<()> {
+        if let SinkTopic::Fixed(topic) = &self.topic {
+            self.resolved = Some(topic.resolve(task.application_id()));
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()> {
+        let Some(record) = record.downcast_mut::<Option<Record<K, V>>>().and_then(Option::take) else {
+            return Err(StreamsError::Topology(format!("sink `{}` received a record of the wrong type", task.node_name(node))));
+        };
+        let dynamic;
+        let topic = match (&self.topic, &self.resolved) {
+            (_, Some(resolved)) => resolved.as_str(),
+            (SinkTopic::Dynamic(extractor), _) => {
+                dynamic = extractor(&record.key, &record.value);
+                dynamic.as_str()
+            }
+            (SinkTopic::Fixed(topic), None) => {
+                dynamic = topic.resolve(task.application_id());
+                dynamic.as_str()
+            }
+        };
+        self.key_buf.clear();
+        self.value_buf.clear();
+        let serialization = |source| StreamsError::Serialization { target: topic.to_owned(), source };
+        let has_key = self.keys.serialize_nullable_into(&record.key, &mut self.key_buf).map_err(serialization)?;
+        let has_value = self.values.serialize_nullable_into(&record.value, &mut self.value_buf).map_err(serialization)?;
+        let choose;
+        let partitioner: Option<&dyn Fn(i32) -> Option<i32>> = match &self.partitioner {
+            Some(partitioner) => {
+                choose = |count: i32| partitioner(topic, &record.key, &record.value, count);
+                Some(&choose)
+            }
+            None => None,
+        };
+        task.collector.send(ProducerRecord {
+            topic,
+            partition: None,
+            key: has_key.then_some(self.key_buf.as_slice()),
+            value: has_value.then_some(self.value_buf.as_slice()),
+            timestamp: record.timestamp,
+            headers: &record.headers,
+            partitioner,
+        })
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+struct TaskNode {
+    name: Arc<str>,
+    processor: Option<Box<dyn ErasedProcessor>>,
+    source: Option<Box<dyn ErasedSource>>,
+    children: Vec<usize>,
+    stores: Vec<String>,
+}
+
+struct Schedule {
+    node: usize,
+    kind: PunctuationType,
+    interval: i64,
+    next: i64,
+    callback: Option<Box<dyn ErasedPunctuator>>,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// A store of a task, as the task and its queries see it.
+#[derive(Clone)]
+pub(crate) struct TaskStore {
+    pub(crate) handle: StoreHandle,
+    pub(crate) serdes: Option<Arc<dyn Any + Send + Sync>>,
+    /// The changelog topic, when the store is logged.
+    pub(crate) changelog: Option<String>,
+    pub(crate) persistent: bool,
+}
+
+/// Global stores, shared by every task of an instance.
+pub(crate) type GlobalStores = Arc<HashMap<String, TaskStore>>;
+
+/// One sub-topology for one partition: its processors, its stores, stream
+/// time and punctuation schedules.
+pub struct TaskCore {
+    application_id: Arc<str>,
+    id: TaskId,
+    nodes: Vec<TaskNode>,
+    sources: HashMap<String, usize>,
+    stores: HashMap<String, TaskStore>,
+    globals: GlobalStores,
+    pub(crate) collector: Arc<dyn RecordCollector>,
+    deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    metadata: Option<RecordMetadata>,
+    current_timestamp: Arc<AtomicI64>,
+    stream_time: i64,
+    wall_clock: i64,
+    schedules: Vec<Schedule>,
+    commit_requested: bool,
+    pub(crate) dropped_records: u64,
+    processed: u64,
+}
+
+/// What a task needs from its runner to start.
+pub(crate) struct TaskSetup<'a> {
+    pub(crate) application_id: &'a str,
+    pub(crate) id: TaskId,
+    pub(crate) task_dir: &'a Path,
+    pub(crate) collector: Arc<dyn RecordCollector>,
+    pub(crate) globals: GlobalStores,
+    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) wall_clock: i64,
+}
+
+/// The changelog topic of a store.
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
+
+impl TaskCore {
+    /// Instantiates the nodes of `nodes` (all of one sub-topology, or one
+    /// global store's path) and the stores they use.
+    pub(crate) fn new(topology: &Topology, nodes: &[usize], setup: TaskSetup<'_>) -> Result<TaskCore> {
+        let current_timestamp = Arc::new(AtomicI64::new(0));
+        let mut local = HashMap::with_capacity(nodes.len());
+        for (i, &global) in nodes.iter().enumerate() {
+            local.insert(global, i);
+        }
+        let mut task_nodes = Vec::with_capacity(nodes.len());
+        let mut sources = HashMap::new();
+        let mut store_names: Vec<String> = Vec::new();
+        for &index in nodes {
+            let def = &topology.nodes[index];
+            let children = def.children.iter().filter_map(|c| local.get(c).copied()).collect();
+            let (processor, source) = match &def.kind {
+                NodeKind::Source { topics, factory } => {
+                    for topic in topics {
+                        sources.insert(topic.resolve(setup.application_id), local[&index]);
+                    }
+                    (None, Some(factory(&def.name)))
+                }
+                NodeKind::Processor { factory } | NodeKind::Sink { factory, .. } => (Some(factory(&def.name)), None),
+            };
+            for store in &def.stores {
+                if !store_names.contains(store) {
+                    store_names.push(store.clone());
+                }
+            }
+            task_nodes.push(TaskNode { name: def.name.as_str().into(), processor, source, children, stores: def.stores.clone() });
+        }
+        let context = StoreContext { application_id: setup.application_id, task: setup.id, task_dir: setup.task_dir };
+        let mut stores = HashMap::new();
+        for name in store_names {
+            let def = topology.store_def(&name).expect("connected stores exist");
+            let builder = &def.builder;
+            let changelog = builder.logging_enabled().then(|| changelog_topic(setup.application_id, &name));
+            let sink: Option<Box<dyn ChangelogSink>> = changelog.as_ref().map(|topic| {
+                Box::new(CollectorChangelog {
+                    collector: setup.collector.clone(),
+                    topic: topic.clone(),
+                    partition: setup.id.partition,
+                    timestamp: current_timestamp.clone(),
+                }) as Box<dyn ChangelogSink>
+            });
+            let instance = builder.build(&context, sink)?;
+            let handle = StoreHandle { name: name.as_str().into(), cell: Arc::new(std::sync::Mutex::new(instance)) };
+            stores.insert(
+                name,
+                TaskStore { handle, serdes: builder.serdes(), changelog, persistent: builder.persistent() },
+            );
+        }
+        Ok(TaskCore {
+            application_id: setup.application_id.into(),
+            id: setup.id,
+            nodes: task_nodes,
+            sources,
+            stores,
+            globals: setup.globals,
+            collector: setup.collector,
+            deserialization_handler: setup.deserialization_handler,
+            metadata: None,
+            current_timestamp,
+            stream_time: UNKNOWN_TIME,
+            wall_clock: setup.wall_clock,
+            schedules: Vec::new(),
+            commit_requested: false,
+            dropped_records: 0,
+            processed: 0,
+        })
+    }
+
+    /// Calls every processor's `init`, parents before children.
+    pub(crate) fn init(&mut self) -> Result<()> {
+        for index in 0..self.nodes.len() {
+            if let Some(mut processor) = self.nodes[index].processor.take() {
+                let result = processor.init(self, index);
+                self.nodes[index].processor = Some(processor);
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn application_id(&self) -> &str {
+        &self.application_id
+    }
+
+    pub(crate) fn task_id(&self) -> TaskId {
+        self.id
+    }
+
+    pub(crate) fn node_name(&self, node: usize) -> &str {
+        &self.nodes[node].name
+    }
+
+    pub(crate) fn record_metadata(&self) -> Option<&RecordMetadata> {
+        self.metadata.as_ref()
+    }
+
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.stream_time
+    }
+
+    pub(crate) fn wall_clock(&self) -> i64 {
+        self.wall_clock
+    }
+
+    pub(crate) fn request_commit(&mut self) {
+        self.commit_requested = true;
+    }
+
+    /// Whether a processor asked for a commit since the last call.
+    pub(crate) fn take_commit_request(&mut self) -> bool {
+        std::mem::take(&mut self.commit_requested)
+    }
+
+    /// Records processed so far.
+    pub(crate) fn processed(&self) -> u64 {
+        self.processed
+    }
+
+    /// The topics this task reads.
+    pub(crate) fn source_topics(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    pub(crate) fn stores(&self) -> &HashMap<String, TaskStore> {
+        &self.stores
+    }
+
+    fn observe_timestamp(&mut self, timestamp: i64) {
+        self.current_timestamp.store(timestamp, Ordering::Relaxed);
+        if timestamp > self.stream_time {
+            self.stream_time = timestamp;
+        }
+    }
+
+    fn find_store(&self, node: usize, name: &str) -> Result<&TaskStore> {
+        if let Some(store) = self.stores.get(name) {
+            if self.nodes[node].stores.iter().any(|s| s == name) {
+                return Ok(store);
+            }
+            return Err(StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: format!("processor `{}` is not connected to it", self.nodes[node].name),
+            });
+        }
+        self.globals.get(name).ok_or_else(|| StreamsError::StoreAccess {
+            name: name.to_owned(),
+            message: format!("no such store for processor `{}`", self.nodes[node].name),
+        })
+    }
+
+    pub(crate) fn store_handle(&self, node: usize, name: &str) -> Result<StoreHandle> {
+        Ok(self.find_store(node, name)?.handle.clone())
+    }
+
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(&self, node: usize, name: &str) -> Result<KeyValueStoreHandle<K, V>> {
+        let store = self.find_store(node, name)?;
+        let Some(serdes) = &store.serdes else {
+            return Err(StreamsError::StoreAccess { name: name.to_owned(), message: "is not a key-value store".into() });
+        };
+        KeyValueStoreHandle::new(store.handle.clone(), &**serdes)
+    }
+
+    /// Hands `record` to every child of `from`, cloning for all but the last.
+    pub(crate) fn forward<K: Clone + Send + 'static, V: Clone + Send + 'static>(
+        &mut self,
+        from: usize,
+        record: Record<K, V>,
+    ) -> Result<()> {
+        let count = self.nodes[from].children.len();
+        if count == 0 {
+            return Ok(());
+        }
+        for i in 0..count - 1 {
+            let child = self.nodes[from].children[i];
+            self.process_at(child, &mut Some(record.clone()))?;
+        }
+        let last = self.nodes[from].children[count - 1];
+        self.process_at(last, &mut Some(record))
+    }
+
+    pub(crate) fn forward_to<K: Clone + Send + 'static, V: Clone + Send + 'static>(
+        &mut self,
+        from: usize,
+        child: &str,
+        record: Record<K, V>,
+    ) -> Result<()> {
+        let Some(&index) = self.nodes[from].children.iter().find(|&&c| &*self.nodes[c].name == child) else {
+            return Err(StreamsError::Topology(format!(
+                "`{child}` is not a child of `{}`",
+                self.nodes[from].name
+            )));
+        };
+        self.process_at(index, &mut Some(record))
+    }
+
+    fn process_at(&mut self, node: usize, record: &mut dyn Any) -> Result<()> {
+        let Some(mut processor) = self.nodes[node].processor.take() else {
+            return Err(StreamsError::Topology(format!("node `{}` is re-entered", self.nodes[node].name)));
+        };
+        let result = processor.process(record, self, node);
+        self.nodes[node].processor = Some(processor);
+        result
+    }
+
+    /// Processes one record read from `raw.topic`, then fires due
+    /// stream-time punctuations.
+    pub(crate) fn process(&mut self, raw: &RawRecord) -> Result<()> {
+        let Some(&node) = self.sources.get(&raw.topic) else {
+            return Err(StreamsError::Topology(format!("task {} does not read topic `{}`", self.id, raw.topic)));
+        };
+        self.metadata = Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
+        let mut source = self.nodes[node].source.take().expect("source nodes keep their source");
+        let result = source.process_raw(raw, self, node);
+        self.nodes[node].source = Some(source);
+        self.metadata = None;
+        self.processed += 1;
+        match result {
+            Ok(()) => {}
+            Err(SourceError::Downstream(error)) => return Err(error),
+            Err(SourceError::Deserialization(error)) => self.handle_deserialization_error(raw, error)?,
+        }
+        self.punctuate(PunctuationType::StreamTime, self.stream_time)?;
+        Ok(())
+    }
+
+    fn handle_deserialization_error(&mut self, raw: &RawRecord, error: SerdeError) -> Result<()> {
+        match self.deserialization_handler.handle(raw, &error) {
+            DeserializationHandlerResponse::Continue => {
+                self.dropped_records += 1;
+                Ok(())
+            }
+            DeserializationHandlerResponse::Fail => Err(StreamsError::Deserialization {
+                topic: raw.topic.clone(),
+                partition: raw.partition,
+                offset: raw.offset,
+                source: error,
+            }),
+            DeserializationHandlerResponse::DeadLetter(topic) => {
+                let headers = dead_letter_headers(raw, &error);
+                self.dropped_records += 1;
+                self.collector.send(ProducerRecord {
+                    topic: &topic,
+                    partition: None,
+                    key: raw.key.as_deref(),
+                    value: raw.value.as_deref(),
+                    timestamp: raw.timestamp,
+                    headers: &headers,
+                    partitioner: None,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn schedule(
+        &mut self,
+        node: usize,
+        interval: i64,
+        kind: PunctuationType,
+        callback: Box<dyn ErasedPunctuator>,
+    ) -> Cancellable {
+        let (handle, cancelled) = Cancellable::new();
+        // Stream time: as soon as there is data (aligned to 0), as Kafka
+        // Streams does; wall-clock time: one interval from now.
+        let next = match kind {
+            PunctuationType::StreamTime => 0,
+            PunctuationType::WallClockTime => self.wall_clock.saturating_add(interval),
+        };
+        self.schedules.push(Schedule { node, kind, interval, next, callback: Some(callback), cancelled });
+        handle
+    }
+
+    /// Moves the wall clock to `now` and fires due wall-clock punctuations.
+    pub(crate) fn advance_wall_clock(&mut self, now: i64) -> Result<bool> {
+        self.wall_clock = now;
+        self.punctuate(PunctuationType::WallClockTime, now)
+    }
+
+    /// Fires each due punctuation of `kind` once, at time `now`. Missed
+    /// intervals are skipped, not replayed.
+    fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
+        if now < 0 || self.schedules.is_empty() {
+            return Ok(false);
+        }
+        let mut fired = false;
+        let mut i = 0;
+        while i < self.schedules.len() {
+            if self.schedules[i].cancelled.load(Ordering::Relaxed) {
+                self.schedules.remove(i);
+                continue;
+            }
+            let schedule = &mut self.schedules[i];
+            if schedule.kind != kind || now < schedule.next {
+                i += 1;
+                continue;
+            }
+            let node = schedule.node;
+            let mut callback = schedule.callback.take().expect("punctuators are put back");
+            let (start, interval) = (schedule.next, schedule.interval);
+            schedule.next = start + ((now - start) / interval + 1) * interval;
+            let result = callback.punctuate(now, self, node);
+            self.schedules[i].callback = Some(callback);
+            result.map_err(|e| crate::processor::node_error(self, node, e))?;
+            fired = true;
+            i += 1;
+        }
+        Ok(fired)
+    }
+
+    /// Writes cached store data down and to the changelogs.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        for store in self.stores.values() {
+            lock(&store.handle.cell).state_store().flush()?;
+        }
+        Ok(())
+    }
+
+    /// Closes processors, then flushes and closes stores. The first error
+    /// is returned; everything is closed regardless.
+    pub(crate) fn close(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for node in &mut self.nodes {
+            if let Some(processor) = &mut node.processor {
+                if let Err(e) = processor.close() {
+                    first = first.and(Err(e));
+                }
+            }
+        }
+        for store in self.stores.values() {
+            if let Err(e) = lock(&store.handle.cell).state_store().close() {
+                first = first.and(Err(e.into()));
+            }
+        }
+        first
+    }
+
+    /// Applies a batch of changelog records to `store` (restoration).
+    pub(crate) fn restore_batch(&self, store: &str, records: &[crate::Write<'_>]) -> Result<()> {
+        let store = self.stores.get(store).ok_or_else(|| StreamsError::StoreAccess {
+            name: store.to_owned(),
+            message: "not a store of this task".into(),
+        })?;
+        let mut guard = lock(&store.handle.cell);
+        let instance: &mut StoreInstance = &mut guard;
+        instance.restore_batch(records)?;
+        Ok(())
+    }
+
+    /// The cell of a store, for global store updates and queries.
+    pub(crate) fn store_cell(&self, name: &str) -> Option<StoreCell> {
+        self.stores.get(name).map(|s| s.handle.cell.clone())
+    }
+}
+
+/// Builds the tasks of every sub-topology for one partition, and the
+/// instance's global stores: shared by the test driver and the runtime.
+pub(crate) fn subtopology_nodes(topology: &Topology) -> Vec<Subtopology> {
+    topology.subtopologies()
+}
+
+/// Store access for value getters, built in a processor's context.
+pub(crate) struct StoreLookup<'a> {
+    pub(crate) task: &'a TaskCore,
+    pub(crate) node: usize,
+}
+
+impl StoreLookup<'_> {
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStoreHandle<K, V>> {
+        self.task.key_value_store(self.node, name)
+    }
+}
