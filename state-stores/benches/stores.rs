@@ -6,12 +6,14 @@
 //! a buffer, as a producer's queue would, and are flushed every 1,000
 //! writes, as a commit would.
 
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use state_stores::{
-    BoxError, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink, InMemoryKeyValueStore, KeyValueStore,
-    RocksDbStore,
+    BoxError, CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink,
+    InMemoryKeyValueStore, KeyValueStore, RocksDbStore,
 };
 
 const KEYS: u64 = 10_000;
@@ -34,13 +36,27 @@ impl ChangelogSink for BufferSink {
 fn stores(dir: &std::path::Path) -> Vec<(&'static str, Box<dyn KeyValueStore>)> {
     let logged = |inner: Box<dyn KeyValueStore>| -> Box<dyn KeyValueStore> {
         let logged = ChangeLoggingKeyValueStore::new(inner, Box::new(BufferSink(Vec::new())));
-        Box::new(CachingKeyValueStore::new(logged, state_stores::DEFAULT_CACHE_MAX_BYTES))
+        Box::new(CachingKeyValueStore::new(
+            logged,
+            state_stores::DEFAULT_CACHE_MAX_BYTES,
+        ))
     };
     vec![
         ("memory", Box::new(InMemoryKeyValueStore::new("bench"))),
-        ("rocksdb", Box::new(RocksDbStore::open("bench", dir.join("bare")).unwrap())),
-        ("memory+log+cache", logged(Box::new(InMemoryKeyValueStore::new("bench")))),
-        ("rocksdb+log+cache", logged(Box::new(RocksDbStore::open("bench", dir.join("logged")).unwrap()))),
+        (
+            "rocksdb",
+            Box::new(RocksDbStore::open("bench", dir.join("bare")).unwrap()),
+        ),
+        (
+            "memory+log+cache",
+            logged(Box::new(InMemoryKeyValueStore::new("bench"))),
+        ),
+        (
+            "rocksdb+log+cache",
+            logged(Box::new(
+                RocksDbStore::open("bench", dir.join("logged")).unwrap(),
+            )),
+        ),
     ]
 }
 
@@ -98,7 +114,11 @@ fn benches(c: &mut Criterion) {
                 i += 1;
                 let from = (i * 7919 % (KEYS - 100)).to_be_bytes();
                 let to = (u64::from_be_bytes(from) + 99).to_be_bytes();
-                let n = store.range(Some(&from), Some(&to)).unwrap().map(|r| r.unwrap()).count();
+                let n = store
+                    .range(Some(&from), Some(&to))
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .count();
                 assert_eq!(n, 100);
             })
         });

@@ -32,7 +32,12 @@ pub struct CachingKeyValueStore<S> {
 impl<S: KeyValueStore> CachingKeyValueStore<S> {
     /// Caches writes to `inner`, holding at most about `max_bytes` of them.
     pub fn new(inner: S, max_bytes: usize) -> Self {
-        CachingKeyValueStore { inner, dirty: BTreeMap::new(), bytes: 0, max_bytes }
+        CachingKeyValueStore {
+            inner,
+            dirty: BTreeMap::new(),
+            bytes: 0,
+            max_bytes,
+        }
     }
 
     /// The wrapped store.
@@ -77,7 +82,11 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         if self.dirty.is_empty() {
             return Ok(());
         }
-        let writes: Vec<Write<'_>> = self.dirty.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+        let writes: Vec<Write<'_>> = self
+            .dirty
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .collect();
         self.inner.put_all(&writes)?;
         self.dirty.clear();
         self.bytes = 0;
@@ -90,7 +99,11 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         stored: KeyValueIterator<'a>,
         reverse: bool,
     ) -> KeyValueIterator<'a> {
-        Box::new(Merge { cached: cached.peekable(), stored: stored.peekable(), reverse })
+        Box::new(Merge {
+            cached: cached.peekable(),
+            stored: stored.peekable(),
+            reverse,
+        })
     }
 }
 
@@ -131,7 +144,10 @@ impl Iterator for Merge<'_> {
 }
 
 fn bounds<'k>(from: Option<&'k [u8]>, to: Option<&'k [u8]>) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
-    (from.map_or(Bound::Unbounded, Bound::Included), to.map_or(Bound::Unbounded, Bound::Included))
+    (
+        from.map_or(Bound::Unbounded, Bound::Included),
+        to.map_or(Bound::Unbounded, Bound::Included),
+    )
 }
 
 impl<S: KeyValueStore + StateRestoreCallback> StateRestoreCallback for CachingKeyValueStore<S> {
@@ -162,7 +178,11 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
         self.inner.flush()
     }
     fn close(&mut self) -> Result<()> {
-        let flushed = if self.inner.is_open() { self.write_back() } else { Ok(()) };
+        let flushed = if self.inner.is_open() {
+            self.write_back()
+        } else {
+            Ok(())
+        };
         let closed = self.inner.close();
         flushed.and(closed)
     }
@@ -191,7 +211,11 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
         Ok(self.merged(cached, stored, false))
     }
 
-    fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
+    fn reverse_range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<KeyValueIterator<'_>> {
         let stored = self.inner.reverse_range(from, to)?;
         if inverted(from, to) {
             return Ok(stored);
@@ -210,7 +234,8 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
 
     fn approximate_num_entries(&self) -> Result<u64> {
         // Pending writes may or may not be new keys: an estimate either way.
-        Ok(self.inner.approximate_num_entries()? + self.dirty.values().filter(|v| v.is_some()).count() as u64)
+        Ok(self.inner.approximate_num_entries()?
+            + self.dirty.values().filter(|v| v.is_some()).count() as u64)
     }
 }
 

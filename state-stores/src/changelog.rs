@@ -15,14 +15,19 @@ use crate::{BoxError, KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore, 
 /// the runtime flushes them before it commits.
 pub trait ChangelogSink: Send {
     /// Records that `key` now has `value` (`None`: deleted).
-    fn log_change(&mut self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), BoxError>;
+    fn log_change(&mut self, key: &[u8], value: Option<&[u8]>)
+    -> std::result::Result<(), BoxError>;
 }
 
 impl<F> ChangelogSink for F
 where
     F: FnMut(&[u8], Option<&[u8]>) -> std::result::Result<(), BoxError> + Send,
 {
-    fn log_change(&mut self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), BoxError> {
+    fn log_change(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> std::result::Result<(), BoxError> {
         self(key, value)
     }
 }
@@ -64,7 +69,10 @@ impl StateRestoreCallback for crate::RocksDbStore {
 }
 
 /// Restores a plain key-value store: one batched write per changelog batch.
-pub fn restore_key_value_batch<S: KeyValueStore + ?Sized>(store: &mut S, records: &[Write<'_>]) -> Result<()> {
+pub fn restore_key_value_batch<S: KeyValueStore + ?Sized>(
+    store: &mut S,
+    records: &[Write<'_>],
+) -> Result<()> {
     store.put_all(records)
 }
 
@@ -91,10 +99,12 @@ impl<S: KeyValueStore> ChangeLoggingKeyValueStore<S> {
     }
 
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        self.sink.log_change(key, value).map_err(|source| StoreError::Changelog {
-            store: self.inner.name().to_owned(),
-            source,
-        })
+        self.sink
+            .log_change(key, value)
+            .map_err(|source| StoreError::Changelog {
+                store: self.inner.name().to_owned(),
+                source,
+            })
     }
 }
 
@@ -129,7 +139,11 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for ChangeLoggingKeyValueStore<S> {
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
         self.inner.range(from, to)
     }
-    fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
+    fn reverse_range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<KeyValueIterator<'_>> {
         self.inner.reverse_range(from, to)
     }
     fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIterator<'_>> {

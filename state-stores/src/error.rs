@@ -80,7 +80,9 @@ pub struct SerdeError {
 impl SerdeError {
     /// Creates an error with the given explanation.
     pub fn new(message: impl Into<String>) -> Self {
-        SerdeError { message: message.into() }
+        SerdeError {
+            message: message.into(),
+        }
     }
 }
 

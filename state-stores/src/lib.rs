@@ -55,11 +55,16 @@ pub mod testing;
 
 pub use cache::{CachingKeyValueStore, DEFAULT_CACHE_MAX_BYTES};
 pub use changelog::{
-    ChangeLoggingKeyValueStore, ChangelogSink, RestorableKeyValueStore, StateRestoreCallback, restore_key_value_batch,
+    ChangeLoggingKeyValueStore, ChangelogSink, RestorableKeyValueStore, StateRestoreCallback,
+    restore_key_value_batch,
 };
 pub use error::{BoxError, Result, SerdeError, StoreError};
 pub use memory::InMemoryKeyValueStore;
 pub use rocksdb::RocksDbStore;
-pub use serdes::{BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, Serde, StringSerde, U64Serde, UnitSerde};
-pub use store::{KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore, Write};
+pub use serdes::{
+    BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, Serde, StringSerde, U64Serde, UnitSerde,
+};
+pub use store::{
+    KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore, Write,
+};
 pub use typed::{TypedIterator, TypedKeyValueStore};

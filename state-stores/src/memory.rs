@@ -18,15 +18,31 @@ pub struct InMemoryKeyValueStore {
 impl InMemoryKeyValueStore {
     /// An empty, open store.
     pub fn new(name: impl Into<String>) -> Self {
-        InMemoryKeyValueStore { name: name.into(), map: BTreeMap::new(), open: true }
+        InMemoryKeyValueStore {
+            name: name.into(),
+            map: BTreeMap::new(),
+            open: true,
+        }
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.open { Ok(()) } else { Err(StoreError::Closed { name: self.name.clone() }) }
+        if self.open {
+            Ok(())
+        } else {
+            Err(StoreError::Closed {
+                name: self.name.clone(),
+            })
+        }
     }
 
-    fn bounds<'k>(from: Option<&'k [u8]>, to: Option<&'k [u8]>) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
-        (from.map_or(Bound::Unbounded, Bound::Included), to.map_or(Bound::Unbounded, Bound::Included))
+    fn bounds<'k>(
+        from: Option<&'k [u8]>,
+        to: Option<&'k [u8]>,
+    ) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
+        (
+            from.map_or(Bound::Unbounded, Bound::Included),
+            to.map_or(Bound::Unbounded, Bound::Included),
+        )
     }
 }
 
@@ -68,19 +84,27 @@ impl ReadOnlyKeyValueStore for InMemoryKeyValueStore {
         Ok(owned(self.map.range::<[u8], _>(Self::bounds(from, to))))
     }
 
-    fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
+    fn reverse_range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<KeyValueIterator<'_>> {
         self.check_open()?;
         if inverted(from, to) {
             return Ok(Box::new(std::iter::empty()));
         }
-        Ok(owned(self.map.range::<[u8], _>(Self::bounds(from, to)).rev()))
+        Ok(owned(
+            self.map.range::<[u8], _>(Self::bounds(from, to)).rev(),
+        ))
     }
 
     fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIterator<'_>> {
         self.check_open()?;
         let upper = prefix_upper_bound(prefix);
         let end = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(owned(self.map.range::<[u8], _>((Bound::Included(prefix), end))))
+        Ok(owned(
+            self.map.range::<[u8], _>((Bound::Included(prefix), end)),
+        ))
     }
 
     fn approximate_num_entries(&self) -> Result<u64> {

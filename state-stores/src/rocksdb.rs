@@ -49,14 +49,26 @@ impl RocksDbStore {
         let db = DB::open(&options, &path).map_err(|source| {
             let message = source.to_string();
             if message.to_ascii_lowercase().contains("lock") {
-                StoreError::Locked { path: path.clone(), message }
+                StoreError::Locked {
+                    path: path.clone(),
+                    message,
+                }
             } else {
-                StoreError::RocksDb { name: name.clone(), path: path.clone(), source }
+                StoreError::RocksDb {
+                    name: name.clone(),
+                    path: path.clone(),
+                    source,
+                }
             }
         })?;
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        Ok(RocksDbStore { name, path, db: Some(db), write_options })
+        Ok(RocksDbStore {
+            name,
+            path,
+            db: Some(db),
+            write_options,
+        })
     }
 
     /// The store's directory.
@@ -65,11 +77,17 @@ impl RocksDbStore {
     }
 
     fn db(&self) -> Result<&DB> {
-        self.db.as_ref().ok_or_else(|| StoreError::Closed { name: self.name.clone() })
+        self.db.as_ref().ok_or_else(|| StoreError::Closed {
+            name: self.name.clone(),
+        })
     }
 
     fn error(&self, source: rocksdb::Error) -> StoreError {
-        StoreError::RocksDb { name: self.name.clone(), path: self.path.clone(), source }
+        StoreError::RocksDb {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn scan(&self, mode: IteratorMode<'_>, options: ReadOptions) -> Result<KeyValueIterator<'_>> {
@@ -128,11 +146,17 @@ impl ReadOnlyKeyValueStore for RocksDbStore {
         if let Some(to) = to {
             options.set_iterate_upper_bound(successor(to));
         }
-        let mode = from.map_or(IteratorMode::Start, |from| IteratorMode::From(from, Direction::Forward));
+        let mode = from.map_or(IteratorMode::Start, |from| {
+            IteratorMode::From(from, Direction::Forward)
+        });
         self.scan(mode, options)
     }
 
-    fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
+    fn reverse_range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<KeyValueIterator<'_>> {
         if inverted(from, to) {
             self.db()?;
             return Ok(Box::new(std::iter::empty()));
@@ -142,7 +166,9 @@ impl ReadOnlyKeyValueStore for RocksDbStore {
             options.set_iterate_lower_bound(from.to_vec());
         }
         // A reverse seek lands on the last key <= `to`.
-        let mode = to.map_or(IteratorMode::End, |to| IteratorMode::From(to, Direction::Reverse));
+        let mode = to.map_or(IteratorMode::End, |to| {
+            IteratorMode::From(to, Direction::Reverse)
+        });
         self.scan(mode, options)
     }
 
@@ -156,14 +182,18 @@ impl ReadOnlyKeyValueStore for RocksDbStore {
 
     fn approximate_num_entries(&self) -> Result<u64> {
         let db = self.db()?;
-        let estimate = db.property_int_value("rocksdb.estimate-num-keys").map_err(|e| self.error(e))?;
+        let estimate = db
+            .property_int_value("rocksdb.estimate-num-keys")
+            .map_err(|e| self.error(e))?;
         Ok(estimate.unwrap_or(0))
     }
 }
 
 impl KeyValueStore for RocksDbStore {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.db()?.put_opt(key, value, &self.write_options).map_err(|e| self.error(e))
+        self.db()?
+            .put_opt(key, value, &self.write_options)
+            .map_err(|e| self.error(e))
     }
 
     fn put_all(&mut self, writes: &[Write<'_>]) -> Result<()> {
@@ -175,14 +205,16 @@ impl KeyValueStore for RocksDbStore {
                 None => batch.delete(key),
             }
         }
-        db.write_opt(&batch, &self.write_options).map_err(|e| self.error(e))
+        db.write_opt(batch, &self.write_options)
+            .map_err(|e| self.error(e))
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let db = self.db()?;
         let old = db.get(key).map_err(|e| self.error(e))?;
         if old.is_some() {
-            db.delete_opt(key, &self.write_options).map_err(|e| self.error(e))?;
+            db.delete_opt(key, &self.write_options)
+                .map_err(|e| self.error(e))?;
         }
         Ok(old)
     }

@@ -35,7 +35,9 @@ pub trait Serde<T>: Send + Sync {
     fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
         match bytes {
             Some(bytes) => self.deserialize(bytes),
-            None => Err(SerdeError::new("null where a value was expected (use a Nullable serde to accept nulls)")),
+            None => Err(SerdeError::new(
+                "null where a value was expected (use a Nullable serde to accept nulls)",
+            )),
         }
     }
 }
@@ -70,7 +72,11 @@ impl<T, S: Serde<T>> Serde<Option<T>> for Nullable<S> {
     fn deserialize(&self, bytes: &[u8]) -> Result<Option<T>, SerdeError> {
         self.0.deserialize(bytes).map(Some)
     }
-    fn serialize_nullable_into(&self, value: &Option<T>, out: &mut Vec<u8>) -> Result<bool, SerdeError> {
+    fn serialize_nullable_into(
+        &self,
+        value: &Option<T>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SerdeError> {
         match value {
             Some(value) => self.0.serialize_nullable_into(value, out),
             None => Ok(false),
@@ -125,7 +131,8 @@ impl Serde<String> for StringSerde {
         Ok(())
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<String, SerdeError> {
-        String::from_utf8(bytes.to_vec()).map_err(|e| SerdeError::new(format!("invalid UTF-8: {e}")))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| SerdeError::new(format!("invalid UTF-8: {e}")))
     }
 }
 
@@ -174,7 +181,10 @@ mod tests {
         assert_eq!(I32Serde.serialize(&1).unwrap(), [0, 0, 0, 1]);
         assert_eq!(I32Serde.serialize(&-1).unwrap(), [0xff; 4]);
         assert_eq!(I64Serde.serialize(&258).unwrap(), [0, 0, 0, 0, 0, 0, 1, 2]);
-        assert_eq!(F64Serde.serialize(&1.0).unwrap(), [0x3f, 0xf0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            F64Serde.serialize(&1.0).unwrap(),
+            [0x3f, 0xf0, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(U64Serde.deserialize(&[0, 0, 0, 0, 0, 0, 0, 7]).unwrap(), 7);
     }
 
@@ -182,17 +192,45 @@ mod tests {
     fn wrong_lengths_and_bad_utf8_are_errors() {
         let err = I64Serde.deserialize(&[1, 2, 3]).unwrap_err();
         assert_eq!(err.to_string(), "expected i64 of 8 bytes, got 3");
-        assert!(StringSerde.deserialize(&[0xff, 0xfe]).unwrap_err().to_string().contains("UTF-8"));
+        assert!(
+            StringSerde
+                .deserialize(&[0xff, 0xfe])
+                .unwrap_err()
+                .to_string()
+                .contains("UTF-8")
+        );
     }
 
     #[test]
     fn nulls_need_a_nullable_serde() {
-        assert!(StringSerde.deserialize_nullable(None).unwrap_err().to_string().contains("Nullable"));
-        assert_eq!(Nullable(StringSerde).deserialize_nullable(None).unwrap(), None);
-        assert_eq!(Nullable(I32Serde).deserialize_nullable(Some(&[0, 0, 0, 9])).unwrap(), Some(9));
+        assert!(
+            StringSerde
+                .deserialize_nullable(None)
+                .unwrap_err()
+                .to_string()
+                .contains("Nullable")
+        );
+        assert_eq!(
+            Nullable(StringSerde).deserialize_nullable(None).unwrap(),
+            None
+        );
+        assert_eq!(
+            Nullable(I32Serde)
+                .deserialize_nullable(Some(&[0, 0, 0, 9]))
+                .unwrap(),
+            Some(9)
+        );
         let mut out = Vec::new();
-        assert!(!Nullable(I32Serde).serialize_nullable_into(&None, &mut out).unwrap());
-        assert!(Nullable(I32Serde).serialize_nullable_into(&Some(1), &mut out).unwrap());
+        assert!(
+            !Nullable(I32Serde)
+                .serialize_nullable_into(&None, &mut out)
+                .unwrap()
+        );
+        assert!(
+            Nullable(I32Serde)
+                .serialize_nullable_into(&Some(1), &mut out)
+                .unwrap()
+        );
         assert_eq!(out, [0, 0, 0, 1]);
         assert!(!UnitSerde.serialize_nullable_into(&(), &mut out).unwrap());
         UnitSerde.deserialize_nullable(Some(b"anything")).unwrap();
@@ -201,7 +239,9 @@ mod tests {
     #[test]
     fn serialize_into_appends() {
         let mut out = b"x".to_vec();
-        StringSerde.serialize_into(&"yz".to_string(), &mut out).unwrap();
+        StringSerde
+            .serialize_into(&"yz".to_string(), &mut out)
+            .unwrap();
         BytesSerde.serialize_into(&vec![1], &mut out).unwrap();
         assert_eq!(out, b"xyz\x01");
     }

@@ -42,7 +42,8 @@ pub trait ReadOnlyKeyValueStore {
     /// Entries with `from <= key <= to`, in ascending key order.
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>>;
     /// Entries with `from <= key <= to`, in descending key order.
-    fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>>;
+    fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>)
+    -> Result<KeyValueIterator<'_>>;
     /// Entries whose key starts with `prefix`, in ascending key order.
     fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIterator<'_>>;
     /// Every entry, in ascending key order.
@@ -75,11 +76,6 @@ pub trait KeyValueStore: StateStore + ReadOnlyKeyValueStore {
     fn put_all(&mut self, writes: &[Write<'_>]) -> Result<()>;
     /// Removes `key`; returns the value it had.
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-}
-
-/// Whether `key` lies in the inclusive range `from..=to`.
-pub(crate) fn in_range(key: &[u8], from: Option<&[u8]>, to: Option<&[u8]>) -> bool {
-    from.is_none_or(|f| key >= f) && to.is_none_or(|t| key <= t)
 }
 
 /// Whether the range is empty because its ends are swapped.

@@ -5,7 +5,7 @@
 //! [`key_value_store_contract!`](crate::key_value_store_contract): it writes
 //! one `#[test]` per case, each with a fresh store and temporary directory.
 //!
-//! ```ignore
+//! ```text
 //! state_stores::key_value_store_contract!(|dir| MyStore::open("s", dir).unwrap());
 //! ```
 
@@ -45,11 +45,18 @@ impl RecordingSink {
 }
 
 impl ChangelogSink for RecordingSink {
-    fn log_change(&mut self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), BoxError> {
+    fn log_change(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> std::result::Result<(), BoxError> {
         if *self.fail.lock().expect("sink lock") {
             return Err("producer queue is full".into());
         }
-        self.changes.lock().expect("sink lock").push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        self.changes
+            .lock()
+            .expect("sink lock")
+            .push((key.to_vec(), value.map(<[u8]>::to_vec)));
         Ok(())
     }
 }
@@ -68,12 +75,17 @@ pub mod contract {
     }
 
     fn keys(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<String> {
-        entries.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect()
+        entries
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect()
     }
 
     fn fill(store: &mut dyn KeyValueStore, keys: &[&str]) {
         for key in keys {
-            store.put(key.as_bytes(), format!("v-{key}").as_bytes()).unwrap();
+            store
+                .put(key.as_bytes(), format!("v-{key}").as_bytes())
+                .unwrap();
         }
     }
 
@@ -96,7 +108,10 @@ pub mod contract {
         assert_eq!(store.get(b"").unwrap(), Some(b"empty key".to_vec()));
         store.flush().unwrap();
         assert_eq!(store.get(b"k").unwrap(), Some(Vec::new()));
-        assert_eq!(collect(store.all().unwrap()).unwrap(), vec![kv("", "empty key"), kv("k", "")]);
+        assert_eq!(
+            collect(store.all().unwrap()).unwrap(),
+            vec![kv("", "empty key"), kv("k", "")]
+        );
     }
 
     /// Delete returns the old value and removes the key, flushed or not.
@@ -118,7 +133,10 @@ pub mod contract {
     /// Put-if-absent writes only when the key has no value.
     pub fn put_if_absent_keeps_existing(store: &mut dyn KeyValueStore) {
         assert_eq!(store.put_if_absent(b"a", b"1").unwrap(), None);
-        assert_eq!(store.put_if_absent(b"a", b"2").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(
+            store.put_if_absent(b"a", b"2").unwrap(),
+            Some(b"1".to_vec())
+        );
         assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
         store.delete(b"a").unwrap();
         assert_eq!(store.put_if_absent(b"a", b"3").unwrap(), None);
@@ -138,7 +156,10 @@ pub mod contract {
                 (b"c", Some(b"4")),
             ])
             .unwrap();
-        assert_eq!(collect(store.all().unwrap()).unwrap(), vec![kv("a", "3"), kv("c", "4")]);
+        assert_eq!(
+            collect(store.all().unwrap()).unwrap(),
+            vec![kv("a", "3"), kv("c", "4")]
+        );
         store.put_all(&[]).unwrap();
         assert_eq!(store.approximate_num_entries().unwrap() > 0, true);
     }
@@ -150,7 +171,13 @@ pub mod contract {
         fill(store, &["bb", "f"]);
         store.delete(b"c").unwrap();
         let range = |s: &dyn KeyValueStore, from: Option<&str>, to: Option<&str>| {
-            keys(&collect(s.range(from.map(str::as_bytes), to.map(str::as_bytes)).unwrap()).unwrap())
+            keys(
+                &collect(
+                    s.range(from.map(str::as_bytes), to.map(str::as_bytes))
+                        .unwrap(),
+                )
+                .unwrap(),
+            )
         };
         assert_eq!(range(store, Some("b"), Some("d")), ["b", "bb", "d"]);
         assert_eq!(range(store, None, Some("bb")), ["a", "b", "bb"]);
@@ -169,20 +196,37 @@ pub mod contract {
         fill(store, &["bb", "f"]);
         store.delete(b"c").unwrap();
         let rev = |s: &dyn KeyValueStore, from: Option<&str>, to: Option<&str>| {
-            keys(&collect(s.reverse_range(from.map(str::as_bytes), to.map(str::as_bytes)).unwrap()).unwrap())
+            keys(
+                &collect(
+                    s.reverse_range(from.map(str::as_bytes), to.map(str::as_bytes))
+                        .unwrap(),
+                )
+                .unwrap(),
+            )
         };
         assert_eq!(rev(store, Some("b"), Some("d")), ["d", "bb", "b"]);
         assert_eq!(rev(store, None, Some("bb")), ["bb", "b", "a"]);
         assert_eq!(rev(store, Some("d"), None), ["f", "e", "d"]);
         assert_eq!(rev(store, Some("bc"), Some("cz")), Vec::<String>::new());
-        assert_eq!(keys(&collect(store.reverse_all().unwrap()).unwrap()), ["f", "e", "d", "bb", "b", "a"]);
+        assert_eq!(
+            keys(&collect(store.reverse_all().unwrap()).unwrap()),
+            ["f", "e", "d", "bb", "b", "a"]
+        );
     }
 
     /// A range whose start is after its end is empty, not an error.
     pub fn inverted_range_is_empty(store: &mut dyn KeyValueStore) {
         fill(store, &["a", "b", "c"]);
-        assert!(collect(store.range(Some(b"c"), Some(b"a")).unwrap()).unwrap().is_empty());
-        assert!(collect(store.reverse_range(Some(b"c"), Some(b"a")).unwrap()).unwrap().is_empty());
+        assert!(
+            collect(store.range(Some(b"c"), Some(b"a")).unwrap())
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            collect(store.reverse_range(Some(b"c"), Some(b"a")).unwrap())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// Prefix scans return exactly the keys that start with the prefix.
@@ -191,7 +235,8 @@ pub mod contract {
         store.flush().unwrap();
         store.put(b"abd", b"new").unwrap();
         store.delete(b"abc").unwrap();
-        let scan = |s: &dyn KeyValueStore, p: &[u8]| keys(&collect(s.prefix_scan(p).unwrap()).unwrap());
+        let scan =
+            |s: &dyn KeyValueStore, p: &[u8]| keys(&collect(s.prefix_scan(p).unwrap()).unwrap());
         assert_eq!(scan(store, b"ab"), ["ab", "abd"]);
         assert_eq!(scan(store, b"a"), ["a", "aa", "ab", "abd", "ac"]);
         assert_eq!(scan(store, b"z"), Vec::<String>::new());

@@ -31,7 +31,11 @@ pub type TypedIterator<'a, K, V> = Box<dyn Iterator<Item = Result<(K, V)>> + 'a>
 impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
     /// Wraps `store`, encoding keys with `keys` and values with `values`.
     pub fn new(store: S, keys: Arc<dyn Serde<K>>, values: Arc<dyn Serde<V>>) -> Self {
-        TypedKeyValueStore { store, keys, values }
+        TypedKeyValueStore {
+            store,
+            keys,
+            values,
+        }
     }
 
     /// The byte store underneath.
@@ -45,7 +49,10 @@ impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
     }
 
     fn serde_error(&self, source: crate::SerdeError) -> StoreError {
-        StoreError::Serde { store: self.store.name().to_owned(), source }
+        StoreError::Serde {
+            store: self.store.name().to_owned(),
+            source,
+        }
     }
 
     fn key(&self, key: &K) -> Result<Vec<u8>> {
@@ -53,18 +60,28 @@ impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
     }
 
     fn value(&self, value: &V) -> Result<Vec<u8>> {
-        self.values.serialize(value).map_err(|e| self.serde_error(e))
+        self.values
+            .serialize(value)
+            .map_err(|e| self.serde_error(e))
     }
 
     fn decode_value(&self, bytes: Option<Vec<u8>>) -> Result<Option<V>> {
-        bytes.map(|b| self.values.deserialize(&b).map_err(|e| self.serde_error(e))).transpose()
+        bytes
+            .map(|b| self.values.deserialize(&b).map_err(|e| self.serde_error(e)))
+            .transpose()
     }
 
     fn typed<'a>(&'a self, iter: crate::KeyValueIterator<'a>) -> TypedIterator<'a, K, V> {
         Box::new(iter.map(move |item| {
             let (key, value) = item?;
-            let key = self.keys.deserialize(&key).map_err(|e| self.serde_error(e))?;
-            let value = self.values.deserialize(&value).map_err(|e| self.serde_error(e))?;
+            let key = self
+                .keys
+                .deserialize(&key)
+                .map_err(|e| self.serde_error(e))?;
+            let value = self
+                .values
+                .deserialize(&value)
+                .map_err(|e| self.serde_error(e))?;
             Ok((key, value))
         }))
     }
@@ -94,7 +111,10 @@ impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
             .iter()
             .map(|(k, v)| Ok((self.key(k)?, v.as_ref().map(|v| self.value(v)).transpose()?)))
             .collect::<Result<Vec<_>>>()?;
-        let writes: Vec<_> = encoded.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+        let writes: Vec<_> = encoded
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .collect();
         self.store.put_all(&writes)
     }
 
@@ -112,15 +132,25 @@ impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
     }
 
     /// Entries with `from <= key <= to` in descending serialized-key order.
-    pub fn reverse_range(&self, from: Option<&K>, to: Option<&K>) -> Result<TypedIterator<'_, K, V>> {
+    pub fn reverse_range(
+        &self,
+        from: Option<&K>,
+        to: Option<&K>,
+    ) -> Result<TypedIterator<'_, K, V>> {
         let from = from.map(|k| self.key(k)).transpose()?;
         let to = to.map(|k| self.key(k)).transpose()?;
         Ok(self.typed(self.store.reverse_range(from.as_deref(), to.as_deref())?))
     }
 
     /// Entries whose serialized key starts with the serialized `prefix`.
-    pub fn prefix_scan<P>(&self, prefix: &P, prefix_serde: &dyn Serde<P>) -> Result<TypedIterator<'_, K, V>> {
-        let prefix = prefix_serde.serialize(prefix).map_err(|e| self.serde_error(e))?;
+    pub fn prefix_scan<P>(
+        &self,
+        prefix: &P,
+        prefix_serde: &dyn Serde<P>,
+    ) -> Result<TypedIterator<'_, K, V>> {
+        let prefix = prefix_serde
+            .serialize(prefix)
+            .map_err(|e| self.serde_error(e))?;
         Ok(self.typed(self.store.prefix_scan(&prefix)?))
     }
 

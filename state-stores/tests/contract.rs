@@ -1,7 +1,9 @@
 //! The key-value store contract, run against every store and stack.
 
 use state_stores::testing::RecordingSink;
-use state_stores::{CachingKeyValueStore, ChangeLoggingKeyValueStore, InMemoryKeyValueStore, RocksDbStore};
+use state_stores::{
+    CachingKeyValueStore, ChangeLoggingKeyValueStore, InMemoryKeyValueStore, RocksDbStore,
+};
 
 mod in_memory {
     use super::*;
@@ -24,7 +26,10 @@ mod logged_in_memory {
 mod cached_logged_in_memory {
     use super::*;
     state_stores::key_value_store_contract!(|_dir| CachingKeyValueStore::new(
-        ChangeLoggingKeyValueStore::new(InMemoryKeyValueStore::new("store"), Box::new(RecordingSink::new())),
+        ChangeLoggingKeyValueStore::new(
+            InMemoryKeyValueStore::new("store"),
+            Box::new(RecordingSink::new())
+        ),
         1 << 20
     ));
 }
@@ -32,7 +37,10 @@ mod cached_logged_in_memory {
 mod cached_logged_rocksdb {
     use super::*;
     state_stores::key_value_store_contract!(|dir| CachingKeyValueStore::new(
-        ChangeLoggingKeyValueStore::new(RocksDbStore::open("store", dir).unwrap(), Box::new(RecordingSink::new())),
+        ChangeLoggingKeyValueStore::new(
+            RocksDbStore::open("store", dir).unwrap(),
+            Box::new(RecordingSink::new())
+        ),
         1 << 20
     ));
 }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use state_stores::testing::{RecordingSink, collect, tempdir};
 use state_stores::{
-    CachingKeyValueStore, ChangeLoggingKeyValueStore, I64Serde, InMemoryKeyValueStore, KeyValueStore,
-    ReadOnlyKeyValueStore, RocksDbStore, StateRestoreCallback, StateStore, StoreError, StringSerde,
-    TypedKeyValueStore,
+    CachingKeyValueStore, ChangeLoggingKeyValueStore, I64Serde, InMemoryKeyValueStore,
+    KeyValueStore, ReadOnlyKeyValueStore, RocksDbStore, StateRestoreCallback, StateStore,
+    StoreError, StringSerde, TypedKeyValueStore,
 };
 
 fn change(k: &str, v: Option<&str>) -> (Vec<u8>, Option<Vec<u8>>) {
@@ -46,9 +46,18 @@ fn restore_applies_without_logging_again() {
     let mut store = logged(&sink);
     store.put(b"stale", b"x").unwrap();
     let before = sink.changes().len();
-    store.restore_batch(&[(b"a", Some(b"1")), (b"stale", None), (b"a", Some(b"2"))]).unwrap();
-    assert_eq!(sink.changes().len(), before, "restoring must not write the changelog");
-    assert_eq!(collect(store.all().unwrap()).unwrap(), vec![(b"a".to_vec(), b"2".to_vec())]);
+    store
+        .restore_batch(&[(b"a", Some(b"1")), (b"stale", None), (b"a", Some(b"2"))])
+        .unwrap();
+    assert_eq!(
+        sink.changes().len(),
+        before,
+        "restoring must not write the changelog"
+    );
+    assert_eq!(
+        collect(store.all().unwrap()).unwrap(),
+        vec![(b"a".to_vec(), b"2".to_vec())]
+    );
 }
 
 #[test]
@@ -57,8 +66,14 @@ fn a_failing_sink_is_a_changelog_error_naming_the_store() {
     let mut store = logged(&sink);
     sink.set_failing(true);
     let err = store.put(b"a", b"1").unwrap_err();
-    assert!(matches!(err, StoreError::Changelog { ref store, .. } if store == "s"), "{err:?}");
-    assert_eq!(err.to_string(), "changelog of store `s`: producer queue is full");
+    assert!(
+        matches!(err, StoreError::Changelog { ref store, .. } if store == "s"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "changelog of store `s`: producer queue is full"
+    );
 }
 
 #[test]
@@ -71,9 +86,19 @@ fn cache_collapses_writes_per_key_until_flush() {
     }
     store.put(b"doomed", b"x").unwrap();
     store.delete(b"doomed").unwrap();
-    assert!(sink.changes().is_empty(), "nothing reaches the changelog before flush");
-    assert_eq!(store.inner().inner().approximate_num_entries().unwrap(), 0, "nor the store");
-    assert_eq!(store.get(b"hot").unwrap(), Some(999u32.to_be_bytes().to_vec()));
+    assert!(
+        sink.changes().is_empty(),
+        "nothing reaches the changelog before flush"
+    );
+    assert_eq!(
+        store.inner().inner().approximate_num_entries().unwrap(),
+        0,
+        "nor the store"
+    );
+    assert_eq!(
+        store.get(b"hot").unwrap(),
+        Some(999u32.to_be_bytes().to_vec())
+    );
 
     store.flush().unwrap();
     let changes = sink.changes();
@@ -94,7 +119,10 @@ fn cache_writes_back_when_over_budget() {
         store.put(&i.to_be_bytes(), &[0u8; 32]).unwrap();
     }
     let written = sink.changes().len();
-    assert!(written > 900, "the budget holds only a few dozen entries, {written} written back");
+    assert!(
+        written > 900,
+        "the budget holds only a few dozen entries, {written} written back"
+    );
     assert!(store.dirty_len() < 100);
     store.flush().unwrap();
     assert_eq!(sink.changes().len(), 1000);
@@ -103,7 +131,8 @@ fn cache_writes_back_when_over_budget() {
 #[test]
 fn cache_is_flushed_by_close() {
     let dir = tempdir().unwrap();
-    let mut store = CachingKeyValueStore::new(RocksDbStore::open("s", dir.path()).unwrap(), 1 << 20);
+    let mut store =
+        CachingKeyValueStore::new(RocksDbStore::open("s", dir.path()).unwrap(), 1 << 20);
     store.put(b"a", b"1").unwrap();
     store.close().unwrap();
     let reopened = RocksDbStore::open("s", dir.path()).unwrap();
@@ -125,30 +154,56 @@ fn cache_restore_drops_superseded_cached_writes() {
 fn typed_store_over_a_logged_rocksdb_store() {
     let dir = tempdir().unwrap();
     let sink = RecordingSink::new();
-    let bytes = ChangeLoggingKeyValueStore::new(RocksDbStore::open("counts", dir.path()).unwrap(), Box::new(sink.clone()));
+    let bytes = ChangeLoggingKeyValueStore::new(
+        RocksDbStore::open("counts", dir.path()).unwrap(),
+        Box::new(sink.clone()),
+    );
     let mut counts = TypedKeyValueStore::new(bytes, Arc::new(StringSerde), Arc::new(I64Serde));
     for word in ["kafka", "streams", "kafka"] {
         let n = counts.get(&word.to_string()).unwrap().unwrap_or(0);
         counts.put(&word.to_string(), &(n + 1)).unwrap();
     }
     assert_eq!(counts.get(&"kafka".to_string()).unwrap(), Some(2));
-    assert_eq!(counts.put_if_absent(&"streams".to_string(), &9).unwrap(), Some(1));
-    counts.put_all(&[("rust".to_string(), Some(5)), ("streams".to_string(), None)]).unwrap();
+    assert_eq!(
+        counts.put_if_absent(&"streams".to_string(), &9).unwrap(),
+        Some(1)
+    );
+    counts
+        .put_all(&[("rust".to_string(), Some(5)), ("streams".to_string(), None)])
+        .unwrap();
     let all: Vec<_> = counts.all().unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(all, vec![("kafka".to_string(), 2), ("rust".to_string(), 5)]);
-    let from_k: Vec<_> = counts.range(Some(&"k".to_string()), None).unwrap().map(|r| r.unwrap().0).collect();
+    let from_k: Vec<_> = counts
+        .range(Some(&"k".to_string()), None)
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
     assert_eq!(from_k, ["kafka", "rust"]);
-    let rev: Vec<_> = counts.reverse_range(None, None).unwrap().map(|r| r.unwrap().0).collect();
+    let rev: Vec<_> = counts
+        .reverse_range(None, None)
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
     assert_eq!(rev, ["rust", "kafka"]);
-    let ka: Vec<_> = counts.prefix_scan(&"ka".to_string(), &StringSerde).unwrap().map(|r| r.unwrap().1).collect();
+    let ka: Vec<_> = counts
+        .prefix_scan(&"ka".to_string(), &StringSerde)
+        .unwrap()
+        .map(|r| r.unwrap().1)
+        .collect();
     assert_eq!(ka, [2]);
     assert_eq!(counts.delete(&"rust".to_string()).unwrap(), Some(5));
     assert_eq!(sink.changes().last().unwrap(), &change("rust", None));
-    assert_eq!(sink.changes()[0].1.as_deref(), Some(&1i64.to_be_bytes()[..]));
+    assert_eq!(
+        sink.changes()[0].1.as_deref(),
+        Some(&1i64.to_be_bytes()[..])
+    );
 
     // A value the serde cannot read is a clear error, not a panic.
     counts.inner_mut().put(b"broken", b"abc").unwrap();
     let err = counts.get(&"broken".to_string()).unwrap_err();
-    assert_eq!(err.to_string(), "store `counts`: expected i64 of 8 bytes, got 3");
+    assert_eq!(
+        err.to_string(),
+        "store `counts`: expected i64 of 8 bytes, got 3"
+    );
     counts.close().unwrap();
 }

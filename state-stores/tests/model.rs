@@ -7,7 +7,8 @@ use std::ops::Bound;
 use proptest::prelude::*;
 use state_stores::testing::{RecordingSink, collect, tempdir};
 use state_stores::{
-    CachingKeyValueStore, ChangeLoggingKeyValueStore, InMemoryKeyValueStore, KeyValueStore, RocksDbStore,
+    CachingKeyValueStore, ChangeLoggingKeyValueStore, InMemoryKeyValueStore, KeyValueStore,
+    ReadOnlyKeyValueStore, RocksDbStore, StateStore,
 };
 
 #[derive(Debug, Clone)]
@@ -44,15 +45,26 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn model_range(model: &BTreeMap<Vec<u8>, Vec<u8>>, from: &Option<Vec<u8>>, to: &Option<Vec<u8>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn model_range(
+    model: &BTreeMap<Vec<u8>, Vec<u8>>,
+    from: &Option<Vec<u8>>,
+    to: &Option<Vec<u8>>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
             return Vec::new();
         }
     }
-    let lo = from.as_ref().map_or(Bound::Unbounded, |f| Bound::Included(f.clone()));
-    let hi = to.as_ref().map_or(Bound::Unbounded, |t| Bound::Included(t.clone()));
-    model.range((lo, hi)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    let lo = from
+        .as_ref()
+        .map_or(Bound::Unbounded, |f| Bound::Included(f.clone()));
+    let hi = to
+        .as_ref()
+        .map_or(Bound::Unbounded, |t| Bound::Included(t.clone()));
+    model
+        .range((lo, hi))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn check(store: &mut dyn KeyValueStore, ops: &[Op]) {
@@ -72,7 +84,10 @@ fn check(store: &mut dyn KeyValueStore, ops: &[Op]) {
             }
             Op::Delete(k) => assert_eq!(store.delete(k).unwrap(), model.remove(k)),
             Op::PutAll(writes) => {
-                let borrowed: Vec<_> = writes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())).collect();
+                let borrowed: Vec<_> = writes
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                    .collect();
                 store.put_all(&borrowed).unwrap();
                 for (k, v) in writes {
                     match v {
@@ -87,15 +102,19 @@ fn check(store: &mut dyn KeyValueStore, ops: &[Op]) {
                 assert_eq!(got, model_range(&model, f, t), "range {f:?}..={t:?}");
             }
             Op::ReverseRange(f, t) => {
-                let got = collect(store.reverse_range(f.as_deref(), t.as_deref()).unwrap()).unwrap();
+                let got =
+                    collect(store.reverse_range(f.as_deref(), t.as_deref()).unwrap()).unwrap();
                 let mut expected = model_range(&model, f, t);
                 expected.reverse();
                 assert_eq!(got, expected, "reverse range {f:?}..={t:?}");
             }
             Op::Prefix(p) => {
                 let got = collect(store.prefix_scan(p).unwrap()).unwrap();
-                let expected: Vec<_> =
-                    model.iter().filter(|(k, _)| k.starts_with(p)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let expected: Vec<_> = model
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(p))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 assert_eq!(got, expected, "prefix {p:?}");
             }
         }

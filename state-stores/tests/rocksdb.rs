@@ -15,7 +15,10 @@ fn data_survives_close_and_reopen() {
     store.close().unwrap();
 
     let store = RocksDbStore::open("s", dir.path()).unwrap();
-    assert_eq!(store.get(&5u32.to_be_bytes()).unwrap(), Some(10u32.to_be_bytes().to_vec()));
+    assert_eq!(
+        store.get(&5u32.to_be_bytes()).unwrap(),
+        Some(10u32.to_be_bytes().to_vec())
+    );
     assert_eq!(store.get(&7u32.to_be_bytes()).unwrap(), None);
     assert_eq!(collect(store.all().unwrap()).unwrap().len(), 999);
 }
@@ -37,9 +40,15 @@ fn second_open_of_a_locked_directory_is_a_clear_error() {
     let dir = tempdir().unwrap();
     let mut first = RocksDbStore::open("s", dir.path()).unwrap();
     let err = RocksDbStore::open("s", dir.path()).unwrap_err();
-    assert!(matches!(err, StoreError::Locked { ref path, .. } if path == dir.path()), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Locked { ref path, .. } if path == dir.path()),
+        "{err:?}"
+    );
     let message = err.to_string();
-    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
     assert!(message.contains("locked"), "{message}");
     assert!(err.is_retriable());
 

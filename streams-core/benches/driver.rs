@@ -4,6 +4,8 @@
 //!
 //! Run with `RUST_BACKTRACE` unset: `cargo bench -p streams-core --bench driver`.
 
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
 use streams_core::serde::{I64Serde, StringSerde};
@@ -38,11 +40,18 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let cases = [
         ("stateless_5_ops", stateless()),
-        ("count_in_memory", count(Materialized::named("c").in_memory())),
-        ("count_rocksdb", count(Materialized::named("c").persistent())),
+        (
+            "count_in_memory",
+            count(Materialized::named("c").in_memory()),
+        ),
+        (
+            "count_rocksdb",
+            count(Materialized::named("c").persistent()),
+        ),
     ];
     for (name, topology) in cases {
-        let driver = TopologyTestDriver::with_wall_clock(topology, StreamsConfig::new("bench"), 0).unwrap();
+        let driver =
+            TopologyTestDriver::with_wall_clock(topology, StreamsConfig::new("bench"), 0).unwrap();
         let mut input = driver.create_input_topic("in", StringSerde, I64Serde);
         let output = driver.create_output_topic("out", StringSerde, I64Serde);
         let mut i = 0usize;

@@ -21,9 +21,15 @@ fn word_count(input: &str, output: &str) -> streams_core::Result<Topology> {
     builder
         .stream(&[input], Consumed::with(UnitSerde, StringSerde))
         .flat_map_values(|line: String| {
-            line.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect::<Vec<_>>()
+            line.split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
         })
-        .group_by(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
+        .group_by(
+            |_, word| word.clone(),
+            Grouped::with(StringSerde, StringSerde),
+        )
         .count(Materialized::named("word-counts"))
         .to_stream()
         .to(output, Produced::with(StringSerde, Nullable(I64Serde)));
@@ -41,11 +47,16 @@ fn main() -> streams_core::Result<()> {
         lines.pipe_value("all streams flow to the sea and the sea is not full".to_owned());
     } else {
         for line in stdin.lock().lines() {
-            let line = line.map_err(|source| streams_core::StreamsError::Io { action: "reading stdin".into(), source })?;
+            let line = line.map_err(|source| streams_core::StreamsError::Io {
+                action: "reading stdin".into(),
+                source,
+            })?;
             lines.pipe_value(line);
         }
     }
-    let mut counts: Vec<(String, i64)> = driver.key_value_store::<String, i64>("word-counts")?.all()?;
+    let mut counts: Vec<(String, i64)> = driver
+        .key_value_store::<String, i64>("word-counts")?
+        .all()?;
     counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     for (word, count) in counts {
         println!("{word}\t{count}");

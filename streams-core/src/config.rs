@@ -31,7 +31,9 @@ pub struct StreamsConfig {
 
 impl std::fmt::Debug for StreamsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamsConfig").field("properties", &self.properties).finish_non_exhaustive()
+        f.debug_struct("StreamsConfig")
+            .field("properties", &self.properties)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +49,10 @@ impl StreamsConfig {
     pub fn new(application_id: impl Into<String>) -> Self {
         let mut properties = BTreeMap::new();
         properties.insert(APPLICATION_ID.to_owned(), application_id.into());
-        StreamsConfig { properties, deserialization_handler: Arc::new(LogAndContinue) }
+        StreamsConfig {
+            properties,
+            deserialization_handler: Arc::new(LogAndContinue),
+        }
     }
 
     /// Sets `key` to `value`.
@@ -67,7 +72,10 @@ impl StreamsConfig {
     }
 
     /// Decide with `handler` what happens to records that cannot be read.
-    pub fn with_deserialization_handler(mut self, handler: impl DeserializationExceptionHandler + 'static) -> Self {
+    pub fn with_deserialization_handler(
+        mut self,
+        handler: impl DeserializationExceptionHandler + 'static,
+    ) -> Self {
         self.deserialization_handler = Arc::new(handler);
         self
     }
@@ -82,7 +90,10 @@ impl StreamsConfig {
         if id.is_empty() {
             return Err(StreamsError::Config("application.id must be set".into()));
         }
-        if !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
             return Err(StreamsError::Config(format!(
                 "application.id `{id}` may only contain ASCII letters, digits, '.', '_' and '-' (it names topics)"
             )));
@@ -105,8 +116,25 @@ mod tests {
 
     #[test]
     fn application_id_is_checked() {
-        assert_eq!(StreamsConfig::new("word-count.v1").application_id().unwrap(), "word-count.v1");
-        assert!(StreamsConfig::new("").application_id().unwrap_err().to_string().contains("must be set"));
-        assert!(StreamsConfig::new("a b").application_id().unwrap_err().to_string().contains("may only contain"));
+        assert_eq!(
+            StreamsConfig::new("word-count.v1")
+                .application_id()
+                .unwrap(),
+            "word-count.v1"
+        );
+        assert!(
+            StreamsConfig::new("")
+                .application_id()
+                .unwrap_err()
+                .to_string()
+                .contains("must be set")
+        );
+        assert!(
+            StreamsConfig::new("a b")
+                .application_id()
+                .unwrap_err()
+                .to_string()
+                .contains("may only contain")
+        );
     }
 }

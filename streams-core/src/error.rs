@@ -100,7 +100,10 @@ impl StreamsError {
 
     /// Wraps a processor's own error with the node it happened in.
     pub fn processing(node: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        StreamsError::Processing { node: node.into(), source: source.into() }
+        StreamsError::Processing {
+            node: node.into(),
+            source: source.into(),
+        }
     }
 }
 

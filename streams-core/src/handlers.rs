@@ -44,7 +44,12 @@ pub struct LogAndFail;
 
 impl DeserializationExceptionHandler for LogAndFail {
     fn handle(&self, record: &RawRecord, error: &SerdeError) -> DeserializationHandlerResponse {
-        log::error!("record {}[{}]@{} cannot be deserialized: {error}", record.topic, record.partition, record.offset);
+        log::error!(
+            "record {}[{}]@{} cannot be deserialized: {error}",
+            record.topic,
+            record.partition,
+            record.offset
+        );
         DeserializationHandlerResponse::Fail
     }
 }
@@ -59,7 +64,9 @@ pub struct DeadLetterQueue {
 impl DeadLetterQueue {
     /// Dead letters go to `topic`.
     pub fn new(topic: impl Into<String>) -> Self {
-        DeadLetterQueue { topic: topic.into() }
+        DeadLetterQueue {
+            topic: topic.into(),
+        }
     }
 }
 
@@ -90,9 +97,18 @@ pub mod dead_letter {
 
 pub(crate) fn dead_letter_headers(record: &RawRecord, error: &SerdeError) -> Headers {
     let mut headers = record.headers.clone();
-    headers.add(dead_letter::EXCEPTION_MESSAGE, Some(error.to_string().into_bytes()));
+    headers.add(
+        dead_letter::EXCEPTION_MESSAGE,
+        Some(error.to_string().into_bytes()),
+    );
     headers.add(dead_letter::TOPIC, Some(record.topic.clone().into_bytes()));
-    headers.add(dead_letter::PARTITION, Some(record.partition.to_string().into_bytes()));
-    headers.add(dead_letter::OFFSET, Some(record.offset.to_string().into_bytes()));
+    headers.add(
+        dead_letter::PARTITION,
+        Some(record.partition.to_string().into_bytes()),
+    );
+    headers.add(
+        dead_letter::OFFSET,
+        Some(record.offset.to_string().into_bytes()),
+    );
     headers
 }

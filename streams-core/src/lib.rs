@@ -76,7 +76,10 @@ pub struct TaskId {
 
 impl TaskId {
     /// The task that keeps global stores.
-    pub const GLOBAL: TaskId = TaskId { subtopology: u32::MAX, partition: -1 };
+    pub const GLOBAL: TaskId = TaskId {
+        subtopology: u32::MAX,
+        partition: -1,
+    };
 }
 
 impl std::fmt::Display for TaskId {

@@ -9,7 +9,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 pub use state_stores::{
-    BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, Serde, SerdeError, StringSerde, U64Serde, UnitSerde,
+    BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, Serde, SerdeError, StringSerde, U64Serde,
+    UnitSerde,
 };
 
 /// A shared, type-erased serde, as topologies keep them.
@@ -83,7 +84,9 @@ impl<T> std::fmt::Debug for ProtobufSerde<T> {
 
 impl<T: prost::Message + Default> Serde<T> for ProtobufSerde<T> {
     fn serialize_into(&self, value: &T, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        value.encode(out).map_err(|e| SerdeError::new(format!("protobuf: {e}")))
+        value
+            .encode(out)
+            .map_err(|e| SerdeError::new(format!("protobuf: {e}")))
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
         T::decode(bytes).map_err(|e| SerdeError::new(format!("protobuf: {e}")))
@@ -105,7 +108,11 @@ impl<V> ChangeSerde<V> {
 }
 
 impl<V: 'static> Serde<crate::dsl::Change<V>> for ChangeSerde<V> {
-    fn serialize_into(&self, change: &crate::dsl::Change<V>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
+    fn serialize_into(
+        &self,
+        change: &crate::dsl::Change<V>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SerdeError> {
         let flags = u8::from(change.new.is_some()) | (u8::from(change.old.is_some()) << 1);
         out.push(flags);
         if let Some(new) = &change.new {
@@ -116,7 +123,8 @@ impl<V: 'static> Serde<crate::dsl::Change<V>> for ChangeSerde<V> {
             let start = out.len();
             self.inner.serialize_into(new, out)?;
             if change.old.is_some() {
-                let length = u32::try_from(out.len() - start).map_err(|_| SerdeError::new("value over 4 GiB"))?;
+                let length = u32::try_from(out.len() - start)
+                    .map_err(|_| SerdeError::new("value over 4 GiB"))?;
                 out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
             }
         }
@@ -127,13 +135,19 @@ impl<V: 'static> Serde<crate::dsl::Change<V>> for ChangeSerde<V> {
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<crate::dsl::Change<V>, SerdeError> {
-        let (&flags, rest) = bytes.split_first().ok_or_else(|| SerdeError::new("empty change record"))?;
+        let (&flags, rest) = bytes
+            .split_first()
+            .ok_or_else(|| SerdeError::new("empty change record"))?;
         let (has_new, has_old) = (flags & 1 != 0, flags & 2 != 0);
         let (new_bytes, old_bytes) = match (has_new, has_old) {
             (true, true) => {
-                let (length, rest) = rest.split_at_checked(4).ok_or_else(|| SerdeError::new("truncated change"))?;
+                let (length, rest) = rest
+                    .split_at_checked(4)
+                    .ok_or_else(|| SerdeError::new("truncated change"))?;
                 let length = u32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
-                let (new, old) = rest.split_at_checked(length).ok_or_else(|| SerdeError::new("truncated change"))?;
+                let (new, old) = rest
+                    .split_at_checked(length)
+                    .ok_or_else(|| SerdeError::new("truncated change"))?;
                 (Some(new), Some(old))
             }
             (true, false) => (Some(rest), None),
@@ -155,8 +169,16 @@ mod tests {
     #[test]
     fn change_serde_round_trips_every_shape() {
         let serde = ChangeSerde::new(Arc::new(StringSerde));
-        for (new, old) in [(Some("n"), Some("old")), (Some(""), None), (None, Some("o")), (None, None)] {
-            let change = Change { new: new.map(String::from), old: old.map(String::from) };
+        for (new, old) in [
+            (Some("n"), Some("old")),
+            (Some(""), None),
+            (None, Some("o")),
+            (None, None),
+        ] {
+            let change = Change {
+                new: new.map(String::from),
+                old: old.map(String::from),
+            };
             let bytes = serde.serialize(&change).unwrap();
             assert_eq!(serde.deserialize(&bytes).unwrap(), change);
         }
@@ -167,12 +189,33 @@ mod tests {
     #[test]
     fn json_and_protobuf_errors_are_serde_errors() {
         let json = JsonSerde::<Vec<u32>>::new();
-        assert_eq!(json.deserialize(&json.serialize(&vec![1, 2]).unwrap()).unwrap(), vec![1, 2]);
-        assert!(json.deserialize(b"{not json").unwrap_err().to_string().starts_with("JSON:"));
+        assert_eq!(
+            json.deserialize(&json.serialize(&vec![1, 2]).unwrap())
+                .unwrap(),
+            vec![1, 2]
+        );
+        assert!(
+            json.deserialize(b"{not json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("JSON:")
+        );
         let proto = ProtobufSerde::<prost_types_stub::Pair>::new();
-        let pair = prost_types_stub::Pair { a: 7, b: "x".into() };
-        assert_eq!(proto.deserialize(&proto.serialize(&pair).unwrap()).unwrap(), pair);
-        assert!(proto.deserialize(&[0xff, 0xff]).unwrap_err().to_string().starts_with("protobuf:"));
+        let pair = prost_types_stub::Pair {
+            a: 7,
+            b: "x".into(),
+        };
+        assert_eq!(
+            proto.deserialize(&proto.serialize(&pair).unwrap()).unwrap(),
+            pair
+        );
+        assert!(
+            proto
+                .deserialize(&[0xff, 0xff])
+                .unwrap_err()
+                .to_string()
+                .starts_with("protobuf:")
+        );
     }
 
     mod prost_types_stub {

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use state_stores::{
-    CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink, InMemoryKeyValueStore, KeyValueStore,
-    ReadOnlyKeyValueStore, RestorableKeyValueStore, RocksDbStore, StateRestoreCallback, StateStore, StoreError,
-    TypedKeyValueStore, Write,
+    CachingKeyValueStore, ChangeLoggingKeyValueStore, ChangelogSink, InMemoryKeyValueStore,
+    KeyValueStore, ReadOnlyKeyValueStore, RestorableKeyValueStore, RocksDbStore,
+    StateRestoreCallback, StateStore, StoreError, TypedKeyValueStore, Write,
 };
 
 use crate::TaskId;
@@ -79,7 +79,11 @@ pub trait StoreBuilder: Send + Sync + 'static {
     fn persistent(&self) -> bool;
     /// Builds one task's instance. `changelog` is given when logging is
     /// enabled; the builder wraps its store so every change reaches it.
-    fn build(&self, ctx: &StoreContext<'_>, changelog: Option<Box<dyn ChangelogSink>>) -> Result<StoreInstance>;
+    fn build(
+        &self,
+        ctx: &StoreContext<'_>,
+        changelog: Option<Box<dyn ChangelogSink>>,
+    ) -> Result<StoreInstance>;
     /// For typed access: the key and value serdes as an
     /// `(SerdeRef<K>, SerdeRef<V>)` behind `Any`; `None` for custom stores.
     fn serdes(&self) -> Option<Arc<dyn Any + Send + Sync>> {
@@ -121,7 +125,10 @@ impl KeyValueBytesStoreSupplier for RocksDbSupplier {
         true
     }
     fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn RestorableKeyValueStore>> {
-        Ok(Box::new(RocksDbStore::open(self.0.clone(), ctx.store_dir(&self.0))?))
+        Ok(Box::new(RocksDbStore::open(
+            self.0.clone(),
+            ctx.store_dir(&self.0),
+        )?))
     }
 }
 
@@ -131,12 +138,16 @@ pub struct Stores;
 
 impl Stores {
     /// A RocksDB byte store named `name`.
-    pub fn persistent_key_value_store(name: impl Into<String>) -> Arc<dyn KeyValueBytesStoreSupplier> {
+    pub fn persistent_key_value_store(
+        name: impl Into<String>,
+    ) -> Arc<dyn KeyValueBytesStoreSupplier> {
         Arc::new(RocksDbSupplier(name.into()))
     }
 
     /// An in-memory byte store named `name`.
-    pub fn in_memory_key_value_store(name: impl Into<String>) -> Arc<dyn KeyValueBytesStoreSupplier> {
+    pub fn in_memory_key_value_store(
+        name: impl Into<String>,
+    ) -> Arc<dyn KeyValueBytesStoreSupplier> {
         Arc::new(InMemorySupplier(name.into()))
     }
 
@@ -162,8 +173,18 @@ pub struct KeyValueStoreBuilder<K, V> {
 
 impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
     /// A builder with logging on and caching off.
-    pub fn new(supplier: Arc<dyn KeyValueBytesStoreSupplier>, keys: SerdeRef<K>, values: SerdeRef<V>) -> Self {
-        KeyValueStoreBuilder { supplier, keys, values, logging: true, cache_bytes: None }
+    pub fn new(
+        supplier: Arc<dyn KeyValueBytesStoreSupplier>,
+        keys: SerdeRef<K>,
+        values: SerdeRef<V>,
+    ) -> Self {
+        KeyValueStoreBuilder {
+            supplier,
+            keys,
+            values,
+            logging: true,
+            cache_bytes: None,
+        }
     }
 
     /// Do not write a changelog: the store starts empty after a restart
@@ -197,7 +218,11 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
     fn persistent(&self) -> bool {
         self.supplier.persistent()
     }
-    fn build(&self, ctx: &StoreContext<'_>, changelog: Option<Box<dyn ChangelogSink>>) -> Result<StoreInstance> {
+    fn build(
+        &self,
+        ctx: &StoreContext<'_>,
+        changelog: Option<Box<dyn ChangelogSink>>,
+    ) -> Result<StoreInstance> {
         let mut store = self.supplier.get(ctx)?;
         if let Some(sink) = changelog {
             store = Box::new(ChangeLoggingKeyValueStore::new(store, sink));
@@ -230,7 +255,9 @@ pub struct StoreHandle {
 
 impl std::fmt::Debug for StoreHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoreHandle").field("name", &self.name).finish()
+        f.debug_struct("StoreHandle")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -246,7 +273,10 @@ impl StoreHandle {
         let any: &mut dyn Any = match &mut *guard {
             StoreInstance::Custom(store) => &mut **store,
             StoreInstance::KeyValue(_) => {
-                return Err(self.access_error(format!("is a key-value store, not a {}", std::any::type_name::<S>())));
+                return Err(self.access_error(format!(
+                    "is a key-value store, not a {}",
+                    std::any::type_name::<S>()
+                )));
             }
         };
         match any.downcast_mut::<S>() {
@@ -256,7 +286,10 @@ impl StoreHandle {
     }
 
     /// Runs `f` on the store as a byte key-value store.
-    pub fn with_key_value<R>(&self, f: impl FnOnce(&mut dyn RestorableKeyValueStore) -> R) -> Result<R> {
+    pub fn with_key_value<R>(
+        &self,
+        f: impl FnOnce(&mut dyn RestorableKeyValueStore) -> R,
+    ) -> Result<R> {
         match &mut *lock(&self.cell) {
             StoreInstance::KeyValue(store) => Ok(f(&mut **store)),
             StoreInstance::Custom(_) => Err(self.access_error("is not a key-value store".into())),
@@ -264,7 +297,10 @@ impl StoreHandle {
     }
 
     fn access_error(&self, message: String) -> StreamsError {
-        StreamsError::StoreAccess { name: self.name.to_string(), message }
+        StreamsError::StoreAccess {
+            name: self.name.to_string(),
+            message,
+        }
     }
 }
 
@@ -278,7 +314,11 @@ pub struct KeyValueStoreHandle<K, V> {
 
 impl<K, V> Clone for KeyValueStoreHandle<K, V> {
     fn clone(&self) -> Self {
-        KeyValueStoreHandle { handle: self.handle.clone(), keys: self.keys.clone(), values: self.values.clone() }
+        KeyValueStoreHandle {
+            handle: self.handle.clone(),
+            keys: self.keys.clone(),
+            values: self.values.clone(),
+        }
     }
 }
 
@@ -294,7 +334,11 @@ impl<K: 'static, V: 'static> KeyValueStoreHandle<K, V> {
                 ),
             });
         };
-        Ok(KeyValueStoreHandle { keys: keys.clone(), values: values.clone(), handle })
+        Ok(KeyValueStoreHandle {
+            keys: keys.clone(),
+            values: values.clone(),
+            handle,
+        })
     }
 
     /// The store's name.
@@ -305,11 +349,15 @@ impl<K: 'static, V: 'static> KeyValueStoreHandle<K, V> {
     /// Runs `f` on a typed view of the locked store.
     fn typed<R>(
         &self,
-        f: impl FnOnce(&mut TypedKeyValueStore<&mut dyn RestorableKeyValueStore, K, V>) -> state_stores::Result<R>,
+        f: impl FnOnce(
+            &mut TypedKeyValueStore<&mut dyn RestorableKeyValueStore, K, V>,
+        ) -> state_stores::Result<R>,
     ) -> Result<R> {
         let keys = self.keys.clone();
         let values = self.values.clone();
-        self.handle.with_key_value(|store| f(&mut TypedKeyValueStore::new(store, keys, values)))?.map_err(Into::into)
+        self.handle
+            .with_key_value(|store| f(&mut TypedKeyValueStore::new(store, keys, values)))?
+            .map_err(Into::into)
     }
 
     /// The value of `key`.
@@ -348,7 +396,11 @@ impl<K: 'static, V: 'static> KeyValueStoreHandle<K, V> {
     }
 
     /// Entries whose serialized key starts with the serialized `prefix`.
-    pub fn prefix_scan<P>(&self, prefix: &P, prefix_serde: &dyn state_stores::Serde<P>) -> Result<Vec<(K, V)>> {
+    pub fn prefix_scan<P>(
+        &self,
+        prefix: &P,
+        prefix_serde: &dyn state_stores::Serde<P>,
+    ) -> Result<Vec<(K, V)>> {
         self.typed(|s| s.prefix_scan(prefix, prefix_serde)?.collect())
     }
 

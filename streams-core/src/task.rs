@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use crate::error::{BoxError, Result, StreamsError};
-use crate::handlers::{DeserializationExceptionHandler, DeserializationHandlerResponse, dead_letter_headers};
+use crate::handlers::{
+    DeserializationExceptionHandler, DeserializationHandlerResponse, dead_letter_headers,
+};
 use crate::processor::{Cancellable, ErasedProcessor, ErasedPunctuator, PunctuationType};
 use crate::record::{Headers, RawRecord, Record, RecordMetadata};
 use crate::serde::{SerdeError, SerdeRef};
-use crate::state::{KeyValueStoreHandle, StoreCell, StoreContext, StoreHandle, StoreInstance, lock};
+use crate::state::{KeyValueStoreHandle, StoreContext, StoreHandle, lock};
 use crate::topology::{
-    NodeKind, StreamPartitioner, Subtopology, TimestampExtractor, TopicName, TopicNameExtractor, Topology,
+    NodeKind, StreamPartitioner, TimestampExtractor, TopicName, TopicNameExtractor, Topology,
 };
 use crate::{ChangelogSink, TaskId};
 
@@ -62,7 +64,11 @@ struct CollectorChangelog {
 }
 
 impl ChangelogSink for CollectorChangelog {
-    fn log_change(&mut self, key: &[u8], value: Option<&[u8]>) -> std::result::Result<(), BoxError> {
+    fn log_change(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> std::result::Result<(), BoxError> {
         self.collector.send(ProducerRecord {
             topic: &self.topic,
             partition: Some(self.partition),
@@ -84,7 +90,12 @@ pub(crate) enum SourceError {
 
 /// A source node with its types erased.
 pub(crate) trait ErasedSource: Send {
-    fn process_raw(&mut self, raw: &RawRecord, task: &mut TaskCore, node: usize) -> std::result::Result<(), SourceError>;
+    fn process_raw(
+        &mut self,
+        raw: &RawRecord,
+        task: &mut TaskCore,
+        node: usize,
+    ) -> std::result::Result<(), SourceError>;
 }
 
 pub(crate) struct SourceNode<K, V> {
@@ -94,10 +105,26 @@ pub(crate) struct SourceNode<K, V> {
 }
 
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for SourceNode<K, V> {
-    fn process_raw(&mut self, raw: &RawRecord, task: &mut TaskCore, node: usize) -> std::result::Result<(), SourceError> {
-        let key = self.keys.deserialize_nullable(raw.key.as_deref()).map_err(SourceError::Deserialization)?;
-        let value = self.values.deserialize_nullable(raw.value.as_deref()).map_err(SourceError::Deserialization)?;
-        let mut record = Record { key, value, timestamp: raw.timestamp, headers: raw.headers.clone() };
+    fn process_raw(
+        &mut self,
+        raw: &RawRecord,
+        task: &mut TaskCore,
+        node: usize,
+    ) -> std::result::Result<(), SourceError> {
+        let key = self
+            .keys
+            .deserialize_nullable(raw.key.as_deref())
+            .map_err(SourceError::Deserialization)?;
+        let value = self
+            .values
+            .deserialize_nullable(raw.value.as_deref())
+            .map_err(SourceError::Deserialization)?;
+        let mut record = Record {
+            key,
+            value,
+            timestamp: raw.timestamp,
+            headers: raw.headers.clone(),
+        };
         if let Some(extractor) = &self.extractor {
             record.timestamp = extractor(&record, task.stream_time);
         }
@@ -149,7 +176,15 @@ impl<K, V> SinkNode<K, V> {
         values: SerdeRef<V>,
         partitioner: Option<StreamPartitioner<K, V>>,
     ) -> Self {
-        SinkNode { topic, resolved: None, keys, values, partitioner, key_buf: Vec::new(), value_buf: Vec::new() }
+        SinkNode {
+            topic,
+            resolved: None,
+            keys,
+            values,
+            partitioner,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
     }
 }
 
@@ -162,8 +197,14 @@ impl<K: 'static, V: 'static> ErasedProcessor for SinkNode<K, V> {
     }
 
     fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()> {
-        let Some(record) = record.downcast_mut::<Option<Record<K, V>>>().and_then(Option::take) else {
-            return Err(StreamsError::Topology(format!("sink `{}` received a record of the wrong type", task.node_name(node))));
+        let Some(record) = record
+            .downcast_mut::<Option<Record<K, V>>>()
+            .and_then(Option::take)
+        else {
+            return Err(StreamsError::Topology(format!(
+                "sink `{}` received a record of the wrong type",
+                task.node_name(node)
+            )));
         };
         let dynamic;
         let topic = match (&self.topic, &self.resolved) {
@@ -179,9 +220,18 @@ impl<K: 'static, V: 'static> ErasedProcessor for SinkNode<K, V> {
         };
         self.key_buf.clear();
         self.value_buf.clear();
-        let serialization = |source| StreamsError::Serialization { target: topic.to_owned(), source };
-        let has_key = self.keys.serialize_nullable_into(&record.key, &mut self.key_buf).map_err(serialization)?;
-        let has_value = self.values.serialize_nullable_into(&record.value, &mut self.value_buf).map_err(serialization)?;
+        let serialization = |source| StreamsError::Serialization {
+            target: topic.to_owned(),
+            source,
+        };
+        let has_key = self
+            .keys
+            .serialize_nullable_into(&record.key, &mut self.key_buf)
+            .map_err(serialization)?;
+        let has_value = self
+            .values
+            .serialize_nullable_into(&record.value, &mut self.value_buf)
+            .map_err(serialization)?;
         let choose;
         let partitioner: Option<&dyn Fn(i32) -> Option<i32>> = match &self.partitioner {
             Some(partitioner) => {
@@ -228,9 +278,6 @@ struct Schedule {
 pub(crate) struct TaskStore {
     pub(crate) handle: StoreHandle,
     pub(crate) serdes: Option<Arc<dyn Any + Send + Sync>>,
-    /// The changelog topic, when the store is logged.
-    pub(crate) changelog: Option<String>,
-    pub(crate) persistent: bool,
 }
 
 /// Global stores, shared by every task of an instance.
@@ -238,7 +285,7 @@ pub(crate) type GlobalStores = Arc<HashMap<String, TaskStore>>;
 
 /// One sub-topology for one partition: its processors, its stores, stream
 /// time and punctuation schedules.
-pub struct TaskCore {
+pub(crate) struct TaskCore {
     application_id: Arc<str>,
     id: TaskId,
     nodes: Vec<TaskNode>,
@@ -276,7 +323,11 @@ pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
 impl TaskCore {
     /// Instantiates the nodes of `nodes` (all of one sub-topology, or one
     /// global store's path) and the stores they use.
-    pub(crate) fn new(topology: &Topology, nodes: &[usize], setup: TaskSetup<'_>) -> Result<TaskCore> {
+    pub(crate) fn new(
+        topology: &Topology,
+        nodes: &[usize],
+        setup: TaskSetup<'_>,
+    ) -> Result<TaskCore> {
         let current_timestamp = Arc::new(AtomicI64::new(0));
         let mut local = HashMap::with_capacity(nodes.len());
         for (i, &global) in nodes.iter().enumerate() {
@@ -287,7 +338,11 @@ impl TaskCore {
         let mut store_names: Vec<String> = Vec::new();
         for &index in nodes {
             let def = &topology.nodes[index];
-            let children = def.children.iter().filter_map(|c| local.get(c).copied()).collect();
+            let children = def
+                .children
+                .iter()
+                .filter_map(|c| local.get(c).copied())
+                .collect();
             let (processor, source) = match &def.kind {
                 NodeKind::Source { topics, factory } => {
                     for topic in topics {
@@ -295,21 +350,35 @@ impl TaskCore {
                     }
                     (None, Some(factory(&def.name)))
                 }
-                NodeKind::Processor { factory } | NodeKind::Sink { factory, .. } => (Some(factory(&def.name)), None),
+                NodeKind::Processor { factory } | NodeKind::Sink { factory, .. } => {
+                    (Some(factory(&def.name)), None)
+                }
             };
             for store in &def.stores {
                 if !store_names.contains(store) {
                     store_names.push(store.clone());
                 }
             }
-            task_nodes.push(TaskNode { name: def.name.as_str().into(), processor, source, children, stores: def.stores.clone() });
+            task_nodes.push(TaskNode {
+                name: def.name.as_str().into(),
+                processor,
+                source,
+                children,
+                stores: def.stores.clone(),
+            });
         }
-        let context = StoreContext { application_id: setup.application_id, task: setup.id, task_dir: setup.task_dir };
+        let context = StoreContext {
+            application_id: setup.application_id,
+            task: setup.id,
+            task_dir: setup.task_dir,
+        };
         let mut stores = HashMap::new();
         for name in store_names {
             let def = topology.store_def(&name).expect("connected stores exist");
             let builder = &def.builder;
-            let changelog = builder.logging_enabled().then(|| changelog_topic(setup.application_id, &name));
+            let changelog = builder
+                .logging_enabled()
+                .then(|| changelog_topic(setup.application_id, &name));
             let sink: Option<Box<dyn ChangelogSink>> = changelog.as_ref().map(|topic| {
                 Box::new(CollectorChangelog {
                     collector: setup.collector.clone(),
@@ -319,10 +388,16 @@ impl TaskCore {
                 }) as Box<dyn ChangelogSink>
             });
             let instance = builder.build(&context, sink)?;
-            let handle = StoreHandle { name: name.as_str().into(), cell: Arc::new(std::sync::Mutex::new(instance)) };
+            let handle = StoreHandle {
+                name: name.as_str().into(),
+                cell: Arc::new(std::sync::Mutex::new(instance)),
+            };
             stores.insert(
                 name,
-                TaskStore { handle, serdes: builder.serdes(), changelog, persistent: builder.persistent() },
+                TaskStore {
+                    handle,
+                    serdes: builder.serdes(),
+                },
             );
         }
         Ok(TaskCore {
@@ -385,11 +460,6 @@ impl TaskCore {
         self.commit_requested = true;
     }
 
-    /// Whether a processor asked for a commit since the last call.
-    pub(crate) fn take_commit_request(&mut self) -> bool {
-        std::mem::take(&mut self.commit_requested)
-    }
-
     /// Records processed so far.
     pub(crate) fn processed(&self) -> u64 {
         self.processed
@@ -418,23 +488,35 @@ impl TaskCore {
             }
             return Err(StreamsError::StoreAccess {
                 name: name.to_owned(),
-                message: format!("processor `{}` is not connected to it", self.nodes[node].name),
+                message: format!(
+                    "processor `{}` is not connected to it",
+                    self.nodes[node].name
+                ),
             });
         }
-        self.globals.get(name).ok_or_else(|| StreamsError::StoreAccess {
-            name: name.to_owned(),
-            message: format!("no such store for processor `{}`", self.nodes[node].name),
-        })
+        self.globals
+            .get(name)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: format!("no such store for processor `{}`", self.nodes[node].name),
+            })
     }
 
     pub(crate) fn store_handle(&self, node: usize, name: &str) -> Result<StoreHandle> {
         Ok(self.find_store(node, name)?.handle.clone())
     }
 
-    pub(crate) fn key_value_store<K: 'static, V: 'static>(&self, node: usize, name: &str) -> Result<KeyValueStoreHandle<K, V>> {
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        node: usize,
+        name: &str,
+    ) -> Result<KeyValueStoreHandle<K, V>> {
         let store = self.find_store(node, name)?;
         let Some(serdes) = &store.serdes else {
-            return Err(StreamsError::StoreAccess { name: name.to_owned(), message: "is not a key-value store".into() });
+            return Err(StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: "is not a key-value store".into(),
+            });
         };
         KeyValueStoreHandle::new(store.handle.clone(), &**serdes)
     }
@@ -463,7 +545,11 @@ impl TaskCore {
         child: &str,
         record: Record<K, V>,
     ) -> Result<()> {
-        let Some(&index) = self.nodes[from].children.iter().find(|&&c| &*self.nodes[c].name == child) else {
+        let Some(&index) = self.nodes[from]
+            .children
+            .iter()
+            .find(|&&c| &*self.nodes[c].name == child)
+        else {
             return Err(StreamsError::Topology(format!(
                 "`{child}` is not a child of `{}`",
                 self.nodes[from].name
@@ -474,7 +560,10 @@ impl TaskCore {
 
     fn process_at(&mut self, node: usize, record: &mut dyn Any) -> Result<()> {
         let Some(mut processor) = self.nodes[node].processor.take() else {
-            return Err(StreamsError::Topology(format!("node `{}` is re-entered", self.nodes[node].name)));
+            return Err(StreamsError::Topology(format!(
+                "node `{}` is re-entered",
+                self.nodes[node].name
+            )));
         };
         let result = processor.process(record, self, node);
         self.nodes[node].processor = Some(processor);
@@ -485,10 +574,20 @@ impl TaskCore {
     /// stream-time punctuations.
     pub(crate) fn process(&mut self, raw: &RawRecord) -> Result<()> {
         let Some(&node) = self.sources.get(&raw.topic) else {
-            return Err(StreamsError::Topology(format!("task {} does not read topic `{}`", self.id, raw.topic)));
+            return Err(StreamsError::Topology(format!(
+                "task {} does not read topic `{}`",
+                self.id, raw.topic
+            )));
         };
-        self.metadata = Some(RecordMetadata { topic: raw.topic.clone(), partition: raw.partition, offset: raw.offset });
-        let mut source = self.nodes[node].source.take().expect("source nodes keep their source");
+        self.metadata = Some(RecordMetadata {
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            offset: raw.offset,
+        });
+        let mut source = self.nodes[node]
+            .source
+            .take()
+            .expect("source nodes keep their source");
         let result = source.process_raw(raw, self, node);
         self.nodes[node].source = Some(source);
         self.metadata = None;
@@ -496,7 +595,9 @@ impl TaskCore {
         match result {
             Ok(()) => {}
             Err(SourceError::Downstream(error)) => return Err(error),
-            Err(SourceError::Deserialization(error)) => self.handle_deserialization_error(raw, error)?,
+            Err(SourceError::Deserialization(error)) => {
+                self.handle_deserialization_error(raw, error)?
+            }
         }
         self.punctuate(PunctuationType::StreamTime, self.stream_time)?;
         Ok(())
@@ -544,7 +645,14 @@ impl TaskCore {
             PunctuationType::StreamTime => 0,
             PunctuationType::WallClockTime => self.wall_clock.saturating_add(interval),
         };
-        self.schedules.push(Schedule { node, kind, interval, next, callback: Some(callback), cancelled });
+        self.schedules.push(Schedule {
+            node,
+            kind,
+            interval,
+            next,
+            callback: Some(callback),
+            cancelled,
+        });
         handle
     }
 
@@ -611,29 +719,6 @@ impl TaskCore {
         }
         first
     }
-
-    /// Applies a batch of changelog records to `store` (restoration).
-    pub(crate) fn restore_batch(&self, store: &str, records: &[crate::Write<'_>]) -> Result<()> {
-        let store = self.stores.get(store).ok_or_else(|| StreamsError::StoreAccess {
-            name: store.to_owned(),
-            message: "not a store of this task".into(),
-        })?;
-        let mut guard = lock(&store.handle.cell);
-        let instance: &mut StoreInstance = &mut guard;
-        instance.restore_batch(records)?;
-        Ok(())
-    }
-
-    /// The cell of a store, for global store updates and queries.
-    pub(crate) fn store_cell(&self, name: &str) -> Option<StoreCell> {
-        self.stores.get(name).map(|s| s.handle.cell.clone())
-    }
-}
-
-/// Builds the tasks of every sub-topology for one partition, and the
-/// instance's global stores: shared by the test driver and the runtime.
-pub(crate) fn subtopology_nodes(topology: &Topology) -> Vec<Subtopology> {
-    topology.subtopologies()
 }
 
 /// Store access for value getters, built in a processor's context.
@@ -643,7 +728,10 @@ pub(crate) struct StoreLookup<'a> {
 }
 
 impl StoreLookup<'_> {
-    pub(crate) fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStoreHandle<K, V>> {
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStoreHandle<K, V>> {
         self.task.key_value_store(self.node, name)
     }
 }

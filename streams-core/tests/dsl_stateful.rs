@@ -14,7 +14,8 @@ fn s(v: &str) -> String {
 }
 
 fn driver(builder: StreamsBuilder) -> TopologyTestDriver {
-    TopologyTestDriver::with_wall_clock(builder.build().unwrap(), StreamsConfig::new("app"), 0).unwrap()
+    TopologyTestDriver::with_wall_clock(builder.build().unwrap(), StreamsConfig::new("app"), 0)
+        .unwrap()
 }
 
 fn strings() -> Consumed<String, String> {
@@ -27,11 +28,16 @@ fn nullable_counts() -> Produced<String, Option<i64>> {
 
 #[test]
 fn word_count_rekeys_before_counting_through_a_repartition_topic() {
-    for store in [Materialized::named("counts").in_memory(), Materialized::named("counts").persistent()] {
+    for store in [
+        Materialized::named("counts").in_memory(),
+        Materialized::named("counts").persistent(),
+    ] {
         let builder = StreamsBuilder::new();
         builder
             .stream(&["lines"], Consumed::with(UnitSerde, StringSerde))
-            .flat_map_values(|l: String| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map_values(|l: String| {
+                l.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+            })
             .group_by(|_, w| w.clone(), Grouped::with(StringSerde, StringSerde))
             .count(store)
             .to_stream()
@@ -39,7 +45,10 @@ fn word_count_rekeys_before_counting_through_a_repartition_topic() {
         let topology = builder.build().unwrap();
         let description = topology.describe();
         assert_eq!(description.subtopologies.len(), 2, "{description}");
-        assert!(description.to_string().contains("counts-repartition"), "{description}");
+        assert!(
+            description.to_string().contains("counts-repartition"),
+            "{description}"
+        );
 
         let d = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
         let mut lines = d.create_input_topic("lines", UnitSerde, StringSerde);
@@ -48,10 +57,19 @@ fn word_count_rekeys_before_counting_through_a_repartition_topic() {
         let updates = out.read_key_values_to_list();
         assert_eq!(
             updates,
-            [(s("a"), Some(1)), (s("b"), Some(1)), (s("a"), Some(2)), (s("b"), Some(2)), (s("c"), Some(1))]
+            [
+                (s("a"), Some(1)),
+                (s("b"), Some(1)),
+                (s("a"), Some(2)),
+                (s("b"), Some(2)),
+                (s("c"), Some(1))
+            ]
         );
         let counts = d.key_value_store::<String, i64>("counts").unwrap();
-        assert_eq!(counts.all().unwrap(), [(s("a"), 2), (s("b"), 2), (s("c"), 1)]);
+        assert_eq!(
+            counts.all().unwrap(),
+            [(s("a"), 2), (s("b"), 2), (s("c"), 1)]
+        );
         // Every count also went to the store's changelog.
         let changelog = d.read_raw("app-counts-changelog");
         assert_eq!(changelog.len(), 5);
@@ -74,8 +92,13 @@ fn group_by_key_without_rekey_needs_no_repartition() {
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
     input.pipe_key_value_list([(s("x"), 5), (s("y"), 1), (s("x"), 7)]);
-    let sums = d.create_output_topic("sums", StringSerde, Nullable(I64Serde)).read_key_values_to_list();
-    assert_eq!(sums, [(s("x"), Some(5)), (s("y"), Some(1)), (s("x"), Some(12))]);
+    let sums = d
+        .create_output_topic("sums", StringSerde, Nullable(I64Serde))
+        .read_key_values_to_list();
+    assert_eq!(
+        sums,
+        [(s("x"), Some(5)), (s("y"), Some(1)), (s("x"), Some(12))]
+    );
 }
 
 #[test]
@@ -84,12 +107,25 @@ fn aggregate_folds_with_initializer() {
     builder
         .stream(&["in"], strings())
         .group_by_key(Grouped::default())
-        .aggregate(String::new, |_, v, agg| if agg.is_empty() { v } else { format!("{agg},{v}") }, Materialized::with(StringSerde, StringSerde))
+        .aggregate(
+            String::new,
+            |_, v, agg| {
+                if agg.is_empty() {
+                    v
+                } else {
+                    format!("{agg},{v}")
+                }
+            },
+            Materialized::with(StringSerde, StringSerde),
+        )
         .to_stream()
         .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
     let d = driver(builder);
-    d.create_input_topic("in", StringSerde, StringSerde).pipe_key_value_list([(s("k"), s("a")), (s("k"), s("b"))]);
-    let out = d.create_output_topic("out", StringSerde, Nullable(StringSerde)).read_values_to_list();
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .pipe_key_value_list([(s("k"), s("a")), (s("k"), s("b"))]);
+    let out = d
+        .create_output_topic("out", StringSerde, Nullable(StringSerde))
+        .read_values_to_list();
     assert_eq!(out, [Some(s("a")), Some(s("a,b"))]);
 }
 
@@ -103,7 +139,10 @@ fn a_rekeyed_aggregation_without_serdes_is_a_build_error() {
         .count(Materialized::named("c"));
     drop(table);
     let error = builder.build().unwrap_err().to_string();
-    assert!(error.contains("needs a key serde and a value serde"), "{error}");
+    assert!(
+        error.contains("needs a key serde and a value serde"),
+        "{error}"
+    );
     assert!(error.contains("Grouped::with"), "{error}");
 }
 
@@ -111,7 +150,10 @@ fn a_rekeyed_aggregation_without_serdes_is_a_build_error() {
 fn table_keeps_latest_value_and_tombstones_delete() {
     let builder = StreamsBuilder::new();
     let table = builder.table("users", strings(), Materialized::named("users").in_memory());
-    table.to_stream().to("changes", Produced::with(StringSerde, Nullable(StringSerde)));
+    table.to_stream().to(
+        "changes",
+        Produced::with(StringSerde, Nullable(StringSerde)),
+    );
     drop(table);
     let d = driver(builder);
     let mut users = d.create_input_topic("users", StringSerde, StringSerde);
@@ -122,10 +164,17 @@ fn table_keeps_latest_value_and_tombstones_delete() {
     users.pipe_tombstone(s("never-seen"));
     let store = d.key_value_store::<String, String>("users").unwrap();
     assert_eq!(store.all().unwrap(), [(s("1"), s("anne"))]);
-    let changes = d.create_output_topic("changes", StringSerde, Nullable(StringSerde)).read_key_values_to_list();
+    let changes = d
+        .create_output_topic("changes", StringSerde, Nullable(StringSerde))
+        .read_key_values_to_list();
     assert_eq!(
         changes,
-        [(s("1"), Some(s("ann"))), (s("1"), Some(s("anne"))), (s("2"), Some(s("bob"))), (s("2"), None)],
+        [
+            (s("1"), Some(s("ann"))),
+            (s("1"), Some(s("anne"))),
+            (s("2"), Some(s("bob"))),
+            (s("2"), None)
+        ],
         "deleting an absent key changes nothing and emits nothing"
     );
 }
@@ -133,9 +182,20 @@ fn table_keeps_latest_value_and_tombstones_delete() {
 #[test]
 fn table_filter_turns_updates_that_stop_matching_into_deletes() {
     let builder = StreamsBuilder::new();
-    let table = builder.table("scores", Consumed::with(StringSerde, I64Serde), Materialized::default());
-    table.filter(|_, v| *v >= 10).to_stream().to("high", nullable_counts());
-    table.filter_not(|_, v| *v >= 10).map_values(|v| v * 100).to_stream().to("low-x100", nullable_counts());
+    let table = builder.table(
+        "scores",
+        Consumed::with(StringSerde, I64Serde),
+        Materialized::default(),
+    );
+    table
+        .filter(|_, v| *v >= 10)
+        .to_stream()
+        .to("high", nullable_counts());
+    table
+        .filter_not(|_, v| *v >= 10)
+        .map_values(|v| v * 100)
+        .to_stream()
+        .to("low-x100", nullable_counts());
     drop(table);
     let d = driver(builder);
     let mut scores = d.create_input_topic("scores", StringSerde, I64Serde);
@@ -143,9 +203,13 @@ fn table_filter_turns_updates_that_stop_matching_into_deletes() {
     scores.pipe_input(s("a"), 15);
     scores.pipe_input(s("a"), 20);
     scores.pipe_input(s("a"), 1);
-    let high = d.create_output_topic("high", StringSerde, Nullable(I64Serde)).read_values_to_list();
+    let high = d
+        .create_output_topic("high", StringSerde, Nullable(I64Serde))
+        .read_values_to_list();
     assert_eq!(high, [Some(15), Some(20), None]);
-    let low = d.create_output_topic("low-x100", StringSerde, Nullable(I64Serde)).read_values_to_list();
+    let low = d
+        .create_output_topic("low-x100", StringSerde, Nullable(I64Serde))
+        .read_values_to_list();
     assert_eq!(low, [Some(500), None, Some(100)]);
 }
 
@@ -163,30 +227,69 @@ fn table_group_by_count_subtracts_rows_that_move_or_leave() {
     // Users by city: a user moving city leaves the old count.
     let builder = StreamsBuilder::new();
     builder
-        .table("user-city", strings(), Materialized::named("user-city").in_memory())
-        .group_by(|_, city| (city.clone(), city.clone()), Grouped::with(StringSerde, StringSerde))
+        .table(
+            "user-city",
+            strings(),
+            Materialized::named("user-city").in_memory(),
+        )
+        .group_by(
+            |_, city| (city.clone(), city.clone()),
+            Grouped::with(StringSerde, StringSerde),
+        )
         .count(Materialized::named("city-counts").in_memory())
         .to_stream()
         .to("city-counts", nullable_counts());
     let d = driver(builder);
     let mut input = d.create_input_topic("user-city", StringSerde, StringSerde);
-    pipe(&mut input, &[("ann", Some("oslo")), ("bob", Some("oslo")), ("ann", Some("rome")), ("bob", None)]);
+    pipe(
+        &mut input,
+        &[
+            ("ann", Some("oslo")),
+            ("bob", Some("oslo")),
+            ("ann", Some("rome")),
+            ("bob", None),
+        ],
+    );
     let counts = d.key_value_store::<String, i64>("city-counts").unwrap();
     assert_eq!(counts.all().unwrap(), [(s("oslo"), 0), (s("rome"), 1)]);
-    let updates = d.create_output_topic("city-counts", StringSerde, Nullable(I64Serde)).read_key_values_to_list();
+    let updates = d
+        .create_output_topic("city-counts", StringSerde, Nullable(I64Serde))
+        .read_key_values_to_list();
     assert_eq!(
         updates,
-        [(s("oslo"), Some(1)), (s("oslo"), Some(2)), (s("oslo"), Some(1)), (s("rome"), Some(1)), (s("oslo"), Some(0))]
+        [
+            (s("oslo"), Some(1)),
+            (s("oslo"), Some(2)),
+            (s("oslo"), Some(1)),
+            (s("rome"), Some(1)),
+            (s("oslo"), Some(0))
+        ]
     );
 }
 
 #[test]
 fn table_group_by_reduce_and_aggregate_subtract() {
     let builder = StreamsBuilder::new();
-    let table = builder.table("balances", Consumed::with(StringSerde, I64Serde), Materialized::default().in_memory());
-    let by_bank = table.group_by(|acct, v| (acct[..1].to_owned(), *v), Grouped::with(StringSerde, I64Serde));
-    by_bank.reduce(|a, b| a + b, |a, b| a - b, Materialized::named("bank-total").in_memory());
-    by_bank.aggregate(|| 0i64, |_, v, agg| agg.max(*v), |_, _, agg| agg, Materialized::named("bank-max").with_value_serde(I64Serde));
+    let table = builder.table(
+        "balances",
+        Consumed::with(StringSerde, I64Serde),
+        Materialized::default().in_memory(),
+    );
+    let by_bank = table.group_by(
+        |acct, v| (acct[..1].to_owned(), *v),
+        Grouped::with(StringSerde, I64Serde),
+    );
+    by_bank.reduce(
+        |a, b| a + b,
+        |a, b| a - b,
+        Materialized::named("bank-total").in_memory(),
+    );
+    by_bank.aggregate(
+        || 0i64,
+        |_, v, agg| agg.max(*v),
+        |_, _, agg| agg,
+        Materialized::named("bank-max").with_value_serde(I64Serde),
+    );
     drop((table, by_bank));
     let d = driver(builder);
     let mut input = d.create_input_topic("balances", StringSerde, I64Serde);
@@ -194,9 +297,17 @@ fn table_group_by_reduce_and_aggregate_subtract() {
     input.pipe_input(s("a2"), 50);
     input.pipe_input(s("a1"), 30);
     input.pipe_input(s("b1"), 7);
-    let totals = d.key_value_store::<String, i64>("bank-total").unwrap().all().unwrap();
+    let totals = d
+        .key_value_store::<String, i64>("bank-total")
+        .unwrap()
+        .all()
+        .unwrap();
     assert_eq!(totals, [(s("a"), 80), (s("b"), 7)]);
-    let max = d.key_value_store::<String, i64>("bank-max").unwrap().get(&s("a")).unwrap();
+    let max = d
+        .key_value_store::<String, i64>("bank-max")
+        .unwrap()
+        .get(&s("a"))
+        .unwrap();
     assert_eq!(max, Some(100));
 }
 
@@ -205,9 +316,13 @@ fn stream_table_join_and_left_join() {
     let builder = StreamsBuilder::new();
     let users = builder.table("users", strings(), Materialized::named("users").in_memory());
     let clicks = builder.stream(&["clicks"], strings());
-    clicks.join(&users, |page, user| format!("{user} viewed {page}")).to("joined", Produced::with(StringSerde, StringSerde));
     clicks
-        .left_join(&users, |page, user| format!("{} viewed {page}", user.map_or("anonymous", String::as_str)))
+        .join(&users, |page, user| format!("{user} viewed {page}"))
+        .to("joined", Produced::with(StringSerde, StringSerde));
+    clicks
+        .left_join(&users, |page, user| {
+            format!("{} viewed {page}", user.map_or("anonymous", String::as_str))
+        })
         .to("left-joined", Produced::with(StringSerde, StringSerde));
     drop((users, clicks));
     let d = driver(builder);
@@ -218,10 +333,21 @@ fn stream_table_join_and_left_join() {
     clicks.pipe_input(s("u1"), s("/cart"));
     users.pipe_tombstone(s("u1"));
     clicks.pipe_input(s("u1"), s("/bye")); // user deleted
-    let joined = d.create_output_topic("joined", StringSerde, StringSerde).read_values_to_list();
+    let joined = d
+        .create_output_topic("joined", StringSerde, StringSerde)
+        .read_values_to_list();
     assert_eq!(joined, ["ann viewed /cart"]);
-    let left = d.create_output_topic("left-joined", StringSerde, StringSerde).read_values_to_list();
-    assert_eq!(left, ["anonymous viewed /home", "ann viewed /cart", "anonymous viewed /bye"]);
+    let left = d
+        .create_output_topic("left-joined", StringSerde, StringSerde)
+        .read_values_to_list();
+    assert_eq!(
+        left,
+        [
+            "anonymous viewed /home",
+            "ann viewed /cart",
+            "anonymous viewed /bye"
+        ]
+    );
 }
 
 #[test]
@@ -237,19 +363,34 @@ fn stream_table_join_after_rekey_repartitions_the_stream() {
     let topology = builder.build().unwrap();
     assert!(topology.describe().to_string().contains("-repartition"));
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
-    d.create_input_topic("users", StringSerde, StringSerde).pipe_input(s("u7"), s("zoe"));
-    d.create_input_topic("orders", StringSerde, StringSerde).pipe_input(s("o1"), s("u7:book"));
-    assert_eq!(d.create_output_topic("out", StringSerde, StringSerde).read_key_value(), (s("u7"), s("u7:book by zoe")));
+    d.create_input_topic("users", StringSerde, StringSerde)
+        .pipe_input(s("u7"), s("zoe"));
+    d.create_input_topic("orders", StringSerde, StringSerde)
+        .pipe_input(s("o1"), s("u7:book"));
+    assert_eq!(
+        d.create_output_topic("out", StringSerde, StringSerde)
+            .read_key_value(),
+        (s("u7"), s("u7:book by zoe"))
+    );
 }
 
 #[test]
 fn table_table_join_and_left_join_track_both_sides() {
     let builder = StreamsBuilder::new();
     let names = builder.table("names", strings(), Materialized::named("names").in_memory());
-    let emails = builder.table("emails", strings(), Materialized::named("emails").in_memory());
-    names.join(&emails, |n, e| format!("{n} <{e}>")).to_stream().to("inner", Produced::with(StringSerde, Nullable(StringSerde)));
+    let emails = builder.table(
+        "emails",
+        strings(),
+        Materialized::named("emails").in_memory(),
+    );
     names
-        .left_join(&emails, |n, e| format!("{n} <{}>", e.map_or("?", String::as_str)))
+        .join(&emails, |n, e| format!("{n} <{e}>"))
+        .to_stream()
+        .to("inner", Produced::with(StringSerde, Nullable(StringSerde)));
+    names
+        .left_join(&emails, |n, e| {
+            format!("{n} <{}>", e.map_or("?", String::as_str))
+        })
         .to_stream()
         .to("left", Produced::with(StringSerde, Nullable(StringSerde)));
     drop((names, emails));
@@ -261,47 +402,100 @@ fn table_table_join_and_left_join_track_both_sides() {
     emails.pipe_input(s("1"), s("ann@x"));
     names.pipe_tombstone(s("1"));
     emails.pipe_input(s("2"), s("orphan@x"));
-    let inner = d.create_output_topic("inner", StringSerde, Nullable(StringSerde)).read_values_to_list();
+    let inner = d
+        .create_output_topic("inner", StringSerde, Nullable(StringSerde))
+        .read_values_to_list();
     assert_eq!(inner, [Some(s("ann <a@x>")), Some(s("ann <ann@x>")), None]);
-    let left = d.create_output_topic("left", StringSerde, Nullable(StringSerde)).read_values_to_list();
-    assert_eq!(left, [Some(s("ann <?>")), Some(s("ann <a@x>")), Some(s("ann <ann@x>")), None]);
+    let left = d
+        .create_output_topic("left", StringSerde, Nullable(StringSerde))
+        .read_values_to_list();
+    assert_eq!(
+        left,
+        [
+            Some(s("ann <?>")),
+            Some(s("ann <a@x>")),
+            Some(s("ann <ann@x>")),
+            None
+        ]
+    );
 }
 
 #[test]
 fn global_table_join_by_mapped_key() {
     let builder = StreamsBuilder::new();
-    let products = builder.global_table("products", strings(), Materialized::named("products").in_memory());
+    let products = builder.global_table(
+        "products",
+        strings(),
+        Materialized::named("products").in_memory(),
+    );
     let orders = builder.stream(&["orders"], strings());
-    orders.join_global(&products, |_, v| v.clone(), |pid, name| format!("{pid}={name}")).to("inner", Produced::with(StringSerde, StringSerde));
     orders
-        .left_join_global(&products, |_, v| v.clone(), |pid, name| format!("{pid}={}", name.map_or("unknown", String::as_str)))
+        .join_global(
+            &products,
+            |_, v| v.clone(),
+            |pid, name| format!("{pid}={name}"),
+        )
+        .to("inner", Produced::with(StringSerde, StringSerde));
+    orders
+        .left_join_global(
+            &products,
+            |_, v| v.clone(),
+            |pid, name| format!("{pid}={}", name.map_or("unknown", String::as_str)),
+        )
         .to("left", Produced::with(StringSerde, StringSerde));
     drop((products, orders));
     let topology = builder.build().unwrap();
     let description = topology.describe();
     assert_eq!(description.global_stores.len(), 1);
-    assert!(description.to_string().contains("for global store"), "{description}");
+    assert!(
+        description.to_string().contains("for global store"),
+        "{description}"
+    );
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
-    d.create_input_topic("products", StringSerde, StringSerde).pipe_input(s("p1"), s("pen"));
+    d.create_input_topic("products", StringSerde, StringSerde)
+        .pipe_input(s("p1"), s("pen"));
     let mut orders = d.create_input_topic("orders", StringSerde, StringSerde);
     orders.pipe_input(s("o1"), s("p1"));
     orders.pipe_input(s("o2"), s("p9"));
-    assert_eq!(d.create_output_topic("inner", StringSerde, StringSerde).read_values_to_list(), ["p1=pen"]);
-    assert_eq!(d.create_output_topic("left", StringSerde, StringSerde).read_values_to_list(), ["p1=pen", "p9=unknown"]);
+    assert_eq!(
+        d.create_output_topic("inner", StringSerde, StringSerde)
+            .read_values_to_list(),
+        ["p1=pen"]
+    );
+    assert_eq!(
+        d.create_output_topic("left", StringSerde, StringSerde)
+            .read_values_to_list(),
+        ["p1=pen", "p9=unknown"]
+    );
     let products = d.key_value_store::<String, String>("products").unwrap();
     assert_eq!(products.get(&s("p1")).unwrap(), Some(s("pen")));
-    assert!(d.read_raw("app-products-changelog").is_empty(), "a global store has no changelog of its own");
+    assert!(
+        d.read_raw("app-products-changelog").is_empty(),
+        "a global store has no changelog of its own"
+    );
 }
 
 #[test]
 fn tombstone_in_table_aggregation_input_and_joined_table() {
     // A table joined with another, then aggregated: deletes flow through.
     let builder = StreamsBuilder::new();
-    let a = builder.table("a", Consumed::with(StringSerde, I64Serde), Materialized::default().in_memory());
-    let b = builder.table("b", Consumed::with(StringSerde, I64Serde), Materialized::default().in_memory());
+    let a = builder.table(
+        "a",
+        Consumed::with(StringSerde, I64Serde),
+        Materialized::default().in_memory(),
+    );
+    let b = builder.table(
+        "b",
+        Consumed::with(StringSerde, I64Serde),
+        Materialized::default().in_memory(),
+    );
     a.join(&b, |x, y| x * y)
         .group_by(|_, v| (s("all"), *v), Grouped::with(StringSerde, I64Serde))
-        .reduce(|x, y| x + y, |x, y| x - y, Materialized::named("total").in_memory());
+        .reduce(
+            |x, y| x + y,
+            |x, y| x - y,
+            Materialized::named("total").in_memory(),
+        );
     drop((a, b));
     let d = driver(builder);
     let mut a = d.create_input_topic("a", StringSerde, I64Serde);
@@ -321,13 +515,22 @@ fn tombstone_in_table_aggregation_input_and_joined_table() {
 #[test]
 fn counts_survive_in_rocksdb_across_many_keys() {
     let builder = StreamsBuilder::new();
-    builder.stream(&["in"], Consumed::with(StringSerde, UnitSerde)).group_by_key(Grouped::default()).count(Materialized::named("c"));
+    builder
+        .stream(&["in"], Consumed::with(StringSerde, UnitSerde))
+        .group_by_key(Grouped::default())
+        .count(Materialized::named("c"));
     let d = driver(builder);
     let mut input = d.create_input_topic("in", StringSerde, UnitSerde);
     for i in 0..1000 {
         input.pipe_input(format!("k{}", i % 37), ());
     }
-    let all: HashMap<String, i64> = d.key_value_store::<String, i64>("c").unwrap().all().unwrap().into_iter().collect();
+    let all: HashMap<String, i64> = d
+        .key_value_store::<String, i64>("c")
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
     assert_eq!(all.len(), 37);
     assert_eq!(all.values().sum::<i64>(), 1000);
 }

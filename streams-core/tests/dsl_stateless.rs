@@ -13,7 +13,12 @@ fn s(v: &str) -> String {
 }
 
 fn driver(builder: StreamsBuilder) -> TopologyTestDriver {
-    TopologyTestDriver::with_wall_clock(builder.build().unwrap(), StreamsConfig::new("dsl-test"), 1_000).unwrap()
+    TopologyTestDriver::with_wall_clock(
+        builder.build().unwrap(),
+        StreamsConfig::new("dsl-test"),
+        1_000,
+    )
+    .unwrap()
 }
 
 fn strings() -> Consumed<String, String> {
@@ -29,10 +34,16 @@ fn filter_and_filter_not() {
     let builder = StreamsBuilder::new();
     let stream = builder.stream(&["in"], strings());
     stream.filter(|_, v| v.starts_with('a')).to("a", out());
-    stream.filter_not(|_, v| v.starts_with('a')).to("not-a", out());
+    stream
+        .filter_not(|_, v| v.starts_with('a'))
+        .to("not-a", out());
     let d = driver(builder);
     let mut input = d.create_input_topic("in", StringSerde, StringSerde);
-    input.pipe_key_value_list([(s("1"), s("apple")), (s("2"), s("banana")), (s("3"), s("avocado"))]);
+    input.pipe_key_value_list([
+        (s("1"), s("apple")),
+        (s("2"), s("banana")),
+        (s("3"), s("avocado")),
+    ]);
     let a = d.create_output_topic("a", StringSerde, StringSerde);
     let not_a = d.create_output_topic("not-a", StringSerde, StringSerde);
     assert_eq!(a.read_values_to_list(), ["apple", "avocado"]);
@@ -44,35 +55,76 @@ fn map_map_values_and_select_key() {
     let builder = StreamsBuilder::new();
     let stream = builder.stream(&["in"], strings());
     stream.map(|k, v| (v, k)).to("swapped", out());
-    stream.map_values(|v| v.len() as i64).to("lengths", Produced::with(StringSerde, I64Serde));
-    stream.map_values_with_key(|k, v| format!("{k}={v}")).to("pairs", out());
-    stream.select_key(|_, v| v.to_uppercase()).to("rekeyed", out());
+    stream
+        .map_values(|v| v.len() as i64)
+        .to("lengths", Produced::with(StringSerde, I64Serde));
+    stream
+        .map_values_with_key(|k, v| format!("{k}={v}"))
+        .to("pairs", out());
+    stream
+        .select_key(|_, v| v.to_uppercase())
+        .to("rekeyed", out());
     let d = driver(builder);
-    d.create_input_topic("in", StringSerde, StringSerde).pipe_input(s("k"), s("value"));
-    assert_eq!(d.create_output_topic("swapped", StringSerde, StringSerde).read_key_value(), (s("value"), s("k")));
-    assert_eq!(d.create_output_topic("lengths", StringSerde, I64Serde).read_key_value(), (s("k"), 5));
-    assert_eq!(d.create_output_topic("pairs", StringSerde, StringSerde).read_value(), "k=value");
-    assert_eq!(d.create_output_topic("rekeyed", StringSerde, StringSerde).read_key_value(), (s("VALUE"), s("value")));
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .pipe_input(s("k"), s("value"));
+    assert_eq!(
+        d.create_output_topic("swapped", StringSerde, StringSerde)
+            .read_key_value(),
+        (s("value"), s("k"))
+    );
+    assert_eq!(
+        d.create_output_topic("lengths", StringSerde, I64Serde)
+            .read_key_value(),
+        (s("k"), 5)
+    );
+    assert_eq!(
+        d.create_output_topic("pairs", StringSerde, StringSerde)
+            .read_value(),
+        "k=value"
+    );
+    assert_eq!(
+        d.create_output_topic("rekeyed", StringSerde, StringSerde)
+            .read_key_value(),
+        (s("VALUE"), s("value"))
+    );
 }
 
 #[test]
 fn flat_map_and_flat_map_values_keep_timestamp_and_headers() {
     let builder = StreamsBuilder::new();
     let stream = builder.stream(&["in"], strings());
-    stream.flat_map_values(|v: String| v.split(',').map(str::to_owned).collect::<Vec<_>>()).to("parts", out());
     stream
-        .flat_map(|k: String, v: String| v.split(',').map(|p| (format!("{k}-{p}"), p.to_owned())).collect::<Vec<_>>())
+        .flat_map_values(|v: String| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .to("parts", out());
+    stream
+        .flat_map(|k: String, v: String| {
+            v.split(',')
+                .map(|p| (format!("{k}-{p}"), p.to_owned()))
+                .collect::<Vec<_>>()
+        })
         .to("keyed-parts", out());
     let d = driver(builder);
     let mut input = d.create_input_topic("in", StringSerde, StringSerde);
-    input.pipe_record(Record::new(s("k"), s("x,y,z"), 42).with_headers(Headers::new().with("trace", "t1")));
+    input.pipe_record(
+        Record::new(s("k"), s("x,y,z"), 42).with_headers(Headers::new().with("trace", "t1")),
+    );
     input.pipe_input_at(s("e"), s(""), 43);
-    let parts = d.create_output_topic("parts", StringSerde, StringSerde).read_records_to_list();
-    assert_eq!(parts.iter().map(|r| r.value.as_str()).collect::<Vec<_>>(), ["x", "y", "z", ""]);
+    let parts = d
+        .create_output_topic("parts", StringSerde, StringSerde)
+        .read_records_to_list();
+    assert_eq!(
+        parts.iter().map(|r| r.value.as_str()).collect::<Vec<_>>(),
+        ["x", "y", "z", ""]
+    );
     assert!(parts[..3].iter().all(|r| r.timestamp == 42 && r.key == "k"));
     assert_eq!(parts[0].headers.last("trace"), Some(Some(&b"t1"[..])));
-    let keyed = d.create_output_topic("keyed-parts", StringSerde, StringSerde).read_key_values_to_list();
-    assert_eq!(keyed[..3], [(s("k-x"), s("x")), (s("k-y"), s("y")), (s("k-z"), s("z"))]);
+    let keyed = d
+        .create_output_topic("keyed-parts", StringSerde, StringSerde)
+        .read_key_values_to_list();
+    assert_eq!(
+        keyed[..3],
+        [(s("k-x"), s("x")), (s("k-y"), s("y")), (s("k-z"), s("z"))]
+    );
 }
 
 #[test]
@@ -81,14 +133,21 @@ fn peek_and_foreach_see_every_record() {
     let each = Arc::new(Mutex::new(Vec::new()));
     let builder = StreamsBuilder::new();
     let (p, e) = (seen.clone(), each.clone());
-    let stream = builder.stream(&["in"], strings()).peek(move |k, v| p.lock().unwrap().push(format!("{k}:{v}")));
+    let stream = builder
+        .stream(&["in"], strings())
+        .peek(move |k, v| p.lock().unwrap().push(format!("{k}:{v}")));
     stream.foreach(move |k, _| e.lock().unwrap().push(k.clone()));
     stream.to("out", out());
     let d = driver(builder);
-    d.create_input_topic("in", StringSerde, StringSerde).pipe_key_value_list([(s("a"), s("1")), (s("b"), s("2"))]);
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .pipe_key_value_list([(s("a"), s("1")), (s("b"), s("2"))]);
     assert_eq!(*seen.lock().unwrap(), ["a:1", "b:2"]);
     assert_eq!(*each.lock().unwrap(), ["a", "b"]);
-    assert_eq!(d.create_output_topic("out", StringSerde, StringSerde).queue_size(), 2);
+    assert_eq!(
+        d.create_output_topic("out", StringSerde, StringSerde)
+            .queue_size(),
+        2
+    );
 }
 
 #[test]
@@ -112,7 +171,10 @@ fn split_sends_each_record_to_its_first_matching_branch() {
     for (k, v) in [("a", -5), ("b", 3), ("c", 30), ("d", -1), ("e", 9)] {
         input.pipe_input(s(k), v);
     }
-    let read = |t: &str| d.create_output_topic(t, StringSerde, I64Serde).read_values_to_list();
+    let read = |t: &str| {
+        d.create_output_topic(t, StringSerde, I64Serde)
+            .read_values_to_list()
+    };
     assert_eq!(read("n-negative"), [-5, -1]);
     assert_eq!(read("n-small"), [3, 9], "-5 matched negative first");
     assert_eq!(read("n-large"), [30]);
@@ -121,13 +183,22 @@ fn split_sends_each_record_to_its_first_matching_branch() {
 #[test]
 fn split_without_default_drops_unmatched() {
     let builder = StreamsBuilder::new();
-    let branches = builder.stream(&["in"], strings()).split(None).branch(|_, v| v == "keep", "keep").no_default_branch();
+    let branches = builder
+        .stream(&["in"], strings())
+        .split(None)
+        .branch(|_, v| v == "keep", "keep")
+        .no_default_branch();
     assert_eq!(branches.len(), 1);
     branches.values().next().unwrap().to("kept", out());
     drop(branches);
     let d = driver(builder);
-    d.create_input_topic("in", StringSerde, StringSerde).pipe_key_value_list([(s("1"), s("keep")), (s("2"), s("drop"))]);
-    assert_eq!(d.create_output_topic("kept", StringSerde, StringSerde).read_values_to_list(), ["keep"]);
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .pipe_key_value_list([(s("1"), s("keep")), (s("2"), s("drop"))]);
+    assert_eq!(
+        d.create_output_topic("kept", StringSerde, StringSerde)
+            .read_values_to_list(),
+        ["keep"]
+    );
 }
 
 #[test]
@@ -142,7 +213,11 @@ fn merge_combines_streams_in_arrival_order() {
     ia.pipe_input(s("1"), s("a1"));
     ib.pipe_input(s("2"), s("b1"));
     ia.pipe_input(s("3"), s("a2"));
-    assert_eq!(d.create_output_topic("merged", StringSerde, StringSerde).read_values_to_list(), ["a1", "b1", "a2"]);
+    assert_eq!(
+        d.create_output_topic("merged", StringSerde, StringSerde)
+            .read_values_to_list(),
+        ["a1", "b1", "a2"]
+    );
 }
 
 #[test]
@@ -155,14 +230,25 @@ fn to_dynamic_picks_a_topic_per_record_and_partitioner_is_consulted() {
     stream.to(
         "partitioned",
         out().with_partitioner(move |topic, key, _, count| {
-            a.lock().unwrap().push((topic.to_owned(), key.clone(), count));
+            a.lock()
+                .unwrap()
+                .push((topic.to_owned(), key.clone(), count));
             Some(0)
         }),
     );
     let d = driver(builder);
-    d.create_input_topic("in", StringSerde, StringSerde).pipe_key_value_list([(s("x"), s("1")), (s("y"), s("2"))]);
-    assert_eq!(d.create_output_topic("topic-x", StringSerde, StringSerde).read_values_to_list(), ["1"]);
-    assert_eq!(d.create_output_topic("topic-y", StringSerde, StringSerde).read_values_to_list(), ["2"]);
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .pipe_key_value_list([(s("x"), s("1")), (s("y"), s("2"))]);
+    assert_eq!(
+        d.create_output_topic("topic-x", StringSerde, StringSerde)
+            .read_values_to_list(),
+        ["1"]
+    );
+    assert_eq!(
+        d.create_output_topic("topic-y", StringSerde, StringSerde)
+            .read_values_to_list(),
+        ["2"]
+    );
     assert_eq!(asked.lock().unwrap()[0], (s("partitioned"), s("x"), 1));
 }
 
@@ -176,11 +262,19 @@ fn explicit_repartition_goes_through_an_internal_topic() {
         .to("out", out());
     let topology = builder.build().unwrap();
     let description = topology.describe().to_string();
-    assert!(description.contains("by-value-repartition"), "{description}");
+    assert!(
+        description.contains("by-value-repartition"),
+        "{description}"
+    );
     assert_eq!(topology.describe().subtopologies.len(), 2);
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
-    d.create_input_topic("in", StringSerde, StringSerde).pipe_input(s("k"), s("v"));
-    assert_eq!(d.create_output_topic("out", StringSerde, StringSerde).read_key_value(), (s("v"), s("v")));
+    d.create_input_topic("in", StringSerde, StringSerde)
+        .pipe_input(s("k"), s("v"));
+    assert_eq!(
+        d.create_output_topic("out", StringSerde, StringSerde)
+            .read_key_value(),
+        (s("v"), s("v"))
+    );
     let internal = d.read_raw("app-by-value-repartition");
     assert_eq!(internal.len(), 1);
     assert_eq!(internal[0].key.as_deref(), Some(&b"v"[..]));
@@ -195,13 +289,23 @@ fn keyless_topics_read_as_unit_keys_and_json_values() {
     }
     let builder = StreamsBuilder::new();
     builder
-        .stream(&["readings"], Consumed::with(UnitSerde, JsonSerde::<Reading>::new()))
+        .stream(
+            &["readings"],
+            Consumed::with(UnitSerde, JsonSerde::<Reading>::new()),
+        )
         .map(|(), r: Reading| (r.sensor.clone(), (r.celsius * 9.0 / 5.0 + 32.0) as i64))
         .to("fahrenheit", Produced::with(StringSerde, I64Serde));
     let d = driver(builder);
     let mut input = d.create_input_topic("readings", UnitSerde, JsonSerde::<Reading>::new());
-    input.pipe_value(Reading { sensor: s("s1"), celsius: 100.0 });
-    input.pipe_raw(None, Some(br#"{"sensor":"s2","celsius":0.0}"#)).unwrap();
-    let out: HashMap<_, _> = d.create_output_topic("fahrenheit", StringSerde, I64Serde).read_key_values_to_map();
+    input.pipe_value(Reading {
+        sensor: s("s1"),
+        celsius: 100.0,
+    });
+    input
+        .pipe_raw(None, Some(br#"{"sensor":"s2","celsius":0.0}"#))
+        .unwrap();
+    let out: HashMap<_, _> = d
+        .create_output_topic("fahrenheit", StringSerde, I64Serde)
+        .read_key_values_to_map();
     assert_eq!(out, HashMap::from([(s("s1"), 212), (s("s2"), 32)]));
 }

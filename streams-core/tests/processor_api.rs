@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use streams_core::handlers::{DeadLetterQueue, LogAndFail, dead_letter};
-use streams_core::processor::{Cancellable, ProcessResult, Processor, ProcessorContext, PunctuationType};
+use streams_core::processor::{
+    Cancellable, ProcessResult, Processor, ProcessorContext, PunctuationType,
+};
 use streams_core::serde::{I64Serde, StringSerde};
 use streams_core::state::{KeyValueStoreHandle, Stores};
 use streams_core::testing::TopologyTestDriver;
@@ -26,7 +28,13 @@ struct Summer {
 
 impl Summer {
     fn new(kind: PunctuationType, punctuated: Arc<Mutex<Vec<i64>>>) -> Self {
-        Summer { kind, store: None, punctuated, cancel_after: None, handle: None }
+        Summer {
+            kind,
+            store: None,
+            punctuated,
+            cancel_after: None,
+            handle: None,
+        }
     }
 }
 
@@ -42,7 +50,10 @@ impl Processor<String, i64, String, i64> for Summer {
             if cancel_after.is_some_and(|n| seen.len() >= n) {
                 return Ok(());
             }
-            assert!(ctx.record_metadata().is_none(), "no record during punctuation");
+            assert!(
+                ctx.record_metadata().is_none(),
+                "no record during punctuation"
+            );
             for (key, sum) in store.all()? {
                 ctx.forward(Record::new(key, sum, time))?;
             }
@@ -52,7 +63,11 @@ impl Processor<String, i64, String, i64> for Summer {
         Ok(())
     }
 
-    fn process(&mut self, record: Record<String, i64>, ctx: &mut ProcessorContext<'_, String, i64>) -> ProcessResult {
+    fn process(
+        &mut self,
+        record: Record<String, i64>,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+    ) -> ProcessResult {
         let metadata = ctx.record_metadata().expect("metadata while processing");
         assert_eq!(metadata.topic, "numbers");
         let store = self.store.as_ref().unwrap();
@@ -75,7 +90,11 @@ fn summing_topology(make: impl Fn() -> Summer + Send + Sync + 'static) -> Topolo
         .add_processor("summer", make, &["numbers-source"])
         .unwrap()
         .add_state_store(
-            Stores::key_value_store_builder(Stores::in_memory_key_value_store("sums"), StringSerde, I64Serde),
+            Stores::key_value_store_builder(
+                Stores::in_memory_key_value_store("sums"),
+                StringSerde,
+                I64Serde,
+            ),
             &["summer"],
         )
         .unwrap()
@@ -163,39 +182,84 @@ fn wiring_mistakes_are_topology_errors() {
     let mut t = Topology::new();
     t.add_source("src", StringSerde, I64Serde, &["in"]).unwrap();
     let err = |e: StreamsError| e.to_string();
-    assert!(err(t.add_source("src", StringSerde, I64Serde, &["x"]).unwrap_err()).contains("already exists"));
-    assert!(err(t.add_source("src2", StringSerde, I64Serde, &["in"]).unwrap_err()).contains("already read"));
-    assert!(err(t.add_sink("sink", "out", StringSerde, I64Serde, &["nope"]).unwrap_err()).contains("does not exist"));
+    assert!(
+        err(t
+            .add_source("src", StringSerde, I64Serde, &["x"])
+            .unwrap_err())
+        .contains("already exists")
+    );
+    assert!(
+        err(t
+            .add_source("src2", StringSerde, I64Serde, &["in"])
+            .unwrap_err())
+        .contains("already read")
+    );
+    assert!(
+        err(t
+            .add_sink("sink", "out", StringSerde, I64Serde, &["nope"])
+            .unwrap_err())
+        .contains("does not exist")
+    );
     // A sink of the wrong types for its parent.
-    let wrong = t.add_sink("sink", "out", StringSerde, StringSerde, &["src"]).unwrap_err();
+    let wrong = t
+        .add_sink("sink", "out", StringSerde, StringSerde, &["src"])
+        .unwrap_err();
     assert!(err(wrong).contains("takes records of (alloc::string::String, alloc::string::String)"));
-    t.add_sink("sink", "out", StringSerde, I64Serde, &["src"]).unwrap();
-    assert!(err(t.add_sink("sink2", "out", StringSerde, I64Serde, &["sink"]).unwrap_err()).contains("is a sink"));
-    assert!(err(t.connect_processor_and_state_stores("sink", &["x"]).unwrap_err()).contains("does not exist"));
+    t.add_sink("sink", "out", StringSerde, I64Serde, &["src"])
+        .unwrap();
+    assert!(
+        err(t
+            .add_sink("sink2", "out", StringSerde, I64Serde, &["sink"])
+            .unwrap_err())
+        .contains("is a sink")
+    );
+    assert!(
+        err(t
+            .connect_processor_and_state_stores("sink", &["x"])
+            .unwrap_err())
+        .contains("does not exist")
+    );
 }
 
 #[test]
 fn a_processor_that_uses_an_unconnected_store_gets_a_clear_error() {
     struct Sneaky;
     impl Processor<String, i64> for Sneaky {
-        fn process(&mut self, _: Record<String, i64>, ctx: &mut ProcessorContext<'_, String, i64>) -> ProcessResult {
+        fn process(
+            &mut self,
+            _: Record<String, i64>,
+            ctx: &mut ProcessorContext<'_, String, i64>,
+        ) -> ProcessResult {
             ctx.key_value_store::<String, i64>("sums")?;
             Ok(())
         }
     }
-    let mut topology = summing_topology(|| Summer::new(PunctuationType::StreamTime, Arc::default()));
-    topology.add_processor("sneaky", || Sneaky, &["numbers-source"]).unwrap();
+    let mut topology =
+        summing_topology(|| Summer::new(PunctuationType::StreamTime, Arc::default()));
+    topology
+        .add_processor("sneaky", || Sneaky, &["numbers-source"])
+        .unwrap();
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("p")).unwrap();
     let mut input = d.create_input_topic("numbers", StringSerde, I64Serde);
-    let error = input.try_pipe(&s("k"), Some(&1), 0, Default::default()).unwrap_err().to_string();
-    assert_eq!(error, "state store `sums`: processor `sneaky` is not connected to it");
+    let error = input
+        .try_pipe(&s("k"), Some(&1), 0, Default::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "state store `sums`: processor `sneaky` is not connected to it"
+    );
 }
 
 #[test]
 fn processing_errors_name_the_node_and_stop_the_record() {
     struct Fails;
     impl Processor<String, i64> for Fails {
-        fn process(&mut self, r: Record<String, i64>, ctx: &mut ProcessorContext<'_, String, i64>) -> ProcessResult {
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<'_, String, i64>,
+        ) -> ProcessResult {
             if r.value < 0 {
                 return Err(format!("negative value {}", r.value).into());
             }
@@ -214,10 +278,22 @@ fn processing_errors_name_the_node_and_stop_the_record() {
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("p")).unwrap();
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
     input.pipe_input(s("ok"), 1);
-    let error = input.try_pipe(&s("bad"), Some(&-3), 0, Default::default()).unwrap_err();
-    assert!(matches!(error, StreamsError::Processing { ref node, .. } if node == "check"), "{error:?}");
-    assert_eq!(error.to_string(), "processor `check` failed: negative value -3");
-    assert_eq!(d.create_output_topic("out", StringSerde, I64Serde).read_values_to_list(), [1]);
+    let error = input
+        .try_pipe(&s("bad"), Some(&-3), 0, Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(error, StreamsError::Processing { ref node, .. } if node == "check"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "processor `check` failed: negative value -3"
+    );
+    assert_eq!(
+        d.create_output_topic("out", StringSerde, I64Serde)
+            .read_values_to_list(),
+        [1]
+    );
 }
 
 fn passthrough(config: StreamsConfig) -> TopologyTestDriver {
@@ -234,10 +310,16 @@ fn passthrough(config: StreamsConfig) -> TopologyTestDriver {
 fn unreadable_records_are_skipped_by_default() {
     let d = passthrough(StreamsConfig::new("p"));
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
-    input.pipe_raw(Some(b"k"), Some(b"not eight bytes")).unwrap();
+    input
+        .pipe_raw(Some(b"k"), Some(b"not eight bytes"))
+        .unwrap();
     input.pipe_raw(Some(b"k"), None).unwrap(); // a null where an i64 is expected
     input.pipe_input(s("k"), 7);
-    assert_eq!(d.create_output_topic("out", StringSerde, I64Serde).read_values_to_list(), [7]);
+    assert_eq!(
+        d.create_output_topic("out", StringSerde, I64Serde)
+            .read_values_to_list(),
+        [7]
+    );
     assert_eq!(d.dropped_records(), 2);
 }
 
@@ -247,39 +329,70 @@ fn log_and_fail_stops_with_the_location() {
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
     input.pipe_input(s("k"), 1);
     let error = input.pipe_raw(Some(b"k"), Some(b"xyz")).unwrap_err();
-    assert_eq!(error.to_string(), "cannot deserialize record from in[0]@1: expected i64 of 8 bytes, got 3");
+    assert_eq!(
+        error.to_string(),
+        "cannot deserialize record from in[0]@1: expected i64 of 8 bytes, got 3"
+    );
 }
 
 #[test]
 fn dead_letters_carry_the_original_bytes_and_the_error() {
-    let d = passthrough(StreamsConfig::new("p").with_deserialization_handler(DeadLetterQueue::new("in-dlq")));
+    let d = passthrough(
+        StreamsConfig::new("p").with_deserialization_handler(DeadLetterQueue::new("in-dlq")),
+    );
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
     input.pipe_raw(Some(b"k"), Some(b"xyz")).unwrap();
     input.pipe_input(s("k"), 2);
     let letters = d.read_raw("in-dlq");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].value.as_deref(), Some(&b"xyz"[..]));
-    let header = |name| letters[0].headers.last(name).flatten().map(|v| String::from_utf8_lossy(v).into_owned());
+    let header = |name| {
+        letters[0]
+            .headers
+            .last(name)
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
     assert_eq!(header(dead_letter::TOPIC).as_deref(), Some("in"));
     assert_eq!(header(dead_letter::PARTITION).as_deref(), Some("0"));
     assert_eq!(header(dead_letter::OFFSET).as_deref(), Some("0"));
-    assert!(header(dead_letter::EXCEPTION_MESSAGE).unwrap().contains("8 bytes"));
-    assert_eq!(d.create_output_topic("out", StringSerde, I64Serde).read_values_to_list(), [2]);
+    assert!(
+        header(dead_letter::EXCEPTION_MESSAGE)
+            .unwrap()
+            .contains("8 bytes")
+    );
+    assert_eq!(
+        d.create_output_topic("out", StringSerde, I64Serde)
+            .read_values_to_list(),
+        [2]
+    );
 }
 
 #[test]
 fn global_store_through_the_processor_api_is_readable_by_every_task() {
     struct Loader;
     impl Processor<String, String, (), ()> for Loader {
-        fn process(&mut self, r: Record<String, String>, ctx: &mut ProcessorContext<'_, (), ()>) -> ProcessResult {
-            ctx.key_value_store::<String, String>("rates")?.put(&r.key, &r.value)?;
+        fn process(
+            &mut self,
+            r: Record<String, String>,
+            ctx: &mut ProcessorContext<'_, (), ()>,
+        ) -> ProcessResult {
+            ctx.key_value_store::<String, String>("rates")?
+                .put(&r.key, &r.value)?;
             Ok(())
         }
     }
     struct Convert;
     impl Processor<String, i64, String, String> for Convert {
-        fn process(&mut self, r: Record<String, i64>, ctx: &mut ProcessorContext<'_, String, String>) -> ProcessResult {
-            let rate = ctx.key_value_store::<String, String>("rates")?.get(&r.key)?.unwrap_or_default();
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<'_, String, String>,
+        ) -> ProcessResult {
+            let rate = ctx
+                .key_value_store::<String, String>("rates")?
+                .get(&r.key)?
+                .unwrap_or_default();
             let value = format!("{} at {rate}", r.value);
             ctx.forward(r.with_value(value))?;
             Ok(())
@@ -288,8 +401,12 @@ fn global_store_through_the_processor_api_is_readable_by_every_task() {
     let mut topology = Topology::new();
     topology
         .add_global_store(
-            Stores::key_value_store_builder(Stores::in_memory_key_value_store("rates"), StringSerde, StringSerde)
-                .with_logging_disabled(),
+            Stores::key_value_store_builder(
+                Stores::in_memory_key_value_store("rates"),
+                StringSerde,
+                StringSerde,
+            )
+            .with_logging_disabled(),
             "rates-source",
             StringSerde,
             StringSerde,
@@ -305,23 +422,37 @@ fn global_store_through_the_processor_api_is_readable_by_every_task() {
         .add_sink("sink", "converted", StringSerde, StringSerde, &["convert"])
         .unwrap();
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("g")).unwrap();
-    d.create_input_topic("rates", StringSerde, StringSerde).pipe_input(s("eur"), s("1.1"));
-    d.create_input_topic("amounts", StringSerde, I64Serde).pipe_input(s("eur"), 10);
-    assert_eq!(d.create_output_topic("converted", StringSerde, StringSerde).read_value(), "10 at 1.1");
+    d.create_input_topic("rates", StringSerde, StringSerde)
+        .pipe_input(s("eur"), s("1.1"));
+    d.create_input_topic("amounts", StringSerde, I64Serde)
+        .pipe_input(s("eur"), 10);
+    assert_eq!(
+        d.create_output_topic("converted", StringSerde, StringSerde)
+            .read_value(),
+        "10 at 1.1"
+    );
 }
 
 #[test]
 fn a_logged_global_store_is_rejected() {
     struct Nothing;
     impl Processor<String, String, (), ()> for Nothing {
-        fn process(&mut self, _: Record<String, String>, _: &mut ProcessorContext<'_, (), ()>) -> ProcessResult {
+        fn process(
+            &mut self,
+            _: Record<String, String>,
+            _: &mut ProcessorContext<'_, (), ()>,
+        ) -> ProcessResult {
             Ok(())
         }
     }
     let mut topology = Topology::new();
     let error = topology
         .add_global_store(
-            Stores::key_value_store_builder(Stores::in_memory_key_value_store("g"), StringSerde, StringSerde),
+            Stores::key_value_store_builder(
+                Stores::in_memory_key_value_store("g"),
+                StringSerde,
+                StringSerde,
+            ),
             "s",
             StringSerde,
             StringSerde,
@@ -337,7 +468,11 @@ fn a_logged_global_store_is_rejected() {
 fn stores_are_flushed_and_logged_through_a_cache() {
     struct Count;
     impl Processor<String, i64> for Count {
-        fn process(&mut self, r: Record<String, i64>, ctx: &mut ProcessorContext<'_, String, i64>) -> ProcessResult {
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<'_, String, i64>,
+        ) -> ProcessResult {
             let store = ctx.key_value_store::<String, i64>("counts")?;
             let n = store.get(&r.key)?.unwrap_or(0) + 1;
             store.put(&r.key, &n)?;
@@ -351,8 +486,12 @@ fn stores_are_flushed_and_logged_through_a_cache() {
         .add_processor("count", || Count, &["src"])
         .unwrap()
         .add_state_store(
-            Stores::key_value_store_builder(Stores::persistent_key_value_store("counts"), StringSerde, I64Serde)
-                .with_caching_enabled(1 << 20),
+            Stores::key_value_store_builder(
+                Stores::persistent_key_value_store("counts"),
+                StringSerde,
+                I64Serde,
+            )
+            .with_caching_enabled(1 << 20),
             &["count"],
         )
         .unwrap();
@@ -361,10 +500,16 @@ fn stores_are_flushed_and_logged_through_a_cache() {
     for _ in 0..100 {
         input.pipe_input(s("hot"), 0);
     }
-    assert!(d.read_raw("c-counts-changelog").is_empty(), "cached until flush");
+    assert!(
+        d.read_raw("c-counts-changelog").is_empty(),
+        "cached until flush"
+    );
     d.flush().unwrap();
     let changelog = d.read_raw("c-counts-changelog");
     assert_eq!(changelog.len(), 1, "100 writes, one changelog record");
-    assert_eq!(changelog[0].value.as_deref(), Some(&100i64.to_be_bytes()[..]));
+    assert_eq!(
+        changelog[0].value.as_deref(),
+        Some(&100i64.to_be_bytes()[..])
+    );
     assert_eq!(changelog[0].partition, 0);
 }

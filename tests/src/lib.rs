@@ -48,7 +48,9 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("bootstrap", &self.bootstrap).finish()
+        f.debug_struct("Broker")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
     }
 }
 
@@ -61,7 +63,8 @@ pub fn shared_broker() -> &'static Broker {
 }
 
 fn free_port() -> u16 {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port");
+    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+        .expect("bind a free loopback port");
     listener.local_addr().expect("local address").port()
 }
 
@@ -89,7 +92,10 @@ impl Broker {
                 Err(e) => last_error = e,
             }
         }
-        panic!("could not start the development broker {}: {last_error}", binary.display());
+        panic!(
+            "could not start the development broker {}: {last_error}",
+            binary.display()
+        );
     }
 
     fn try_start(binary: &std::path::Path, port: u16) -> Result<Broker, String> {
@@ -110,7 +116,12 @@ impl Broker {
             .spawn()
             .map_err(|e| format!("spawning sh: {e}"))?;
         let lifeline = child.stdin.take();
-        let mut broker = Broker { port, bootstrap: address, child, lifeline };
+        let mut broker = Broker {
+            port,
+            bootstrap: address,
+            child,
+            lifeline,
+        };
         broker.wait_ready(Duration::from_secs(20))?;
         Ok(broker)
     }
@@ -127,14 +138,21 @@ impl Broker {
                 return Err(format!("broker exited with {status}: {}", stderr.trim()));
             }
             if Instant::now() > deadline {
-                return Err(format!("broker did not listen on {} within {timeout:?}", self.bootstrap));
+                return Err(format!(
+                    "broker did not listen on {} within {timeout:?}",
+                    self.bootstrap
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         // Listening is not serving: wait for a metadata answer too.
         let consumer: BaseConsumer = self.client_config().create().map_err(|e| e.to_string())?;
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-        consumer.fetch_metadata(None, left).map_err(|e| format!("broker does not answer metadata: {e}"))?;
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        consumer
+            .fetch_metadata(None, left)
+            .map_err(|e| format!("broker does not answer metadata: {e}"))?;
         Ok(())
     }
 
@@ -152,7 +170,9 @@ impl Broker {
     /// enough for tests.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.bootstrap).set("socket.timeout.ms", "10000");
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("socket.timeout.ms", "10000");
         config
     }
 
@@ -160,12 +180,14 @@ impl Broker {
     /// topic created without them, and some clients then fail), waiting for
     /// the result. An existing topic is left as it is.
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = self.client_config().create().expect("admin client");
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("admin client");
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1))
             .set("cleanup.policy", "delete")
             .set("retention.ms", "-1");
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = futures_executor_block_on(admin.create_topics(&[topic], &options)).expect("create_topics");
+        let results = futures_executor_block_on(admin.create_topics(&[topic], &options))
+            .expect("create_topics");
         for result in results {
             match result {
                 Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -15,7 +15,11 @@ fn create_topic_produce_and_consume() {
     // Creating it again is harmless.
     broker.create_topic("greetings", 3);
 
-    let producer: BaseProducer = broker.client_config().set("enable.idempotence", "true").create().unwrap();
+    let producer: BaseProducer = broker
+        .client_config()
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
     producer
         .send(
             BaseRecord::to("greetings")
@@ -23,7 +27,10 @@ fn create_topic_produce_and_consume() {
                 .key("k")
                 .payload("hello, broker")
                 .timestamp(1_700_000_000_000)
-                .headers(OwnedHeaders::new().insert(Header { key: "h", value: Some("v") })),
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "h",
+                    value: Some("v"),
+                })),
         )
         .map_err(|(e, _)| e)
         .unwrap();
@@ -36,11 +43,15 @@ fn create_topic_produce_and_consume() {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let metadata = consumer.fetch_metadata(Some("greetings"), Duration::from_secs(10)).unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some("greetings"), Duration::from_secs(10))
+        .unwrap();
     assert_eq!(metadata.topics()[0].partitions().len(), 3);
 
     let mut assignment = rdkafka::TopicPartitionList::new();
-    assignment.add_partition_offset("greetings", 1, rdkafka::Offset::Beginning).unwrap();
+    assignment
+        .add_partition_offset("greetings", 1, rdkafka::Offset::Beginning)
+        .unwrap();
     consumer.assign(&assignment).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let message = loop {
@@ -65,7 +76,10 @@ fn a_private_broker_starts_and_stops() {
     assert!(std::net::TcpStream::connect(&addr).is_ok());
     assert_ne!(broker.port(), shared_broker().port());
     broker.stop();
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "the broker still listens on {addr}");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "the broker still listens on {addr}"
+    );
 }
 
 #[test]
@@ -74,5 +88,8 @@ fn a_missing_broker_binary_fails_naming_the_setup_script() {
     let panic = std::panic::catch_unwind(|| Broker::start_with(&missing)).unwrap_err();
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("scripts/setup.sh"), "{message}");
-    assert!(message.contains(&missing.display().to_string()), "{message}");
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
 }

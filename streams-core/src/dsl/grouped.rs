@@ -28,6 +28,7 @@ type TableStep<K, V, VA> = Arc<dyn Fn(&K, Change<V>, Option<VA>) -> Option<VA> +
 
 /// Adds the store of an aggregation and a processor that applies `step` to
 /// every record, returning the resulting table.
+#[allow(clippy::too_many_arguments)]
 fn add_aggregation<K: Data, VIn: Data, VA: Data>(
     state: &Shared,
     parent: &str,
@@ -44,31 +45,44 @@ fn add_aggregation<K: Data, VIn: Data, VA: Data>(
     let supplier = move || {
         let (step, store) = (step.clone(), store_name.clone());
         let mut handle = None;
-        FnProcessor::new(move |r: Record<K, Change<VIn>>, ctx: &mut ProcessorContext<'_, K, Change<VA>>| {
-            if handle.is_none() {
-                handle = Some(ctx.key_value_store::<K, VA>(&store)?);
-            }
-            let handle = handle.as_ref().expect("set above");
-            let old = handle.get(&r.key)?;
-            let new = step(&r.key, r.value, old.clone());
-            match &new {
-                Some(value) => handle.put(&r.key, value)?,
-                None => drop(handle.delete(&r.key)?),
-            }
-            ctx.forward(Record { key: r.key, value: Change { new, old }, timestamp: r.timestamp, headers: r.headers })?;
-            Ok(())
-        })
+        FnProcessor::new(
+            move |r: Record<K, Change<VIn>>, ctx: &mut ProcessorContext<'_, K, Change<VA>>| {
+                if handle.is_none() {
+                    handle = Some(ctx.key_value_store::<K, VA>(&store)?);
+                }
+                let handle = handle.as_ref().expect("set above");
+                let old = handle.get(&r.key)?;
+                let new = step(&r.key, r.value, old.clone());
+                match &new {
+                    Some(value) => handle.put(&r.key, value)?,
+                    None => drop(handle.delete(&r.key)?),
+                }
+                ctx.forward(Record {
+                    key: r.key,
+                    value: Change { new, old },
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                })?;
+                Ok(())
+            },
+        )
     };
     let result = st
         .topology
         .add_processor_node(&name, supplier, &[parent], false)
         .and_then(|_| st.topology.add_store(builder, None))
-        .and_then(|()| st.topology.connect_processor_and_state_stores_inner(&[&name], &[store]));
+        .and_then(|()| {
+            st.topology
+                .connect_processor_and_state_stores_inner(&[&name], &[store])
+        });
     st.record(result);
     KTable {
         state: state.clone(),
         node: name,
-        serdes: Serdes { keys: Some(keys), values: Some(values) },
+        serdes: Serdes {
+            keys: Some(keys),
+            values: Some(values),
+        },
         getter: ValueGetterSupplier::store(store),
         store: Some(store.to_owned()),
     }
@@ -83,18 +97,31 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         if grouped.values.is_some() {
             stream.serdes.values = grouped.values;
         }
-        KGroupedStream { stream, name: grouped.name }
+        KGroupedStream {
+            stream,
+            name: grouped.name,
+        }
     }
 
     /// The store name, and the stream repartitioned first if its key changed.
-    fn prepare<VA>(&self, materialized: &Materialized<K, VA>, prefix: &str) -> (String, KStream<K, V>) {
+    fn prepare<VA>(
+        &self,
+        materialized: &Materialized<K, VA>,
+        prefix: &str,
+    ) -> (String, KStream<K, V>) {
         let store = match &materialized.name {
             Some(name) => name.clone(),
             None => self.stream.state.borrow_mut().next_name(prefix),
         };
         let input = if self.stream.repartition_required {
             let base = self.name.clone().unwrap_or_else(|| store.clone());
-            self.stream.through_repartition_topic(&base, self.stream.serdes.keys.clone(), self.stream.serdes.values.clone(), None, "an aggregation")
+            self.stream.through_repartition_topic(
+                &base,
+                self.stream.serdes.keys.clone(),
+                self.stream.serdes.values.clone(),
+                None,
+                "an aggregation",
+            )
         } else {
             self.stream.clone()
         };
@@ -109,7 +136,10 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     ) -> KTable<K, VA> {
         let (store, input) = self.prepare(&materialized, "KSTREAM-AGGREGATE-STATE-STORE-");
         let state = &self.stream.state;
-        let keys = materialized.keys.clone().or_else(|| input.serdes.keys.clone());
+        let keys = materialized
+            .keys
+            .clone()
+            .or_else(|| input.serdes.keys.clone());
         let values = materialized.values.clone().or(default_values);
         let (Some(keys), Some(values)) = (keys, values) else {
             state.borrow_mut().fail(format!(
@@ -129,18 +159,39 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             None,
             &[&input.node],
             || {
-                FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, Change<V>>| {
-                    let value = Change { new: Some(r.value), old: None };
-                    ctx.forward(Record { key: r.key, value, timestamp: r.timestamp, headers: r.headers })?;
-                    Ok(())
-                })
+                FnProcessor::new(
+                    |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, Change<V>>| {
+                        let value = Change {
+                            new: Some(r.value),
+                            old: None,
+                        };
+                        ctx.forward(Record {
+                            key: r.key,
+                            value,
+                            timestamp: r.timestamp,
+                            headers: r.headers,
+                        })?;
+                        Ok(())
+                    },
+                )
             },
             false,
             Serdes::<K, Change<V>>::none(),
         );
-        let builder: Arc<dyn StoreBuilder> = Arc::new(materialized.builder(&store, keys.clone(), values.clone()));
-        let table_step: TableStep<K, V, VA> = Arc::new(move |k, change, agg| change.new.map(|v| step(k, v, agg)));
-        add_aggregation(state, &wrapped.node, "KSTREAM-AGGREGATE-", &store, builder, table_step, keys, values)
+        let builder: Arc<dyn StoreBuilder> =
+            Arc::new(materialized.builder(&store, keys.clone(), values.clone()));
+        let table_step: TableStep<K, V, VA> =
+            Arc::new(move |k, change, agg| change.new.map(|v| step(k, v, agg)));
+        add_aggregation(
+            state,
+            &wrapped.node,
+            "KSTREAM-AGGREGATE-",
+            &store,
+            builder,
+            table_step,
+            keys,
+            values,
+        )
     }
 
     /// Counts records per key.
@@ -156,12 +207,20 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// # drop(counts); builder.build().unwrap();
     /// ```
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
-        self.aggregate_with(materialized, Some(Arc::new(I64Serde)), Arc::new(|_, _, count| count.unwrap_or(0) + 1))
+        self.aggregate_with(
+            materialized,
+            Some(Arc::new(I64Serde)),
+            Arc::new(|_, _, count| count.unwrap_or(0) + 1),
+        )
     }
 
     /// Combines the values of each key with `reducer` (the first value is
     /// the start).
-    pub fn reduce(&self, reducer: impl Fn(&V, V) -> V + Send + Sync + 'static, materialized: Materialized<K, V>) -> KTable<K, V> {
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(&V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
         let default_values = self.stream.serdes.values.clone();
         self.aggregate_with(
             materialized,
@@ -181,7 +240,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<K, VA> {
-        self.aggregate_with(materialized, None, Arc::new(move |k, v, agg| aggregator(k, v, agg.unwrap_or_else(&initializer))))
+        self.aggregate_with(
+            materialized,
+            None,
+            Arc::new(move |k, v, agg| aggregator(k, v, agg.unwrap_or_else(&initializer))),
+        )
     }
 }
 
@@ -195,7 +258,11 @@ pub struct KGroupedTable<K, V> {
 
 impl<K: Data, V: Data> KGroupedTable<K, V> {
     pub(crate) fn new(state: Shared, node: String, grouped: Grouped<K, V>) -> Self {
-        KGroupedTable { state, node, grouped }
+        KGroupedTable {
+            state,
+            node,
+            grouped,
+        }
     }
 
     fn aggregate_with<VA: Data>(
@@ -206,9 +273,16 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     ) -> KTable<K, VA> {
         let store = match &materialized.name {
             Some(name) => name.clone(),
-            None => self.state.borrow_mut().next_name("KTABLE-AGGREGATE-STATE-STORE-"),
+            None => self
+                .state
+                .borrow_mut()
+                .next_name("KTABLE-AGGREGATE-STATE-STORE-"),
         };
-        let keys = self.grouped.keys.clone().or_else(|| materialized.keys.clone());
+        let keys = self
+            .grouped
+            .keys
+            .clone()
+            .or_else(|| materialized.keys.clone());
         let values = self.grouped.values.clone();
         let (Some(keys), Some(values)) = (keys, values) else {
             self.state.borrow_mut().fail(format!(
@@ -227,20 +301,45 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         let selected = KStream::<K, Change<V>> {
             state: self.state.clone(),
             node: self.node.clone(),
-            serdes: Serdes { keys: Some(keys.clone()), values: Some(change_serde.clone()) },
+            serdes: Serdes {
+                keys: Some(keys.clone()),
+                values: Some(change_serde.clone()),
+            },
             repartition_required: true,
         };
         let base = self.grouped.name.clone().unwrap_or_else(|| store.clone());
-        let input = selected.through_repartition_topic(&base, Some(keys.clone()), Some(change_serde), None, "KTable::group_by");
+        let input = selected.through_repartition_topic(
+            &base,
+            Some(keys.clone()),
+            Some(change_serde),
+            None,
+            "KTable::group_by",
+        );
         let Some(agg_values) = materialized.values.clone().or(default_values) else {
             self.state.borrow_mut().fail(format!(
                 "the store `{store}` of an aggregation needs a value serde: give it with Materialized::with"
             ));
-            return KTable { state: self.state.clone(), node: input.node, serdes: Serdes::none(), getter: ValueGetterSupplier::store(&store), store: None };
+            return KTable {
+                state: self.state.clone(),
+                node: input.node,
+                serdes: Serdes::none(),
+                getter: ValueGetterSupplier::store(&store),
+                store: None,
+            };
         };
         let store_keys = materialized.keys.clone().unwrap_or_else(|| keys.clone());
-        let builder: Arc<dyn StoreBuilder> = Arc::new(materialized.builder(&store, store_keys, agg_values.clone()));
-        add_aggregation(&self.state, &input.node, "KTABLE-AGGREGATE-", &store, builder, step, keys, agg_values)
+        let builder: Arc<dyn StoreBuilder> =
+            Arc::new(materialized.builder(&store, store_keys, agg_values.clone()));
+        add_aggregation(
+            &self.state,
+            &input.node,
+            "KTABLE-AGGREGATE-",
+            &store,
+            builder,
+            step,
+            keys,
+            agg_values,
+        )
     }
 
     /// Counts rows per group.

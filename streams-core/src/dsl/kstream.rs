@@ -38,10 +38,17 @@ impl<K, V> Clone for KStream<K, V> {
 type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
 
 impl<K: Data, V: Data> KStream<K, V> {
-    pub(crate) fn source(state: Shared, topics: Vec<TopicName>, consumed: super::Consumed<K, V>) -> Self {
+    pub(crate) fn source(
+        state: Shared,
+        topics: Vec<TopicName>,
+        consumed: super::Consumed<K, V>,
+    ) -> Self {
         let node = {
             let mut st = state.borrow_mut();
-            let name = consumed.name.clone().unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
+            let name = consumed
+                .name
+                .clone()
+                .unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
             let result = st.topology.add_source_node(
                 &name,
                 topics,
@@ -56,7 +63,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         KStream {
             state,
             node,
-            serdes: Serdes { keys: Some(consumed.keys), values: Some(consumed.values) },
+            serdes: Serdes {
+                keys: Some(consumed.keys),
+                values: Some(consumed.values),
+            },
             repartition_required: false,
         }
     }
@@ -76,7 +86,9 @@ impl<K: Data, V: Data> KStream<K, V> {
     {
         let mut st = self.state.borrow_mut();
         let name = name.map(|n| n.0).unwrap_or_else(|| st.next_name(prefix));
-        let result = st.topology.add_processor_node(&name, supplier, parents, false);
+        let result = st
+            .topology
+            .add_processor_node(&name, supplier, parents, false);
         st.record(result);
         KStream {
             state: self.state.clone(),
@@ -86,7 +98,13 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
     }
 
-    fn add<KOut: Data, VOut: Data, S>(&self, prefix: &str, supplier: S, key_changed: bool, serdes: Serdes<KOut, VOut>) -> KStream<KOut, VOut>
+    fn add<KOut: Data, VOut: Data, S>(
+        &self,
+        prefix: &str,
+        supplier: S,
+        key_changed: bool,
+        serdes: Serdes<KOut, VOut>,
+    ) -> KStream<KOut, VOut>
     where
         S: ProcessorSupplier<K, V, KOut, VOut>,
     {
@@ -104,18 +122,23 @@ impl<K: Data, V: Data> KStream<K, V> {
     ///     .to("large-amounts", Produced::with(StringSerde, I64Serde));
     /// # builder.build().unwrap();
     /// ```
-    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+    pub fn filter(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KStream<K, V> {
         let predicate = Arc::new(predicate);
         self.add(
             "KSTREAM-FILTER-",
             move || {
                 let predicate = predicate.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
-                    if predicate(&r.key, &r.value) {
-                        ctx.forward(r)?;
-                    }
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                        if predicate(&r.key, &r.value) {
+                            ctx.forward(r)?;
+                        }
+                        Ok(())
+                    },
+                )
             },
             false,
             self.serdes.clone(),
@@ -123,23 +146,36 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Keeps the records for which `predicate` does not hold.
-    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+    pub fn filter_not(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KStream<K, V> {
         self.filter(move |k, v| !predicate(k, v))
     }
 
     /// Replaces key and value; the stream must be repartitioned before a
     /// grouping or join.
-    pub fn map<K2: Data, V2: Data>(&self, mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static) -> KStream<K2, V2> {
+    pub fn map<K2: Data, V2: Data>(
+        &self,
+        mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KStream<K2, V2> {
         let mapper = Arc::new(mapper);
         self.add(
             "KSTREAM-MAP-",
             move || {
                 let mapper = mapper.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
-                    let (key, value) = mapper(r.key, r.value);
-                    ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers })?;
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
+                        let (key, value) = mapper(r.key, r.value);
+                        ctx.forward(Record {
+                            key,
+                            value,
+                            timestamp: r.timestamp,
+                            headers: r.headers,
+                        })?;
+                        Ok(())
+                    },
+                )
             },
             true,
             self.serdes.retype(),
@@ -157,22 +193,35 @@ impl<K: Data, V: Data> KStream<K, V> {
     ///     .to("lengths", Produced::with(StringSerde, U64Serde));
     /// # builder.build().unwrap();
     /// ```
-    pub fn map_values<V2: Data>(&self, mapper: impl Fn(V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+    pub fn map_values<V2: Data>(
+        &self,
+        mapper: impl Fn(V) -> V2 + Send + Sync + 'static,
+    ) -> KStream<K, V2> {
         self.map_values_with_key(move |_, v| mapper(v))
     }
 
     /// Replaces each value, given the key too.
-    pub fn map_values_with_key<V2: Data>(&self, mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+    pub fn map_values_with_key<V2: Data>(
+        &self,
+        mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+    ) -> KStream<K, V2> {
         let mapper = Arc::new(mapper);
         self.add(
             "KSTREAM-MAPVALUES-",
             move || {
                 let mapper = mapper.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
-                    let value = mapper(&r.key, r.value);
-                    ctx.forward(Record { key: r.key, value, timestamp: r.timestamp, headers: r.headers })?;
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
+                        let value = mapper(&r.key, r.value);
+                        ctx.forward(Record {
+                            key: r.key,
+                            value,
+                            timestamp: r.timestamp,
+                            headers: r.headers,
+                        })?;
+                        Ok(())
+                    },
+                )
             },
             false,
             self.serdes.retype(),
@@ -180,7 +229,10 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Replaces each record with zero or more records.
-    pub fn flat_map<K2: Data, V2: Data, I>(&self, mapper: impl Fn(K, V) -> I + Send + Sync + 'static) -> KStream<K2, V2>
+    pub fn flat_map<K2: Data, V2: Data, I>(
+        &self,
+        mapper: impl Fn(K, V) -> I + Send + Sync + 'static,
+    ) -> KStream<K2, V2>
     where
         I: IntoIterator<Item = (K2, V2)>,
     {
@@ -189,12 +241,19 @@ impl<K: Data, V: Data> KStream<K, V> {
             "KSTREAM-FLATMAP-",
             move || {
                 let mapper = mapper.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
-                    for (key, value) in mapper(r.key, r.value) {
-                        ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers.clone() })?;
-                    }
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
+                        for (key, value) in mapper(r.key, r.value) {
+                            ctx.forward(Record {
+                                key,
+                                value,
+                                timestamp: r.timestamp,
+                                headers: r.headers.clone(),
+                            })?;
+                        }
+                        Ok(())
+                    },
+                )
             },
             true,
             self.serdes.retype(),
@@ -211,7 +270,10 @@ impl<K: Data, V: Data> KStream<K, V> {
     ///     .flat_map_values(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
     /// # drop(words); builder.build().unwrap();
     /// ```
-    pub fn flat_map_values<V2: Data, I>(&self, mapper: impl Fn(V) -> I + Send + Sync + 'static) -> KStream<K, V2>
+    pub fn flat_map_values<V2: Data, I>(
+        &self,
+        mapper: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> KStream<K, V2>
     where
         I: IntoIterator<Item = V2>,
     {
@@ -220,12 +282,19 @@ impl<K: Data, V: Data> KStream<K, V> {
             "KSTREAM-FLATMAPVALUES-",
             move || {
                 let mapper = mapper.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
-                    for value in mapper(r.value) {
-                        ctx.forward(Record { key: r.key.clone(), value, timestamp: r.timestamp, headers: r.headers.clone() })?;
-                    }
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
+                        for value in mapper(r.value) {
+                            ctx.forward(Record {
+                                key: r.key.clone(),
+                                value,
+                                timestamp: r.timestamp,
+                                headers: r.headers.clone(),
+                            })?;
+                        }
+                        Ok(())
+                    },
+                )
             },
             false,
             self.serdes.retype(),
@@ -233,17 +302,22 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Sets a new key computed from each record.
-    pub fn select_key<K2: Data>(&self, selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V> {
+    pub fn select_key<K2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    ) -> KStream<K2, V> {
         let selector = Arc::new(selector);
         self.add(
             "KSTREAM-KEY-SELECT-",
             move || {
                 let selector = selector.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V>| {
-                    let key = selector(&r.key, &r.value);
-                    ctx.forward(r.with_key(key))?;
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V>| {
+                        let key = selector(&r.key, &r.value);
+                        ctx.forward(r.with_key(key))?;
+                        Ok(())
+                    },
+                )
             },
             true,
             self.serdes.retype(),
@@ -257,11 +331,13 @@ impl<K: Data, V: Data> KStream<K, V> {
             "KSTREAM-PEEK-",
             move || {
                 let action = action.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
-                    action(&r.key, &r.value);
-                    ctx.forward(r)?;
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                        action(&r.key, &r.value);
+                        ctx.forward(r)?;
+                        Ok(())
+                    },
+                )
             },
             false,
             self.serdes.clone(),
@@ -305,7 +381,11 @@ impl<K: Data, V: Data> KStream<K, V> {
             Some(Named(name)) => name,
             None => self.state.borrow_mut().next_name("KSTREAM-BRANCH-") + "-",
         };
-        BranchedKStream { stream: self.clone(), prefix, branches: Vec::new() }
+        BranchedKStream {
+            stream: self.clone(),
+            prefix,
+            branches: Vec::new(),
+        }
     }
 
     /// One stream of the records of both.
@@ -314,29 +394,52 @@ impl<K: Data, V: Data> KStream<K, V> {
             "KSTREAM-MERGE-",
             None,
             &[&self.node, &other.node],
-            || FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| Ok(ctx.forward(r)?)),
+            || {
+                FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                    Ok(ctx.forward(r)?)
+                })
+            },
             other.repartition_required,
             self.serdes.clone(),
         );
-        KStream { repartition_required: self.repartition_required || other.repartition_required, ..merged }
+        KStream {
+            repartition_required: self.repartition_required || other.repartition_required,
+            ..merged
+        }
     }
 
     /// Writes the stream to `topic`.
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
-        self.add_sink(SinkTopic::Fixed(TopicName::External(topic.to_owned())), produced);
+        self.add_sink(
+            SinkTopic::Fixed(TopicName::External(topic.to_owned())),
+            produced,
+        );
     }
 
     /// Writes each record to the topic `extractor` picks for it.
-    pub fn to_dynamic(&self, extractor: impl Fn(&K, &V) -> String + Send + Sync + 'static, produced: Produced<K, V>) {
+    pub fn to_dynamic(
+        &self,
+        extractor: impl Fn(&K, &V) -> String + Send + Sync + 'static,
+        produced: Produced<K, V>,
+    ) {
         let extractor: TopicNameExtractor<K, V> = Arc::new(extractor);
         self.add_sink(SinkTopic::Dynamic(extractor), produced);
     }
 
     fn add_sink(&self, topic: SinkTopic<K, V>, produced: Produced<K, V>) {
         let mut st = self.state.borrow_mut();
-        let name = produced.name.clone().unwrap_or_else(|| st.next_name("KSTREAM-SINK-"));
-        let result =
-            st.topology.add_sink_node(&name, topic, produced.keys, produced.values, produced.partitioner, &[&self.node]);
+        let name = produced
+            .name
+            .clone()
+            .unwrap_or_else(|| st.next_name("KSTREAM-SINK-"));
+        let result = st.topology.add_sink_node(
+            &name,
+            topic,
+            produced.keys,
+            produced.values,
+            produced.partitioner,
+            &[&self.node],
+        );
         st.record(result);
     }
 
@@ -349,7 +452,13 @@ impl<K: Data, V: Data> KStream<K, V> {
             Some(name) => name,
             None => self.state.borrow_mut().next_name("KSTREAM-REPARTITION-"),
         };
-        self.through_repartition_topic(&base, keys, values, repartitioned.partitions, "repartition()")
+        self.through_repartition_topic(
+            &base,
+            keys,
+            values,
+            repartitioned.partitions,
+            "repartition()",
+        )
     }
 
     /// Adds the sink to and source from `<base>-repartition`.
@@ -372,35 +481,54 @@ impl<K: Data, V: Data> KStream<K, V> {
         let topic = format!("{base}-repartition");
         let sink = st.next_name("KSTREAM-SINK-");
         let source = st.next_name("KSTREAM-SOURCE-");
-        let added = st.topology.add_repartition_topic(&topic, partitions).and_then(|()| {
-            st.topology.add_sink_node(
-                &sink,
-                SinkTopic::Fixed(TopicName::Internal(topic.clone())),
-                keys.clone(),
-                values.clone(),
-                None,
-                &[&self.node],
-            )?;
-            st.topology.add_source_node(&source, vec![TopicName::Internal(topic.clone())], keys.clone(), values.clone(), None, false)
-        });
+        let added = st
+            .topology
+            .add_repartition_topic(&topic, partitions)
+            .and_then(|()| {
+                st.topology.add_sink_node(
+                    &sink,
+                    SinkTopic::Fixed(TopicName::Internal(topic.clone())),
+                    keys.clone(),
+                    values.clone(),
+                    None,
+                    &[&self.node],
+                )?;
+                st.topology.add_source_node(
+                    &source,
+                    vec![TopicName::Internal(topic.clone())],
+                    keys.clone(),
+                    values.clone(),
+                    None,
+                    false,
+                )
+            });
         st.record(added);
         KStream {
             state: self.state.clone(),
             node: source,
-            serdes: Serdes { keys: Some(keys), values: Some(values) },
+            serdes: Serdes {
+                keys: Some(keys),
+                values: Some(values),
+            },
             repartition_required: false,
         }
     }
 
     /// Runs a Processor API processor on the stream, connected to `stores`
     /// (added with [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)).
-    pub fn process<KOut: Data, VOut: Data, S>(&self, supplier: S, stores: &[&str]) -> KStream<KOut, VOut>
+    pub fn process<KOut: Data, VOut: Data, S>(
+        &self,
+        supplier: S,
+        stores: &[&str],
+    ) -> KStream<KOut, VOut>
     where
         S: ProcessorSupplier<K, V, KOut, VOut>,
     {
         let stream = self.add("KSTREAM-PROCESSOR-", supplier, true, self.serdes.retype());
         let mut st = self.state.borrow_mut();
-        let result = st.topology.connect_processor_and_state_stores_inner(&[&stream.node], stores);
+        let result = st
+            .topology
+            .connect_processor_and_state_stores_inner(&[&stream.node], stores);
         st.record(result);
         drop(st);
         stream
@@ -426,7 +554,13 @@ impl<K: Data, V: Data> KStream<K, V> {
             return self.clone();
         }
         let base = self.state.borrow_mut().next_name("KSTREAM-JOIN-");
-        self.through_repartition_topic(&base, self.serdes.keys.clone(), self.serdes.values.clone(), None, operation)
+        self.through_repartition_topic(
+            &base,
+            self.serdes.keys.clone(),
+            self.serdes.values.clone(),
+            None,
+            operation,
+        )
     }
 
     fn table_join<VT: Data, VR: Data>(
@@ -437,32 +571,40 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K, VR> {
         let stream = self.join_input(if inner { "join()" } else { "left_join()" });
         let getter = table.getter.clone();
-        let prefix = if inner { "KSTREAM-JOIN-" } else { "KSTREAM-LEFTJOIN-" };
+        let prefix = if inner {
+            "KSTREAM-JOIN-"
+        } else {
+            "KSTREAM-LEFTJOIN-"
+        };
         let joined = stream.add(
             prefix,
             move || {
                 let (joiner, make) = (joiner.clone(), getter.make.clone());
                 let mut lookup = None;
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
-                    if lookup.is_none() {
-                        lookup = Some(make(&ctx.lookup())?);
-                    }
-                    let other = (lookup.as_ref().expect("set above"))(&r.key)?;
-                    if inner && other.is_none() {
-                        return Ok(());
-                    }
-                    if let Some(value) = joiner(&r.value, other.as_ref()) {
-                        ctx.forward(r.with_value(value))?;
-                    }
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
+                        if lookup.is_none() {
+                            lookup = Some(make(&ctx.lookup())?);
+                        }
+                        let other = (lookup.as_ref().expect("set above"))(&r.key)?;
+                        if inner && other.is_none() {
+                            return Ok(());
+                        }
+                        if let Some(value) = joiner(&r.value, other.as_ref()) {
+                            ctx.forward(r.with_value(value))?;
+                        }
+                        Ok(())
+                    },
+                )
             },
             false,
             stream.serdes.retype(),
         );
         let mut st = self.state.borrow_mut();
         let stores: Vec<&str> = table.getter.stores.iter().map(String::as_str).collect();
-        let result = st.topology.connect_processor_and_state_stores_inner(&[&joined.node], &stores);
+        let result = st
+            .topology
+            .connect_processor_and_state_stores_inner(&[&joined.node], &stores);
         st.record(result);
         drop(st);
         joined
@@ -476,7 +618,11 @@ impl<K: Data, V: Data> KStream<K, V> {
         table: &KTable<K, VT>,
         joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        self.table_join(table, true, Arc::new(move |v, t: Option<&VT>| t.map(|t| joiner(v, t))))
+        self.table_join(
+            table,
+            true,
+            Arc::new(move |v, t: Option<&VT>| t.map(|t| joiner(v, t))),
+        )
     }
 
     /// Joins each record with the table's value for its key, or `None`
@@ -497,25 +643,32 @@ impl<K: Data, V: Data> KStream<K, V> {
         joiner: Arc<dyn Fn(&V, Option<&GV>) -> VR + Send + Sync>,
     ) -> KStream<K, VR> {
         let store = table.store.clone();
-        let prefix = if inner { "KSTREAM-JOIN-" } else { "KSTREAM-LEFTJOIN-" };
+        let prefix = if inner {
+            "KSTREAM-JOIN-"
+        } else {
+            "KSTREAM-LEFTJOIN-"
+        };
         self.add(
             prefix,
             move || {
-                let (key_mapper, joiner, store) = (key_mapper.clone(), joiner.clone(), store.clone());
+                let (key_mapper, joiner, store) =
+                    (key_mapper.clone(), joiner.clone(), store.clone());
                 let mut handle = None;
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
-                    if handle.is_none() {
-                        handle = Some(ctx.key_value_store::<GK, GV>(&store)?);
-                    }
-                    let global_key = key_mapper(&r.key, &r.value);
-                    let other = handle.as_ref().expect("set above").get(&global_key)?;
-                    if inner && other.is_none() {
-                        return Ok(());
-                    }
-                    let value = joiner(&r.value, other.as_ref());
-                    ctx.forward(r.with_value(value))?;
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
+                        if handle.is_none() {
+                            handle = Some(ctx.key_value_store::<GK, GV>(&store)?);
+                        }
+                        let global_key = key_mapper(&r.key, &r.value);
+                        let other = handle.as_ref().expect("set above").get(&global_key)?;
+                        if inner && other.is_none() {
+                            return Ok(());
+                        }
+                        let value = joiner(&r.value, other.as_ref());
+                        ctx.forward(r.with_value(value))?;
+                        Ok(())
+                    },
+                )
             },
             false,
             self.serdes.retype(),
@@ -531,7 +684,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         key_mapper: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
         joiner: impl Fn(&V, &GV) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        let joiner = Arc::new(move |v: &V, g: Option<&GV>| joiner(v, g.expect("inner join has a match")));
+        let joiner =
+            Arc::new(move |v: &V, g: Option<&GV>| joiner(v, g.expect("inner join has a match")));
         self.global_join(table, true, Arc::new(key_mapper), joiner)
     }
 
@@ -556,14 +710,22 @@ pub struct BranchedKStream<K, V> {
 impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// Adds a branch named `name` for records matching `predicate` (and no
     /// earlier branch).
-    pub fn branch(mut self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static, name: &str) -> Self {
-        self.branches.push((format!("{}{name}", self.prefix), Arc::new(predicate)));
+    pub fn branch(
+        mut self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+        name: &str,
+    ) -> Self {
+        self.branches
+            .push((format!("{}{name}", self.prefix), Arc::new(predicate)));
         self
     }
 
     /// Ends the split: records matching no branch go to branch `name`.
     pub fn default_branch(mut self, name: &str) -> HashMap<String, KStream<K, V>> {
-        self.branches.push((format!("{}{name}", self.prefix), Arc::new(|_: &K, _: &V| true)));
+        self.branches.push((
+            format!("{}{name}", self.prefix),
+            Arc::new(|_: &K, _: &V| true),
+        ));
         self.finish()
     }
 
@@ -581,12 +743,15 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
             &[&self.stream.node],
             move || {
                 let branches = splitter_branches.clone();
-                FnProcessor::new(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
-                    if let Some((name, _)) = branches.iter().find(|(_, p)| p(&r.key, &r.value)) {
-                        ctx.forward_to(name, r)?;
-                    }
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                        if let Some((name, _)) = branches.iter().find(|(_, p)| p(&r.key, &r.value))
+                        {
+                            ctx.forward_to(name, r)?;
+                        }
+                        Ok(())
+                    },
+                )
             },
             false,
             self.stream.serdes.clone(),
@@ -598,7 +763,11 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
                     "KSTREAM-BRANCHCHILD-",
                     Some(Named(name.clone())),
                     &[&splitter.node],
-                    || FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| Ok(ctx.forward(r)?)),
+                    || {
+                        FnProcessor::new(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                            Ok(ctx.forward(r)?)
+                        })
+                    },
                     false,
                     splitter.serdes.clone(),
                 );

@@ -24,7 +24,10 @@ pub(crate) struct ValueGetterSupplier<K, V> {
 
 impl<K, V> Clone for ValueGetterSupplier<K, V> {
     fn clone(&self) -> Self {
-        ValueGetterSupplier { stores: self.stores.clone(), make: self.make.clone() }
+        ValueGetterSupplier {
+            stores: self.stores.clone(),
+            make: self.make.clone(),
+        }
     }
 }
 
@@ -42,14 +45,19 @@ impl<K: Data, V: Data> ValueGetterSupplier<K, V> {
     }
 
     /// This getter's answers, transformed by `f` (given the key).
-    pub(crate) fn map<V2: Data>(&self, f: Arc<dyn Fn(&K, V) -> Option<V2> + Send + Sync>) -> ValueGetterSupplier<K, V2> {
+    pub(crate) fn map<V2: Data>(
+        &self,
+        f: Arc<dyn Fn(&K, V) -> Option<V2> + Send + Sync>,
+    ) -> ValueGetterSupplier<K, V2> {
         let make = self.make.clone();
         ValueGetterSupplier {
             stores: self.stores.clone(),
             make: Arc::new(move |lookup| {
                 let inner = make(lookup)?;
                 let f = f.clone();
-                Ok(Box::new(move |key: &K| Ok(inner(key)?.and_then(|v| f(key, v)))))
+                Ok(Box::new(move |key: &K| {
+                    Ok(inner(key)?.and_then(|v| f(key, v)))
+                }))
             }),
         }
     }
@@ -81,71 +89,132 @@ impl<K, V> Clone for KTable<K, V> {
 /// The processor that keeps a table in its store and forwards changes.
 pub(crate) fn materialize<K: Data, V: Data>(
     store: String,
-) -> impl Fn() -> FnProcessor<Box<dyn FnMut(Record<K, Option<V>>, &mut ProcessorContext<'_, K, Change<V>>) -> ProcessResult + Send>>
-+ Send
+) -> impl Fn() -> FnProcessor<
+    Box<
+        dyn FnMut(Record<K, Option<V>>, &mut ProcessorContext<'_, K, Change<V>>) -> ProcessResult
+            + Send,
+    >,
+> + Send
 + Sync
 + 'static {
     move || {
         let store = store.clone();
         let mut handle = None;
-        FnProcessor::new(Box::new(move |r: Record<K, Option<V>>, ctx: &mut ProcessorContext<'_, K, Change<V>>| {
-            if handle.is_none() {
-                handle = Some(ctx.key_value_store::<K, V>(&store)?);
-            }
-            let handle = handle.as_ref().expect("set above");
-            let old = match &r.value {
-                Some(value) => {
-                    let old = handle.get(&r.key)?;
-                    handle.put(&r.key, value)?;
-                    old
+        FnProcessor::new(Box::new(
+            move |r: Record<K, Option<V>>, ctx: &mut ProcessorContext<'_, K, Change<V>>| {
+                if handle.is_none() {
+                    handle = Some(ctx.key_value_store::<K, V>(&store)?);
                 }
-                None => handle.delete(&r.key)?,
-            };
-            if old.is_none() && r.value.is_none() {
-                // Deleting a key the table never had changes nothing.
-                return Ok(());
-            }
-            let change = Change { new: r.value.clone(), old };
-            ctx.forward(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers })?;
-            Ok(())
-        }))
+                let handle = handle.as_ref().expect("set above");
+                let old = match &r.value {
+                    Some(value) => {
+                        let old = handle.get(&r.key)?;
+                        handle.put(&r.key, value)?;
+                        old
+                    }
+                    None => handle.delete(&r.key)?,
+                };
+                if old.is_none() && r.value.is_none() {
+                    // Deleting a key the table never had changes nothing.
+                    return Ok(());
+                }
+                let change = Change {
+                    new: r.value.clone(),
+                    old,
+                };
+                ctx.forward(Record {
+                    key: r.key,
+                    value: change,
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                })?;
+                Ok(())
+            },
+        ))
     }
 }
 
 impl<K: Data, V: Data> KTable<K, V> {
-    pub(crate) fn source(state: Shared, topic: &str, consumed: Consumed<K, V>, materialized: Materialized<K, V>) -> Self {
+    pub(crate) fn source(
+        state: Shared,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> Self {
         let (source, node, store) = {
             let mut st = state.borrow_mut();
-            let source = consumed.name.clone().unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
+            let source = consumed
+                .name
+                .clone()
+                .unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
             let node = st.next_name("KTABLE-SOURCE-");
-            let store = materialized.name.clone().unwrap_or_else(|| st.next_name(&format!("{topic}-STATE-STORE-")));
+            let store = materialized
+                .name
+                .clone()
+                .unwrap_or_else(|| st.next_name(&format!("{topic}-STATE-STORE-")));
             (source, node, store)
         };
-        let keys = materialized.keys.clone().unwrap_or_else(|| consumed.keys.clone());
-        let values = materialized.values.clone().unwrap_or_else(|| consumed.values.clone());
+        let keys = materialized
+            .keys
+            .clone()
+            .unwrap_or_else(|| consumed.keys.clone());
+        let values = materialized
+            .values
+            .clone()
+            .unwrap_or_else(|| consumed.values.clone());
         let nullable: SerdeRef<Option<V>> = Arc::new(Nullable(consumed.values.clone()));
         let extractor = consumed.extractor.clone().map(|f| {
-            let f: crate::topology::TimestampExtractor<K, Option<V>> = Arc::new(move |r: &Record<K, Option<V>>, t| match &r.value {
-                Some(v) => f(&Record { key: r.key.clone(), value: v.clone(), timestamp: r.timestamp, headers: r.headers.clone() }, t),
-                None => r.timestamp,
-            });
+            let f: crate::topology::TimestampExtractor<K, Option<V>> =
+                Arc::new(move |r: &Record<K, Option<V>>, t| match &r.value {
+                    Some(v) => f(
+                        &Record {
+                            key: r.key.clone(),
+                            value: v.clone(),
+                            timestamp: r.timestamp,
+                            headers: r.headers.clone(),
+                        },
+                        t,
+                    ),
+                    None => r.timestamp,
+                });
             f
         });
         {
             let mut st = state.borrow_mut();
-            let builder: Arc<dyn StoreBuilder> = Arc::new(materialized.builder(&store, keys.clone(), values.clone()));
+            let builder: Arc<dyn StoreBuilder> =
+                Arc::new(materialized.builder(&store, keys.clone(), values.clone()));
             let result = st
                 .topology
-                .add_source_node(&source, vec![TopicName::External(topic.to_owned())], consumed.keys.clone(), nullable, extractor, false)
-                .and_then(|_| st.topology.add_processor_node(&node, materialize::<K, V>(store.clone()), &[&source], false))
+                .add_source_node(
+                    &source,
+                    vec![TopicName::External(topic.to_owned())],
+                    consumed.keys.clone(),
+                    nullable,
+                    extractor,
+                    false,
+                )
+                .and_then(|_| {
+                    st.topology.add_processor_node(
+                        &node,
+                        materialize::<K, V>(store.clone()),
+                        &[&source],
+                        false,
+                    )
+                })
                 .and_then(|_| st.topology.add_store(builder, None))
-                .and_then(|()| st.topology.connect_processor_and_state_stores_inner(&[&node], &[&store]));
+                .and_then(|()| {
+                    st.topology
+                        .connect_processor_and_state_stores_inner(&[&node], &[&store])
+                });
             st.record(result);
         }
         KTable {
             state,
             node,
-            serdes: Serdes { keys: Some(keys), values: Some(values) },
+            serdes: Serdes {
+                keys: Some(keys),
+                values: Some(values),
+            },
             getter: ValueGetterSupplier::store(&store),
             store: Some(store),
         }
@@ -169,23 +238,42 @@ impl<K: Data, V: Data> KTable<K, V> {
             let name = st.next_name(prefix);
             let supplier = move || {
                 let f = f.clone();
-                FnProcessor::new(move |r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<V2>>| {
-                    if let Some(change) = f(&r.key, r.value) {
-                        ctx.forward(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers })?;
-                    }
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, Change<V>>,
+                          ctx: &mut ProcessorContext<'_, K, Change<V2>>| {
+                        if let Some(change) = f(&r.key, r.value) {
+                            ctx.forward(Record {
+                                key: r.key,
+                                value: change,
+                                timestamp: r.timestamp,
+                                headers: r.headers,
+                            })?;
+                        }
+                        Ok(())
+                    },
+                )
             };
-            let result = st.topology.add_processor_node(&name, supplier, &[&self.node], false);
+            let result = st
+                .topology
+                .add_processor_node(&name, supplier, &[&self.node], false);
             st.record(result);
             name
         };
-        KTable { state: self.state.clone(), node: name, serdes, getter, store: None }
+        KTable {
+            state: self.state.clone(),
+            node: name,
+            serdes,
+            getter,
+            store: None,
+        }
     }
 
     /// The rows for which `predicate` holds. A row that stops matching is
     /// deleted downstream.
-    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+    pub fn filter(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
         let predicate = Arc::new(predicate);
         let p = predicate.clone();
         let apply = Arc::new(move |k: &K, change: Change<V>| {
@@ -193,24 +281,45 @@ impl<K: Data, V: Data> KTable<K, V> {
             let old = change.old.filter(|v| p(k, v));
             (new.is_some() || old.is_some()).then_some(Change { new, old })
         });
-        let getter = self.getter.map(Arc::new(move |k: &K, v: V| predicate(k, &v).then_some(v)));
+        let getter = self
+            .getter
+            .map(Arc::new(move |k: &K, v: V| predicate(k, &v).then_some(v)));
         self.change_node("KTABLE-FILTER-", apply, getter, self.serdes.clone())
     }
 
     /// The rows for which `predicate` does not hold.
-    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+    pub fn filter_not(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
         self.filter(move |k, v| !predicate(k, v))
     }
 
     /// Each row's value transformed.
-    pub fn map_values<V2: Data>(&self, mapper: impl Fn(&V) -> V2 + Send + Sync + 'static) -> KTable<K, V2> {
+    pub fn map_values<V2: Data>(
+        &self,
+        mapper: impl Fn(&V) -> V2 + Send + Sync + 'static,
+    ) -> KTable<K, V2> {
         let mapper = Arc::new(mapper);
         let m = mapper.clone();
         let apply = Arc::new(move |_: &K, change: Change<V>| {
-            Some(Change { new: change.new.as_ref().map(|v| m(v)), old: change.old.as_ref().map(|v| m(v)) })
+            Some(Change {
+                new: change.new.as_ref().map(|v| m(v)),
+                old: change.old.as_ref().map(|v| m(v)),
+            })
         });
-        let getter = self.getter.map(Arc::new(move |_: &K, v: V| Some(mapper(&v))));
-        self.change_node("KTABLE-MAPVALUES-", apply, getter, Serdes { keys: self.serdes.keys.clone(), values: None })
+        let getter = self
+            .getter
+            .map(Arc::new(move |_: &K, v: V| Some(mapper(&v))));
+        self.change_node(
+            "KTABLE-MAPVALUES-",
+            apply,
+            getter,
+            Serdes {
+                keys: self.serdes.keys.clone(),
+                values: None,
+            },
+        )
     }
 
     /// The table's updates as a stream: the new value, or `None` for a delete.
@@ -218,16 +327,36 @@ impl<K: Data, V: Data> KTable<K, V> {
         let mut st = self.state.borrow_mut();
         let name = st.next_name("KTABLE-TOSTREAM-");
         let supplier = || {
-            FnProcessor::new(|r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Option<V>>| {
-                ctx.forward(Record { key: r.key, value: r.value.new, timestamp: r.timestamp, headers: r.headers })?;
-                Ok(())
-            })
+            FnProcessor::new(
+                |r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Option<V>>| {
+                    ctx.forward(Record {
+                        key: r.key,
+                        value: r.value.new,
+                        timestamp: r.timestamp,
+                        headers: r.headers,
+                    })?;
+                    Ok(())
+                },
+            )
         };
-        let result = st.topology.add_processor_node(&name, supplier, &[&self.node], false);
+        let result = st
+            .topology
+            .add_processor_node(&name, supplier, &[&self.node], false);
         st.record(result);
-        let values: Option<SerdeRef<Option<V>>> =
-            self.serdes.values.clone().map(|v| Arc::new(Nullable(v)) as SerdeRef<Option<V>>);
-        KStream { state: self.state.clone(), node: name, serdes: Serdes { keys: self.serdes.keys.clone(), values }, repartition_required: false }
+        let values: Option<SerdeRef<Option<V>>> = self
+            .serdes
+            .values
+            .clone()
+            .map(|v| Arc::new(Nullable(v)) as SerdeRef<Option<V>>);
+        KStream {
+            state: self.state.clone(),
+            node: name,
+            serdes: Serdes {
+                keys: self.serdes.keys.clone(),
+                values,
+            },
+            repartition_required: false,
+        }
     }
 
     fn table_join<VO: Data, VR: Data>(
@@ -238,53 +367,81 @@ impl<K: Data, V: Data> KTable<K, V> {
     ) -> KTable<K, VR> {
         let (this_side, other_side, merge) = {
             let mut st = self.state.borrow_mut();
-            let prefix = if left { "KTABLE-LEFTJOIN" } else { "KTABLE-JOIN" };
-            (st.next_name(&format!("{prefix}THIS-")), st.next_name(&format!("{prefix}OTHER-")), st.next_name("KTABLE-MERGE-"))
+            let prefix = if left {
+                "KTABLE-LEFTJOIN"
+            } else {
+                "KTABLE-JOIN"
+            };
+            (
+                st.next_name(&format!("{prefix}THIS-")),
+                st.next_name(&format!("{prefix}OTHER-")),
+                st.next_name("KTABLE-MERGE-"),
+            )
         };
         // This side's update joined with the other table's current value.
         let (j, other_getter) = (joiner.clone(), other.getter.make.clone());
         let this_supplier = move || {
             let (joiner, make) = (j.clone(), other_getter.clone());
             let mut lookup = None;
-            FnProcessor::new(move |r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
-                if lookup.is_none() {
-                    lookup = Some(make(&ctx.lookup())?);
-                }
-                let other = (lookup.as_ref().expect("set above"))(&r.key)?;
-                if !left && other.is_none() {
-                    return Ok(());
-                }
-                let join = |v: &Option<V>| v.as_ref().and_then(|v| joiner(v, other.as_ref()));
-                let change = Change { new: join(&r.value.new), old: join(&r.value.old) };
-                if change.new.is_some() || change.old.is_some() {
-                    ctx.forward(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers })?;
-                }
-                Ok(())
-            })
+            FnProcessor::new(
+                move |r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
+                    if lookup.is_none() {
+                        lookup = Some(make(&ctx.lookup())?);
+                    }
+                    let other = (lookup.as_ref().expect("set above"))(&r.key)?;
+                    if !left && other.is_none() {
+                        return Ok(());
+                    }
+                    let join = |v: &Option<V>| v.as_ref().and_then(|v| joiner(v, other.as_ref()));
+                    let change = Change {
+                        new: join(&r.value.new),
+                        old: join(&r.value.old),
+                    };
+                    if change.new.is_some() || change.old.is_some() {
+                        ctx.forward(Record {
+                            key: r.key,
+                            value: change,
+                            timestamp: r.timestamp,
+                            headers: r.headers,
+                        })?;
+                    }
+                    Ok(())
+                },
+            )
         };
         // The other side's update joined with this table's current value.
         let (j, this_getter) = (joiner.clone(), self.getter.make.clone());
         let other_supplier = move || {
             let (joiner, make) = (j.clone(), this_getter.clone());
             let mut lookup = None;
-            FnProcessor::new(move |r: Record<K, Change<VO>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
-                if lookup.is_none() {
-                    lookup = Some(make(&ctx.lookup())?);
-                }
-                let Some(this) = (lookup.as_ref().expect("set above"))(&r.key)? else {
-                    return Ok(());
-                };
-                let join = |o: &Option<VO>| match o {
-                    Some(o) => joiner(&this, Some(o)),
-                    None if left => joiner(&this, None),
-                    None => None,
-                };
-                let change = Change { new: join(&r.value.new), old: join(&r.value.old) };
-                if change.new.is_some() || change.old.is_some() {
-                    ctx.forward(Record { key: r.key, value: change, timestamp: r.timestamp, headers: r.headers })?;
-                }
-                Ok(())
-            })
+            FnProcessor::new(
+                move |r: Record<K, Change<VO>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
+                    if lookup.is_none() {
+                        lookup = Some(make(&ctx.lookup())?);
+                    }
+                    let Some(this) = (lookup.as_ref().expect("set above"))(&r.key)? else {
+                        return Ok(());
+                    };
+                    let join = |o: &Option<VO>| match o {
+                        Some(o) => joiner(&this, Some(o)),
+                        None if left => joiner(&this, None),
+                        None => None,
+                    };
+                    let change = Change {
+                        new: join(&r.value.new),
+                        old: join(&r.value.old),
+                    };
+                    if change.new.is_some() || change.old.is_some() {
+                        ctx.forward(Record {
+                            key: r.key,
+                            value: change,
+                            timestamp: r.timestamp,
+                            headers: r.headers,
+                        })?;
+                    }
+                    Ok(())
+                },
+            )
         };
         {
             let mut st = self.state.borrow_mut();
@@ -309,7 +466,13 @@ impl<K: Data, V: Data> KTable<K, V> {
         // The joined table's own getter joins the two getters.
         let (this_make, other_make) = (self.getter.make.clone(), other.getter.make.clone());
         let getter = ValueGetterSupplier {
-            stores: self.getter.stores.iter().chain(&other.getter.stores).cloned().collect(),
+            stores: self
+                .getter
+                .stores
+                .iter()
+                .chain(&other.getter.stores)
+                .cloned()
+                .collect(),
             make: Arc::new(move |lookup| {
                 let (this, other) = (this_make(lookup)?, other_make(lookup)?);
                 let joiner = joiner.clone();
@@ -323,7 +486,16 @@ impl<K: Data, V: Data> KTable<K, V> {
                 }))
             }),
         };
-        KTable { state: self.state.clone(), node: merge, serdes: Serdes { keys: self.serdes.keys.clone(), values: None }, getter, store: None }
+        KTable {
+            state: self.state.clone(),
+            node: merge,
+            serdes: Serdes {
+                keys: self.serdes.keys.clone(),
+                values: None,
+            },
+            getter,
+            store: None,
+        }
     }
 
     /// The rows whose key is in both tables, joined. Both tables' topics
@@ -333,7 +505,11 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, VO>,
         joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.table_join(other, false, Arc::new(move |v, o: Option<&VO>| o.map(|o| joiner(v, o))))
+        self.table_join(
+            other,
+            false,
+            Arc::new(move |v, o: Option<&VO>| o.map(|o| joiner(v, o))),
+        )
     }
 
     /// Every row of this table, joined with the other's row or `None`.
@@ -358,22 +534,43 @@ impl<K: Data, V: Data> KTable<K, V> {
             let name = st.next_name("KTABLE-SELECT-");
             let supplier = move || {
                 let selector = selector.clone();
-                FnProcessor::new(move |r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K2, Change<V2>>| {
-                    // The old row leaves its group first, then the new row joins its own.
-                    if let Some(old) = &r.value.old {
-                        let (key, value) = selector(&r.key, old);
-                        let change = Change { new: None, old: Some(value) };
-                        ctx.forward(Record { key, value: change, timestamp: r.timestamp, headers: r.headers.clone() })?;
-                    }
-                    if let Some(new) = &r.value.new {
-                        let (key, value) = selector(&r.key, new);
-                        let change = Change { new: Some(value), old: None };
-                        ctx.forward(Record { key, value: change, timestamp: r.timestamp, headers: r.headers })?;
-                    }
-                    Ok(())
-                })
+                FnProcessor::new(
+                    move |r: Record<K, Change<V>>,
+                          ctx: &mut ProcessorContext<'_, K2, Change<V2>>| {
+                        // The old row leaves its group first, then the new row joins its own.
+                        if let Some(old) = &r.value.old {
+                            let (key, value) = selector(&r.key, old);
+                            let change = Change {
+                                new: None,
+                                old: Some(value),
+                            };
+                            ctx.forward(Record {
+                                key,
+                                value: change,
+                                timestamp: r.timestamp,
+                                headers: r.headers.clone(),
+                            })?;
+                        }
+                        if let Some(new) = &r.value.new {
+                            let (key, value) = selector(&r.key, new);
+                            let change = Change {
+                                new: Some(value),
+                                old: None,
+                            };
+                            ctx.forward(Record {
+                                key,
+                                value: change,
+                                timestamp: r.timestamp,
+                                headers: r.headers,
+                            })?;
+                        }
+                        Ok(())
+                    },
+                )
             };
-            let result = st.topology.add_processor_node(&name, supplier, &[&self.node], false);
+            let result = st
+                .topology
+                .add_processor_node(&name, supplier, &[&self.node], false);
             st.record(result);
             name
         };
@@ -390,40 +587,77 @@ pub struct GlobalKTable<K, V> {
 
 impl<K, V> Clone for GlobalKTable<K, V> {
     fn clone(&self) -> Self {
-        GlobalKTable { store: self.store.clone(), _types: std::marker::PhantomData }
+        GlobalKTable {
+            store: self.store.clone(),
+            _types: std::marker::PhantomData,
+        }
     }
 }
 
 impl<K: Data, V: Data> GlobalKTable<K, V> {
-    pub(crate) fn source(state: Shared, topic: &str, consumed: Consumed<K, V>, materialized: Materialized<K, V>) -> Self {
+    pub(crate) fn source(
+        state: Shared,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> Self {
         let mut st = state.borrow_mut();
-        let source = consumed.name.clone().unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
+        let source = consumed
+            .name
+            .clone()
+            .unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
         let node = st.next_name("KTABLE-SOURCE-");
-        let store = materialized.name.clone().unwrap_or_else(|| st.next_name(&format!("{topic}-STATE-STORE-")));
-        let keys = materialized.keys.clone().unwrap_or_else(|| consumed.keys.clone());
-        let values = materialized.values.clone().unwrap_or_else(|| consumed.values.clone());
+        let store = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| st.next_name(&format!("{topic}-STATE-STORE-")));
+        let keys = materialized
+            .keys
+            .clone()
+            .unwrap_or_else(|| consumed.keys.clone());
+        let values = materialized
+            .values
+            .clone()
+            .unwrap_or_else(|| consumed.values.clone());
         // The topic is the global store's changelog: no second one.
-        let builder = Arc::new(materialized.builder(&store, keys, values).with_logging_disabled());
+        let builder = Arc::new(
+            materialized
+                .builder(&store, keys, values)
+                .with_logging_disabled(),
+        );
         let nullable: SerdeRef<Option<V>> = Arc::new(Nullable(consumed.values.clone()));
         let store_name = store.clone();
         let supplier = move || {
             let store = store_name.clone();
             let mut handle = None;
-            FnProcessor::new(move |r: Record<K, Option<V>>, ctx: &mut ProcessorContext<'_, (), ()>| {
-                if handle.is_none() {
-                    handle = Some(ctx.key_value_store::<K, V>(&store)?);
-                }
-                let handle = handle.as_ref().expect("set above");
-                match &r.value {
-                    Some(value) => handle.put(&r.key, value)?,
-                    None => drop(handle.delete(&r.key)?),
-                }
-                Ok(())
-            })
+            FnProcessor::new(
+                move |r: Record<K, Option<V>>, ctx: &mut ProcessorContext<'_, (), ()>| {
+                    if handle.is_none() {
+                        handle = Some(ctx.key_value_store::<K, V>(&store)?);
+                    }
+                    let handle = handle.as_ref().expect("set above");
+                    match &r.value {
+                        Some(value) => handle.put(&r.key, value)?,
+                        None => drop(handle.delete(&r.key)?),
+                    }
+                    Ok(())
+                },
+            )
         };
-        let result = st.topology.add_global_store_inner(builder, &source, consumed.keys, nullable, topic, &node, supplier);
+        let result = st.topology.add_global_store_inner(
+            builder,
+            &source,
+            consumed.keys,
+            nullable,
+            topic,
+            &node,
+            supplier,
+        );
         st.record(result);
-        GlobalKTable { store, _types: std::marker::PhantomData }
+        GlobalKTable {
+            store,
+            _types: std::marker::PhantomData,
+        }
     }
 
     /// The store holding the table, for interactive queries.

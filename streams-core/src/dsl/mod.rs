@@ -55,6 +55,14 @@ pub(crate) struct BuilderState {
 pub(crate) type Shared = Rc<RefCell<BuilderState>>;
 
 impl BuilderState {
+    fn new() -> Self {
+        BuilderState {
+            topology: Topology::new(),
+            counter: 0,
+            error: None,
+        }
+    }
+
     pub(crate) fn next_name(&mut self, prefix: &str) -> String {
         let name = format!("{prefix}{:010}", self.counter);
         self.counter += 1;
@@ -115,18 +123,32 @@ impl std::fmt::Debug for StreamsBuilder {
 impl StreamsBuilder {
     /// An empty builder.
     pub fn new() -> Self {
-        StreamsBuilder { state: Rc::new(RefCell::new(BuilderState { topology: Topology::new(), counter: 0, error: None })) }
+        StreamsBuilder {
+            state: Rc::new(RefCell::new(BuilderState::new())),
+        }
     }
 
     /// A stream of the records of `topics`.
-    pub fn stream<K: Data, V: Data>(&self, topics: &[&str], consumed: Consumed<K, V>) -> KStream<K, V> {
-        let topics = topics.iter().map(|t| TopicName::External((*t).to_owned())).collect();
+    pub fn stream<K: Data, V: Data>(
+        &self,
+        topics: &[&str],
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let topics = topics
+            .iter()
+            .map(|t| TopicName::External((*t).to_owned()))
+            .collect();
         KStream::source(self.state.clone(), topics, consumed)
     }
 
     /// A table of the latest value per key of `topic` (a null value deletes
     /// the key), kept in a store named by `materialized`.
-    pub fn table<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>, materialized: Materialized<K, V>) -> KTable<K, V> {
+    pub fn table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
         KTable::source(self.state.clone(), topic, consumed, materialized)
     }
 
@@ -149,15 +171,10 @@ impl StreamsBuilder {
         self
     }
 
-    /// The topology, or the first mistake made while building it.
-    pub fn build(self) -> Result<Topology> {
-        let state = Rc::try_unwrap(self.state).map_err(|_| {
-            StreamsError::Topology("streams or tables of this builder are still alive; drop them before build()".into())
-        });
-        let state = match state {
-            Ok(state) => state.into_inner(),
-            Err(e) => return Err(e),
-        };
+    /// The topology, or the first mistake made while building it. The
+    /// builder is empty afterwards.
+    pub fn build(&self) -> Result<Topology> {
+        let state = std::mem::replace(&mut *self.state.borrow_mut(), BuilderState::new());
         match state.error {
             Some(error) => Err(error),
             None => Ok(state.topology),
@@ -171,7 +188,11 @@ pub(crate) struct FnProcessor<F> {
 }
 
 impl<F> FnProcessor<F> {
-    pub(crate) fn new(f: F) -> Self {
+    /// The bound lets closures leave their return type to inference.
+    pub(crate) fn new<KIn, VIn, KOut, VOut>(f: F) -> Self
+    where
+        F: FnMut(Record<KIn, VIn>, &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult + Send,
+    {
         FnProcessor { f }
     }
 }
@@ -180,7 +201,11 @@ impl<F, KIn, VIn, KOut, VOut> Processor<KIn, VIn, KOut, VOut> for FnProcessor<F>
 where
     F: FnMut(Record<KIn, VIn>, &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult + Send,
 {
-    fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult {
+    fn process(
+        &mut self,
+        record: Record<KIn, VIn>,
+        ctx: &mut ProcessorContext<'_, KOut, VOut>,
+    ) -> ProcessResult {
         (self.f)(record, ctx)
     }
 }
@@ -193,20 +218,29 @@ pub(crate) struct Serdes<K, V> {
 
 impl<K, V> Clone for Serdes<K, V> {
     fn clone(&self) -> Self {
-        Serdes { keys: self.keys.clone(), values: self.values.clone() }
+        Serdes {
+            keys: self.keys.clone(),
+            values: self.values.clone(),
+        }
     }
 }
 
 impl<K: 'static, V: 'static> Serdes<K, V> {
     pub(crate) fn none() -> Self {
-        Serdes { keys: None, values: None }
+        Serdes {
+            keys: None,
+            values: None,
+        }
     }
 
     /// The same serdes for an operator's output types, where those types
     /// are unchanged (a `select_key` from `String` to `String` keeps the key
     /// serde); `None` where they differ.
     pub(crate) fn retype<K2: 'static, V2: 'static>(&self) -> Serdes<K2, V2> {
-        Serdes { keys: retype(self.keys.clone()), values: retype(self.values.clone()) }
+        Serdes {
+            keys: retype(self.keys.clone()),
+            values: retype(self.values.clone()),
+        }
     }
 }
 

@@ -17,12 +17,20 @@ pub struct Consumed<K, V> {
 impl<K, V> Consumed<K, V> {
     /// Read keys and values with these serdes.
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
-        Consumed { keys: Arc::new(keys), values: Arc::new(values), extractor: None, name: None }
+        Consumed {
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+            extractor: None,
+            name: None,
+        }
     }
 
     /// Take record timestamps from `extractor` (given the record and the
     /// partition's stream time) instead of the broker's.
-    pub fn with_timestamp_extractor(mut self, extractor: impl Fn(&crate::Record<K, V>, i64) -> i64 + Send + Sync + 'static) -> Self {
+    pub fn with_timestamp_extractor(
+        mut self,
+        extractor: impl Fn(&crate::Record<K, V>, i64) -> i64 + Send + Sync + 'static,
+    ) -> Self {
         self.extractor = Some(Arc::new(extractor));
         self
     }
@@ -45,12 +53,20 @@ pub struct Produced<K, V> {
 impl<K, V> Produced<K, V> {
     /// Write keys and values with these serdes.
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
-        Produced { keys: Arc::new(keys), values: Arc::new(values), partitioner: None, name: None }
+        Produced {
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+            partitioner: None,
+            name: None,
+        }
     }
 
     /// Choose partitions with `partitioner` (topic, key, value, partition
     /// count); `None` from it falls back to murmur2 of the key.
-    pub fn with_partitioner(mut self, partitioner: impl Fn(&str, &K, &V, i32) -> Option<i32> + Send + Sync + 'static) -> Self {
+    pub fn with_partitioner(
+        mut self,
+        partitioner: impl Fn(&str, &K, &V, i32) -> Option<i32> + Send + Sync + 'static,
+    ) -> Self {
         self.partitioner = Some(Arc::new(partitioner));
         self
     }
@@ -71,19 +87,30 @@ pub struct Grouped<K, V> {
 
 impl<K, V> Default for Grouped<K, V> {
     fn default() -> Self {
-        Grouped { keys: None, values: None, name: None }
+        Grouped {
+            keys: None,
+            values: None,
+            name: None,
+        }
     }
 }
 
 impl<K, V> Grouped<K, V> {
     /// Use these serdes (the stream's own, when it knows them, otherwise).
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
-        Grouped { keys: Some(Arc::new(keys)), values: Some(Arc::new(values)), name: None }
+        Grouped {
+            keys: Some(Arc::new(keys)),
+            values: Some(Arc::new(values)),
+            name: None,
+        }
     }
 
     /// Name the grouping: its repartition topic is `<name>-repartition`.
     pub fn named(name: impl Into<String>) -> Self {
-        Grouped { name: Some(name.into()), ..Self::default() }
+        Grouped {
+            name: Some(name.into()),
+            ..Self::default()
+        }
     }
 
     /// Set the name.
@@ -115,14 +142,23 @@ pub struct Repartitioned<K, V> {
 
 impl<K, V> Default for Repartitioned<K, V> {
     fn default() -> Self {
-        Repartitioned { keys: None, values: None, name: None, partitions: None }
+        Repartitioned {
+            keys: None,
+            values: None,
+            name: None,
+            partitions: None,
+        }
     }
 }
 
 impl<K, V> Repartitioned<K, V> {
     /// Use these serdes.
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
-        Repartitioned { keys: Some(Arc::new(keys)), values: Some(Arc::new(values)), ..Self::default() }
+        Repartitioned {
+            keys: Some(Arc::new(keys)),
+            values: Some(Arc::new(values)),
+            ..Self::default()
+        }
     }
 
     /// Name the topic `<name>-repartition`.
@@ -173,19 +209,33 @@ pub struct Materialized<K, V> {
 
 impl<K, V> Default for Materialized<K, V> {
     fn default() -> Self {
-        Materialized { name: None, store_type: StoreType::RocksDb, keys: None, values: None, logging: true, cache_bytes: None }
+        Materialized {
+            name: None,
+            store_type: StoreType::RocksDb,
+            keys: None,
+            values: None,
+            logging: true,
+            cache_bytes: None,
+        }
     }
 }
 
 impl<K: 'static, V: 'static> Materialized<K, V> {
     /// A store named `name` (queryable by that name).
     pub fn named(name: impl Into<String>) -> Self {
-        Materialized { name: Some(name.into()), ..Self::default() }
+        Materialized {
+            name: Some(name.into()),
+            ..Self::default()
+        }
     }
 
     /// A store with these serdes and a generated name.
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
-        Materialized { keys: Some(Arc::new(keys)), values: Some(Arc::new(values)), ..Self::default() }
+        Materialized {
+            keys: Some(Arc::new(keys)),
+            values: Some(Arc::new(values)),
+            ..Self::default()
+        }
     }
 
     /// A store made by `supplier`, named as it is.
@@ -234,7 +284,12 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     }
 
     /// The store builder, given the name to use and serdes to fall back on.
-    pub(crate) fn builder(&self, name: &str, keys: SerdeRef<K>, values: SerdeRef<V>) -> KeyValueStoreBuilder<K, V> {
+    pub(crate) fn builder(
+        &self,
+        name: &str,
+        keys: SerdeRef<K>,
+        values: SerdeRef<V>,
+    ) -> KeyValueStoreBuilder<K, V> {
         let supplier = match &self.store_type {
             StoreType::RocksDb => Stores::persistent_key_value_store(name),
             StoreType::InMemory => Stores::in_memory_key_value_store(name),

@@ -47,7 +47,11 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send {
     }
 
     /// Processes one record.
-    fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult;
+    fn process(
+        &mut self,
+        record: Record<KIn, VIn>,
+        ctx: &mut ProcessorContext<'_, KOut, VOut>,
+    ) -> ProcessResult;
 
     /// Called once when the task closes.
     fn close(&mut self) -> ProcessResult {
@@ -113,7 +117,11 @@ pub struct ProcessorContext<'a, KOut, VOut> {
 
 impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
     pub(crate) fn new(task: &'a mut TaskCore, node: usize) -> Self {
-        ProcessorContext { task, node, _types: PhantomData }
+        ProcessorContext {
+            task,
+            node,
+            _types: PhantomData,
+        }
     }
 
     /// The application's id.
@@ -153,12 +161,18 @@ impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
     }
 
     /// A typed key-value store connected to this processor (or a global one).
-    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStoreHandle<K, V>> {
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStoreHandle<K, V>> {
         self.task.key_value_store(self.node, name)
     }
 
     pub(crate) fn lookup(&self) -> crate::task::StoreLookup<'_> {
-        crate::task::StoreLookup { task: self.task, node: self.node }
+        crate::task::StoreLookup {
+            task: self.task,
+            node: self.node,
+        }
     }
 
     /// A store of any kind connected to this processor, such as a custom
@@ -182,15 +196,25 @@ impl<KOut: Clone + Send + 'static, VOut: Clone + Send + 'static> ProcessorContex
 
     /// Calls `callback` every `interval` of stream or wall-clock time, with
     /// that time, until the returned handle is cancelled or the task closes.
-    pub fn schedule<F>(&mut self, interval: Duration, kind: PunctuationType, callback: F) -> Result<Cancellable>
+    pub fn schedule<F>(
+        &mut self,
+        interval: Duration,
+        kind: PunctuationType,
+        callback: F,
+    ) -> Result<Cancellable>
     where
         F: FnMut(i64, &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult + Send + 'static,
     {
         let interval = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
         if interval < 1 {
-            return Err(StreamsError::Config("punctuation interval must be at least 1 ms".into()));
+            return Err(StreamsError::Config(
+                "punctuation interval must be at least 1 ms".into(),
+            ));
         }
-        let punctuator: Box<dyn ErasedPunctuator> = Box::new(TypedPunctuator::<F, KOut, VOut> { callback, _types: PhantomData });
+        let punctuator: Box<dyn ErasedPunctuator> = Box::new(TypedPunctuator::<F, KOut, VOut> {
+            callback,
+            _types: PhantomData,
+        });
         Ok(self.task.schedule(self.node, interval, kind, punctuator))
     }
 }
@@ -249,21 +273,28 @@ where
     }
 
     fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()> {
-        let Some(record) = record.downcast_mut::<Option<Record<KIn, VIn>>>().and_then(Option::take) else {
+        let Some(record) = record
+            .downcast_mut::<Option<Record<KIn, VIn>>>()
+            .and_then(Option::take)
+        else {
             return Err(StreamsError::Topology(format!(
                 "node `{}` received a record of the wrong type (expected {})",
                 task.node_name(node),
                 std::any::type_name::<Record<KIn, VIn>>()
             )));
         };
-        let result = self.processor.process(record, &mut ProcessorContext::new(task, node));
+        let result = self
+            .processor
+            .process(record, &mut ProcessorContext::new(task, node));
         result.map_err(|e| node_error(task, node, e))
     }
 
     fn close(&mut self) -> Result<()> {
-        self.processor.close().map_err(|e| match e.downcast::<StreamsError>() {
-            Ok(e) => *e,
-            Err(e) => StreamsError::processing("close", e),
-        })
+        self.processor
+            .close()
+            .map_err(|e| match e.downcast::<StreamsError>() {
+                Ok(e) => *e,
+                Err(e) => StreamsError::processing("close", e),
+            })
     }
 }

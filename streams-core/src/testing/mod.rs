@@ -57,15 +57,18 @@ impl RecordCollector for CapturingCollector {
             (None, Some(choose)) => choose(1).unwrap_or(0),
             (None, None) => 0,
         };
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).push(RawRecord {
-            topic: record.topic.to_owned(),
-            partition,
-            offset: -1,
-            timestamp: record.timestamp,
-            key: record.key.map(<[u8]>::to_vec),
-            value: record.value.map(<[u8]>::to_vec),
-            headers: record.headers.clone(),
-        });
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(RawRecord {
+                topic: record.topic.to_owned(),
+                partition,
+                offset: -1,
+                timestamp: record.timestamp,
+                key: record.key.map(<[u8]>::to_vec),
+                value: record.value.map(<[u8]>::to_vec),
+                headers: record.headers.clone(),
+            });
         Ok(())
     }
 }
@@ -112,7 +115,11 @@ impl DriverState {
         while let Some((route, record)) = queue.pop_front() {
             match route {
                 Route::Task(i) => self.tasks[i].process(&record)?,
-                Route::Global => self.global.as_mut().expect("routed to the global task").process(&record)?,
+                Route::Global => self
+                    .global
+                    .as_mut()
+                    .expect("routed to the global task")
+                    .process(&record)?,
             }
             self.capture(&mut queue);
         }
@@ -128,18 +135,29 @@ impl DriverState {
     /// Moves produced records to the output topics, queueing the ones the
     /// topology reads.
     fn capture(&mut self, queue: &mut VecDeque<(Route, RawRecord)>) {
-        let produced = std::mem::take(&mut *self.collector.records.lock().unwrap_or_else(|e| e.into_inner()));
+        let produced = std::mem::take(
+            &mut *self
+                .collector
+                .records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         for mut record in produced {
             record.offset = self.next_offset(&record.topic);
             if let Some(&route) = self.routes.get(&record.topic) {
                 queue.push_back((route, record.clone()));
             }
-            self.outputs.entry(record.topic.clone()).or_default().push_back(record);
+            self.outputs
+                .entry(record.topic.clone())
+                .or_default()
+                .push_back(record);
         }
     }
 
     fn advance_wall_clock(&mut self, by: Duration) -> Result<()> {
-        self.wall_clock = self.wall_clock.saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
+        self.wall_clock = self
+            .wall_clock
+            .saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
         let now = self.wall_clock;
         let mut queue = VecDeque::new();
         if let Some(global) = &mut self.global {
@@ -152,7 +170,11 @@ impl DriverState {
         while let Some((route, record)) = queue.pop_front() {
             match route {
                 Route::Task(i) => self.tasks[i].process(&record)?,
-                Route::Global => self.global.as_mut().expect("routed to the global task").process(&record)?,
+                Route::Global => self
+                    .global
+                    .as_mut()
+                    .expect("routed to the global task")
+                    .process(&record)?,
             }
             self.capture(&mut queue);
         }
@@ -160,7 +182,10 @@ impl DriverState {
     }
 
     fn find_store(&self, name: &str) -> Option<&crate::task::TaskStore> {
-        self.tasks.iter().chain(&self.global).find_map(|t| t.stores().get(name))
+        self.tasks
+            .iter()
+            .chain(&self.global)
+            .find_map(|t| t.stores().get(name))
     }
 
     fn close(&mut self) -> Result<()> {
@@ -189,7 +214,10 @@ impl std::fmt::Debug for TopologyTestDriver {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl TopologyTestDriver {
@@ -201,46 +229,64 @@ impl TopologyTestDriver {
     }
 
     /// A driver whose mocked wall clock starts at `wall_clock_ms`.
-    pub fn with_wall_clock(topology: Topology, config: StreamsConfig, wall_clock_ms: i64) -> Result<Self> {
+    pub fn with_wall_clock(
+        topology: Topology,
+        config: StreamsConfig,
+        wall_clock_ms: i64,
+    ) -> Result<Self> {
         let application_id = config.application_id()?.to_owned();
         let (state_dir, temp): (PathBuf, _) = match config.get(crate::config::STATE_DIR) {
             Some(_) => (config.state_dir().join(&application_id), None),
             None => {
-                let temp = tempfile::Builder::new().prefix("streams-test-driver-").tempdir().map_err(|source| {
-                    StreamsError::Io { action: "creating the test driver's state directory".into(), source }
-                })?;
+                let temp = tempfile::Builder::new()
+                    .prefix("streams-test-driver-")
+                    .tempdir()
+                    .map_err(|source| StreamsError::Io {
+                        action: "creating the test driver's state directory".into(),
+                        source,
+                    })?;
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
         let collector = Arc::new(CapturingCollector::default());
         let handler = config.deserialization_handler();
-        let setup = |id: TaskId, dir: &std::path::Path, globals: GlobalStores| TaskSetup {
-            application_id: &application_id,
-            id,
-            task_dir: dir,
-            collector: collector.clone() as Arc<dyn RecordCollector>,
-            globals,
-            deserialization_handler: handler.clone(),
-            wall_clock: wall_clock_ms,
+        let build = |nodes: &[usize], id: TaskId, globals: GlobalStores| {
+            let dir = state_dir.join(id.to_string());
+            let setup = TaskSetup {
+                application_id: &application_id,
+                id,
+                task_dir: &dir,
+                collector: collector.clone() as Arc<dyn RecordCollector>,
+                globals,
+                deserialization_handler: handler.clone(),
+                wall_clock: wall_clock_ms,
+            };
+            TaskCore::new(&topology, nodes, setup)
         };
         let mut routes = HashMap::new();
         let global_nodes = topology.global_nodes();
         let global = if global_nodes.is_empty() {
             None
         } else {
-            let dir = state_dir.join("global");
-            let task = TaskCore::new(&topology, &global_nodes, setup(TaskId::GLOBAL, &dir, Arc::default()))?;
+            let task = build(&global_nodes, TaskId::GLOBAL, Arc::default())?;
             for topic in task.source_topics() {
                 routes.insert(topic.to_owned(), Route::Global);
             }
             Some(task)
         };
-        let globals: GlobalStores = Arc::new(global.as_ref().map(|g| g.stores().clone()).unwrap_or_default());
+        let globals: GlobalStores = Arc::new(
+            global
+                .as_ref()
+                .map(|g| g.stores().clone())
+                .unwrap_or_default(),
+        );
         let mut tasks = Vec::new();
         for sub in topology.subtopologies() {
-            let id = TaskId { subtopology: sub.id, partition: 0 };
-            let dir = state_dir.join(id.to_string());
-            let task = TaskCore::new(&topology, &sub.nodes, setup(id, &dir, globals.clone()))?;
+            let id = TaskId {
+                subtopology: sub.id,
+                partition: 0,
+            };
+            let task = build(&sub.nodes, id, globals.clone())?;
             for topic in task.source_topics() {
                 routes.insert(topic.to_owned(), Route::Task(tasks.len()));
             }
@@ -262,7 +308,9 @@ impl TopologyTestDriver {
         }
         let mut queue = VecDeque::new();
         state.capture(&mut queue);
-        Ok(TopologyTestDriver { state: Rc::new(RefCell::new(state)) })
+        Ok(TopologyTestDriver {
+            state: Rc::new(RefCell::new(state)),
+        })
     }
 
     /// An input topic whose records get the current wall-clock time as
@@ -304,7 +352,12 @@ impl TopologyTestDriver {
         keys: impl Serde<K> + 'static,
         values: impl Serde<V> + 'static,
     ) -> TestOutputTopic<K, V> {
-        TestOutputTopic { state: self.state.clone(), topic: topic.to_owned(), keys: Arc::new(keys), values: Arc::new(values) }
+        TestOutputTopic {
+            state: self.state.clone(),
+            topic: topic.to_owned(),
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+        }
     }
 
     /// Moves the mocked wall clock forward, firing due wall-clock punctuations.
@@ -325,31 +378,42 @@ impl TopologyTestDriver {
     }
 
     /// A typed handle on a key-value store of the topology (or a global one).
-    pub fn key_value_store<K: 'static, V: 'static>(&self, name: &str) -> Result<KeyValueStoreHandle<K, V>> {
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStoreHandle<K, V>> {
         let state = self.state.borrow();
-        let store = state.find_store(name).ok_or_else(|| StreamsError::StoreAccess {
-            name: name.to_owned(),
-            message: "no such store in the topology".into(),
-        })?;
-        let serdes = store.serdes.as_ref().ok_or_else(|| StreamsError::StoreAccess {
-            name: name.to_owned(),
-            message: "is not a key-value store".into(),
-        })?;
+        let store = state
+            .find_store(name)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: "no such store in the topology".into(),
+            })?;
+        let serdes = store
+            .serdes
+            .as_ref()
+            .ok_or_else(|| StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: "is not a key-value store".into(),
+            })?;
         KeyValueStoreHandle::new(store.handle.clone(), &**serdes)
     }
 
     /// A handle on any store of the topology, such as a custom one.
     pub fn state_store(&self, name: &str) -> Result<StoreHandle> {
         let state = self.state.borrow();
-        state.find_store(name).map(|s| s.handle.clone()).ok_or_else(|| StreamsError::StoreAccess {
-            name: name.to_owned(),
-            message: "no such store in the topology".into(),
-        })
+        state
+            .find_store(name)
+            .map(|s| s.handle.clone())
+            .ok_or_else(|| StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: "no such store in the topology".into(),
+            })
     }
 
     /// Flushes every store: cached writes reach the stores and changelogs.
     pub fn flush(&self) -> Result<()> {
-        let mut state = self.state.borrow_mut();
+        let state = &mut *self.state.borrow_mut();
         for task in state.tasks.iter_mut().chain(&mut state.global) {
             task.flush()?;
         }
@@ -361,7 +425,12 @@ impl TopologyTestDriver {
     /// Takes every record written to `topic` so far (including changelog
     /// and repartition topics), as bytes.
     pub fn read_raw(&self, topic: &str) -> Vec<RawRecord> {
-        self.state.borrow_mut().outputs.remove(topic).map(Vec::from).unwrap_or_default()
+        self.state
+            .borrow_mut()
+            .outputs
+            .remove(topic)
+            .map(Vec::from)
+            .unwrap_or_default()
     }
 
     /// Names of the topics written to so far.
@@ -375,13 +444,23 @@ impl TopologyTestDriver {
     /// with invalid timestamps.
     pub fn dropped_records(&self) -> u64 {
         let state = self.state.borrow();
-        state.tasks.iter().chain(&state.global).map(|t| t.dropped_records).sum()
+        state
+            .tasks
+            .iter()
+            .chain(&state.global)
+            .map(|t| t.dropped_records)
+            .sum()
     }
 
     /// Records processed so far, including fed-back ones.
     pub fn processed_records(&self) -> u64 {
         let state = self.state.borrow();
-        state.tasks.iter().chain(&state.global).map(|t| t.processed()).sum()
+        state
+            .tasks
+            .iter()
+            .chain(&state.global)
+            .map(|t| t.processed())
+            .sum()
     }
 
     /// Closes processors and stores. Dropping the driver does this too.
@@ -418,17 +497,32 @@ impl<K, V> TestInputTopic<K, V> {
     }
 
     fn serialize_err(&self, e: crate::serde::SerdeError) -> StreamsError {
-        StreamsError::Serialization { target: self.topic.clone(), source: e }
+        StreamsError::Serialization {
+            target: self.topic.clone(),
+            source: e,
+        }
     }
 
     /// Pipes a record with key, value (`None`: null), timestamp and headers.
-    pub fn try_pipe(&mut self, key: &K, value: Option<&V>, timestamp: i64, headers: Headers) -> Result<()> {
+    pub fn try_pipe(
+        &mut self,
+        key: &K,
+        value: Option<&V>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<()> {
         let mut key_bytes = Vec::new();
-        let has_key = self.keys.serialize_nullable_into(key, &mut key_bytes).map_err(|e| self.serialize_err(e))?;
+        let has_key = self
+            .keys
+            .serialize_nullable_into(key, &mut key_bytes)
+            .map_err(|e| self.serialize_err(e))?;
         let value_bytes = match value {
             Some(value) => {
                 let mut bytes = Vec::new();
-                let has = self.values.serialize_nullable_into(value, &mut bytes).map_err(|e| self.serialize_err(e))?;
+                let has = self
+                    .values
+                    .serialize_nullable_into(value, &mut bytes)
+                    .map_err(|e| self.serialize_err(e))?;
                 has.then_some(bytes)
             }
             None => None,
@@ -461,7 +555,12 @@ impl<K, V> TestInputTopic<K, V> {
 
     /// Pipes a record.
     pub fn pipe_record(&mut self, record: Record<K, V>) {
-        if let Err(e) = self.try_pipe(&record.key, Some(&record.value), record.timestamp, record.headers) {
+        if let Err(e) = self.try_pipe(
+            &record.key,
+            Some(&record.value),
+            record.timestamp,
+            record.headers,
+        ) {
             panic!("piping into `{}` failed: {e}", self.topic);
         }
     }
@@ -483,7 +582,9 @@ impl<K, V> TestInputTopic<K, V> {
 
     /// Moves this topic's time forward.
     pub fn advance_time(&mut self, by: Duration) {
-        self.time = self.time.saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
+        self.time = self
+            .time
+            .saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX));
     }
 
     /// Pipes raw bytes, as a broker would deliver them (for testing how bad
@@ -528,19 +629,42 @@ pub struct TestOutputTopic<K, V> {
 impl<K, V> TestOutputTopic<K, V> {
     /// The next record, if any. Panics if it cannot be deserialized.
     pub fn try_read_record(&self) -> Option<Record<K, V>> {
-        let raw = self.state.borrow_mut().outputs.get_mut(&self.topic)?.pop_front()?;
-        let key = self.keys.deserialize_nullable(raw.key.as_deref()).unwrap_or_else(|e| {
-            panic!("key of {}@{} cannot be deserialized: {e}", self.topic, raw.offset)
-        });
-        let value = self.values.deserialize_nullable(raw.value.as_deref()).unwrap_or_else(|e| {
-            panic!("value of {}@{} cannot be deserialized: {e}", self.topic, raw.offset)
-        });
-        Some(Record { key, value, timestamp: raw.timestamp, headers: raw.headers })
+        let raw = self
+            .state
+            .borrow_mut()
+            .outputs
+            .get_mut(&self.topic)?
+            .pop_front()?;
+        let key = self
+            .keys
+            .deserialize_nullable(raw.key.as_deref())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "key of {}@{} cannot be deserialized: {e}",
+                    self.topic, raw.offset
+                )
+            });
+        let value = self
+            .values
+            .deserialize_nullable(raw.value.as_deref())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "value of {}@{} cannot be deserialized: {e}",
+                    self.topic, raw.offset
+                )
+            });
+        Some(Record {
+            key,
+            value,
+            timestamp: raw.timestamp,
+            headers: raw.headers,
+        })
     }
 
     /// The next record. Panics when the topic has none.
     pub fn read_record(&self) -> Record<K, V> {
-        self.try_read_record().unwrap_or_else(|| panic!("no record in output topic `{}`", self.topic))
+        self.try_read_record()
+            .unwrap_or_else(|| panic!("no record in output topic `{}`", self.topic))
     }
 
     /// The next record's key and value.
@@ -556,12 +680,16 @@ impl<K, V> TestOutputTopic<K, V> {
 
     /// All remaining values.
     pub fn read_values_to_list(&self) -> Vec<V> {
-        std::iter::from_fn(|| self.try_read_record()).map(|r| r.value).collect()
+        std::iter::from_fn(|| self.try_read_record())
+            .map(|r| r.value)
+            .collect()
     }
 
     /// All remaining key-value pairs.
     pub fn read_key_values_to_list(&self) -> Vec<(K, V)> {
-        std::iter::from_fn(|| self.try_read_record()).map(|r| (r.key, r.value)).collect()
+        std::iter::from_fn(|| self.try_read_record())
+            .map(|r| (r.key, r.value))
+            .collect()
     }
 
     /// All remaining records.
@@ -574,7 +702,9 @@ impl<K, V> TestOutputTopic<K, V> {
     where
         K: std::hash::Hash + Eq,
     {
-        std::iter::from_fn(|| self.try_read_record()).map(|r| (r.key, r.value)).collect()
+        std::iter::from_fn(|| self.try_read_record())
+            .map(|r| (r.key, r.value))
+            .collect()
     }
 
     /// Whether no record is left to read.
@@ -584,6 +714,10 @@ impl<K, V> TestOutputTopic<K, V> {
 
     /// How many records are left to read.
     pub fn queue_size(&self) -> usize {
-        self.state.borrow().outputs.get(&self.topic).map_or(0, VecDeque::len)
+        self.state
+            .borrow()
+            .outputs
+            .get(&self.topic)
+            .map_or(0, VecDeque::len)
     }
 }

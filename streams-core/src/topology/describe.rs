@@ -53,9 +53,17 @@ pub struct TopologyDescription {
 
 fn node_description(topology: &Topology, index: usize) -> NodeDescription {
     let node = &topology.nodes[index];
-    let names = |indices: &[usize]| indices.iter().map(|&i| topology.nodes[i].name.clone()).collect();
+    let names = |indices: &[usize]| {
+        indices
+            .iter()
+            .map(|&i| topology.nodes[i].name.clone())
+            .collect()
+    };
     let (kind, topics) = match &node.kind {
-        NodeKind::Source { topics, .. } => ("Source", topics.iter().map(|t| t.raw().to_owned()).collect()),
+        NodeKind::Source { topics, .. } => (
+            "Source",
+            topics.iter().map(|t| t.raw().to_owned()).collect(),
+        ),
         NodeKind::Processor { .. } => ("Processor", Vec::new()),
         NodeKind::Sink { topic, .. } => ("Sink", vec![topic.clone()]),
     };
@@ -75,7 +83,11 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
         .into_iter()
         .map(|s| SubtopologyDescription {
             id: s.id,
-            nodes: s.nodes.iter().map(|&i| node_description(topology, i)).collect(),
+            nodes: s
+                .nodes
+                .iter()
+                .map(|&i| node_description(topology, i))
+                .collect(),
         })
         .collect();
     let global_nodes = topology.global_nodes();
@@ -85,24 +97,47 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
         .filter_map(|store| {
             let topic = store.global_topic.clone()?;
             let name = store.builder.name().to_owned();
-            let processor = *global_nodes.iter().find(|&&i| topology.nodes[i].stores.contains(&name))?;
+            let processor = *global_nodes
+                .iter()
+                .find(|&&i| topology.nodes[i].stores.contains(&name))?;
             let source = topology.nodes[processor].parents[0];
             Some(GlobalStoreDescription {
                 store: name,
                 topic,
-                nodes: vec![node_description(topology, source), node_description(topology, processor)],
+                nodes: vec![
+                    node_description(topology, source),
+                    node_description(topology, processor),
+                ],
             })
         })
         .collect();
-    TopologyDescription { subtopologies, global_stores }
+    TopologyDescription {
+        subtopologies,
+        global_stores,
+    }
 }
 
 impl fmt::Display for NodeDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            "Source" => writeln!(f, "    Source: {} (topics: [{}])", self.name, self.topics.join(", "))?,
-            "Sink" => writeln!(f, "    Sink: {} (topic: {})", self.name, self.topics.join(", "))?,
-            _ => writeln!(f, "    Processor: {} (stores: [{}])", self.name, self.stores.join(", "))?,
+            "Source" => writeln!(
+                f,
+                "    Source: {} (topics: [{}])",
+                self.name,
+                self.topics.join(", ")
+            )?,
+            "Sink" => writeln!(
+                f,
+                "    Sink: {} (topic: {})",
+                self.name,
+                self.topics.join(", ")
+            )?,
+            _ => writeln!(
+                f,
+                "    Processor: {} (stores: [{}])",
+                self.name,
+                self.stores.join(", ")
+            )?,
         }
         if !self.successors.is_empty() {
             writeln!(f, "      --> {}", self.successors.join(", "))?;
@@ -128,7 +163,11 @@ impl fmt::Display for TopologyDescription {
             }
         }
         for (i, global) in self.global_stores.iter().enumerate() {
-            writeln!(f, "   Sub-topology: {} for global store (will not generate tasks)", self.subtopologies.len() + i)?;
+            writeln!(
+                f,
+                "   Sub-topology: {} for global store (will not generate tasks)",
+                self.subtopologies.len() + i
+            )?;
             for node in &global.nodes {
                 write!(f, "{node}")?;
             }

@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-pub use describe::{GlobalStoreDescription, NodeDescription, SubtopologyDescription, TopologyDescription};
+pub use describe::{
+    GlobalStoreDescription, NodeDescription, SubtopologyDescription, TopologyDescription,
+};
 
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, ProcessorAdapter, ProcessorSupplier};
@@ -72,7 +74,10 @@ pub(crate) struct RecordType {
 
 impl RecordType {
     pub(crate) fn of<K: 'static, V: 'static>() -> Self {
-        RecordType { id: TypeId::of::<Record<K, V>>(), name: std::any::type_name::<(K, V)>() }
+        RecordType {
+            id: TypeId::of::<Record<K, V>>(),
+            name: std::any::type_name::<(K, V)>(),
+        }
     }
 }
 
@@ -80,9 +85,17 @@ pub(crate) type SourceFactory = Arc<dyn Fn(&str) -> Box<dyn ErasedSource> + Send
 pub(crate) type ProcessorFactory = Arc<dyn Fn(&str) -> Box<dyn ErasedProcessor> + Send + Sync>;
 
 pub(crate) enum NodeKind {
-    Source { topics: Vec<TopicName>, factory: SourceFactory },
-    Processor { factory: ProcessorFactory },
-    Sink { topic: String, factory: ProcessorFactory },
+    Source {
+        topics: Vec<TopicName>,
+        factory: SourceFactory,
+    },
+    Processor {
+        factory: ProcessorFactory,
+    },
+    Sink {
+        topic: String,
+        factory: ProcessorFactory,
+    },
 }
 
 pub(crate) struct NodeDef {
@@ -91,7 +104,6 @@ pub(crate) struct NodeDef {
     pub(crate) parents: Vec<usize>,
     pub(crate) children: Vec<usize>,
     pub(crate) stores: Vec<String>,
-    pub(crate) input: Option<RecordType>,
     pub(crate) output: Option<RecordType>,
     /// Part of a global store's update path, read on every instance.
     pub(crate) global: bool,
@@ -183,14 +195,20 @@ impl Topology {
         let mut indices = Vec::with_capacity(parents.len());
         for parent in parents {
             let Some(index) = self.node_index(parent) else {
-                return topology_error(format!("parent `{parent}` of `{child}` does not exist (add it first)"));
+                return topology_error(format!(
+                    "parent `{parent}` of `{child}` does not exist (add it first)"
+                ));
             };
             let node = &self.nodes[index];
             if matches!(node.kind, NodeKind::Sink { .. }) {
-                return topology_error(format!("`{parent}` is a sink and cannot be the parent of `{child}`"));
+                return topology_error(format!(
+                    "`{parent}` is a sink and cannot be the parent of `{child}`"
+                ));
             }
             if node.global {
-                return topology_error(format!("`{parent}` belongs to a global store and cannot have children"));
+                return topology_error(format!(
+                    "`{parent}` belongs to a global store and cannot have children"
+                ));
             }
             if let Some(output) = node.output {
                 if output != input {
@@ -215,10 +233,13 @@ impl Topology {
     }
 
     fn source_topics(&self) -> impl Iterator<Item = &TopicName> {
-        self.nodes.iter().filter_map(|n| match &n.kind {
-            NodeKind::Source { topics, .. } => Some(topics.iter()),
-            _ => None,
-        }).flatten()
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Source { topics, .. } => Some(topics.iter()),
+                _ => None,
+            })
+            .flatten()
     }
 
     /// Adds a source node named `name` reading `topics` with the given serdes.
@@ -233,7 +254,10 @@ impl Topology {
         K: Clone + Send + 'static,
         V: Clone + Send + 'static,
     {
-        let topics = topics.iter().map(|t| TopicName::External((*t).to_owned())).collect();
+        let topics = topics
+            .iter()
+            .map(|t| TopicName::External((*t).to_owned()))
+            .collect();
         self.add_source_node(name, topics, Arc::new(keys), Arc::new(values), None, false)?;
         Ok(self)
     }
@@ -251,8 +275,18 @@ impl Topology {
         K: Clone + Send + 'static,
         V: Clone + Send + 'static,
     {
-        let topics = topics.iter().map(|t| TopicName::External((*t).to_owned())).collect();
-        self.add_source_node(name, topics, Arc::new(keys), Arc::new(values), Some(extractor), false)?;
+        let topics = topics
+            .iter()
+            .map(|t| TopicName::External((*t).to_owned()))
+            .collect();
+        self.add_source_node(
+            name,
+            topics,
+            Arc::new(keys),
+            Arc::new(values),
+            Some(extractor),
+            false,
+        )?;
         Ok(self)
     }
 
@@ -279,11 +313,18 @@ impl Topology {
                 return topology_error(format!("source `{name}` has an empty topic name"));
             }
             if known.contains(topic) {
-                return topology_error(format!("topic `{}` is already read by another source", topic.raw()));
+                return topology_error(format!(
+                    "topic `{}` is already read by another source",
+                    topic.raw()
+                ));
             }
         }
         let factory: SourceFactory = Arc::new(move |_node: &str| {
-            Box::new(SourceNode { keys: keys.clone(), values: values.clone(), extractor: extractor.clone() })
+            Box::new(SourceNode {
+                keys: keys.clone(),
+                values: values.clone(),
+                extractor: extractor.clone(),
+            }) as Box<dyn ErasedSource>
         });
         Ok(self.push_node(NodeDef {
             name: name.to_owned(),
@@ -291,16 +332,21 @@ impl Topology {
             parents: Vec::new(),
             children: Vec::new(),
             stores: Vec::new(),
-            input: None,
             output: Some(RecordType::of::<K, V>()),
             global,
         }))
     }
 
     /// Declares an internal repartition topic (the DSL does this).
-    pub(crate) fn add_repartition_topic(&mut self, name: &str, partitions: Option<i32>) -> Result<()> {
+    pub(crate) fn add_repartition_topic(
+        &mut self,
+        name: &str,
+        partitions: Option<i32>,
+    ) -> Result<()> {
         if self.repartition_topics.iter().any(|(n, _)| n == name) {
-            return topology_error(format!("repartition topic `{name}` is declared twice; name the operations apart"));
+            return topology_error(format!(
+                "repartition topic `{name}` is declared twice; name the operations apart"
+            ));
         }
         self.repartition_topics.push((name.to_owned(), partitions));
         Ok(())
@@ -308,7 +354,12 @@ impl Topology {
 
     /// Adds a processor node fed by `parents`, creating one processor per
     /// task from `supplier`.
-    pub fn add_processor<KIn, VIn, KOut, VOut, S>(&mut self, name: &str, supplier: S, parents: &[&str]) -> Result<&mut Self>
+    pub fn add_processor<KIn, VIn, KOut, VOut, S>(
+        &mut self,
+        name: &str,
+        supplier: S,
+        parents: &[&str],
+    ) -> Result<&mut Self>
     where
         S: ProcessorSupplier<KIn, VIn, KOut, VOut>,
         KIn: 'static,
@@ -338,14 +389,19 @@ impl Topology {
         let input = RecordType::of::<KIn, VIn>();
         let parents = if global {
             // A global store's processor hangs off its own source only.
-            let index = self.node_index(parents[0]).expect("global source added first");
+            let index = self
+                .node_index(parents[0])
+                .expect("global source added first");
             vec![index]
         } else {
             self.parents(name, parents, input)?
         };
         let supplier = Arc::new(supplier);
         let factory: ProcessorFactory = Arc::new(move |_node: &str| {
-            Box::new(ProcessorAdapter { processor: supplier.get(), _types: PhantomData::<fn(KIn, VIn, KOut, VOut)> })
+            Box::new(ProcessorAdapter {
+                processor: supplier.get(),
+                _types: PhantomData::<fn(KIn, VIn, KOut, VOut)>,
+            }) as Box<dyn ErasedProcessor>
         });
         Ok(self.push_node(NodeDef {
             name: name.to_owned(),
@@ -353,7 +409,6 @@ impl Topology {
             parents,
             children: Vec::new(),
             stores: Vec::new(),
-            input: Some(input),
             output: Some(RecordType::of::<KOut, VOut>()),
             global,
         }))
@@ -392,7 +447,14 @@ impl Topology {
         V: 'static,
     {
         let topic = SinkTopic::Fixed(TopicName::External(topic.to_owned()));
-        self.add_sink_node(name, topic, Arc::new(keys), Arc::new(values), Some(partitioner), parents)?;
+        self.add_sink_node(
+            name,
+            topic,
+            Arc::new(keys),
+            Arc::new(values),
+            Some(partitioner),
+            parents,
+        )?;
         Ok(self)
     }
 
@@ -409,7 +471,14 @@ impl Topology {
         K: 'static,
         V: 'static,
     {
-        self.add_sink_node(name, SinkTopic::Dynamic(extractor), Arc::new(keys), Arc::new(values), None, parents)?;
+        self.add_sink_node(
+            name,
+            SinkTopic::Dynamic(extractor),
+            Arc::new(keys),
+            Arc::new(values),
+            None,
+            parents,
+        )?;
         Ok(self)
     }
 
@@ -431,29 +500,50 @@ impl Topology {
             SinkTopic::Dynamic(_) => "<chosen per record>".to_owned(),
         };
         let factory: ProcessorFactory = Arc::new(move |_node: &str| {
-            Box::new(SinkNode::new(topic.clone(), keys.clone(), values.clone(), partitioner.clone()))
+            Box::new(SinkNode::new(
+                topic.clone(),
+                keys.clone(),
+                values.clone(),
+                partitioner.clone(),
+            )) as Box<dyn ErasedProcessor>
         });
         Ok(self.push_node(NodeDef {
             name: name.to_owned(),
-            kind: NodeKind::Sink { topic: description, factory },
+            kind: NodeKind::Sink {
+                topic: description,
+                factory,
+            },
             parents,
             children: Vec::new(),
             stores: Vec::new(),
-            input: Some(input),
             output: None,
             global: false,
         }))
     }
 
     /// Adds a state store, connected to the named processors.
-    pub fn add_state_store(&mut self, builder: impl StoreBuilder, processors: &[&str]) -> Result<&mut Self> {
+    pub fn add_state_store(
+        &mut self,
+        builder: impl StoreBuilder,
+        processors: &[&str],
+    ) -> Result<&mut Self> {
         self.add_store(Arc::new(builder), None)?;
-        let name = self.stores.last().expect("just added").builder.name().to_owned();
+        let name = self
+            .stores
+            .last()
+            .expect("just added")
+            .builder
+            .name()
+            .to_owned();
         self.connect_processor_and_state_stores_inner(processors, &[&name])?;
         Ok(self)
     }
 
-    pub(crate) fn add_store(&mut self, builder: Arc<dyn StoreBuilder>, global_topic: Option<String>) -> Result<()> {
+    pub(crate) fn add_store(
+        &mut self,
+        builder: Arc<dyn StoreBuilder>,
+        global_topic: Option<String>,
+    ) -> Result<()> {
         let name = builder.name();
         if name.is_empty() {
             return topology_error("store names must not be empty");
@@ -461,7 +551,10 @@ impl Topology {
         if self.store_def(name).is_some() {
             return topology_error(format!("a state store named `{name}` already exists"));
         }
-        self.stores.push(StoreDef { builder, global_topic });
+        self.stores.push(StoreDef {
+            builder,
+            global_topic,
+        });
         Ok(())
     }
 
@@ -470,15 +563,27 @@ impl Topology {
     }
 
     /// Gives the processor `processor` access to already added stores.
-    pub fn connect_processor_and_state_stores(&mut self, processor: &str, stores: &[&str]) -> Result<&mut Self> {
+    pub fn connect_processor_and_state_stores(
+        &mut self,
+        processor: &str,
+        stores: &[&str],
+    ) -> Result<&mut Self> {
         self.connect_processor_and_state_stores_inner(&[processor], stores)?;
         Ok(self)
     }
 
-    pub(crate) fn connect_processor_and_state_stores_inner(&mut self, processors: &[&str], stores: &[&str]) -> Result<()> {
+    pub(crate) fn connect_processor_and_state_stores_inner(
+        &mut self,
+        processors: &[&str],
+        stores: &[&str],
+    ) -> Result<()> {
         for store in stores {
             match self.store_def(store) {
-                None => return topology_error(format!("state store `{store}` does not exist (add it first)")),
+                None => {
+                    return topology_error(format!(
+                        "state store `{store}` does not exist (add it first)"
+                    ));
+                }
                 Some(def) if def.global_topic.is_some() => {
                     return topology_error(format!(
                         "`{store}` is a global store: every processor can read it without connecting"
@@ -492,7 +597,9 @@ impl Topology {
                 return topology_error(format!("processor `{processor}` does not exist"));
             };
             if !matches!(self.nodes[index].kind, NodeKind::Processor { .. }) {
-                return topology_error(format!("`{processor}` is not a processor and cannot use stores"));
+                return topology_error(format!(
+                    "`{processor}` is not a processor and cannot use stores"
+                ));
             }
             for store in stores {
                 if !self.nodes[index].stores.iter().any(|s| s == store) {
@@ -523,7 +630,15 @@ impl Topology {
         V: Clone + Send + 'static,
         S: ProcessorSupplier<K, V, (), ()>,
     {
-        self.add_global_store_inner(Arc::new(builder), source_name, Arc::new(keys), Arc::new(values), topic, processor_name, supplier)?;
+        self.add_global_store_inner(
+            Arc::new(builder),
+            source_name,
+            Arc::new(keys),
+            Arc::new(values),
+            topic,
+            processor_name,
+            supplier,
+        )?;
         Ok(self)
     }
 
@@ -556,15 +671,17 @@ impl Topology {
         }
         let store_name = builder.name().to_owned();
         self.add_store(builder, Some(topic.to_owned()))?;
-        self.add_source_node(source_name, vec![TopicName::External(topic.to_owned())], keys, values, None, true)?;
+        self.add_source_node(
+            source_name,
+            vec![TopicName::External(topic.to_owned())],
+            keys,
+            values,
+            None,
+            true,
+        )?;
         let index = self.add_processor_node(processor_name, supplier, &[source_name], true)?;
         self.nodes[index].stores.push(store_name);
         Ok(())
-    }
-
-    /// The store definitions, in the order they were added.
-    pub(crate) fn global_store_names(&self) -> impl Iterator<Item = &str> {
-        self.stores.iter().filter(|s| s.global_topic.is_some()).map(|s| s.builder.name())
     }
 
     /// Groups the non-global nodes into sub-topologies: connected through
@@ -579,7 +696,7 @@ impl Topology {
             }
             x
         }
-        let mut union = |parent: &mut Vec<usize>, a: usize, b: usize| {
+        let union = |parent: &mut Vec<usize>, a: usize, b: usize| {
             let (ra, rb) = (find(parent, a), find(parent, b));
             if ra != rb {
                 parent[ra.max(rb)] = ra.min(rb);
@@ -605,7 +722,15 @@ impl Topology {
                 Some(p) => p,
                 None => {
                     let id = groups.len() as u32;
-                    groups.push((root, Subtopology { id, nodes: Vec::new(), source_topics: Vec::new(), stores: Vec::new() }));
+                    groups.push((
+                        root,
+                        Subtopology {
+                            id,
+                            nodes: Vec::new(),
+                            source_topics: Vec::new(),
+                            stores: Vec::new(),
+                        },
+                    ));
                     groups.len() - 1
                 }
             };
@@ -625,12 +750,16 @@ impl Topology {
 
     /// Nodes of global stores' update paths, with the store and topic.
     pub(crate) fn global_nodes(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.nodes[i].global).collect()
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].global)
+            .collect()
     }
 
     /// Every topic the topology reads, resolved for `application_id`.
     pub fn source_topic_names(&self, application_id: &str) -> Vec<String> {
-        self.source_topics().map(|t| t.resolve(application_id)).collect()
+        self.source_topics()
+            .map(|t| t.resolve(application_id))
+            .collect()
     }
 
     /// A printable description of sub-topologies, nodes, stores and topics,
