@@ -20,6 +20,9 @@ pub const DEFAULT_CACHE_MAX_BYTES: usize = 10 * 1024 * 1024;
 /// What an entry costs beyond its key and value (map node, vectors).
 const ENTRY_OVERHEAD: usize = 64;
 
+/// Cached writes in key order (or reverse key order).
+type CachedIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
+
 /// A write-back cache over a key-value store.
 pub struct CachingKeyValueStore<S> {
     inner: S,
@@ -95,7 +98,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
 
     fn merged<'a>(
         &'a self,
-        cached: Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>,
+        cached: CachedIter<'a>,
         stored: KeyValueIterator<'a>,
         reverse: bool,
     ) -> KeyValueIterator<'a> {
@@ -110,7 +113,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
 /// Merges cached writes over a scan of the store below: on equal keys the
 /// cache wins, and a cached delete hides the stored entry.
 struct Merge<'a> {
-    cached: Peekable<Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>>,
+    cached: Peekable<CachedIter<'a>>,
     stored: Peekable<KeyValueIterator<'a>>,
     reverse: bool,
 }

@@ -161,7 +161,7 @@ pub mod contract {
             vec![kv("a", "3"), kv("c", "4")]
         );
         store.put_all(&[]).unwrap();
-        assert_eq!(store.approximate_num_entries().unwrap() > 0, true);
+        assert!(store.approximate_num_entries().unwrap() > 0);
     }
 
     /// Ranges are inclusive at both ends, open where `None`, ordered.

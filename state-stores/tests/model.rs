@@ -50,10 +50,10 @@ fn model_range(
     from: &Option<Vec<u8>>,
     to: &Option<Vec<u8>>,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
-    if let (Some(f), Some(t)) = (from, to) {
-        if f > t {
-            return Vec::new();
-        }
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Vec::new();
     }
     let lo = from
         .as_ref()

@@ -20,13 +20,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
-use crate::handlers::{DeserializationExceptionHandler, LogAndContinue};
+use crate::handlers::{
+    DeserializationExceptionHandler, FailOnProductionError, LogAndContinue,
+    ProductionExceptionHandler,
+};
 
 /// Settings of a streams application.
 #[derive(Clone)]
 pub struct StreamsConfig {
     properties: BTreeMap<String, String>,
     deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    production_handler: Arc<dyn ProductionExceptionHandler>,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -43,6 +47,59 @@ pub const APPLICATION_ID: &str = "application.id";
 pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
 /// `state.dir`
 pub const STATE_DIR: &str = "state.dir";
+/// `num.stream.threads`
+pub const NUM_STREAM_THREADS: &str = "num.stream.threads";
+/// `commit.interval.ms`
+pub const COMMIT_INTERVAL_MS: &str = "commit.interval.ms";
+/// `processing.guarantee`
+pub const PROCESSING_GUARANTEE: &str = "processing.guarantee";
+/// `application.server`
+pub const APPLICATION_SERVER: &str = "application.server";
+/// `replication.factor`
+pub const REPLICATION_FACTOR: &str = "replication.factor";
+
+/// Keys read by the streams runtime itself, not passed to Kafka clients.
+const STREAMS_KEYS: &[&str] = &[
+    APPLICATION_ID,
+    STATE_DIR,
+    NUM_STREAM_THREADS,
+    COMMIT_INTERVAL_MS,
+    PROCESSING_GUARANTEE,
+    APPLICATION_SERVER,
+    REPLICATION_FACTOR,
+];
+
+/// How records are processed across failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Offsets are committed after the output and store changes they cover
+    /// are flushed: after a failure some records are processed again.
+    AtLeastOnce,
+    /// Output, changelog writes and consumed offsets commit in one
+    /// transaction per thread (`exactly_once_v2`).
+    ExactlyOnceV2,
+}
+
+/// Which Kafka client a pass-through property is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    /// The stream threads' (and restore) consumers.
+    Consumer,
+    /// The stream threads' producers.
+    Producer,
+    /// The admin client.
+    Admin,
+}
+
+impl ClientKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            ClientKind::Consumer => "consumer.",
+            ClientKind::Producer => "producer.",
+            ClientKind::Admin => "admin.",
+        }
+    }
+}
 
 impl StreamsConfig {
     /// Settings for the application `application_id`.
@@ -52,6 +109,7 @@ impl StreamsConfig {
         StreamsConfig {
             properties,
             deserialization_handler: Arc::new(LogAndContinue),
+            production_handler: Arc::new(FailOnProductionError),
         }
     }
 
@@ -84,6 +142,19 @@ impl StreamsConfig {
         self.deserialization_handler.clone()
     }
 
+    /// Decide with `handler` what a record that cannot be delivered means.
+    pub fn with_production_handler(
+        mut self,
+        handler: impl ProductionExceptionHandler + 'static,
+    ) -> Self {
+        self.production_handler = Arc::new(handler);
+        self
+    }
+
+    pub(crate) fn production_handler(&self) -> Arc<dyn ProductionExceptionHandler> {
+        self.production_handler.clone()
+    }
+
     /// The application id; an error when empty or not a valid topic-name part.
     pub fn application_id(&self) -> Result<&str> {
         let id = self.get(APPLICATION_ID).unwrap_or_default();
@@ -101,6 +172,133 @@ impl StreamsConfig {
         Ok(id)
     }
 
+    /// `bootstrap.servers`; an error when missing.
+    pub fn bootstrap_servers(&self) -> Result<&str> {
+        match self.get(BOOTSTRAP_SERVERS) {
+            Some(servers) if !servers.trim().is_empty() => Ok(servers),
+            _ => Err(StreamsError::Config(
+                "bootstrap.servers must be set to run on Kafka".into(),
+            )),
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        default: T,
+        valid: impl Fn(&T) -> bool,
+        what: &str,
+    ) -> Result<T> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(text) => match text.trim().parse::<T>() {
+                Ok(value) if valid(&value) => Ok(value),
+                _ => Err(StreamsError::Config(format!(
+                    "{key} is `{text}`, but must be {what}"
+                ))),
+            },
+        }
+    }
+
+    /// `num.stream.threads` (default 1).
+    pub fn num_stream_threads(&self) -> Result<usize> {
+        self.parse(
+            NUM_STREAM_THREADS,
+            1usize,
+            |n| *n >= 1,
+            "a whole number of at least 1",
+        )
+    }
+
+    /// `processing.guarantee` (default `at_least_once`).
+    pub fn processing_guarantee(&self) -> Result<ProcessingGuarantee> {
+        match self.get(PROCESSING_GUARANTEE).unwrap_or("at_least_once") {
+            "at_least_once" => Ok(ProcessingGuarantee::AtLeastOnce),
+            "exactly_once_v2" | "exactly_once" => Ok(ProcessingGuarantee::ExactlyOnceV2),
+            other => Err(StreamsError::Config(format!(
+                "processing.guarantee is `{other}`, but must be at_least_once or exactly_once_v2"
+            ))),
+        }
+    }
+
+    /// `commit.interval.ms` (default 30 s, or 100 ms with exactly-once).
+    pub fn commit_interval(&self) -> Result<std::time::Duration> {
+        let default = match self.processing_guarantee()? {
+            ProcessingGuarantee::AtLeastOnce => 30_000,
+            ProcessingGuarantee::ExactlyOnceV2 => 100,
+        };
+        let ms = self.parse(
+            COMMIT_INTERVAL_MS,
+            default,
+            |_| true,
+            "a number of milliseconds",
+        )?;
+        Ok(std::time::Duration::from_millis(ms))
+    }
+
+    /// `replication.factor` of internal topics (default -1: the broker's default).
+    pub fn replication_factor(&self) -> Result<i32> {
+        self.parse(
+            REPLICATION_FACTOR,
+            -1i32,
+            |r| *r == -1 || *r >= 1,
+            "-1 or at least 1",
+        )
+    }
+
+    /// `application.server` as host and port, if set.
+    pub fn application_server(&self) -> Result<Option<(String, u16)>> {
+        let Some(endpoint) = self.get(APPLICATION_SERVER) else {
+            return Ok(None);
+        };
+        let bad = || {
+            StreamsError::Config(format!(
+                "application.server is `{endpoint}`, but must be host:port"
+            ))
+        };
+        let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse::<u16>().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Some((host.to_owned(), port)))
+    }
+
+    /// The properties for one Kafka client: unprefixed keys that are not
+    /// streams settings, then keys with the client's prefix (which win).
+    pub fn client_properties(&self, kind: ClientKind) -> BTreeMap<String, String> {
+        let prefixes = [
+            ClientKind::Consumer.prefix(),
+            ClientKind::Producer.prefix(),
+            ClientKind::Admin.prefix(),
+        ];
+        let mut out = BTreeMap::new();
+        for (key, value) in &self.properties {
+            if !STREAMS_KEYS.contains(&key.as_str()) && !prefixes.iter().any(|p| key.starts_with(p))
+            {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+        for (key, value) in &self.properties {
+            if let Some(stripped) = key.strip_prefix(kind.prefix()) {
+                out.insert(stripped.to_owned(), value.clone());
+            }
+        }
+        out
+    }
+
+    /// Checks every setting the runtime reads; the first problem is the error.
+    pub fn validate(&self) -> Result<()> {
+        self.application_id()?;
+        self.bootstrap_servers()?;
+        self.num_stream_threads()?;
+        self.processing_guarantee()?;
+        self.commit_interval()?;
+        self.replication_factor()?;
+        self.application_server()?;
+        Ok(())
+    }
+
     /// `state.dir`, or `<tmp>/kafka-streams`.
     pub fn state_dir(&self) -> PathBuf {
         match self.get(STATE_DIR) {
@@ -113,6 +311,62 @@ impl StreamsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_settings_are_validated_with_clear_errors() {
+        let base = || StreamsConfig::new("app").set(BOOTSTRAP_SERVERS, "127.0.0.1:9092");
+        base().validate().unwrap();
+        let err = |c: StreamsConfig| c.validate().unwrap_err().to_string();
+        assert!(err(StreamsConfig::new("app")).contains("bootstrap.servers must be set"));
+        assert!(err(base().set(NUM_STREAM_THREADS, "0")).contains("num.stream.threads is `0`"));
+        assert!(
+            err(base().set(PROCESSING_GUARANTEE, "maybe"))
+                .contains("at_least_once or exactly_once_v2")
+        );
+        assert!(
+            err(base().set(COMMIT_INTERVAL_MS, "soon")).contains("commit.interval.ms is `soon`")
+        );
+        assert!(err(base().set(APPLICATION_SERVER, "nohost")).contains("host:port"));
+        assert_eq!(base().commit_interval().unwrap().as_millis(), 30_000);
+        let eos = base().set(PROCESSING_GUARANTEE, "exactly_once_v2");
+        assert_eq!(
+            eos.processing_guarantee().unwrap(),
+            ProcessingGuarantee::ExactlyOnceV2
+        );
+        assert_eq!(eos.commit_interval().unwrap().as_millis(), 100);
+        assert_eq!(
+            base()
+                .set(APPLICATION_SERVER, "h:8080")
+                .application_server()
+                .unwrap(),
+            Some(("h".into(), 8080))
+        );
+    }
+
+    #[test]
+    fn client_properties_pass_through_with_prefixes() {
+        let config = StreamsConfig::new("app")
+            .set(BOOTSTRAP_SERVERS, "b:1")
+            .set("session.timeout.ms", "6000")
+            .set("consumer.session.timeout.ms", "7000")
+            .set("producer.linger.ms", "1");
+        let consumer = config.client_properties(ClientKind::Consumer);
+        assert_eq!(
+            consumer.get("session.timeout.ms").map(String::as_str),
+            Some("7000")
+        );
+        assert_eq!(
+            consumer.get("bootstrap.servers").map(String::as_str),
+            Some("b:1")
+        );
+        assert!(!consumer.contains_key("application.id") && !consumer.contains_key("linger.ms"));
+        let producer = config.client_properties(ClientKind::Producer);
+        assert_eq!(producer.get("linger.ms").map(String::as_str), Some("1"));
+        assert_eq!(
+            producer.get("session.timeout.ms").map(String::as_str),
+            Some("6000")
+        );
+    }
 
     #[test]
     fn application_id_is_checked() {

@@ -112,3 +112,41 @@ pub(crate) fn dead_letter_headers(record: &RawRecord, error: &SerdeError) -> Hea
     );
     headers
 }
+
+/// What to do when a produced record cannot be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductionHandlerResponse {
+    /// Log it and go on: the record is lost.
+    Continue,
+    /// Stop the thread with an error (the default).
+    Fail,
+}
+
+/// Decides what a delivery failure means (Kafka Streams'
+/// `ProductionExceptionHandler`).
+pub trait ProductionExceptionHandler: Send + Sync {
+    /// Called with the target topic and what the producer reported.
+    fn handle(&self, topic: &str, error: &str) -> ProductionHandlerResponse;
+}
+
+/// Fails on every delivery error (the default, as in Kafka Streams).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailOnProductionError;
+
+impl ProductionExceptionHandler for FailOnProductionError {
+    fn handle(&self, topic: &str, error: &str) -> ProductionHandlerResponse {
+        log::error!("cannot deliver a record to {topic}: {error}");
+        ProductionHandlerResponse::Fail
+    }
+}
+
+/// Logs delivery errors and goes on, losing those records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContinueOnProductionError;
+
+impl ProductionExceptionHandler for ContinueOnProductionError {
+    fn handle(&self, topic: &str, error: &str) -> ProductionHandlerResponse {
+        log::warn!("dropping a record that cannot be delivered to {topic}: {error}");
+        ProductionHandlerResponse::Continue
+    }
+}

@@ -50,6 +50,7 @@ pub mod error;
 pub mod handlers;
 pub mod processor;
 pub mod record;
+pub mod runtime;
 pub mod serde;
 pub mod state;
 mod task;

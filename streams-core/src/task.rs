@@ -278,6 +278,10 @@ struct Schedule {
 pub(crate) struct TaskStore {
     pub(crate) handle: StoreHandle,
     pub(crate) serdes: Option<Arc<dyn Any + Send + Sync>>,
+    /// The changelog topic, when the store is logged.
+    pub(crate) changelog: Option<String>,
+    /// Whether the store keeps its data on disk.
+    pub(crate) persistent: bool,
 }
 
 /// Global stores, shared by every task of an instance.
@@ -397,6 +401,8 @@ impl TaskCore {
                 TaskStore {
                     handle,
                     serdes: builder.serdes(),
+                    changelog,
+                    persistent: builder.persistent(),
                 },
             );
         }
@@ -458,6 +464,24 @@ impl TaskCore {
 
     pub(crate) fn request_commit(&mut self) {
         self.commit_requested = true;
+    }
+
+    /// Whether a processor asked for a commit since the last call.
+    pub(crate) fn take_commit_request(&mut self) -> bool {
+        std::mem::take(&mut self.commit_requested)
+    }
+
+    /// Applies a batch of changelog records to `store` (restoration).
+    pub(crate) fn restore_batch(&self, store: &str, records: &[crate::Write<'_>]) -> Result<()> {
+        let store = self
+            .stores
+            .get(store)
+            .ok_or_else(|| StreamsError::StoreAccess {
+                name: store.to_owned(),
+                message: "not a store of this task".into(),
+            })?;
+        lock(&store.handle.cell).restore_batch(records)?;
+        Ok(())
     }
 
     /// Records processed so far.
@@ -706,10 +730,10 @@ impl TaskCore {
     pub(crate) fn close(&mut self) -> Result<()> {
         let mut first = Ok(());
         for node in &mut self.nodes {
-            if let Some(processor) = &mut node.processor {
-                if let Err(e) = processor.close() {
-                    first = first.and(Err(e));
-                }
+            if let Some(processor) = &mut node.processor
+                && let Err(e) = processor.close()
+            {
+                first = first.and(Err(e));
             }
         }
         for store in self.stores.values() {

@@ -242,3 +242,55 @@ pub fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output
         }
     }
 }
+
+/// Topologies and settings shared by the end-to-end tests and the
+/// `streams-app` child process.
+pub mod apps {
+    use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
+    use streams_core::serde::{I64Serde, Nullable, StringSerde, UnitSerde};
+    use streams_core::{StreamsBuilder, StreamsConfig, Topology};
+
+    /// Lines in, a count per word out; counts kept in RocksDB.
+    pub fn word_count(input: &str, output: &str, store: &str) -> streams_core::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream(&[input], Consumed::with(UnitSerde, StringSerde))
+            .flat_map_values(|line: String| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .group_by(
+                |_, word| word.clone(),
+                Grouped::with(StringSerde, StringSerde),
+            )
+            .count(Materialized::named(store))
+            .to_stream()
+            .to(output, Produced::with(StringSerde, Nullable(I64Serde)));
+        builder.build()
+    }
+
+    /// Each record's key counted in a RocksDB store; every update out.
+    pub fn id_count(input: &str, output: &str, store: &str) -> streams_core::Result<Topology> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream(&[input], Consumed::with(StringSerde, StringSerde))
+            .group_by_key(Grouped::default())
+            .count(Materialized::named(store))
+            .to_stream()
+            .to(output, Produced::with(StringSerde, Nullable(I64Serde)));
+        builder.build()
+    }
+
+    /// Settings for tests: short group timeouts and commit interval.
+    pub fn config(application_id: &str, bootstrap: &str, state_dir: &str) -> StreamsConfig {
+        StreamsConfig::new(application_id)
+            .set("bootstrap.servers", bootstrap)
+            .set("state.dir", state_dir)
+            .set("commit.interval.ms", "200")
+            .set("replication.factor", "1")
+            .set("consumer.session.timeout.ms", "3000")
+            .set("consumer.heartbeat.interval.ms", "500")
+            .set("consumer.topic.metadata.refresh.interval.ms", "1000")
+    }
+}

@@ -471,10 +471,10 @@ impl TopologyTestDriver {
 
 impl Drop for TopologyTestDriver {
     fn drop(&mut self) {
-        if let Ok(mut state) = self.state.try_borrow_mut() {
-            if let Err(e) = state.close() {
-                log::warn!("closing the test driver: {e}");
-            }
+        if let Ok(mut state) = self.state.try_borrow_mut()
+            && let Err(e) = state.close()
+        {
+            log::warn!("closing the test driver: {e}");
         }
     }
 }

@@ -210,13 +210,13 @@ impl Topology {
                     "`{parent}` belongs to a global store and cannot have children"
                 ));
             }
-            if let Some(output) = node.output {
-                if output != input {
-                    return topology_error(format!(
-                        "`{child}` takes records of {} but its parent `{parent}` forwards {}",
-                        input.name, output.name
-                    ));
-                }
+            if let Some(output) = node.output
+                && output != input
+            {
+                return topology_error(format!(
+                    "`{child}` takes records of {} but its parent `{parent}` forwards {}",
+                    input.name, output.name
+                ));
             }
             indices.push(index);
         }

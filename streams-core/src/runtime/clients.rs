@@ -1,0 +1,160 @@
+//! Kafka clients for the runtime: configuration from `StreamsConfig`,
+//! blocking on admin futures, and internal topic creation.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::{ClientKind, StreamsConfig};
+use crate::error::{Result, StreamsError};
+
+/// How long a metadata or admin request may take before it is an error.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) fn kafka_error(context: &str, error: impl std::fmt::Display) -> StreamsError {
+    StreamsError::Kafka(format!("{context}: {error}"))
+}
+
+/// A client configuration from the streams settings for `kind`.
+pub(crate) fn client_config(config: &StreamsConfig, kind: ClientKind) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in config.client_properties(kind) {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Runs a future to completion on this thread. rdkafka's admin futures are
+/// completed by the admin client's own thread, so parking is enough.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Partition counts of `topics` (`None` for topics that do not exist).
+pub(crate) fn partition_counts(
+    config: &StreamsConfig,
+    topics: &[String],
+) -> Result<HashMap<String, Option<i32>>> {
+    let consumer: BaseConsumer = client_config(config, ClientKind::Consumer)
+        .create()
+        .map_err(|e| kafka_error("creating a metadata client", e))?;
+    let mut counts = HashMap::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(|e| {
+                kafka_error(
+                    &format!(
+                        "fetching metadata from {} (is the broker up?)",
+                        config.get("bootstrap.servers").unwrap_or("?")
+                    ),
+                    e,
+                )
+            })?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .filter(|&n| n > 0);
+        counts.insert(topic.clone(), count);
+    }
+    Ok(counts)
+}
+
+/// An internal topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InternalTopic {
+    pub(crate) name: String,
+    pub(crate) partitions: i32,
+    pub(crate) compacted: bool,
+}
+
+/// Creates the topics that do not exist yet, with their configs given
+/// explicitly. Existing ones must have the expected partition count.
+pub(crate) fn ensure_topics(config: &StreamsConfig, topics: &[InternalTopic]) -> Result<()> {
+    let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    let existing = partition_counts(config, &names)?;
+    let replication = config.replication_factor()?;
+    let missing: Vec<&InternalTopic> = topics
+        .iter()
+        .filter(|t| existing[&t.name].is_none())
+        .collect();
+    for topic in topics {
+        if let Some(Some(count)) = existing.get(&topic.name)
+            && *count != topic.partitions
+        {
+            return Err(StreamsError::Topology(format!(
+                "internal topic {} has {count} partitions, but the topology needs {}; \
+                 delete it (and reset the application) or restore the input topics' partition counts",
+                topic.name, topic.partitions
+            )));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(config, ClientKind::Admin)
+        .create()
+        .map_err(|e| kafka_error("creating the admin client", e))?;
+    let configs: Vec<BTreeMap<&str, &str>> = missing
+        .iter()
+        .map(|t| {
+            let mut c = BTreeMap::new();
+            c.insert(
+                "cleanup.policy",
+                if t.compacted { "compact" } else { "delete" },
+            );
+            c.insert("retention.ms", "-1");
+            c
+        })
+        .collect();
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .zip(&configs)
+        .map(|(t, c)| {
+            c.iter().fold(
+                NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(replication)),
+                |n, (k, v)| n.set(k, v),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = block_on(admin.create_topics(&new_topics, &options))
+        .map_err(|e| kafka_error("creating internal topics", e))?;
+    for result in results {
+        match result {
+            Ok(name) => log::info!("created internal topic {name}"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(kafka_error(
+                    &format!("creating internal topic {name}"),
+                    code,
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The runtime's `RecordCollector`: one producer per stream thread, keys
+//! partitioned with Java's murmur2, deliveries tracked for checkpoints.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::clients::{REQUEST_TIMEOUT, kafka_error};
+use super::partitioner::partition_for_key;
+use crate::error::{Result, StreamsError};
+use crate::handlers::{ProductionExceptionHandler, ProductionHandlerResponse};
+use crate::task::{ProducerRecord, RecordCollector};
+
+/// What the producer reported back: the next offset after the last
+/// delivered record per partition, and delivery failures.
+#[derive(Default)]
+pub(crate) struct DeliveryTracker {
+    offsets: Mutex<HashMap<(String, i32), i64>>,
+    failures: Mutex<Vec<(String, String)>>,
+}
+
+impl DeliveryTracker {
+    /// The offset after the last record delivered to `topic`/`partition`.
+    pub(crate) fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
+    fn take_failures(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.failures.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The producer's context: records deliveries in the tracker.
+pub(crate) struct TrackingContext {
+    pub(crate) tracker: Arc<DeliveryTracker>,
+}
+
+impl ClientContext for TrackingContext {}
+
+impl ProducerContext for TrackingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        use rdkafka::Message;
+        match result {
+            Ok(message) => {
+                let mut offsets = self
+                    .tracker
+                    .offsets
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let next = offsets
+                    .entry((message.topic().to_owned(), message.partition()))
+                    .or_insert(0);
+                *next = (*next).max(message.offset() + 1);
+            }
+            Err((error, message)) => {
+                let mut failures = self
+                    .tracker
+                    .failures
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                failures.push((message.topic().to_owned(), error.to_string()));
+            }
+        }
+    }
+}
+
+/// Sends a stream thread's output, changelog records and dead letters.
+pub(crate) struct KafkaCollector {
+    pub(crate) producer: BaseProducer<TrackingContext>,
+    pub(crate) tracker: Arc<DeliveryTracker>,
+    partitions: Mutex<HashMap<String, i32>>,
+    handler: Arc<dyn ProductionExceptionHandler>,
+}
+
+impl KafkaCollector {
+    pub(crate) fn new(
+        producer: BaseProducer<TrackingContext>,
+        tracker: Arc<DeliveryTracker>,
+        handler: Arc<dyn ProductionExceptionHandler>,
+    ) -> Self {
+        KafkaCollector {
+            producer,
+            tracker,
+            partitions: Mutex::new(HashMap::new()),
+            handler,
+        }
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<i32> {
+        if let Some(&count) = self
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+        {
+            return Ok(count);
+        }
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .map_err(|e| kafka_error(&format!("fetching metadata of {topic}"), e))?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| StreamsError::Production {
+                topic: topic.to_owned(),
+                message: "the topic does not exist; create it before starting the application"
+                    .into(),
+            })?;
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(topic.to_owned(), count);
+        Ok(count)
+    }
+
+    /// Waits until everything sent so far is delivered, then applies the
+    /// production handler to any failure.
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<()> {
+        self.producer
+            .flush(timeout)
+            .map_err(|e| kafka_error("flushing the producer", e))?;
+        self.check_failures()
+    }
+
+    /// Applies the production handler to failures reported so far.
+    pub(crate) fn check_failures(&self) -> Result<()> {
+        for (topic, error) in self.tracker.take_failures() {
+            if self.handler.handle(&topic, &error) == ProductionHandlerResponse::Fail {
+                return Err(StreamsError::Production {
+                    topic,
+                    message: error,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RecordCollector for KafkaCollector {
+    fn send(&self, record: ProducerRecord<'_>) -> Result<()> {
+        let partition = match record.partition {
+            Some(partition) => Some(partition),
+            None => {
+                let count = self.partition_count(record.topic)?;
+                record
+                    .partitioner
+                    .and_then(|choose| choose(count))
+                    .or_else(|| record.key.map(|k| partition_for_key(k, count)))
+            }
+        };
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in record.headers.iter() {
+            headers = headers.insert(Header { key, value });
+        }
+        let mut message: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(record.topic)
+            .timestamp(record.timestamp)
+            .headers(headers);
+        if let Some(partition) = partition {
+            message = message.partition(partition);
+        }
+        if let Some(key) = record.key {
+            message = message.key(key);
+        }
+        if let Some(value) = record.value {
+            message = message.payload(value);
+        }
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.producer.send(message) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if waited < REQUEST_TIMEOUT =>
+                {
+                    // Serve delivery reports to make room, then retry.
+                    self.producer.poll(Duration::from_millis(10));
+                    waited += Duration::from_millis(10);
+                    message = returned;
+                }
+                Err((error, _)) => {
+                    return Err(StreamsError::Production {
+                        topic: record.topic.to_owned(),
+                        message: error.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}

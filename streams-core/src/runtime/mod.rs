@@ -1,0 +1,467 @@
+//! The runtime: runs a topology on Kafka (Kafka Streams' `KafkaStreams`).
+//!
+//! `start()` checks the settings and the source topics, creates the
+//! internal topics (`<application.id>-<store>-changelog`, compacted, and
+//! `<application.id>-<name>-repartition`), reads global stores to the end,
+//! and starts `num.stream.threads` stream threads. Each thread has one
+//! consumer in the group `application.id` (`range` assignment, so
+//! partition p of co-partitioned topics lands on one thread) and one
+//! producer; a task is (sub-topology, partition).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use streams_core::dsl::{Consumed, Produced};
+//! use streams_core::serde::StringSerde;
+//! use streams_core::runtime::KafkaStreams;
+//! use streams_core::{StreamsBuilder, StreamsConfig};
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream(&["in"], Consumed::with(StringSerde, StringSerde))
+//!     .map_values(|v| v.to_uppercase())
+//!     .to("out", Produced::with(StringSerde, StringSerde));
+//! let config = StreamsConfig::new("shout").set("bootstrap.servers", "127.0.0.1:9092");
+//! let streams = KafkaStreams::new(builder.build()?, config)?;
+//! streams.start()?;
+//! // ... until shutdown:
+//! streams.close(Duration::from_secs(10));
+//! # Ok::<(), streams_core::StreamsError>(())
+//! ```
+
+mod clients;
+mod collector;
+mod global;
+pub mod partitioner;
+mod restore;
+mod thread;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use restore::{NoopRestoreListener, StateRestoreListener};
+
+use crate::config::StreamsConfig;
+use crate::error::{Result, StreamsError};
+use crate::topology::{NodeKind, TopicName, Topology};
+use clients::{InternalTopic, ensure_topics, partition_counts};
+use thread::ThreadPlan;
+
+/// The life cycle of a streams client, as Kafka Streams names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Built, not started.
+    Created,
+    /// Joining the group, (re)assigning tasks or restoring their stores.
+    Rebalancing,
+    /// Every thread is processing.
+    Running,
+    /// `close()` was called; threads are finishing.
+    PendingShutdown,
+    /// Stopped cleanly.
+    NotRunning,
+    /// A thread failed; see [`KafkaStreams::error`].
+    Error,
+}
+
+impl State {
+    fn can_move_to(self, next: State) -> bool {
+        use State::*;
+        match (self, next) {
+            (Created, Rebalancing | PendingShutdown | Error) => true,
+            (Rebalancing, Running | PendingShutdown | Error) => true,
+            (Running, Rebalancing | PendingShutdown | Error) => true,
+            (PendingShutdown, NotRunning) => true,
+            (Error, PendingShutdown) => false,
+            _ => false,
+        }
+    }
+}
+
+type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
+
+/// What the client and its threads share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    listener: Mutex<Option<StateListener>>,
+    stopping: AtomicBool,
+    error: Mutex<Option<String>>,
+    /// Per stream thread: whether it is processing (not rebalancing).
+    threads: Mutex<Vec<bool>>,
+    restore_listener: Mutex<Arc<dyn StateRestoreListener>>,
+}
+
+impl Shared {
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn restore_listener(&self) -> Arc<dyn StateRestoreListener> {
+        self.restore_listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Moves to `next` if the life cycle allows it, telling the listener.
+    pub(crate) fn transition(&self, next: State) -> bool {
+        let previous = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if *state == next || !state.can_move_to(next) {
+                return false;
+            }
+            std::mem::replace(&mut *state, next)
+        };
+        log::info!("streams state {previous:?} -> {next:?}");
+        if let Some(listener) = &*self.listener.lock().unwrap_or_else(PoisonError::into_inner) {
+            listener(previous, next);
+        }
+        self.changed.notify_all();
+        true
+    }
+
+    /// A thread failed: remember the first cause, stop every thread.
+    pub(crate) fn fail(&self, error: StreamsError) {
+        log::error!("stream processing failed: {error}");
+        {
+            let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                *slot = Some(error.to_string());
+            }
+        }
+        self.stopping.store(true, Ordering::Relaxed);
+        self.transition(State::Error);
+    }
+
+    pub(crate) fn thread_stopped(&self, index: usize) {
+        log::info!("stream thread {index} stopped");
+    }
+}
+
+/// A streams client: runs a topology on Kafka.
+pub struct KafkaStreams {
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    shared: Arc<Shared>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for KafkaStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaStreams")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaStreams {
+    /// A client for `topology`; the settings are checked here, and wrong or
+    /// missing ones are a [`StreamsError::Config`].
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(KafkaStreams {
+            topology: Arc::new(topology),
+            config,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::Created),
+                changed: Condvar::new(),
+                listener: Mutex::new(None),
+                stopping: AtomicBool::new(false),
+                error: Mutex::new(None),
+                threads: Mutex::new(Vec::new()),
+                restore_listener: Mutex::new(Arc::new(NoopRestoreListener)),
+            }),
+            handles: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Calls `listener(old, new)` on every state change.
+    pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + Sync + 'static) {
+        *self
+            .shared
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(listener));
+    }
+
+    /// Hears store restoration progress (set before `start`).
+    pub fn set_global_state_restore_listener(&self, listener: impl StateRestoreListener + 'static) {
+        *self
+            .shared
+            .restore_listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(listener);
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        *self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The first error that stopped processing, if any.
+    pub fn error(&self) -> Option<String> {
+        self.shared
+            .error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until the state is `state` (true) or `timeout` passes (false).
+    pub fn wait_for_state(&self, state: State, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut current = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *current != state {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            current = self
+                .shared
+                .changed
+                .wait_timeout(current, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Checks the topics, creates internal ones, restores global stores and
+    /// starts the stream threads. Fails fast (and stays `Created`) when the
+    /// broker cannot be reached or the topology does not fit the topics.
+    pub fn start(&self) -> Result<()> {
+        if self.state() != State::Created {
+            return Err(StreamsError::InvalidState(format!(
+                "start() needs state Created, not {:?}",
+                self.state()
+            )));
+        }
+        let application_id = self.config.application_id()?.to_owned();
+        let plan = plan_topics(&self.topology, &self.config, &application_id)?;
+        ensure_topics(&self.config, &plan.internal)?;
+        let state_dir = self.config.state_dir().join(&application_id);
+        std::fs::create_dir_all(&state_dir).map_err(|source| StreamsError::Io {
+            action: format!("creating {}", state_dir.display()),
+            source,
+        })?;
+        self.shared.transition(State::Rebalancing);
+        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        let globals = match global::start(
+            &self.topology,
+            &self.config,
+            &application_id,
+            &state_dir,
+            self.shared.clone(),
+        ) {
+            Ok(Some((stores, handle))) => {
+                handles.push(handle);
+                stores
+            }
+            Ok(None) => Arc::default(),
+            Err(error) => {
+                self.shared.fail(StreamsError::Kafka(error.to_string()));
+                return Err(error);
+            }
+        };
+        let threads = self.config.num_stream_threads()?;
+        *self
+            .shared
+            .threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = vec![false; threads];
+        let thread_plan = Arc::new(ThreadPlan {
+            topology: self.topology.clone(),
+            subtopologies: self.topology.subtopologies(),
+            topic_to_subtopology: plan.topic_to_subtopology,
+            config: self.config.clone(),
+            application_id,
+            state_dir,
+            guarantee: self.config.processing_guarantee()?,
+            commit_interval: self.config.commit_interval()?,
+            globals,
+            process_id: format!("{:016x}", random_u64()),
+        });
+        for index in 0..threads {
+            let (plan, shared) = (thread_plan.clone(), self.shared.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("stream-thread-{index}"))
+                .spawn(move || thread::run(index, plan, shared))
+                .map_err(|source| StreamsError::Io {
+                    action: "spawning a stream thread".into(),
+                    source,
+                })?;
+            handles.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Stops processing: threads commit, close their tasks (with
+    /// checkpoints) and leave the group. Returns false if they did not
+    /// finish within `timeout`.
+    pub fn close(&self, timeout: Duration) -> bool {
+        self.shared.transition(State::PendingShutdown);
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + timeout;
+        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        while !handles.iter().all(JoinHandle::is_finished) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for handle in handles.drain(..) {
+            let _ = handle.join();
+        }
+        self.shared.transition(State::NotRunning);
+        true
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !matches!(self.state(), State::Created | State::NotRunning) {
+            self.close(Duration::from_secs(30));
+        }
+    }
+}
+
+/// A random number from the standard library's randomly keyed hasher.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish()
+}
+
+struct TopicPlan {
+    internal: Vec<InternalTopic>,
+    topic_to_subtopology: HashMap<String, u32>,
+}
+
+/// Works out partition counts: sources must exist; a repartition topic
+/// gets as many partitions as the sub-topology that writes it reads (or
+/// what the topology asked for); a changelog as many as its sub-topology.
+/// Sub-topologies with stores need co-partitioned inputs.
+fn plan_topics(
+    topology: &Topology,
+    config: &StreamsConfig,
+    application_id: &str,
+) -> Result<TopicPlan> {
+    let subtopologies = topology.subtopologies();
+    let repartition: BTreeMap<String, Option<i32>> =
+        topology.repartition_topics.iter().cloned().collect();
+    let external: Vec<String> = subtopologies
+        .iter()
+        .flat_map(|s| s.source_topics.iter())
+        .filter_map(|t| match t {
+            TopicName::External(name) => Some(name.clone()),
+            TopicName::Internal(_) => None,
+        })
+        .collect();
+    let counts = partition_counts(config, &external)?;
+    let missing: Vec<&str> = external
+        .iter()
+        .filter(|t| counts[*t].is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(StreamsError::Topology(format!(
+            "source topics do not exist: {} (create them before starting)",
+            missing.join(", ")
+        )));
+    }
+    let mut known: HashMap<String, i32> = counts
+        .into_iter()
+        .map(|(t, c)| (t, c.unwrap_or(1)))
+        .collect();
+    for (name, partitions) in &repartition {
+        if let Some(p) = partitions {
+            known.insert(format!("internal:{name}"), *p);
+        }
+    }
+    let source_key = |t: &TopicName| match t {
+        TopicName::External(name) => name.clone(),
+        TopicName::Internal(name) => format!("internal:{name}"),
+    };
+    // Repartition topics written by a sub-topology take its partition count;
+    // iterate until every count is known (topologies are acyclic).
+    for _ in 0..=subtopologies.len() {
+        for sub in &subtopologies {
+            let Some(count) = sub
+                .source_topics
+                .iter()
+                .map(|t| known.get(&source_key(t)).copied())
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let count = count.into_iter().max().unwrap_or(1);
+            for &node in &sub.nodes {
+                if let NodeKind::Sink { topic, .. } = &topology.nodes[node].kind
+                    && repartition.contains_key(topic)
+                {
+                    known.entry(format!("internal:{topic}")).or_insert(count);
+                }
+            }
+        }
+    }
+    let mut internal = Vec::new();
+    let mut topic_to_subtopology = HashMap::new();
+    for sub in &subtopologies {
+        let mut sizes = Vec::new();
+        for topic in &sub.source_topics {
+            let count = *known.get(&source_key(topic)).ok_or_else(|| {
+                StreamsError::Topology(format!(
+                    "cannot work out the partition count of {}",
+                    topic.raw()
+                ))
+            })?;
+            sizes.push((topic.resolve(application_id), count));
+            topic_to_subtopology.insert(topic.resolve(application_id), sub.id);
+        }
+        let max = sizes.iter().map(|(_, c)| *c).max().unwrap_or(1);
+        if !sub.stores.is_empty() && sizes.iter().any(|(_, c)| *c != max) {
+            let list: Vec<String> = sizes.iter().map(|(t, c)| format!("{t} ({c})")).collect();
+            return Err(StreamsError::Topology(format!(
+                "topics joined or aggregated together must be co-partitioned (same partition count), but sub-topology {} reads {}",
+                sub.id,
+                list.join(", ")
+            )));
+        }
+        for store in &sub.stores {
+            let def = topology
+                .store_def(store)
+                .expect("stores of sub-topologies exist");
+            if def.builder.logging_enabled() {
+                internal.push(InternalTopic {
+                    name: crate::task::changelog_topic(application_id, store),
+                    partitions: max,
+                    compacted: true,
+                });
+            }
+        }
+    }
+    for name in repartition.keys() {
+        let partitions = known[&format!("internal:{name}")];
+        internal.push(InternalTopic {
+            name: format!("{application_id}-{name}"),
+            partitions,
+            compacted: false,
+        });
+    }
+    Ok(TopicPlan {
+        internal,
+        topic_to_subtopology,
+    })
+}

@@ -1,0 +1,267 @@
+//! Restoring stores from their changelogs, and the checkpoint files that
+//! let a restart replay only the tail.
+//!
+//! A task's checkpoint (`<task dir>/.checkpoint`) records, per changelog
+//! partition, the offset up to which its persistent stores reflect the
+//! changelog. A missing or unreadable checkpoint means the local files
+//! cannot be trusted: they are wiped and the stores restored in full.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::clients::{REQUEST_TIMEOUT, kafka_error};
+use crate::error::{Result, StreamsError};
+use crate::task::TaskCore;
+
+/// Changelog offsets per (topic, partition).
+pub(crate) type Offsets = HashMap<(String, i32), i64>;
+
+/// How many changelog records are applied per batch.
+const BATCH: usize = 2_000;
+
+/// Hears how restoration goes (Kafka Streams' `StateRestoreListener`).
+pub trait StateRestoreListener: Send + Sync {
+    /// Restoration of `store` from `topic`/`partition` starts at `start`; the
+    /// changelog ends at about `end`.
+    fn on_restore_start(&self, store: &str, topic: &str, partition: i32, start: i64, end: i64) {
+        let _ = (store, topic, partition, start, end);
+    }
+    /// A batch of `count` records up to offset `batch_end` was applied.
+    fn on_batch_restored(
+        &self,
+        store: &str,
+        topic: &str,
+        partition: i32,
+        batch_end: i64,
+        count: usize,
+    ) {
+        let _ = (store, topic, partition, batch_end, count);
+    }
+    /// Restoration finished after `total` records.
+    fn on_restore_end(&self, store: &str, topic: &str, partition: i32, total: u64) {
+        let _ = (store, topic, partition, total);
+    }
+}
+
+/// A listener that only logs (the runtime always logs as well).
+#[derive(Debug, Default)]
+pub struct NoopRestoreListener;
+
+impl StateRestoreListener for NoopRestoreListener {}
+
+pub(crate) fn checkpoint_path(task_dir: &Path) -> PathBuf {
+    task_dir.join(".checkpoint")
+}
+
+/// Reads a checkpoint; `None` when it is missing or unreadable.
+pub(crate) fn read_checkpoint(task_dir: &Path) -> Option<Offsets> {
+    let path = checkpoint_path(task_dir);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let mut offsets = HashMap::new();
+    let mut lines = text.lines();
+    if lines.next() != Some("0") {
+        log::warn!(
+            "checkpoint {} has an unknown version: ignoring it",
+            path.display()
+        );
+        return None;
+    }
+    for line in lines {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let parsed = match parts.as_slice() {
+            [topic, partition, offset] => partition
+                .parse::<i32>()
+                .ok()
+                .zip(offset.parse::<i64>().ok())
+                .map(|(p, o)| (topic, p, o)),
+            _ => None,
+        };
+        let Some((topic, partition, offset)) = parsed.filter(|(_, p, o)| *p >= 0 && *o >= 0) else {
+            log::warn!(
+                "checkpoint {} is corrupt at `{line}`: ignoring it",
+                path.display()
+            );
+            return None;
+        };
+        offsets.insert(((*topic).to_owned(), partition), offset);
+    }
+    Some(offsets)
+}
+
+/// Writes a checkpoint atomically (a temporary file, then a rename).
+pub(crate) fn write_checkpoint(task_dir: &Path, offsets: &Offsets) -> Result<()> {
+    let mut text = String::from("0\n");
+    let mut entries: Vec<_> = offsets.iter().collect();
+    entries.sort();
+    for ((topic, partition), offset) in entries {
+        text.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    let io = |action: &str, source| StreamsError::Io {
+        action: format!("{action} {}", task_dir.display()),
+        source,
+    };
+    std::fs::create_dir_all(task_dir).map_err(|e| io("creating", e))?;
+    let tmp = task_dir.join(".checkpoint.tmp");
+    std::fs::write(&tmp, text).map_err(|e| io("writing a checkpoint in", e))?;
+    std::fs::rename(&tmp, checkpoint_path(task_dir)).map_err(|e| io("writing a checkpoint in", e))
+}
+
+pub(crate) fn delete_checkpoint(task_dir: &Path) {
+    let _ = std::fs::remove_file(checkpoint_path(task_dir));
+}
+
+/// Restores every logged store of `task` from its changelog partition,
+/// starting at the checkpoint for persistent stores. Returns the offset
+/// each changelog partition was restored to.
+pub(crate) fn restore_task(
+    task: &TaskCore,
+    consumer: &BaseConsumer,
+    checkpoint: &Offsets,
+    listener: &dyn StateRestoreListener,
+) -> Result<Offsets> {
+    let partition = task.task_id().partition;
+    let mut restored = HashMap::new();
+    let mut stores: Vec<_> = task
+        .stores()
+        .iter()
+        .filter_map(|(name, s)| Some((name, s.changelog.clone()?, s.persistent)))
+        .collect();
+    stores.sort();
+    for (name, topic, persistent) in stores {
+        let key = (topic.clone(), partition);
+        let start = if persistent {
+            checkpoint.get(&key).copied()
+        } else {
+            None
+        };
+        let end = restore_store(task, name, &topic, partition, start, consumer, listener)?;
+        restored.insert(key, end);
+    }
+    Ok(restored)
+}
+
+fn restore_store(
+    task: &TaskCore,
+    store: &str,
+    topic: &str,
+    partition: i32,
+    start: Option<i64>,
+    consumer: &BaseConsumer,
+    listener: &dyn StateRestoreListener,
+) -> Result<i64> {
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        .map_err(|e| {
+            kafka_error(
+                &format!("reading the end of changelog {topic}[{partition}]"),
+                e,
+            )
+        })?;
+    let from = start.unwrap_or(low).max(low);
+    if from >= high {
+        // Nothing past the checkpoint (a broker may report a watermark below
+        // the true end; a checkpoint is always at a true end).
+        return Ok(start.unwrap_or(high).max(high));
+    }
+    listener.on_restore_start(store, topic, partition, from, high);
+    let began = Instant::now();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(from))
+        .map_err(|e| kafka_error("assigning", e))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| kafka_error(&format!("assigning changelog {topic}[{partition}]"), e))?;
+
+    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(BATCH);
+    let mut next = from;
+    let mut total = 0u64;
+    let mut last_progress = Instant::now();
+    let apply =
+        |keys: &mut Vec<Vec<u8>>, values: &mut Vec<Option<Vec<u8>>>, next: i64| -> Result<()> {
+            let batch: Vec<_> = keys
+                .iter()
+                .zip(values.iter())
+                .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                .collect();
+            task.restore_batch(store, &batch)?;
+            listener.on_batch_restored(store, topic, partition, next - 1, batch.len());
+            keys.clear();
+            values.clear();
+            Ok(())
+        };
+    // Read until the consumer reports the end of the partition: that comes
+    // after whole fetched batches, so it is right even where a broker
+    // reports a low watermark.
+    loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                if let Some(key) = message.key() {
+                    keys.push(key.to_vec());
+                    values.push(message.payload().map(<[u8]>::to_vec));
+                }
+                next = message.offset() + 1;
+                total += 1;
+                last_progress = Instant::now();
+                if keys.len() >= BATCH {
+                    apply(&mut keys, &mut values, next)?;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) if next >= high => break,
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                if last_progress.elapsed() > REQUEST_TIMEOUT {
+                    return Err(StreamsError::Kafka(format!(
+                        "restoring store {store} stalled at offset {next} of changelog {topic}[{partition}] (end {high})"
+                    )));
+                }
+            }
+            Some(Err(error)) => {
+                return Err(kafka_error(
+                    &format!("reading changelog {topic}[{partition}]"),
+                    error,
+                ));
+            }
+        }
+    }
+    if !keys.is_empty() {
+        apply(&mut keys, &mut values, next)?;
+    }
+    consumer
+        .unassign()
+        .map_err(|e| kafka_error("unassigning the restore consumer", e))?;
+    let seconds = began.elapsed().as_secs_f64();
+    log::info!(
+        "restored store {store} of task {} from {topic}[{partition}]: {total} records from offset {from} in {seconds:.2} s ({:.0} records/s)",
+        task.task_id(),
+        total as f64 / seconds.max(1e-9)
+    );
+    listener.on_restore_end(store, topic, partition, total);
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_corruption_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_checkpoint(dir.path()).is_none());
+        let offsets: Offsets =
+            HashMap::from([(("app-s-changelog".into(), 3), 42), (("b".into(), 0), 0)]);
+        write_checkpoint(dir.path(), &offsets).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), offsets);
+        for corrupt in ["0\nfoo\n", "0\nt x 1\n", "0\nt 1 -5\n", "9\nt 1 1\n", ""] {
+            std::fs::write(checkpoint_path(dir.path()), corrupt).unwrap();
+            assert!(read_checkpoint(dir.path()).is_none(), "{corrupt:?}");
+        }
+        delete_checkpoint(dir.path());
+        assert!(!checkpoint_path(dir.path()).exists());
+    }
+}

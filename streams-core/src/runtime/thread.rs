@@ -1,0 +1,531 @@
+//! A stream thread: one consumer in the application's group, one producer,
+//! and the tasks of the partitions assigned to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error};
+use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext};
+use super::restore::{Offsets, delete_checkpoint, read_checkpoint, restore_task, write_checkpoint};
+use super::{Shared, State};
+use crate::TaskId;
+use crate::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
+use crate::error::{Result, StreamsError};
+use crate::record::{Headers, RawRecord};
+use crate::task::{GlobalStores, RecordCollector, TaskCore, TaskSetup};
+use crate::topology::{Subtopology, Topology};
+
+/// What every stream thread of an instance shares.
+pub(crate) struct ThreadPlan {
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) subtopologies: Vec<Subtopology>,
+    /// Resolved source topic -> sub-topology.
+    pub(crate) topic_to_subtopology: HashMap<String, u32>,
+    pub(crate) config: StreamsConfig,
+    pub(crate) application_id: String,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) guarantee: ProcessingGuarantee,
+    pub(crate) commit_interval: Duration,
+    pub(crate) globals: GlobalStores,
+    /// Identifies this instance's transactional producers.
+    pub(crate) process_id: String,
+}
+
+struct RunningTask {
+    core: TaskCore,
+    dir: PathBuf,
+    /// Next offset to commit per consumed (topic, partition).
+    consumed: HashMap<(String, i32), i64>,
+    /// Changelog offsets the local stores reflect.
+    changelog: Offsets,
+}
+
+/// The part of a thread the rebalance callback needs too.
+pub(crate) struct Engine {
+    plan: Arc<ThreadPlan>,
+    shared: Arc<Shared>,
+    index: usize,
+    collector: Arc<KafkaCollector>,
+    tasks: BTreeMap<TaskId, RunningTask>,
+    pending_assignment: Option<Vec<(String, i32)>>,
+    restore_consumer: BaseConsumer,
+    in_transaction: bool,
+    last_commit: Instant,
+}
+
+fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    engine.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The consumer's context: hands rebalances to the engine.
+pub(crate) struct ThreadContext {
+    engine: Arc<Mutex<Engine>>,
+}
+
+impl ClientContext for ThreadContext {}
+
+impl ConsumerContext for ThreadContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut engine = lock(&self.engine);
+        engine.shared.thread_rebalancing(engine.index, true);
+        if let Rebalance::Revoke(partitions) = rebalance {
+            log::info!(
+                "thread {}: partitions revoked: {}",
+                engine.index,
+                describe(partitions)
+            );
+            if let Err(error) = engine.revoke_all(consumer) {
+                engine.shared.fail(error);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let mut engine = lock(&self.engine);
+            log::info!(
+                "thread {}: partitions assigned: {}",
+                engine.index,
+                describe(partitions)
+            );
+            let list = partitions
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            engine.pending_assignment = Some(list);
+        }
+    }
+}
+
+fn describe(partitions: &TopicPartitionList) -> String {
+    let list: Vec<String> = partitions
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn create_producer(
+    plan: &ThreadPlan,
+    index: usize,
+    tracker: Arc<DeliveryTracker>,
+) -> Result<BaseProducer<TrackingContext>> {
+    let mut config = client_config(&plan.config, ClientKind::Producer);
+    config
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random");
+    if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+        config.set(
+            "transactional.id",
+            format!("{}-{}-{index}", plan.application_id, plan.process_id),
+        );
+    }
+    let producer: BaseProducer<TrackingContext> = config
+        .create_with_context(TrackingContext { tracker })
+        .map_err(|e| kafka_error("creating a producer", e))?;
+    if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+        producer
+            .init_transactions(REQUEST_TIMEOUT)
+            .map_err(|e| kafka_error("initialising transactions", e))?;
+    }
+    Ok(producer)
+}
+
+/// Runs one stream thread until the instance stops or fails.
+pub(crate) fn run(index: usize, plan: Arc<ThreadPlan>, shared: Arc<Shared>) {
+    if let Err(error) = run_inner(index, plan, &shared) {
+        shared.fail(error);
+    }
+    shared.thread_stopped(index);
+}
+
+fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Result<()> {
+    let tracker = Arc::new(DeliveryTracker::default());
+    let producer = create_producer(&plan, index, tracker.clone())?;
+    let collector = Arc::new(KafkaCollector::new(
+        producer,
+        tracker,
+        plan.config.production_handler(),
+    ));
+    let mut restore_config = client_config(&plan.config, ClientKind::Consumer);
+    restore_config.remove("group.id");
+    restore_config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let restore_consumer: BaseConsumer = restore_config
+        .create()
+        .map_err(|e| kafka_error("creating the restore consumer", e))?;
+    let engine = Arc::new(Mutex::new(Engine {
+        plan: plan.clone(),
+        shared: shared.clone(),
+        index,
+        collector,
+        tasks: BTreeMap::new(),
+        pending_assignment: None,
+        restore_consumer,
+        in_transaction: false,
+        last_commit: Instant::now(),
+    }));
+
+    let mut consumer_config = client_config(&plan.config, ClientKind::Consumer);
+    consumer_config
+        .set("group.id", &plan.application_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range");
+    if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+        consumer_config.set("isolation.level", "read_committed");
+    }
+    let consumer: BaseConsumer<ThreadContext> = consumer_config
+        .create_with_context(ThreadContext {
+            engine: engine.clone(),
+        })
+        .map_err(|e| kafka_error("creating the consumer", e))?;
+    let topics: Vec<&str> = plan
+        .topic_to_subtopology
+        .keys()
+        .map(String::as_str)
+        .collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| kafka_error("subscribing", e))?;
+    log::info!("thread {index}: subscribed to {}", topics.join(", "));
+
+    let mut result = Ok(());
+    while !shared.stopping() {
+        let polled = consumer.poll(Duration::from_millis(50));
+        let mut guard = lock(&engine);
+        let step = guard.step(&consumer, polled);
+        drop(guard);
+        if let Err(error) = step {
+            result = Err(error);
+            break;
+        }
+    }
+    let mut guard = lock(&engine);
+    if result.is_ok() {
+        result = guard.revoke_all(&consumer);
+    } else {
+        guard.close_all_dirty();
+    }
+    drop(guard);
+    drop(consumer);
+    result
+}
+
+impl Engine {
+    /// Handles what one poll returned, then commits and punctuates when due.
+    fn step<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        polled: Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>>,
+    ) -> Result<()> {
+        if let Some(assignment) = self.pending_assignment.take() {
+            self.assign(assignment)?;
+            self.shared.thread_rebalancing(self.index, false);
+        }
+        match polled {
+            Some(Ok(message)) => self.process(&message)?,
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(error)) => log::warn!("thread {}: consumer error: {error}", self.index),
+        }
+        self.collector.producer.poll(Duration::ZERO);
+        let now = now_ms();
+        for task in self.tasks.values_mut() {
+            task.core.advance_wall_clock(now)?;
+        }
+        let mut requested = false;
+        for task in self.tasks.values_mut() {
+            // Every task's request is taken, not just the first.
+            requested |= task.core.take_commit_request();
+        }
+        if requested || self.last_commit.elapsed() >= self.plan.commit_interval {
+            self.commit(consumer)?;
+        }
+        Ok(())
+    }
+
+    fn task_dir(&self, id: TaskId) -> PathBuf {
+        self.plan.state_dir.join(id.to_string())
+    }
+
+    /// Creates and restores the tasks of newly assigned partitions.
+    fn assign(&mut self, assignment: Vec<(String, i32)>) -> Result<()> {
+        let mut wanted: Vec<TaskId> = assignment
+            .iter()
+            .filter_map(|(topic, partition)| {
+                self.plan
+                    .topic_to_subtopology
+                    .get(topic)
+                    .map(|&subtopology| TaskId {
+                        subtopology,
+                        partition: *partition,
+                    })
+            })
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        for id in wanted {
+            if self.tasks.contains_key(&id) {
+                continue;
+            }
+            let task = self.create_task(id)?;
+            self.tasks.insert(id, task);
+        }
+        Ok(())
+    }
+
+    fn create_task(&mut self, id: TaskId) -> Result<RunningTask> {
+        let plan = self.plan.clone();
+        let sub = &plan.subtopologies[id.subtopology as usize];
+        let dir = self.task_dir(id);
+        let checkpoint = read_checkpoint(&dir);
+        if checkpoint.is_none() && dir.join("rocksdb").exists() {
+            // Local files that no checkpoint vouches for: restore in full.
+            log::info!("task {id}: no valid checkpoint; wiping local state for a full restore");
+            std::fs::remove_dir_all(dir.join("rocksdb")).map_err(|source| StreamsError::Io {
+                action: format!("wiping {}", dir.display()),
+                source,
+            })?;
+        }
+        let setup = TaskSetup {
+            application_id: &plan.application_id,
+            id,
+            task_dir: &dir,
+            collector: self.collector.clone() as Arc<dyn RecordCollector>,
+            globals: plan.globals.clone(),
+            deserialization_handler: plan.config.deserialization_handler(),
+            wall_clock: now_ms(),
+        };
+        let core = TaskCore::new(&plan.topology, &sub.nodes, setup)?;
+        let changelog = restore_task(
+            &core,
+            &self.restore_consumer,
+            &checkpoint.unwrap_or_default(),
+            &*self.shared.restore_listener(),
+        )?;
+        if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            // Under exactly-once the local state may run ahead of committed
+            // transactions: only a clean close vouches for it.
+            delete_checkpoint(&dir);
+        }
+        let mut task = RunningTask {
+            core,
+            dir,
+            consumed: HashMap::new(),
+            changelog,
+        };
+        task.core.init()?;
+        log::info!("thread {}: task {id} running", self.index);
+        Ok(task)
+    }
+
+    fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
+        let Some(&subtopology) = self.plan.topic_to_subtopology.get(message.topic()) else {
+            return Ok(());
+        };
+        let id = TaskId {
+            subtopology,
+            partition: message.partition(),
+        };
+        if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 && !self.in_transaction {
+            self.collector
+                .producer
+                .begin_transaction()
+                .map_err(|e| kafka_error("beginning a transaction", e))?;
+            self.in_transaction = true;
+        }
+        let Some(task) = self.tasks.get_mut(&id) else {
+            log::warn!(
+                "thread {}: record for unassigned task {id} ignored",
+                self.index
+            );
+            return Ok(());
+        };
+        let mut headers = Headers::new();
+        if let Some(h) = message.headers() {
+            for header in h.iter() {
+                headers.add(header.key, header.value.map(<[u8]>::to_vec));
+            }
+        }
+        let raw = RawRecord {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis().unwrap_or(0),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+        };
+        task.core.process(&raw)?;
+        task.consumed
+            .insert((raw.topic, raw.partition), raw.offset + 1);
+        Ok(())
+    }
+
+    fn offsets_to_commit(&self) -> Result<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        for task in self.tasks.values() {
+            for ((topic, partition), offset) in &task.consumed {
+                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .map_err(|e| kafka_error("offsets", e))?;
+            }
+        }
+        Ok(list)
+    }
+
+    /// Flushes stores and output, then commits consumed offsets (in the
+    /// transaction under exactly-once), then writes checkpoints.
+    fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.last_commit = Instant::now();
+        for task in self.tasks.values_mut() {
+            task.core.flush()?;
+        }
+        let offsets = self.offsets_to_commit()?;
+        match self.plan.guarantee {
+            ProcessingGuarantee::AtLeastOnce => {
+                self.collector.flush(REQUEST_TIMEOUT)?;
+                if offsets.count() > 0 {
+                    consumer
+                        .commit(&offsets, CommitMode::Sync)
+                        .map_err(|e| kafka_error("committing offsets", e))?;
+                }
+                self.write_checkpoints()?;
+            }
+            ProcessingGuarantee::ExactlyOnceV2 => {
+                if !self.in_transaction {
+                    return Ok(());
+                }
+                let producer = &self.collector.producer;
+                let metadata = consumer
+                    .group_metadata()
+                    .ok_or_else(|| StreamsError::Kafka("no group metadata".into()))?;
+                let committed = producer
+                    .send_offsets_to_transaction(&offsets, &metadata, REQUEST_TIMEOUT)
+                    .and_then(|()| producer.commit_transaction(REQUEST_TIMEOUT));
+                self.in_transaction = false;
+                if let Err(error) = committed {
+                    let fenced = error.rdkafka_error_code().is_some_and(|c| {
+                        matches!(
+                            c,
+                            RDKafkaErrorCode::Fenced
+                                | RDKafkaErrorCode::ProducerFenced
+                                | RDKafkaErrorCode::InvalidProducerEpoch
+                        )
+                    });
+                    let _ = producer.abort_transaction(REQUEST_TIMEOUT);
+                    return Err(if fenced {
+                        StreamsError::Kafka(format!(
+                            "producer fenced by a newer instance (tasks migrated): {error}"
+                        ))
+                    } else {
+                        kafka_error("committing the transaction", error)
+                    });
+                }
+                self.collector.check_failures()?;
+            }
+        }
+        for task in self.tasks.values_mut() {
+            task.consumed.clear();
+        }
+        Ok(())
+    }
+
+    fn write_checkpoints(&mut self) -> Result<()> {
+        for task in self.tasks.values_mut() {
+            let mut offsets = task.changelog.clone();
+            for (topic, partition) in task.changelog.keys() {
+                if let Some(next) = self.collector.tracker.next_offset(topic, *partition) {
+                    let entry = offsets.entry((topic.clone(), *partition)).or_insert(next);
+                    *entry = (*entry).max(next);
+                }
+            }
+            let persistent = task
+                .core
+                .stores()
+                .values()
+                .any(|s| s.persistent && s.changelog.is_some());
+            if persistent {
+                write_checkpoint(&task.dir, &offsets)?;
+            }
+            task.changelog = offsets;
+        }
+        Ok(())
+    }
+
+    /// Commits, then closes every task cleanly (with checkpoints).
+    fn revoke_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        self.commit(consumer)?;
+        if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            self.write_checkpoints()?;
+        }
+        let mut first = Ok(());
+        for (id, mut task) in std::mem::take(&mut self.tasks) {
+            if let Err(error) = task.core.close() {
+                log::error!("closing task {id}: {error}");
+                first = first.and(Err(error));
+            }
+        }
+        first
+    }
+
+    /// Closes tasks without committing (after a failure). Under
+    /// exactly-once their local state may hold uncommitted writes: wipe it.
+    fn close_all_dirty(&mut self) {
+        if self.in_transaction {
+            let _ = self.collector.producer.abort_transaction(REQUEST_TIMEOUT);
+            self.in_transaction = false;
+        }
+        for (id, mut task) in std::mem::take(&mut self.tasks) {
+            let _ = task.core.close();
+            if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+                delete_checkpoint(&task.dir);
+                let _ = std::fs::remove_dir_all(task.dir.join("rocksdb"));
+                log::info!("task {id} closed dirty; its local state was wiped");
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn thread_rebalancing(&self, index: usize, rebalancing: bool) {
+        let all_running = {
+            let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = threads.get_mut(index) {
+                *slot = !rebalancing;
+            }
+            threads.iter().all(|running| *running)
+        };
+        if rebalancing {
+            self.transition(State::Rebalancing);
+        } else if all_running {
+            self.transition(State::Running);
+        }
+    }
+}
