@@ -83,7 +83,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 store.put(&key(i), &VALUE).unwrap();
-                if i % 1000 == 0 {
+                if i.is_multiple_of(1000) {
                     store.flush().unwrap();
                 }
             })
@@ -117,7 +117,7 @@ fn benches(c: &mut Criterion) {
                 let n = store
                     .range(Some(&from), Some(&to))
                     .unwrap()
-                    .map(|r| r.unwrap())
+                    .inspect(|r| assert!(r.is_ok()))
                     .count();
                 assert_eq!(n, 100);
             })

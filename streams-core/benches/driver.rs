@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 i += 1;
                 input.pipe_input_at(keys[i % keys.len()].clone(), i as i64, i as i64);
-                if i % 4096 == 0 {
+                if i.is_multiple_of(4096) {
                     // Keep captured output from piling up.
                     drop(driver.read_raw("out"));
                     drop(driver.read_raw("bench-c-changelog"));

@@ -73,10 +73,10 @@ impl Processor<String, i64, String, i64> for Summer {
         let store = self.store.as_ref().unwrap();
         let sum = store.get(&record.key)?.unwrap_or(0) + record.value;
         store.put(&record.key, &sum)?;
-        if let Some(n) = self.cancel_after {
-            if self.punctuated.lock().unwrap().len() >= n {
-                self.handle.as_ref().unwrap().cancel();
-            }
+        if let Some(n) = self.cancel_after
+            && self.punctuated.lock().unwrap().len() >= n
+        {
+            self.handle.as_ref().unwrap().cancel();
         }
         Ok(())
     }
