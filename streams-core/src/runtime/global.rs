@@ -86,7 +86,8 @@ pub(crate) fn start(
     let topics: Vec<String> = task.source_topics().map(str::to_owned).collect();
     let counts = partition_counts(config, &topics)?;
     let mut consumer_config = client_config(config, ClientKind::Consumer);
-    consumer_config.remove("group.id");
+    // librdkafka wants a group for assign(); this one never joins or commits.
+    consumer_config.set("group.id", format!("{application_id}-global-consumer"));
     consumer_config.set("enable.auto.commit", "false");
     let consumer: BaseConsumer = consumer_config
         .create()

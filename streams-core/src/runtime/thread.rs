@@ -170,7 +170,11 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         plan.config.production_handler(),
     ));
     let mut restore_config = client_config(&plan.config, ClientKind::Consumer);
-    restore_config.remove("group.id");
+    // librdkafka wants a group for assign(); this one never joins or commits.
+    restore_config.set(
+        "group.id",
+        format!("{}-restore-consumer", plan.application_id),
+    );
     restore_config
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")

@@ -1,0 +1,379 @@
+//! The streams runtime against a real broker: word count end to end, two
+//! instances sharing the work, restoration from changelogs, exactly-once,
+//! and clear errors for bad settings.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use streams_core::runtime::partitioner::partition_for_key;
+use streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
+use tests::{Broker, apps, shared_broker};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn produce(broker: &Broker, topic: &str, records: &[(Option<&str>, &str)]) {
+    let producer: BaseProducer = broker.client_config().create().unwrap();
+    for (key, value) in records {
+        let mut record = BaseRecord::<str, str>::to(topic).payload(*value);
+        if let Some(key) = key {
+            record = record.key(*key);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// Reads `topic` from the start until `done` holds for the latest value per
+/// key (or panics after a minute). Returns every record read: (partition, key, value).
+fn read_until(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    done: impl Fn(&HashMap<String, i64>) -> bool,
+) -> Vec<(i32, String, i64)> {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut latest = HashMap::new();
+    let mut all = Vec::new();
+    while !done(&latest) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic}; latest values: {latest:?}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            // A consumer without a group reports "unknown group" events; only
+            // records matter here.
+            let Ok(message) = message else { continue };
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let value = i64::from_be_bytes(message.payload().unwrap().try_into().unwrap());
+            all.push((message.partition(), key.clone(), value));
+            latest.insert(key, value);
+        }
+    }
+    all
+}
+
+fn expect(counts: &[(&str, i64)]) -> impl Fn(&HashMap<String, i64>) -> bool {
+    let expected: HashMap<String, i64> =
+        counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    move |latest| expected.iter().all(|(k, v)| latest.get(k) == Some(v))
+}
+
+#[test]
+fn word_count_end_to_end_with_keys_on_java_partitions() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("wc"));
+    broker.create_topic(&lines, 3);
+    broker.create_topic(&counts, 3);
+    produce(
+        broker,
+        &lines,
+        &[(None, "a b c"), (None, "b c"), (None, "c")],
+    );
+    let state_dir = tempfile::tempdir().unwrap();
+    let topology = apps::word_count(&lines, &counts, "word-counts").unwrap();
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    );
+    let streams = KafkaStreams::new(topology, config).unwrap();
+    let states = Arc::new(Mutex::new(Vec::new()));
+    let s = states.clone();
+    streams.set_state_listener(move |_, new| s.lock().unwrap().push(new));
+    streams.start().unwrap();
+    let records = read_until(broker, &counts, 3, expect(&[("a", 1), ("b", 2), ("c", 3)]));
+    for (partition, key, _) in &records {
+        assert_eq!(
+            *partition,
+            partition_for_key(key.as_bytes(), 3),
+            "{key} is on Java's partition"
+        );
+    }
+    assert!(streams.wait_for_state(State::Running, WAIT));
+    // The internal topics exist with the input's partition count.
+    let consumer: BaseConsumer = broker.client_config().create().unwrap();
+    for internal in [
+        format!("{app}-word-counts-changelog"),
+        format!("{app}-word-counts-repartition"),
+    ] {
+        let metadata = consumer
+            .fetch_metadata(Some(&internal), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(metadata.topics()[0].partitions().len(), 3, "{internal}");
+    }
+    assert!(streams.close(WAIT));
+    assert_eq!(streams.state(), State::NotRunning);
+    let states = states.lock().unwrap().clone();
+    assert_eq!(states.first(), Some(&State::Rebalancing));
+    assert!(
+        states.contains(&State::Running)
+            && states.ends_with(&[State::PendingShutdown, State::NotRunning]),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn two_instances_split_the_partitions_and_produce_every_count() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("wc2"));
+    broker.create_topic(&lines, 4);
+    broker.create_topic(&counts, 4);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let instances: Vec<KafkaStreams> = dirs
+        .iter()
+        .map(|dir| {
+            let topology = apps::word_count(&lines, &counts, "word-counts").unwrap();
+            let config = apps::config(
+                &app,
+                broker.bootstrap_servers(),
+                dir.path().to_str().unwrap(),
+            );
+            KafkaStreams::new(topology, config).unwrap()
+        })
+        .collect();
+    for streams in &instances {
+        streams.start().unwrap();
+    }
+    for streams in &instances {
+        assert!(streams.wait_for_state(State::Running, WAIT));
+    }
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let line = words.join(" ");
+    produce(
+        broker,
+        &lines,
+        &[(None, &line), (None, &line), (None, &line)],
+    );
+    let expected: Vec<(&str, i64)> = words.iter().map(|w| (w.as_str(), 3)).collect();
+    read_until(broker, &counts, 4, expect(&expected));
+    // Both instances hold part of the state: each has task directories.
+    let tasks = |dir: &tempfile::TempDir| {
+        std::fs::read_dir(dir.path().join(&app))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert!(
+        tasks(&dirs[0]) > 0 && tasks(&dirs[1]) > 0,
+        "work was split: {} and {}",
+        tasks(&dirs[0]),
+        tasks(&dirs[1])
+    );
+    for streams in &instances {
+        assert!(streams.close(WAIT));
+    }
+}
+
+#[derive(Default)]
+struct CountingListener {
+    restored: Mutex<HashMap<String, u64>>,
+}
+
+impl StateRestoreListener for CountingListener {
+    fn on_restore_end(&self, store: &str, _: &str, _: i32, total: u64) {
+        *self
+            .restored
+            .lock()
+            .unwrap()
+            .entry(store.to_owned())
+            .or_default() += total;
+    }
+}
+
+struct Counting(Arc<CountingListener>);
+
+impl StateRestoreListener for Counting {
+    fn on_restore_end(&self, store: &str, topic: &str, partition: i32, total: u64) {
+        self.0.on_restore_end(store, topic, partition, total);
+    }
+}
+
+#[test]
+fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
+    let broker = shared_broker();
+    let (ids, out, app) = (unique("ids"), unique("id-counts"), unique("restore"));
+    broker.create_topic(&ids, 1);
+    broker.create_topic(&out, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+    let run = |records: &[(Option<&str>, &str)], expected: &[(&str, i64)]| -> u64 {
+        let listener = Arc::new(CountingListener::default());
+        let topology = apps::id_count(&ids, &out, "id-store").unwrap();
+        let config = apps::config(
+            &app,
+            broker.bootstrap_servers(),
+            state_dir.path().to_str().unwrap(),
+        );
+        let streams = KafkaStreams::new(topology, config).unwrap();
+        streams.set_global_state_restore_listener(Counting(listener.clone()));
+        streams.start().unwrap();
+        assert!(streams.wait_for_state(State::Running, WAIT));
+        produce(broker, &ids, records);
+        read_until(broker, &out, 1, expect(expected));
+        assert!(streams.close(WAIT));
+        listener
+            .restored
+            .lock()
+            .unwrap()
+            .get("id-store")
+            .copied()
+            .unwrap_or(0)
+    };
+    let first: Vec<(Option<&str>, &str)> = (0..50).map(|_| (Some("a"), "x")).collect();
+    assert_eq!(run(&first, &[("a", 50)]), 0, "nothing to restore at first");
+    // A restart replays only what the checkpoint does not cover: nothing.
+    assert_eq!(
+        run(&[(Some("b"), "x")], &[("a", 50), ("b", 1)]),
+        0,
+        "the checkpoint covers the changelog"
+    );
+    let store_dir = state_dir.path().join(&app).join("0_0");
+    let checkpoint = std::fs::read_to_string(store_dir.join(".checkpoint")).unwrap();
+    assert!(
+        checkpoint.contains(&format!("{app}-id-store-changelog 0 ")),
+        "{checkpoint}"
+    );
+    // An older checkpoint: the tail since then is replayed.
+    std::fs::write(
+        store_dir.join(".checkpoint"),
+        format!("0\n{app}-id-store-changelog 0 40\n"),
+    )
+    .unwrap();
+    let tail = run(&[(Some("c"), "x")], &[("a", 50), ("b", 1), ("c", 1)]);
+    assert!(
+        (1..=20).contains(&tail),
+        "replayed {tail} records from offset 40"
+    );
+    // Wiped: a full restore gives the same counts (a continues from 50).
+    std::fs::remove_dir_all(state_dir.path().join(&app)).unwrap();
+    let full = run(&[(Some("a"), "x")], &[("a", 51), ("b", 1), ("c", 1)]);
+    assert!(full >= 52, "full restore replayed {full} records");
+    // A corrupt checkpoint is ignored: the state is wiped and restored in full.
+    std::fs::write(store_dir.join(".checkpoint"), "garbage").unwrap();
+    let again = run(&[(Some("b"), "x")], &[("a", 51), ("b", 2), ("c", 1)]);
+    assert!(
+        again >= 53,
+        "full restore after a corrupt checkpoint replayed {again}"
+    );
+}
+
+#[test]
+fn exactly_once_word_count_commits_transactions() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("eos"));
+    broker.create_topic(&lines, 2);
+    broker.create_topic(&counts, 2);
+    let state_dir = tempfile::tempdir().unwrap();
+    let topology = apps::word_count(&lines, &counts, "word-counts").unwrap();
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    )
+    .set("processing.guarantee", "exactly_once_v2");
+    let streams = KafkaStreams::new(topology, config).unwrap();
+    streams.start().unwrap();
+    produce(broker, &lines, &[(None, "x y"), (None, "y")]);
+    read_until(broker, &counts, 2, expect(&[("x", 1), ("y", 2)]));
+    assert!(streams.close(WAIT));
+    assert_eq!(streams.error(), None);
+}
+
+#[test]
+fn bad_settings_and_missing_topics_are_clear_errors() {
+    let broker = shared_broker();
+    let topology = || apps::word_count("no-such-lines", "out", "s").unwrap();
+    let error = KafkaStreams::new(topology(), streams_core::StreamsConfig::new("x")).unwrap_err();
+    assert!(
+        error.to_string().contains("bootstrap.servers must be set"),
+        "{error}"
+    );
+    let config =
+        apps::config("x", broker.bootstrap_servers(), "/tmp").set("processing.guarantee", "twice");
+    let error = KafkaStreams::new(topology(), config).unwrap_err();
+    assert!(
+        error.to_string().contains("processing.guarantee"),
+        "{error}"
+    );
+
+    let config = apps::config(&unique("missing"), broker.bootstrap_servers(), "/tmp");
+    let streams = KafkaStreams::new(topology(), config).unwrap();
+    let error = streams.start().unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("source topics do not exist: no-such-lines"),
+        "{error}"
+    );
+    assert_eq!(streams.state(), State::Created);
+}
+
+#[test]
+fn a_join_over_topics_with_different_partition_counts_is_refused() {
+    use streams_core::dsl::{Consumed, Materialized, Produced};
+    use streams_core::serde::StringSerde;
+    let broker = shared_broker();
+    let (left, right) = (unique("left"), unique("right"));
+    broker.create_topic(&left, 2);
+    broker.create_topic(&right, 3);
+    let builder = streams_core::StreamsBuilder::new();
+    let table = builder.table(
+        &right,
+        Consumed::with(StringSerde, StringSerde),
+        Materialized::named("r").in_memory(),
+    );
+    builder
+        .stream(&[&left], Consumed::with(StringSerde, StringSerde))
+        .join(&table, |a, b| format!("{a}{b}"))
+        .to("joined", Produced::with(StringSerde, StringSerde));
+    let config = apps::config(&unique("copart"), broker.bootstrap_servers(), "/tmp");
+    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
+    let error = streams.start().unwrap_err().to_string();
+    assert!(error.contains("co-partitioned"), "{error}");
+    assert!(
+        error.contains(&format!("{left} (2)")) && error.contains(&format!("{right} (3)")),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unreachable_broker_fails_start_clearly() {
+    // A port nobody listens on: bind, note it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config =
+        apps::config("down", &format!("127.0.0.1:{port}"), "/tmp").set("socket.timeout.ms", "2000");
+    let streams = KafkaStreams::new(apps::word_count("l", "c", "s").unwrap(), config).unwrap();
+    let began = Instant::now();
+    let error = streams.start().unwrap_err().to_string();
+    assert!(error.contains("is the broker up?"), "{error}");
+    assert!(began.elapsed() < Duration::from_secs(60));
+}
