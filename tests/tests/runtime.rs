@@ -377,3 +377,134 @@ fn an_unreachable_broker_fails_start_clearly() {
     assert!(error.contains("is the broker up?"), "{error}");
     assert!(began.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn a_processing_error_stops_processing_and_reports_the_cause() {
+    use streams_core::dsl::{Consumed, Produced};
+    use streams_core::processor::{ProcessResult, Processor, ProcessorContext};
+    use streams_core::serde::StringSerde;
+    struct Picky;
+    impl Processor<String, String> for Picky {
+        fn process(
+            &mut self,
+            r: streams_core::Record<String, String>,
+            ctx: &mut ProcessorContext<'_, String, String>,
+        ) -> ProcessResult {
+            if r.value == "poison" {
+                return Err("poison record".into());
+            }
+            ctx.forward(r)?;
+            Ok(())
+        }
+    }
+    let broker = shared_broker();
+    let (input, output, app) = (unique("in"), unique("out"), unique("poison"));
+    broker.create_topic(&input, 1);
+    broker.create_topic(&output, 1);
+    let builder = streams_core::StreamsBuilder::new();
+    builder
+        .stream(&[&input], Consumed::with(StringSerde, StringSerde))
+        .process(|| Picky, &[])
+        .to(&output, Produced::with(StringSerde, StringSerde));
+    let state_dir = tempfile::tempdir().unwrap();
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    );
+    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
+    streams.start().unwrap();
+    produce(
+        broker,
+        &input,
+        &[(Some("k"), "fine"), (Some("k"), "poison")],
+    );
+    assert!(
+        streams.wait_for_state(State::Error, WAIT),
+        "state is {:?}",
+        streams.state()
+    );
+    let cause = streams.error().unwrap();
+    assert!(
+        cause.contains("poison record") && cause.contains("KSTREAM-PROCESSOR-"),
+        "{cause}"
+    );
+    assert!(streams.close(WAIT));
+}
+
+#[test]
+fn a_global_table_is_read_in_full_and_joined_by_any_key() {
+    use streams_core::dsl::{Consumed, Materialized, Produced};
+    use streams_core::serde::StringSerde;
+    let broker = shared_broker();
+    let (products, orders, out, app) = (
+        unique("products"),
+        unique("orders"),
+        unique("enriched"),
+        unique("global"),
+    );
+    broker.create_topic(&products, 3);
+    broker.create_topic(&orders, 2);
+    broker.create_topic(&out, 2);
+    // Published before start: the global store must be caught up first.
+    produce(
+        broker,
+        &products,
+        &[
+            (Some("p1"), "pen"),
+            (Some("p2"), "ink"),
+            (Some("p3"), "pad"),
+        ],
+    );
+    let builder = streams_core::StreamsBuilder::new();
+    let table = builder.global_table(
+        &products,
+        Consumed::with(StringSerde, StringSerde),
+        Materialized::named("products").in_memory(),
+    );
+    builder
+        .stream(&[&orders], Consumed::with(StringSerde, StringSerde))
+        .join_global(
+            &table,
+            |_, product| product.clone(),
+            |product, name| format!("{product}:{name}"),
+        )
+        .to(&out, Produced::with(StringSerde, StringSerde));
+    let state_dir = tempfile::tempdir().unwrap();
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    );
+    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
+    streams.start().unwrap();
+    produce(
+        broker,
+        &orders,
+        &[(Some("o1"), "p1"), (Some("o2"), "p3"), (Some("o3"), "p2")],
+    );
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..2 {
+        assignment
+            .add_partition_offset(&out, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut joined = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while joined.len() < 3 {
+        assert!(Instant::now() < deadline, "joined so far: {joined:?}");
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            joined.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    joined.sort();
+    assert_eq!(joined, ["p1:pen", "p2:ink", "p3:pad"]);
+    assert!(streams.close(WAIT));
+}
