@@ -336,6 +336,24 @@ impl Drop for KafkaStreams {
     }
 }
 
+/// Creates the topics that do not exist yet (`name`, partition count), with
+/// `replication.factor` from `config`; existing topics are left alone. For
+/// applications and examples that own their input and output topics.
+pub fn create_topics_if_missing(config: &StreamsConfig, topics: &[(&str, i32)]) -> Result<()> {
+    let wanted: Vec<String> = topics.iter().map(|(name, _)| (*name).to_owned()).collect();
+    let existing = partition_counts(config, &wanted)?;
+    let missing: Vec<InternalTopic> = topics
+        .iter()
+        .filter(|(name, _)| existing[*name].is_none())
+        .map(|(name, partitions)| InternalTopic {
+            name: (*name).to_owned(),
+            partitions: *partitions,
+            compacted: false,
+        })
+        .collect();
+    ensure_topics(config, &missing)
+}
+
 /// A random number from the standard library's randomly keyed hasher.
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
