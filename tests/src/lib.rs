@@ -24,8 +24,6 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// Where the broker binary is: `$TANSU_BIN`, else the project's tools folder.
@@ -180,19 +178,13 @@ impl Broker {
     /// topic created without them, and some clients then fail), waiting for
     /// the result. An existing topic is left as it is.
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config().create().expect("admin client");
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1))
-            .set("cleanup.policy", "delete")
-            .set("retention.ms", "-1");
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = futures_executor_block_on(admin.create_topics(&[topic], &options))
-            .expect("create_topics");
-        for result in results {
-            match result {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => panic!("creating topic {topic}: {code}"),
-            }
+        let config = streams_core::StreamsConfig::new("test-admin")
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("replication.factor", "1");
+        if let Err(e) =
+            streams_core::runtime::create_topics_if_missing(&config, &[(name, partitions)])
+        {
+            panic!("creating topic {name}: {e}");
         }
     }
 
@@ -217,29 +209,6 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Runs a future to completion on this thread. rdkafka's admin futures are
-/// driven by librdkafka's own threads, so a simple parker suffices.
-pub fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-
-    struct ThreadWaker(std::thread::Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park(),
-        }
     }
 }
 

@@ -9,14 +9,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Headers as _;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::Shared;
 use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error, partition_counts};
+use super::{Shared, raw_record};
 use crate::config::{ClientKind, StreamsConfig};
 use crate::error::{Result, StreamsError};
-use crate::record::{Headers, RawRecord};
 use crate::task::{GlobalStores, ProducerRecord, RecordCollector, TaskCore, TaskSetup};
 use crate::{TaskId, Topology};
 
@@ -29,24 +27,6 @@ impl RecordCollector for NoOutput {
             "a global store's processor tried to write to {}",
             record.topic
         )))
-    }
-}
-
-fn raw(message: &rdkafka::message::BorrowedMessage<'_>) -> RawRecord {
-    let mut headers = Headers::new();
-    if let Some(h) = message.headers() {
-        for header in h.iter() {
-            headers.add(header.key, header.value.map(<[u8]>::to_vec));
-        }
-    }
-    RawRecord {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        timestamp: message.timestamp().to_millis().unwrap_or(0),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers,
     }
 }
 
@@ -123,7 +103,7 @@ pub(crate) fn start(
     while !remaining.is_empty() {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                task.process(&raw(&message))?;
+                task.process(&raw_record(&message))?;
                 records += 1;
                 last_progress = Instant::now();
                 let key = (message.topic().to_owned(), message.partition());
@@ -158,7 +138,7 @@ pub(crate) fn start(
             while !shared.stopping() {
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(message)) => {
-                        if let Err(error) = task.process(&raw(&message)) {
+                        if let Err(error) = task.process(&raw_record(&message)) {
                             shared.fail(error);
                             break;
                         }

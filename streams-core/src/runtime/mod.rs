@@ -354,6 +354,27 @@ pub fn create_topics_if_missing(config: &StreamsConfig, topics: &[(&str, i32)]) 
     ensure_topics(config, &missing)
 }
 
+/// A consumed message as the task takes it.
+pub(crate) fn raw_record(message: &rdkafka::message::BorrowedMessage<'_>) -> crate::RawRecord {
+    use rdkafka::Message;
+    use rdkafka::message::Headers as _;
+    let mut headers = crate::Headers::new();
+    if let Some(h) = message.headers() {
+        for header in h.iter() {
+            headers.add(header.key, header.value.map(<[u8]>::to_vec));
+        }
+    }
+    crate::RawRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis().unwrap_or(0),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
 /// A random number from the standard library's randomly keyed hasher.
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};

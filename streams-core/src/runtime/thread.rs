@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -16,11 +16,10 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error};
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext};
 use super::restore::{Offsets, delete_checkpoint, read_checkpoint, restore_task, write_checkpoint};
-use super::{Shared, State};
+use super::{Shared, State, raw_record};
 use crate::TaskId;
 use crate::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
 use crate::error::{Result, StreamsError};
-use crate::record::{Headers, RawRecord};
 use crate::task::{GlobalStores, RecordCollector, TaskCore, TaskSetup};
 use crate::topology::{Subtopology, Topology};
 
@@ -369,21 +368,7 @@ impl Engine {
             );
             return Ok(());
         };
-        let mut headers = Headers::new();
-        if let Some(h) = message.headers() {
-            for header in h.iter() {
-                headers.add(header.key, header.value.map(<[u8]>::to_vec));
-            }
-        }
-        let raw = RawRecord {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp: message.timestamp().to_millis().unwrap_or(0),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
-        };
+        let raw = raw_record(message);
         task.core.process(&raw)?;
         task.consumed
             .insert((raw.topic, raw.partition), raw.offset + 1);
