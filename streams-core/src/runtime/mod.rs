@@ -74,7 +74,6 @@ impl State {
             (Rebalancing, Running | PendingShutdown | Error) => true,
             (Running, Rebalancing | PendingShutdown | Error) => true,
             (PendingShutdown, NotRunning) => true,
-            (Error, PendingShutdown) => false,
             _ => false,
         }
     }

@@ -111,7 +111,11 @@ impl DriverState {
             )));
         };
         record.offset = self.next_offset(&record.topic);
-        let mut queue = VecDeque::from([(route, record)]);
+        self.run(VecDeque::from([(route, record)]))
+    }
+
+    /// Processes queued records, and what they cause to be fed back, in order.
+    fn run(&mut self, mut queue: VecDeque<(Route, RawRecord)>) -> Result<()> {
         while let Some((route, record)) = queue.pop_front() {
             match route {
                 Route::Task(i) => self.tasks[i].process(&record)?,
@@ -167,18 +171,7 @@ impl DriverState {
             self.tasks[i].advance_wall_clock(now)?;
             self.capture(&mut queue);
         }
-        while let Some((route, record)) = queue.pop_front() {
-            match route {
-                Route::Task(i) => self.tasks[i].process(&record)?,
-                Route::Global => self
-                    .global
-                    .as_mut()
-                    .expect("routed to the global task")
-                    .process(&record)?,
-            }
-            self.capture(&mut queue);
-        }
-        Ok(())
+        self.run(queue)
     }
 
     fn find_store(&self, name: &str) -> Option<&crate::task::TaskStore> {
