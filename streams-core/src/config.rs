@@ -10,6 +10,8 @@
 //! | `processing.guarantee` | `at_least_once` | or `exactly_once_v2` |
 //! | `application.server` | none | `host:port` of this instance's query endpoint |
 //! | `replication.factor` | -1 (broker default) | of internal topics |
+//! | `registry.heartbeat.interval.ms` | 1000 | how often an instance re-announces itself in the instance registry |
+//! | `registry.instance.timeout.ms` | 10000 | an instance silent this long is taken for dead |
 //!
 //! Any other key is passed through to the Kafka clients: `consumer.`,
 //! `producer.` and `admin.` prefixes target one client, unprefixed keys
@@ -58,6 +60,11 @@ pub const APPLICATION_SERVER: &str = "application.server";
 /// `replication.factor`
 pub const REPLICATION_FACTOR: &str = "replication.factor";
 
+/// `registry.heartbeat.interval.ms`
+pub const REGISTRY_HEARTBEAT_INTERVAL_MS: &str = "registry.heartbeat.interval.ms";
+/// `registry.instance.timeout.ms`
+pub const REGISTRY_INSTANCE_TIMEOUT_MS: &str = "registry.instance.timeout.ms";
+
 /// Keys read by the streams runtime itself, not passed to Kafka clients.
 const STREAMS_KEYS: &[&str] = &[
     APPLICATION_ID,
@@ -67,6 +74,8 @@ const STREAMS_KEYS: &[&str] = &[
     PROCESSING_GUARANTEE,
     APPLICATION_SERVER,
     REPLICATION_FACTOR,
+    REGISTRY_HEARTBEAT_INTERVAL_MS,
+    REGISTRY_INSTANCE_TIMEOUT_MS,
 ];
 
 /// How records are processed across failures.
@@ -236,6 +245,33 @@ impl StreamsConfig {
         Ok(std::time::Duration::from_millis(ms))
     }
 
+    /// How often an instance re-announces itself in the registry of live
+    /// instances, and how long one may stay silent before it is taken for
+    /// dead: (`registry.heartbeat.interval.ms`, `registry.instance.timeout.ms`).
+    pub fn registry_timing(&self) -> Result<(std::time::Duration, std::time::Duration)> {
+        let heartbeat = self.parse(
+            REGISTRY_HEARTBEAT_INTERVAL_MS,
+            1000u64,
+            |ms| *ms >= 10,
+            "at least 10 milliseconds",
+        )?;
+        let timeout = self.parse(
+            REGISTRY_INSTANCE_TIMEOUT_MS,
+            10_000u64.max(heartbeat * 3),
+            |_| true,
+            "a number of milliseconds",
+        )?;
+        if timeout <= heartbeat {
+            return Err(StreamsError::Config(format!(
+                "{REGISTRY_INSTANCE_TIMEOUT_MS} ({timeout}) must be longer than {REGISTRY_HEARTBEAT_INTERVAL_MS} ({heartbeat})"
+            )));
+        }
+        Ok((
+            std::time::Duration::from_millis(heartbeat),
+            std::time::Duration::from_millis(timeout),
+        ))
+    }
+
     /// `replication.factor` of internal topics (default -1: the broker's default).
     pub fn replication_factor(&self) -> Result<i32> {
         self.parse(
@@ -296,6 +332,7 @@ impl StreamsConfig {
         self.commit_interval()?;
         self.replication_factor()?;
         self.application_server()?;
+        self.registry_timing()?;
         Ok(())
     }
 

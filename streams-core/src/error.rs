@@ -76,6 +76,12 @@ pub enum StreamsError {
     /// A Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// This thread no longer owns its tasks (Kafka Streams'
+    /// `TaskMigratedException`): its producer was fenced by a newer one, or
+    /// the group moved on without it. The thread closes its tasks dirty,
+    /// starts a new producer and rejoins; it does not stop.
+    #[error("tasks migrated away from this thread: {0}")]
+    TaskMigrated(String),
     /// An I/O error, with what was being done.
     #[error("{action}: {source}")]
     Io {

@@ -305,6 +305,7 @@ pub(crate) struct TaskCore {
     schedules: Vec<Schedule>,
     commit_requested: bool,
     pub(crate) dropped_records: u64,
+    pub(crate) dead_lettered_records: u64,
     processed: u64,
 }
 
@@ -422,6 +423,7 @@ impl TaskCore {
             schedules: Vec::new(),
             commit_requested: false,
             dropped_records: 0,
+            dead_lettered_records: 0,
             processed: 0,
         })
     }
@@ -642,6 +644,7 @@ impl TaskCore {
             DeserializationHandlerResponse::DeadLetter(topic) => {
                 let headers = dead_letter_headers(raw, &error);
                 self.dropped_records += 1;
+                self.dead_lettered_records += 1;
                 self.collector.send(ProducerRecord {
                     topic: &topic,
                     partition: None,

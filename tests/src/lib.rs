@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+pub mod committed;
+
 /// Where the broker binary is: `$TANSU_BIN`, else the project's tools folder.
 pub fn broker_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TANSU_BIN") {
@@ -186,6 +188,27 @@ impl Broker {
         {
             panic!("creating topic {name}: {e}");
         }
+    }
+
+    /// A consumer assigned to every partition of `topic` from the start.
+    /// It has a group id only because librdkafka wants one for `assign`;
+    /// it never joins or commits, and it reports "unknown group" events
+    /// that readers skip.
+    pub fn read_from_start(&self, topic: &str, partitions: i32) -> BaseConsumer {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("create a reader");
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            assignment
+                .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+                .expect("add a partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        consumer
     }
 
     /// Stops the broker now.

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use streams_core::runtime::partitioner::partition_for_key;
 use streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
 use tests::{Broker, apps, shared_broker};
@@ -45,19 +45,7 @@ fn read_until(
     partitions: i32,
     done: impl Fn(&HashMap<String, i64>) -> bool,
 ) -> Vec<(i32, String, i64)> {
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let consumer = broker.read_from_start(topic, partitions);
     let deadline = Instant::now() + WAIT;
     let mut latest = HashMap::new();
     let mut all = Vec::new();
@@ -214,6 +202,15 @@ impl StateRestoreListener for Counting {
     }
 }
 
+/// Every key and value of a closed RocksDB store, in key order.
+fn dump_store(path: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use streams_core::state::{ReadOnlyKeyValueStore, RocksDbStore, StateStore};
+    let mut store = RocksDbStore::open("id-store", path).unwrap();
+    let all = store.all().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    store.close().unwrap();
+    all
+}
+
 #[test]
 fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
     let broker = shared_broker();
@@ -269,10 +266,20 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
         (1..=20).contains(&tail),
         "replayed {tail} records from offset 40"
     );
-    // Wiped: a full restore gives the same counts (a continues from 50).
+    // Wiped: a full restore rebuilds the very same store, byte for byte.
+    let rocksdb = store_dir.join("rocksdb").join("id-store");
+    let before = dump_store(&rocksdb);
+    assert_eq!(before.len(), 3, "a, b and c are stored");
     std::fs::remove_dir_all(state_dir.path().join(&app)).unwrap();
-    let full = run(&[(Some("a"), "x")], &[("a", 51), ("b", 1), ("c", 1)]);
+    let full = run(&[], &[("a", 50), ("b", 1), ("c", 1)]);
     assert!(full >= 52, "full restore replayed {full} records");
+    assert_eq!(
+        dump_store(&rocksdb),
+        before,
+        "the restored store is identical"
+    );
+    // And it goes on counting from there.
+    run(&[(Some("a"), "x")], &[("a", 51), ("b", 1), ("c", 1)]);
     // A corrupt checkpoint is ignored: the state is wiped and restored in full.
     std::fs::write(store_dir.join(".checkpoint"), "garbage").unwrap();
     let again = run(&[(Some("b"), "x")], &[("a", 51), ("b", 2), ("c", 1)]);
@@ -483,19 +490,7 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
         &orders,
         &[(Some("o1"), "p1"), (Some("o2"), "p3"), (Some("o3"), "p2")],
     );
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..2 {
-        assignment
-            .add_partition_offset(&out, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let consumer = broker.read_from_start(&out, 2);
     let mut joined = Vec::new();
     let deadline = Instant::now() + WAIT;
     while joined.len() < 3 {
@@ -507,4 +502,88 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
     joined.sort();
     assert_eq!(joined, ["p1:pen", "p2:ink", "p3:pad"]);
     assert!(streams.close(WAIT));
+}
+
+#[test]
+fn a_fenced_producer_is_replaced_and_processing_goes_on_exactly_once() {
+    let broker = shared_broker();
+    let (ids, out, app) = (unique("ids"), unique("id-counts"), unique("fenced"));
+    broker.create_topic(&ids, 1);
+    broker.create_topic(&out, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+    let topology = apps::id_count(&ids, &out, "id-store").unwrap();
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    )
+    .set("processing.guarantee", "exactly_once_v2");
+    let streams = KafkaStreams::new(topology, config).unwrap();
+    let states = Arc::new(Mutex::new(Vec::new()));
+    let s = states.clone();
+    streams.set_state_listener(move |_, new| s.lock().unwrap().push(new));
+    streams.start().unwrap();
+    assert!(streams.wait_for_state(State::Running, WAIT));
+    let first: Vec<String> = (0..20).map(|i| format!("first-{i}")).collect();
+    let records: Vec<(Option<&str>, &str)> =
+        first.iter().map(|k| (Some(k.as_str()), "x")).collect();
+    produce(broker, &ids, &records);
+    read_until(broker, &out, 1, |latest| latest.len() == 20);
+
+    // A newer producer with the thread's transactional id, as a zombie's
+    // successor would have: the instance's producer is fenced.
+    let metadata = std::fs::read_to_string(
+        state_dir
+            .path()
+            .join(&app)
+            .join("kafka-streams-process-metadata"),
+    )
+    .unwrap();
+    let process_id = metadata.split('"').nth(3).unwrap().to_owned();
+    let usurper: BaseProducer = broker
+        .client_config()
+        .set("transactional.id", format!("{app}-{process_id}-0"))
+        .create()
+        .unwrap();
+    usurper.init_transactions(Duration::from_secs(30)).unwrap();
+    states.lock().unwrap().clear();
+
+    let second: Vec<String> = (0..20).map(|i| format!("second-{i}")).collect();
+    let records: Vec<(Option<&str>, &str)> =
+        second.iter().map(|k| (Some(k.as_str()), "x")).collect();
+    produce(broker, &ids, &records);
+    let progress = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| read_until(broker, &out, 1, |latest| latest.len() == 40));
+        while !reader.is_finished() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        reader.join()
+    });
+    assert!(
+        progress.is_ok(),
+        "no output after the fence; states {:?}, error {:?}",
+        states.lock().unwrap(),
+        streams.error()
+    );
+    // The thread recovered by itself: it rejoined, it did not fail.
+    let seen = states.lock().unwrap().clone();
+    assert!(seen.contains(&State::Rebalancing), "states: {seen:?}");
+    assert!(!seen.contains(&State::Error), "states: {seen:?}");
+    assert_eq!(streams.error(), None);
+    assert!(streams.wait_for_state(State::Running, WAIT));
+    // Each record counted once in what a read_committed reader sees.
+    let committed =
+        tests::committed::read_committed_topic(broker.bootstrap_servers(), &out, 1).unwrap();
+    let mut outputs: HashMap<String, Vec<i64>> = HashMap::new();
+    for record in &committed.records {
+        let key = String::from_utf8(record.key.clone().unwrap()).unwrap();
+        let value = i64::from_be_bytes(record.value.clone().unwrap().try_into().unwrap());
+        outputs.entry(key).or_default().push(value);
+    }
+    assert_eq!(outputs.len(), 40);
+    for (key, values) in &outputs {
+        assert_eq!(values, &[1], "{key}");
+    }
+    assert!(streams.close(WAIT));
+    drop(usurper);
 }

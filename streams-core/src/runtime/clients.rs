@@ -32,6 +32,22 @@ pub(crate) fn client_config(config: &StreamsConfig, kind: ClientKind) -> ClientC
     client
 }
 
+/// The consumer's position in `topic`/`partition`: the next offset it will
+/// read. Past control records (transaction markers), which take offsets
+/// but are never delivered, so reaching the end is judged by this, not by
+/// the last record's offset.
+pub(crate) fn position<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    match positions.find_partition(topic, partition)?.offset() {
+        rdkafka::Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
 /// Runs a future to completion on this thread. rdkafka's admin futures are
 /// completed by the admin client's own thread, so parking is enough.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {

@@ -2,14 +2,16 @@
 //! partitioned with Java's murmur2, deliveries tracked for checkpoints.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::clients::{REQUEST_TIMEOUT, kafka_error};
 use super::partitioner::partition_for_key;
@@ -82,6 +84,24 @@ pub(crate) struct KafkaCollector {
     pub(crate) tracker: Arc<DeliveryTracker>,
     partitions: Mutex<HashMap<String, i32>>,
     handler: Arc<dyn ProductionExceptionHandler>,
+    /// Exactly-once: every send happens inside a transaction.
+    transactional: bool,
+    in_transaction: AtomicBool,
+}
+
+/// Errors that mean another producer or group member owns our tasks now:
+/// the producer was fenced, or the group generation moved on.
+pub(crate) fn is_migration(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::FencedInstanceId
+    )
 }
 
 impl KafkaCollector {
@@ -89,12 +109,81 @@ impl KafkaCollector {
         producer: BaseProducer<TrackingContext>,
         tracker: Arc<DeliveryTracker>,
         handler: Arc<dyn ProductionExceptionHandler>,
+        transactional: bool,
     ) -> Self {
         KafkaCollector {
             producer,
             tracker,
             partitions: Mutex::new(HashMap::new()),
             handler,
+            transactional,
+            in_transaction: AtomicBool::new(false),
+        }
+    }
+
+    /// The producer's fatal error when it says our tasks have migrated.
+    fn fenced(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .filter(|(code, _)| is_migration(*code))
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// A transactional call's error: `TaskMigrated` when we were fenced.
+    fn transaction_error(&self, context: &str, error: KafkaError) -> StreamsError {
+        if let Some(reason) = self.fenced() {
+            return StreamsError::TaskMigrated(format!("{context}: {reason}"));
+        }
+        if error.rdkafka_error_code().is_some_and(is_migration) {
+            return StreamsError::TaskMigrated(format!("{context}: {error}"));
+        }
+        kafka_error(context, error)
+    }
+
+    /// Under exactly-once, opens a transaction unless one is open.
+    pub(crate) fn begin_if_needed(&self) -> Result<()> {
+        if self.transactional && !self.in_transaction.load(Ordering::Relaxed) {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| self.transaction_error("beginning a transaction", e))?;
+            self.in_transaction.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether a transaction is open.
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction.load(Ordering::Relaxed)
+    }
+
+    /// Adds the consumed `offsets` to the open transaction and commits it;
+    /// on failure the transaction is aborted.
+    pub(crate) fn commit_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let committed = self
+            .producer
+            .send_offsets_to_transaction(offsets, group, REQUEST_TIMEOUT)
+            .and_then(|()| self.producer.commit_transaction(REQUEST_TIMEOUT));
+        if let Err(error) = committed {
+            let error = self.transaction_error("committing the transaction", error);
+            self.abort_transaction();
+            return Err(error);
+        }
+        self.in_transaction.store(false, Ordering::Relaxed);
+        self.check_failures()
+    }
+
+    /// Aborts the open transaction, if any; a fenced producer cannot abort,
+    /// and its transaction is aborted by the broker when the new one starts.
+    pub(crate) fn abort_transaction(&self) {
+        if self.in_transaction.swap(false, Ordering::Relaxed)
+            && let Err(error) = self.producer.abort_transaction(REQUEST_TIMEOUT)
+        {
+            log::warn!("aborting the transaction: {error}");
         }
     }
 
@@ -141,6 +230,9 @@ impl KafkaCollector {
 
     /// Applies the production handler to failures reported so far.
     pub(crate) fn check_failures(&self) -> Result<()> {
+        if let Some(reason) = self.fenced() {
+            return Err(StreamsError::TaskMigrated(reason));
+        }
         for (topic, error) in self.tracker.take_failures() {
             if self.handler.handle(&topic, &error) == ProductionHandlerResponse::Fail {
                 return Err(StreamsError::Production {
@@ -155,6 +247,9 @@ impl KafkaCollector {
 
 impl RecordCollector for KafkaCollector {
     fn send(&self, record: ProducerRecord<'_>) -> Result<()> {
+        // Punctuators may send outside record processing: they join the
+        // transaction too.
+        self.begin_if_needed()?;
         let partition = match record.partition {
             Some(partition) => Some(partition),
             None => {
@@ -194,6 +289,9 @@ impl RecordCollector for KafkaCollector {
                     message = returned;
                 }
                 Err((error, _)) => {
+                    if let Some(reason) = self.fenced() {
+                        return Err(StreamsError::TaskMigrated(reason));
+                    }
                     return Err(StreamsError::Production {
                         topic: record.topic.to_owned(),
                         message: error.to_string(),

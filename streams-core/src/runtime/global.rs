@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error, partition_counts};
+use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error, partition_counts, position};
 use super::{Shared, raw_record};
 use crate::config::{ClientKind, StreamsConfig};
 use crate::error::{Result, StreamsError};
@@ -68,7 +68,9 @@ pub(crate) fn start(
     let mut consumer_config = client_config(config, ClientKind::Consumer);
     // librdkafka wants a group for assign(); this one never joins or commits.
     consumer_config.set("group.id", format!("{application_id}-global-consumer"));
-    consumer_config.set("enable.auto.commit", "false");
+    consumer_config
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = consumer_config
         .create()
         .map_err(|e| kafka_error("creating the global consumer", e))?;
@@ -116,7 +118,13 @@ pub(crate) fn start(
                     remaining.remove(&key);
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                // A topic written transactionally ends with a marker that is
+                // never delivered: the position tells that the end is reached.
+                remaining.retain(|(topic, partition), end| {
+                    position(&consumer, topic, *partition).is_none_or(|p| p < *end)
+                });
+            }
             Some(Err(error)) => return Err(kafka_error("reading global topics", error)),
             None => {
                 if last_progress.elapsed() > REQUEST_TIMEOUT {

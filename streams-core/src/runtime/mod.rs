@@ -31,23 +31,39 @@
 mod clients;
 mod collector;
 mod global;
+mod metrics;
 pub mod partitioner;
+mod query;
+mod registry;
 mod restore;
 mod thread;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use metrics::{MetricsSnapshot, RestoreMetrics, TaskMetrics, ThreadMetrics};
+pub use query::{HostInfo, KeyQueryMetadata, ReadOnlyKeyValueView, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};
 
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
+use crate::task::{GlobalStores, TaskStore};
 use crate::topology::{NodeKind, TopicName, Topology};
 use clients::{InternalTopic, ensure_topics, partition_counts};
+use query::{LocalStores, QueryPlan, StoreSources};
+use registry::{LocalAssignment, Registry};
 use thread::ThreadPlan;
+
+/// Wall-clock time in milliseconds since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// The life cycle of a streams client, as Kafka Streams names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,13 +85,13 @@ pub enum State {
 impl State {
     fn can_move_to(self, next: State) -> bool {
         use State::*;
-        match (self, next) {
-            (Created, Rebalancing | PendingShutdown | Error) => true,
-            (Rebalancing, Running | PendingShutdown | Error) => true,
-            (Running, Rebalancing | PendingShutdown | Error) => true,
-            (PendingShutdown, NotRunning) => true,
-            _ => false,
-        }
+        matches!(
+            (self, next),
+            (Created, Rebalancing | PendingShutdown | Error)
+                | (Rebalancing, Running | PendingShutdown | Error)
+                | (Running, Rebalancing | PendingShutdown | Error)
+                | (PendingShutdown, NotRunning)
+        )
     }
 }
 
@@ -91,9 +107,37 @@ pub(crate) struct Shared {
     /// Per stream thread: whether it is processing (not rebalancing).
     threads: Mutex<Vec<bool>>,
     restore_listener: Mutex<Arc<dyn StateRestoreListener>>,
+    /// Stores of running local tasks, for interactive queries.
+    pub(crate) local_stores: LocalStores,
+    /// Source partitions of running local tasks, for the registry.
+    pub(crate) assignment: LocalAssignment,
+    /// Live instances, as read from the registry topic.
+    pub(crate) registry: Registry,
+    /// This instance's `application.server`.
+    pub(crate) endpoint: Option<HostInfo>,
+    pub(crate) registry_timeout: Duration,
+    query_plan: OnceLock<QueryPlan>,
+    globals: OnceLock<GlobalStores>,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl Shared {
+    pub(crate) fn state(&self) -> State {
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where each store's keys live; empty until `start`.
+    pub(crate) fn query_plan(&self) -> &QueryPlan {
+        static EMPTY: OnceLock<QueryPlan> = OnceLock::new();
+        self.query_plan
+            .get()
+            .unwrap_or_else(|| EMPTY.get_or_init(QueryPlan::default))
+    }
+
+    pub(crate) fn global_store(&self, name: &str) -> Option<TaskStore> {
+        self.globals.get()?.get(name).cloned()
+    }
+
     pub(crate) fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
@@ -161,6 +205,10 @@ impl KafkaStreams {
     /// missing ones are a [`StreamsError::Config`].
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
         config.validate()?;
+        let endpoint = config
+            .application_server()?
+            .map(|(host, port)| HostInfo { host, port });
+        let (_, registry_timeout) = config.registry_timing()?;
         Ok(KafkaStreams {
             topology: Arc::new(topology),
             config,
@@ -172,6 +220,14 @@ impl KafkaStreams {
                 error: Mutex::new(None),
                 threads: Mutex::new(Vec::new()),
                 restore_listener: Mutex::new(Arc::new(NoopRestoreListener)),
+                local_stores: LocalStores::default(),
+                assignment: LocalAssignment::default(),
+                registry: Registry::default(),
+                endpoint,
+                registry_timeout,
+                query_plan: OnceLock::new(),
+                globals: OnceLock::new(),
+                metrics: metrics::Metrics::default(),
             }),
             handles: Mutex::new(Vec::new()),
         })
@@ -197,11 +253,90 @@ impl KafkaStreams {
 
     /// The current state.
     pub fn state(&self) -> State {
-        *self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.state()
+    }
+
+    /// A read-only view of the key-value store `name` over every local task
+    /// (or of a global store), for interactive queries: safe to read while
+    /// processing runs. Fails when the store does not exist or has other
+    /// types; its calls fail with a retriable error during a rebalance.
+    pub fn store<K: 'static, V: 'static>(&self, name: &str) -> Result<ReadOnlyKeyValueView<K, V>> {
+        if self.state() == State::Created {
+            return Err(StreamsError::InvalidState(format!(
+                "store `{name}` cannot be queried before start()"
+            )));
+        }
+        ReadOnlyKeyValueView::new(self.shared.clone(), name)
+    }
+
+    /// A snapshot of the runtime metrics: per thread and task, consumer lag
+    /// and restoration progress. [`MetricsSnapshot::to_prometheus`]
+    /// renders it for a scrape.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        self.config.application_id().unwrap_or_default()
+    }
+
+    /// This instance's `application.server`, if it has one.
+    pub fn application_server(&self) -> Option<&HostInfo> {
+        self.shared.endpoint.as_ref()
+    }
+
+    /// Every live instance of the application (with an
+    /// `application.server`), from the instance registry: this one as it
+    /// is now, the others as they last announced themselves.
+    pub fn all_metadata(&self) -> Vec<StreamsMetadata> {
+        self.shared.live_instances()
+    }
+
+    /// The live instances that have store `name`.
+    pub fn metadata_for_store(&self, name: &str) -> Vec<StreamsMetadata> {
+        self.all_metadata()
+            .into_iter()
+            .filter(|m| m.state_store_names.contains(name))
+            .collect()
+    }
+
+    /// The instance that holds `key` of store `name`, with the key
+    /// serialized by `serde` and partitioned by Java's murmur2 as the
+    /// producer does. For a global store, this instance. `None` when the
+    /// store is unknown or no live instance has the key's partition (for
+    /// example during a rebalance).
+    pub fn query_metadata_for_key<K>(
+        &self,
+        name: &str,
+        key: &K,
+        serde: &dyn state_stores::Serde<K>,
+    ) -> Result<Option<KeyQueryMetadata>> {
+        let mut bytes = Vec::new();
+        serde
+            .serialize_into(key, &mut bytes)
+            .map_err(|source| StreamsError::Serialization {
+                target: name.to_owned(),
+                source,
+            })?;
+        Ok(self.query_metadata_for_raw_key(name, &bytes))
+    }
+
+    /// [`query_metadata_for_key`](Self::query_metadata_for_key) for a key
+    /// already serialized.
+    pub fn query_metadata_for_raw_key(&self, name: &str, key: &[u8]) -> Option<KeyQueryMetadata> {
+        let plan = self.shared.query_plan();
+        if plan.global_stores.contains(name) {
+            return self
+                .shared
+                .endpoint
+                .clone()
+                .map(|active_host| KeyQueryMetadata {
+                    active_host,
+                    partition: -1,
+                });
+        }
+        query::locate_key(plan.stores.get(name)?, key, &self.all_metadata())
     }
 
     /// The first error that stopped processing, if any.
@@ -247,7 +382,12 @@ impl KafkaStreams {
             )));
         }
         let application_id = self.config.application_id()?.to_owned();
-        let plan = plan_topics(&self.topology, &self.config, &application_id)?;
+        let mut plan = plan_topics(&self.topology, &self.config, &application_id)?;
+        plan.internal.push(InternalTopic {
+            name: registry::registry_topic(&application_id),
+            partitions: 1,
+            compacted: true,
+        });
         ensure_topics(&self.config, &plan.internal)?;
         let state_dir = self.config.state_dir().join(&application_id);
         std::fs::create_dir_all(&state_dir).map_err(|source| StreamsError::Io {
@@ -273,7 +413,20 @@ impl KafkaStreams {
                 return Err(error);
             }
         };
+        let _ = self.shared.query_plan.set(QueryPlan {
+            stores: plan.stores,
+            global_stores: globals.keys().cloned().collect(),
+        });
+        let _ = self.shared.globals.set(globals.clone());
+        match registry::start(&self.config, &application_id, self.shared.clone()) {
+            Ok(handle) => handles.push(handle),
+            Err(error) => {
+                self.shared.fail(StreamsError::Kafka(error.to_string()));
+                return Err(error);
+            }
+        }
         let threads = self.config.num_stream_threads()?;
+        let process_id = process_id(&state_dir)?;
         *self
             .shared
             .threads
@@ -289,7 +442,7 @@ impl KafkaStreams {
             guarantee: self.config.processing_guarantee()?,
             commit_interval: self.config.commit_interval()?,
             globals,
-            process_id: format!("{:016x}", random_u64()),
+            process_id,
         });
         for index in 0..threads {
             let (plan, shared) = (thread_plan.clone(), self.shared.clone());
@@ -374,6 +527,37 @@ pub(crate) fn raw_record(message: &rdkafka::message::BorrowedMessage<'_>) -> cra
     }
 }
 
+/// The file in an application's state directory that names its process.
+pub const PROCESS_METADATA_FILE: &str = "kafka-streams-process-metadata";
+
+/// This instance's process id, kept in the state directory (as Kafka
+/// Streams keeps it) so that a restarted instance has the same
+/// transactional ids and fences a zombie predecessor. A missing or
+/// unreadable file gets a new id.
+fn process_id(state_dir: &std::path::Path) -> Result<String> {
+    let path = state_dir.join(PROCESS_METADATA_FILE);
+    let stored = std::fs::read(&path).ok().and_then(|bytes| {
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()?
+            .get("processId")?
+            .as_str()
+            .filter(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            .map(str::to_owned)
+    });
+    if let Some(id) = stored {
+        return Ok(id);
+    }
+    let id = format!("{:016x}{:016x}", random_u64(), random_u64());
+    let json = serde_json::json!({ "processId": id }).to_string();
+    std::fs::write(&path, json).map_err(|source| StreamsError::Io {
+        action: format!("writing {}", path.display()),
+        source,
+    })?;
+    Ok(id)
+}
+
 /// A random number from the standard library's randomly keyed hasher.
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -385,6 +569,8 @@ fn random_u64() -> u64 {
 struct TopicPlan {
     internal: Vec<InternalTopic>,
     topic_to_subtopology: HashMap<String, u32>,
+    /// Where each store's keys come from.
+    stores: HashMap<String, StoreSources>,
 }
 
 /// Works out partition counts: sources must exist; a repartition topic
@@ -456,6 +642,7 @@ fn plan_topics(
     }
     let mut internal = Vec::new();
     let mut topic_to_subtopology = HashMap::new();
+    let mut stores = HashMap::new();
     for sub in &subtopologies {
         let mut sizes = Vec::new();
         for topic in &sub.source_topics {
@@ -478,6 +665,13 @@ fn plan_topics(
             )));
         }
         for store in &sub.stores {
+            stores.insert(
+                store.clone(),
+                StoreSources {
+                    topics: sizes.iter().map(|(t, _)| t.clone()).collect(),
+                    partitions: max,
+                },
+            );
             let def = topology
                 .store_def(store)
                 .expect("stores of sub-topologies exist");
@@ -501,5 +695,6 @@ fn plan_topics(
     Ok(TopicPlan {
         internal,
         topic_to_subtopology,
+        stores,
     })
 }

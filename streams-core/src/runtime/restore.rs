@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::clients::{REQUEST_TIMEOUT, kafka_error};
+use super::clients::{REQUEST_TIMEOUT, kafka_error, position};
 use crate::error::{Result, StreamsError};
 use crate::task::TaskCore;
 
@@ -213,7 +213,14 @@ fn restore_store(
                     apply(&mut keys, &mut values, next)?;
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) if next >= high => break,
+            Some(Err(KafkaError::PartitionEOF(_)))
+                if next.max(position(consumer, topic, partition).unwrap_or(next)) >= high =>
+            {
+                // Under exactly-once the changelog ends with a commit
+                // marker: the position, not the last record, reaches the end.
+                next = next.max(position(consumer, topic, partition).unwrap_or(next));
+                break;
+            }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {
                 if last_progress.elapsed() > REQUEST_TIMEOUT {
                     return Err(StreamsError::Kafka(format!(

@@ -4,19 +4,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error};
-use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext};
+use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
+use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
 use super::restore::{Offsets, delete_checkpoint, read_checkpoint, restore_task, write_checkpoint};
-use super::{Shared, State, raw_record};
+use super::{Shared, State, now_ms, raw_record};
 use crate::TaskId;
 use crate::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
 use crate::error::{Result, StreamsError};
@@ -57,8 +57,9 @@ pub(crate) struct Engine {
     tasks: BTreeMap<TaskId, RunningTask>,
     pending_assignment: Option<Vec<(String, i32)>>,
     restore_consumer: BaseConsumer,
-    in_transaction: bool,
     last_commit: Instant,
+    stats: ThreadMetrics,
+    last_publish: Instant,
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -70,7 +71,19 @@ pub(crate) struct ThreadContext {
     engine: Arc<Mutex<Engine>>,
 }
 
-impl ClientContext for ThreadContext {}
+impl ClientContext for ThreadContext {
+    /// librdkafka's statistics carry each partition's consumer lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lags = statistics.topics.into_iter().flat_map(|(topic, t)| {
+            t.partitions
+                .into_iter()
+                .filter(|(p, _)| *p >= 0)
+                .map(move |(p, partition)| ((topic.clone(), p), partition.consumer_lag))
+        });
+        let engine = lock(&self.engine);
+        engine.shared.metrics.set_lag(lags);
+    }
+}
 
 impl ConsumerContext for ThreadContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -82,7 +95,8 @@ impl ConsumerContext for ThreadContext {
                 engine.index,
                 describe(partitions)
             );
-            if let Err(error) = engine.revoke_all(consumer) {
+            let revoked = engine.revoke_all(consumer);
+            if let Err(error) = revoked.or_else(|e| engine.recover_if_migrated(e)) {
                 engine.shared.fail(error);
             }
         }
@@ -102,8 +116,18 @@ impl ConsumerContext for ThreadContext {
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
             engine.pending_assignment = Some(list);
+            engine.stats.rebalances += 1;
         }
     }
+}
+
+fn describe_offsets(partitions: &TopicPartitionList) -> String {
+    let list: Vec<String> = partitions
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]={:?}", e.topic(), e.partition(), e.offset()))
+        .collect();
+    list.join(", ")
 }
 
 fn describe(partitions: &TopicPartitionList) -> String {
@@ -119,11 +143,18 @@ fn describe(partitions: &TopicPartitionList) -> String {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// The thread's producer (transactional under exactly-once, with a
+/// transactional id stable across restarts of this instance, so that a new
+/// incarnation fences its predecessor) wrapped as the tasks' collector.
+fn create_collector(plan: &ThreadPlan, index: usize) -> Result<Arc<KafkaCollector>> {
+    let tracker = Arc::new(DeliveryTracker::default());
+    let producer = create_producer(plan, index, tracker.clone())?;
+    Ok(Arc::new(KafkaCollector::new(
+        producer,
+        tracker,
+        plan.config.production_handler(),
+        plan.guarantee == ProcessingGuarantee::ExactlyOnceV2,
+    )))
 }
 
 fn create_producer(
@@ -161,13 +192,7 @@ pub(crate) fn run(index: usize, plan: Arc<ThreadPlan>, shared: Arc<Shared>) {
 }
 
 fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Result<()> {
-    let tracker = Arc::new(DeliveryTracker::default());
-    let producer = create_producer(&plan, index, tracker.clone())?;
-    let collector = Arc::new(KafkaCollector::new(
-        producer,
-        tracker,
-        plan.config.production_handler(),
-    ));
+    let collector = create_collector(&plan, index)?;
     let mut restore_config = client_config(&plan.config, ClientKind::Consumer);
     // librdkafka wants a group for assign(); this one never joins or commits.
     restore_config.set(
@@ -189,8 +214,9 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         tasks: BTreeMap::new(),
         pending_assignment: None,
         restore_consumer,
-        in_transaction: false,
         last_commit: Instant::now(),
+        stats: ThreadMetrics::default(),
+        last_publish: Instant::now(),
     }));
 
     let mut consumer_config = client_config(&plan.config, ClientKind::Consumer);
@@ -199,6 +225,13 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range");
+    if !consumer_config
+        .config_map()
+        .contains_key("statistics.interval.ms")
+    {
+        // Consumer lag for the metrics.
+        consumer_config.set("statistics.interval.ms", "5000");
+    }
     if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
         consumer_config.set("isolation.level", "read_committed");
     }
@@ -222,10 +255,19 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         let polled = consumer.poll(Duration::from_millis(50));
         let mut guard = lock(&engine);
         let step = guard.step(&consumer, polled);
-        drop(guard);
-        if let Err(error) = step {
+        let migrated = matches!(step, Err(StreamsError::TaskMigrated(_)));
+        if let Err(error) = step.or_else(|e| guard.recover_if_migrated(e)) {
             result = Err(error);
             break;
+        }
+        drop(guard);
+        if migrated {
+            // Rejoin so the group hands our tasks back (or to others).
+            consumer.unsubscribe();
+            if let Err(error) = consumer.subscribe(&topics) {
+                result = Err(kafka_error("subscribing again", error));
+                break;
+            }
         }
     }
     let mut guard = lock(&engine);
@@ -268,7 +310,28 @@ impl Engine {
         if requested || self.last_commit.elapsed() >= self.plan.commit_interval {
             self.commit(consumer)?;
         }
+        if self.last_publish.elapsed() >= Duration::from_secs(1) {
+            self.publish_metrics();
+        }
         Ok(())
+    }
+
+    /// Copies this thread's counters to the shared metrics.
+    fn publish_metrics(&mut self) {
+        self.last_publish = Instant::now();
+        let index = self.index;
+        let tasks = self.tasks.iter().map(|(id, task)| {
+            (
+                *id,
+                TaskMetrics {
+                    thread: index,
+                    records_processed: task.core.processed(),
+                    dropped_records: task.core.dropped_records,
+                    dead_lettered_records: task.core.dead_lettered_records,
+                },
+            )
+        });
+        self.shared.metrics.publish_thread(index, self.stats, tasks);
     }
 
     fn task_dir(&self, id: TaskId) -> PathBuf {
@@ -296,8 +359,15 @@ impl Engine {
                 continue;
             }
             let task = self.create_task(id)?;
+            self.shared.local_stores.register(id, task.core.stores());
             self.tasks.insert(id, task);
         }
+        self.publish_metrics();
+        let partitions = assignment
+            .into_iter()
+            .filter(|(topic, _)| self.plan.topic_to_subtopology.contains_key(topic))
+            .collect();
+        self.shared.assignment.set(self.index, partitions);
         Ok(())
     }
 
@@ -324,11 +394,16 @@ impl Engine {
             wall_clock: now_ms(),
         };
         let core = TaskCore::new(&plan.topology, &sub.nodes, setup)?;
+        let listener = RecordingRestoreListener {
+            metrics: &self.shared.metrics,
+            inner: self.shared.restore_listener(),
+            end: Default::default(),
+        };
         let changelog = restore_task(
             &core,
             &self.restore_consumer,
             &checkpoint.unwrap_or_default(),
-            &*self.shared.restore_listener(),
+            &listener,
         )?;
         if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Under exactly-once the local state may run ahead of committed
@@ -354,13 +429,8 @@ impl Engine {
             subtopology,
             partition: message.partition(),
         };
-        if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 && !self.in_transaction {
-            self.collector
-                .producer
-                .begin_transaction()
-                .map_err(|e| kafka_error("beginning a transaction", e))?;
-            self.in_transaction = true;
-        }
+        // The consumed offset joins the transaction even if no output does.
+        self.collector.begin_if_needed()?;
         let Some(task) = self.tasks.get_mut(&id) else {
             log::warn!(
                 "thread {}: record for unassigned task {id} ignored",
@@ -369,7 +439,10 @@ impl Engine {
             return Ok(());
         };
         let raw = raw_record(message);
+        let started = Instant::now();
         task.core.process(&raw)?;
+        self.stats.process_nanos += started.elapsed().as_nanos() as u64;
+        self.stats.records_processed += 1;
         task.consumed
             .insert((raw.topic, raw.partition), raw.offset + 1);
         Ok(())
@@ -389,7 +462,17 @@ impl Engine {
     /// Flushes stores and output, then commits consumed offsets (in the
     /// transaction under exactly-once), then writes checkpoints.
     fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
-        self.last_commit = Instant::now();
+        let started = Instant::now();
+        self.last_commit = started;
+        let committed = self.commit_inner(consumer);
+        if committed.is_ok() {
+            self.stats.commits += 1;
+            self.stats.commit_nanos += started.elapsed().as_nanos() as u64;
+        }
+        committed
+    }
+
+    fn commit_inner<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
         for task in self.tasks.values_mut() {
             task.core.flush()?;
         }
@@ -398,43 +481,30 @@ impl Engine {
             ProcessingGuarantee::AtLeastOnce => {
                 self.collector.flush(REQUEST_TIMEOUT)?;
                 if offsets.count() > 0 {
-                    consumer
-                        .commit(&offsets, CommitMode::Sync)
-                        .map_err(|e| kafka_error("committing offsets", e))?;
+                    consumer.commit(&offsets, CommitMode::Sync).map_err(|e| {
+                        match e.rdkafka_error_code() {
+                            Some(code) if is_migration(code) => {
+                                StreamsError::TaskMigrated(format!("committing offsets: {e}"))
+                            }
+                            _ => kafka_error("committing offsets", e),
+                        }
+                    })?;
                 }
                 self.write_checkpoints()?;
             }
             ProcessingGuarantee::ExactlyOnceV2 => {
-                if !self.in_transaction {
+                if !self.collector.in_transaction() {
                     return Ok(());
                 }
-                let producer = &self.collector.producer;
                 let metadata = consumer
                     .group_metadata()
                     .ok_or_else(|| StreamsError::Kafka("no group metadata".into()))?;
-                let committed = producer
-                    .send_offsets_to_transaction(&offsets, &metadata, REQUEST_TIMEOUT)
-                    .and_then(|()| producer.commit_transaction(REQUEST_TIMEOUT));
-                self.in_transaction = false;
-                if let Err(error) = committed {
-                    let fenced = error.rdkafka_error_code().is_some_and(|c| {
-                        matches!(
-                            c,
-                            RDKafkaErrorCode::Fenced
-                                | RDKafkaErrorCode::ProducerFenced
-                                | RDKafkaErrorCode::InvalidProducerEpoch
-                        )
-                    });
-                    let _ = producer.abort_transaction(REQUEST_TIMEOUT);
-                    return Err(if fenced {
-                        StreamsError::Kafka(format!(
-                            "producer fenced by a newer instance (tasks migrated): {error}"
-                        ))
-                    } else {
-                        kafka_error("committing the transaction", error)
-                    });
-                }
-                self.collector.check_failures()?;
+                self.collector.commit_transaction(&offsets, &metadata)?;
+                log::debug!(
+                    "thread {}: committed a transaction with offsets {}",
+                    self.index,
+                    describe_offsets(&offsets)
+                );
             }
         }
         for task in self.tasks.values_mut() {
@@ -474,8 +544,11 @@ impl Engine {
         if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             self.write_checkpoints()?;
         }
+        self.shared.assignment.set(self.index, Default::default());
         let mut first = Ok(());
         for (id, mut task) in std::mem::take(&mut self.tasks) {
+            // Queries stop seeing the store before it closes.
+            self.shared.local_stores.deregister(id);
             if let Err(error) = task.core.close() {
                 log::error!("closing task {id}: {error}");
                 first = first.and(Err(error));
@@ -487,11 +560,10 @@ impl Engine {
     /// Closes tasks without committing (after a failure). Under
     /// exactly-once their local state may hold uncommitted writes: wipe it.
     fn close_all_dirty(&mut self) {
-        if self.in_transaction {
-            let _ = self.collector.producer.abort_transaction(REQUEST_TIMEOUT);
-            self.in_transaction = false;
-        }
+        self.collector.abort_transaction();
+        self.shared.assignment.set(self.index, Default::default());
         for (id, mut task) in std::mem::take(&mut self.tasks) {
+            self.shared.local_stores.deregister(id);
             let _ = task.core.close();
             if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
                 delete_checkpoint(&task.dir);
@@ -499,6 +571,27 @@ impl Engine {
                 log::info!("task {id} closed dirty; its local state was wiped");
             }
         }
+    }
+}
+
+impl Engine {
+    /// Handles Kafka Streams' `TaskMigratedException`: every task is closed
+    /// dirty (its uncommitted work is someone else's now) and, under
+    /// exactly-once, a new producer replaces the fenced one. Other errors
+    /// pass through.
+    fn recover_if_migrated(&mut self, error: StreamsError) -> Result<()> {
+        let StreamsError::TaskMigrated(reason) = error else {
+            return Err(error);
+        };
+        log::warn!(
+            "thread {}: {reason}; closing tasks dirty and rejoining the group",
+            self.index
+        );
+        self.close_all_dirty();
+        if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            self.collector = create_collector(&self.plan, self.index)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,359 @@
+//! Runtime metrics per stream thread and task: records processed, process
+//! and commit latency, rebalances, dropped and dead-lettered records,
+//! consumer lag and restoration progress; rendered as Prometheus text.
+//!
+//! Stream threads count in plain fields of their own and publish a copy
+//! here now and then, so the processing path never touches shared state.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::StateRestoreListener;
+use crate::TaskId;
+
+/// Counters of one stream thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadMetrics {
+    /// Records taken from the consumer and processed.
+    pub records_processed: u64,
+    /// Time spent processing them, in nanoseconds.
+    pub process_nanos: u64,
+    /// Commits done.
+    pub commits: u64,
+    /// Time spent committing, in nanoseconds.
+    pub commit_nanos: u64,
+    /// Rebalances this thread went through.
+    pub rebalances: u64,
+}
+
+/// Counters of one task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// The stream thread that runs it.
+    pub thread: usize,
+    /// Records processed.
+    pub records_processed: u64,
+    /// Records skipped because they could not be read (including those
+    /// sent to a dead-letter topic).
+    pub dropped_records: u64,
+    /// Of those, records sent to a dead-letter topic.
+    pub dead_lettered_records: u64,
+}
+
+/// Restoration of one store partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreMetrics {
+    /// Changelog records applied so far.
+    pub restored: u64,
+    /// Changelog records still to apply (0 once done).
+    pub remaining: u64,
+}
+
+/// A snapshot of an instance's metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Per stream thread.
+    pub threads: BTreeMap<usize, ThreadMetrics>,
+    /// Per running task.
+    pub tasks: BTreeMap<TaskId, TaskMetrics>,
+    /// Consumer lag per source (topic, partition), as last reported.
+    pub consumer_lag: BTreeMap<(String, i32), i64>,
+    /// Restoration per (store, changelog topic, partition).
+    pub restore: BTreeMap<(String, String, i32), RestoreMetrics>,
+}
+
+/// The instance's metrics, written by its threads.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    snapshot: Mutex<MetricsSnapshot>,
+}
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut MetricsSnapshot) -> R) -> R {
+        f(&mut self.snapshot.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Publishes a thread's counters and its tasks' (replacing the tasks
+    /// it published before).
+    pub(crate) fn publish_thread(
+        &self,
+        index: usize,
+        thread: ThreadMetrics,
+        tasks: impl IntoIterator<Item = (TaskId, TaskMetrics)>,
+    ) {
+        self.with(|m| {
+            m.threads.insert(index, thread);
+            m.tasks.retain(|_, t| t.thread != index);
+            m.tasks.extend(tasks);
+        });
+    }
+
+    /// Records consumer lags; a negative lag (librdkafka's "unknown", as
+    /// for partitions no longer assigned) removes the partition.
+    pub(crate) fn set_lag(&self, lags: impl IntoIterator<Item = ((String, i32), i64)>) {
+        self.with(|m| {
+            for (partition, lag) in lags {
+                if lag >= 0 {
+                    m.consumer_lag.insert(partition, lag);
+                } else {
+                    m.consumer_lag.remove(&partition);
+                }
+            }
+        });
+    }
+
+    pub(crate) fn restore_progress(
+        &self,
+        store: &str,
+        topic: &str,
+        partition: i32,
+        restored: u64,
+        remaining: u64,
+    ) {
+        self.with(|m| {
+            m.restore.insert(
+                (store.to_owned(), topic.to_owned(), partition),
+                RestoreMetrics {
+                    restored,
+                    remaining,
+                },
+            );
+        });
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        self.with(|m| m.clone())
+    }
+}
+
+/// Passes restoration events to the user's listener and records them.
+pub(crate) struct RecordingRestoreListener<'a> {
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) inner: Arc<dyn StateRestoreListener>,
+    /// Where the changelog being restored ends.
+    pub(crate) end: Mutex<i64>,
+}
+
+impl StateRestoreListener for RecordingRestoreListener<'_> {
+    fn on_restore_start(&self, store: &str, topic: &str, partition: i32, start: i64, end: i64) {
+        *self.end.lock().unwrap_or_else(PoisonError::into_inner) = end;
+        self.metrics
+            .restore_progress(store, topic, partition, 0, (end - start).max(0) as u64);
+        self.inner
+            .on_restore_start(store, topic, partition, start, end);
+    }
+
+    fn on_batch_restored(
+        &self,
+        store: &str,
+        topic: &str,
+        partition: i32,
+        batch_end: i64,
+        count: usize,
+    ) {
+        let end = *self.end.lock().unwrap_or_else(PoisonError::into_inner);
+        let restored = self.metrics.with(|m| {
+            m.restore
+                .get(&(store.to_owned(), topic.to_owned(), partition))
+                .map_or(0, |r| r.restored)
+        }) + count as u64;
+        let remaining = (end - batch_end - 1).max(0) as u64;
+        self.metrics
+            .restore_progress(store, topic, partition, restored, remaining);
+        self.inner
+            .on_batch_restored(store, topic, partition, batch_end, count);
+    }
+
+    fn on_restore_end(&self, store: &str, topic: &str, partition: i32, total: u64) {
+        self.metrics
+            .restore_progress(store, topic, partition, total, 0);
+        self.inner.on_restore_end(store, topic, partition, total);
+    }
+}
+
+impl MetricsSnapshot {
+    /// The metrics in Prometheus' text format, labelled with the
+    /// application id.
+    pub fn to_prometheus(&self, application_id: &str) -> String {
+        let app = escape(application_id);
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{{application_id=\"{app}\"{labels}}} {value}");
+            }
+        };
+        let thread_rows = |f: &dyn Fn(&ThreadMetrics) -> String| {
+            self.threads
+                .iter()
+                .map(|(i, t)| (format!(",thread=\"{i}\""), f(t)))
+                .collect::<Vec<_>>()
+        };
+        family(
+            "streams_thread_records_processed_total",
+            "counter",
+            "Records processed by a stream thread.",
+            thread_rows(&|t| t.records_processed.to_string()),
+        );
+        family(
+            "streams_thread_process_latency_seconds_sum",
+            "counter",
+            "Time a stream thread spent processing records.",
+            thread_rows(&|t| seconds(t.process_nanos)),
+        );
+        family(
+            "streams_thread_commits_total",
+            "counter",
+            "Commits by a stream thread.",
+            thread_rows(&|t| t.commits.to_string()),
+        );
+        family(
+            "streams_thread_commit_latency_seconds_sum",
+            "counter",
+            "Time a stream thread spent committing.",
+            thread_rows(&|t| seconds(t.commit_nanos)),
+        );
+        family(
+            "streams_thread_rebalances_total",
+            "counter",
+            "Rebalances a stream thread went through.",
+            thread_rows(&|t| t.rebalances.to_string()),
+        );
+        let task_rows = |f: &dyn Fn(&TaskMetrics) -> u64| {
+            self.tasks
+                .iter()
+                .map(|(id, t)| {
+                    (
+                        format!(",thread=\"{}\",task=\"{id}\"", t.thread),
+                        f(t).to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        family(
+            "streams_task_records_processed_total",
+            "counter",
+            "Records processed by a task.",
+            task_rows(&|t| t.records_processed),
+        );
+        family(
+            "streams_task_dropped_records_total",
+            "counter",
+            "Records a task skipped because they could not be read.",
+            task_rows(&|t| t.dropped_records),
+        );
+        family(
+            "streams_task_dead_lettered_records_total",
+            "counter",
+            "Records a task sent to the dead-letter topic.",
+            task_rows(&|t| t.dead_lettered_records),
+        );
+        family(
+            "streams_consumer_lag_records",
+            "gauge",
+            "Records between a source partition's position and its end.",
+            self.consumer_lag
+                .iter()
+                .map(|((topic, p), lag)| {
+                    (
+                        format!(",topic=\"{}\",partition=\"{p}\"", escape(topic)),
+                        lag.to_string(),
+                    )
+                })
+                .collect(),
+        );
+        let restore_rows = |f: &dyn Fn(&RestoreMetrics) -> u64| {
+            self.restore
+                .iter()
+                .map(|((store, topic, p), r)| {
+                    (
+                        format!(
+                            ",store=\"{}\",topic=\"{}\",partition=\"{p}\"",
+                            escape(store),
+                            escape(topic)
+                        ),
+                        f(r).to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        family(
+            "streams_restore_records_total",
+            "counter",
+            "Changelog records restored into a store partition.",
+            restore_rows(&|r| r.restored),
+        );
+        family(
+            "streams_restore_remaining_records",
+            "gauge",
+            "Changelog records still to restore into a store partition.",
+            restore_rows(&|r| r.remaining),
+        );
+        out
+    }
+}
+
+fn seconds(nanos: u64) -> String {
+    format!("{:.9}", nanos as f64 / 1e9)
+}
+
+/// Escapes a Prometheus label value.
+pub(crate) fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_every_family_with_labels() {
+        let metrics = Metrics::default();
+        metrics.publish_thread(
+            0,
+            ThreadMetrics {
+                records_processed: 10,
+                process_nanos: 1_500_000_000,
+                commits: 2,
+                commit_nanos: 1_000,
+                rebalances: 1,
+            },
+            [(
+                TaskId {
+                    subtopology: 0,
+                    partition: 1,
+                },
+                TaskMetrics {
+                    thread: 0,
+                    records_processed: 10,
+                    dropped_records: 2,
+                    dead_lettered_records: 1,
+                },
+            )],
+        );
+        metrics.set_lag([(("in\"put".to_owned(), 1), 7), (("gone".to_owned(), 0), 3)]);
+        metrics.set_lag([(("gone".to_owned(), 0), -1)]);
+        metrics.restore_progress("s", "app-s-changelog", 1, 5, 0);
+        let text = metrics.snapshot().to_prometheus("app");
+        for line in [
+            "streams_thread_records_processed_total{application_id=\"app\",thread=\"0\"} 10",
+            "streams_thread_process_latency_seconds_sum{application_id=\"app\",thread=\"0\"} 1.500000000",
+            "streams_thread_rebalances_total{application_id=\"app\",thread=\"0\"} 1",
+            "streams_task_records_processed_total{application_id=\"app\",thread=\"0\",task=\"0_1\"} 10",
+            "streams_task_dead_lettered_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\"} 1",
+            "streams_consumer_lag_records{application_id=\"app\",topic=\"in\\\"put\",partition=\"1\"} 7",
+            "streams_restore_records_total{application_id=\"app\",store=\"s\",topic=\"app-s-changelog\",partition=\"1\"} 5",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("gone"), "an unassigned partition has no lag");
+        // A thread that publishes again replaces its tasks.
+        metrics.publish_thread(0, ThreadMetrics::default(), []);
+        assert!(metrics.snapshot().tasks.is_empty());
+    }
+}

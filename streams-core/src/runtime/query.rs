@@ -1,0 +1,323 @@
+//! Interactive queries: read-only views over the stores of the local
+//! tasks (Kafka Streams' `KafkaStreams#store`), and where every store and
+//! key lives across the application's instances (`StreamsMetadata`,
+//! `KeyQueryMetadata`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use super::partitioner::partition_for_key;
+use super::{Shared, State};
+use crate::TaskId;
+use crate::error::{Result, StreamsError};
+use crate::state::KeyValueStoreHandle;
+use crate::task::TaskStore;
+
+/// An instance's endpoint, from its `application.server` (Kafka Streams'
+/// `HostInfo`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostInfo {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// One live instance: where it listens, which stores it has and which
+/// source partitions it processes (Kafka Streams' `StreamsMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamsMetadata {
+    /// Its `application.server`.
+    pub host_info: HostInfo,
+    /// Stores of its tasks, and every global store.
+    pub state_store_names: BTreeSet<String>,
+    /// Source topic partitions assigned to it.
+    pub topic_partitions: BTreeSet<(String, i32)>,
+}
+
+/// Where a key of a store lives (Kafka Streams' `KeyQueryMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyQueryMetadata {
+    /// The instance whose task holds the key.
+    pub active_host: HostInfo,
+    /// The partition of the key.
+    pub partition: i32,
+}
+
+/// How a store's keys map to partitions: the sub-topology's source topics
+/// and their partition count. Global stores have no sources.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StoreSources {
+    pub(crate) topics: Vec<String>,
+    pub(crate) partitions: i32,
+}
+
+/// What queries need to know about the topology once it runs.
+#[derive(Debug, Default)]
+pub(crate) struct QueryPlan {
+    pub(crate) stores: HashMap<String, StoreSources>,
+    pub(crate) global_stores: BTreeSet<String>,
+}
+
+/// Stores of the local tasks that are running, by store name and task;
+/// tasks add theirs once restored and take them out before closing.
+#[derive(Default)]
+pub(crate) struct LocalStores {
+    stores: RwLock<BTreeMap<String, BTreeMap<TaskId, TaskStore>>>,
+}
+
+impl LocalStores {
+    pub(crate) fn register(&self, task: TaskId, stores: &HashMap<String, TaskStore>) {
+        let mut all = self.stores.write().unwrap_or_else(PoisonError::into_inner);
+        for (name, store) in stores {
+            all.entry(name.clone())
+                .or_default()
+                .insert(task, store.clone());
+        }
+    }
+
+    pub(crate) fn deregister(&self, task: TaskId) {
+        let mut all = self.stores.write().unwrap_or_else(PoisonError::into_inner);
+        for tasks in all.values_mut() {
+            tasks.remove(&task);
+        }
+        all.retain(|_, tasks| !tasks.is_empty());
+    }
+
+    fn of(&self, name: &str) -> Vec<TaskStore> {
+        self.stores
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .map(|tasks| tasks.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Names of the stores of running local tasks.
+    pub(crate) fn names(&self) -> BTreeSet<String> {
+        self.stores
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A read-only view over one store in every local task (or over a global
+/// store), as Kafka Streams' composite `ReadOnlyKeyValueStore`. Each call
+/// sees the tasks running at that moment; during a rebalance calls fail
+/// with a retriable error ([`StreamsError::is_retriable`]) instead of
+/// reading a store that is being closed or restored.
+pub struct ReadOnlyKeyValueView<K, V> {
+    shared: Arc<Shared>,
+    name: String,
+    global: bool,
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> std::fmt::Debug for ReadOnlyKeyValueView<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOnlyKeyValueView")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<K, V> Clone for ReadOnlyKeyValueView<K, V> {
+    fn clone(&self) -> Self {
+        ReadOnlyKeyValueView {
+            shared: self.shared.clone(),
+            name: self.name.clone(),
+            global: self.global,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
+    pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Result<Self> {
+        let (known, global) = {
+            let plan = shared.query_plan();
+            (
+                plan.stores.contains_key(name) || plan.global_stores.contains(name),
+                plan.global_stores.contains(name),
+            )
+        };
+        if !known {
+            return Err(StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: "no such store in the topology".into(),
+            });
+        }
+        let view = ReadOnlyKeyValueView {
+            shared,
+            name: name.to_owned(),
+            global,
+            types: PhantomData,
+        };
+        // Typed access is checked now, not on the first query.
+        for store in view.stores()? {
+            view.typed(&store)?;
+        }
+        Ok(view)
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn stores(&self) -> Result<Vec<TaskStore>> {
+        if self.global {
+            return Ok(self.shared.global_store(&self.name).into_iter().collect());
+        }
+        match self.shared.state() {
+            State::Running => Ok(self.shared.local_stores.of(&self.name)),
+            State::Rebalancing => Err(StreamsError::InvalidState(format!(
+                "store `{}` cannot be queried while the application is rebalancing; retry later",
+                self.name
+            ))),
+            other => Err(StreamsError::InvalidState(format!(
+                "store `{}` cannot be queried in state {other:?}",
+                self.name
+            ))),
+        }
+    }
+
+    fn typed(&self, store: &TaskStore) -> Result<KeyValueStoreHandle<K, V>> {
+        let serdes = store
+            .serdes
+            .as_ref()
+            .ok_or_else(|| StreamsError::StoreAccess {
+                name: self.name.clone(),
+                message: "is not a key-value store".into(),
+            })?;
+        KeyValueStoreHandle::new(store.handle.clone(), &**serdes)
+    }
+
+    /// The value of `key` in whichever local task holds it.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        for store in self.stores()? {
+            if let Some(value) = self.typed(&store)?.get(key)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Entries with `from <= key <= to`: each task's in key order, task
+    /// after task (as Kafka Streams' composite store).
+    pub fn range(&self, from: Option<&K>, to: Option<&K>) -> Result<Vec<(K, V)>> {
+        self.collect(|store| store.range(from, to))
+    }
+
+    /// Entries whose serialized key starts with the serialized `prefix`.
+    pub fn prefix_scan<P>(
+        &self,
+        prefix: &P,
+        prefix_serde: &dyn state_stores::Serde<P>,
+    ) -> Result<Vec<(K, V)>> {
+        self.collect(|store| store.prefix_scan(prefix, prefix_serde))
+    }
+
+    /// Every entry of every local task.
+    pub fn all(&self) -> Result<Vec<(K, V)>> {
+        self.collect(KeyValueStoreHandle::all)
+    }
+
+    /// An estimate of the number of entries, summed over local tasks.
+    pub fn approximate_num_entries(&self) -> Result<u64> {
+        let mut total = 0;
+        for store in self.stores()? {
+            total += self.typed(&store)?.approximate_num_entries()?;
+        }
+        Ok(total)
+    }
+
+    fn collect(
+        &self,
+        scan: impl Fn(&KeyValueStoreHandle<K, V>) -> Result<Vec<(K, V)>>,
+    ) -> Result<Vec<(K, V)>> {
+        let mut out = Vec::new();
+        for store in self.stores()? {
+            out.extend(scan(&self.typed(&store)?)?);
+        }
+        Ok(out)
+    }
+}
+
+/// The instance that holds `key` (serialized) of a store with `sources`,
+/// among `instances`: partition by Java's murmur2 (the default
+/// partitioner), then the instance assigned that partition of a source.
+pub(crate) fn locate_key(
+    sources: &StoreSources,
+    key: &[u8],
+    instances: &[StreamsMetadata],
+) -> Option<KeyQueryMetadata> {
+    let partition = partition_for_key(key, sources.partitions.max(1));
+    instances
+        .iter()
+        .find(|instance| {
+            sources.topics.iter().any(|topic| {
+                instance
+                    .topic_partitions
+                    .contains(&(topic.clone(), partition))
+            })
+        })
+        .map(|instance| KeyQueryMetadata {
+            active_host: instance.host_info.clone(),
+            partition,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(port: u16, partitions: &[(&str, i32)]) -> StreamsMetadata {
+        StreamsMetadata {
+            host_info: HostInfo {
+                host: "h".into(),
+                port,
+            },
+            state_store_names: BTreeSet::from(["s".to_owned()]),
+            topic_partitions: partitions
+                .iter()
+                .map(|(t, p)| ((*t).to_owned(), *p))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_key_is_located_on_the_instance_with_its_partition() {
+        let sources = StoreSources {
+            topics: vec!["app-s-repartition".into()],
+            partitions: 3,
+        };
+        let instances = [
+            instance(1, &[("app-s-repartition", 0), ("app-s-repartition", 2)]),
+            instance(2, &[("app-s-repartition", 1)]),
+        ];
+        for key in ["a", "b", "c", "hello", "world"] {
+            let found = locate_key(&sources, key.as_bytes(), &instances).unwrap();
+            let partition = partition_for_key(key.as_bytes(), 3);
+            assert_eq!(found.partition, partition);
+            let expected = if partition == 1 { 2 } else { 1 };
+            assert_eq!(found.active_host.port, expected, "{key}");
+        }
+        // A partition nobody holds (mid-rebalance) has no answer.
+        assert!(
+            locate_key(&sources, b"a", &instances[1..]).is_none() || {
+                partition_for_key(b"a", 3) == 1
+            }
+        );
+    }
+}
