@@ -274,6 +274,20 @@ pub mod apps {
         builder.build()
     }
 
+    /// `config` with `application.server` on loopback `port` and a fast
+    /// instance registry (heartbeat 200 ms, dead after 2 s).
+    pub fn query_config(config: StreamsConfig, port: u16) -> StreamsConfig {
+        config
+            .set("application.server", format!("127.0.0.1:{port}"))
+            .set("registry.heartbeat.interval.ms", "200")
+            .set("registry.instance.timeout.ms", "2000")
+    }
+
+    /// A loopback port that was free a moment ago.
+    pub fn free_port() -> u16 {
+        super::free_port()
+    }
+
     /// Settings for tests: short group timeouts and commit interval.
     pub fn config(application_id: &str, bootstrap: &str, state_dir: &str) -> StreamsConfig {
         StreamsConfig::new(application_id)

@@ -501,6 +501,21 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
     }
     joined.sort();
     assert_eq!(joined, ["p1:pen", "p2:ink", "p3:pad"]);
+    // The global store is queryable like any other, on every instance.
+    let products = streams.store::<String, String>("products").unwrap();
+    assert_eq!(
+        products.get(&"p2".to_owned()).unwrap(),
+        Some("ink".to_owned())
+    );
+    assert_eq!(products.all().unwrap().len(), 3);
+    assert!(
+        streams.store::<String, i64>("products").is_err(),
+        "wrong types"
+    );
+    assert!(
+        streams.store::<String, String>("nope").is_err(),
+        "unknown store"
+    );
     assert!(streams.close(WAIT));
 }
 

@@ -163,8 +163,13 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
             global,
             types: PhantomData,
         };
-        // Typed access is checked now, not on the first query.
-        for store in view.stores()? {
+        // Typed access is checked now (on whatever tasks run), not only on
+        // the first query.
+        let running = match view.global {
+            true => view.shared.global_store(name).into_iter().collect(),
+            false => view.shared.local_stores.of(name),
+        };
+        for store in running {
             view.typed(&store)?;
         }
         Ok(view)

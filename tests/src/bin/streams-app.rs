@@ -78,11 +78,37 @@ fn main() -> Result<(), StreamsError> {
             std::process::exit(2);
         }
     };
-    let config = tests::apps::config(app_id, bootstrap, state_dir)
+    let mut config = tests::apps::config(app_id, bootstrap, state_dir)
         .set("processing.guarantee", guarantee.as_str());
-    let streams = KafkaStreams::new(topology, config)?;
+    // With QUERY_PORT set, the instance serves interactive queries there.
+    let query_port: Option<u16> = std::env::var("QUERY_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok());
+    if let Some(port) = query_port {
+        config = tests::apps::query_config(config, port);
+    }
+    let streams = std::sync::Arc::new(KafkaStreams::new(topology, config)?);
     streams.set_state_listener(|_, new| println!("STATE {new:?}"));
     streams.start()?;
+    let _server = match query_port {
+        Some(port) => Some(
+            streams_http::QueryServer::new(streams.clone())
+                .key_value_store::<String, i64>(
+                    if mode == "wordcount" {
+                        "word-counts"
+                    } else {
+                        "id-store"
+                    },
+                    streams_core::serde::StringSerde,
+                )
+                .serve(([127, 0, 0, 1], port).into())
+                .map_err(|source| StreamsError::Io {
+                    action: "serving queries".into(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     // Run until killed, or until stdin closes.
     let mut line = String::new();
     while std::io::stdin()

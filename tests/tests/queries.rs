@@ -1,0 +1,404 @@
+//! Interactive queries across instances on a real broker: local views,
+//! where each key lives, the HTTP layer answering on any instance, the
+//! instance registry shrinking when an instance stops or dies, queries
+//! during rebalances, and metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+use streams_core::runtime::{HostInfo, KafkaStreams, State};
+use streams_core::serde::StringSerde;
+use streams_http::{QueryServer, RunningServer, get};
+use tests::{apps, shared_broker};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One word-count instance with its query server.
+struct Instance {
+    streams: Arc<KafkaStreams>,
+    server: RunningServer,
+    host: HostInfo,
+    _dir: tempfile::TempDir,
+}
+
+fn start(app: &str, lines: &str, counts: &str) -> Instance {
+    let broker = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let port = apps::free_port();
+    let config = apps::query_config(
+        apps::config(
+            app,
+            broker.bootstrap_servers(),
+            dir.path().to_str().unwrap(),
+        ),
+        port,
+    );
+    let topology = apps::word_count(lines, counts, "word-counts").unwrap();
+    let streams = Arc::new(KafkaStreams::new(topology, config).unwrap());
+    streams.start().unwrap();
+    let server = QueryServer::new(streams.clone())
+        .key_value_store::<String, i64>("word-counts", StringSerde)
+        .serve(([127, 0, 0, 1], port).into())
+        .unwrap();
+    Instance {
+        streams,
+        server,
+        host: HostInfo {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        _dir: dir,
+    }
+}
+
+fn http(host: &HostInfo, path: &str) -> (u16, Value) {
+    let answer = get(host, path, Duration::from_secs(10), false).unwrap();
+    let body = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    (answer.status, body)
+}
+
+fn produce_lines(topic: &str, lines: &[&str]) {
+    let producer: BaseProducer = shared_broker().client_config().create().unwrap();
+    for line in lines {
+        producer
+            .send(BaseRecord::<(), str>::to(topic).payload(*line))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// Waits until `check` holds, or panics with what it last saw.
+fn wait_until<T: std::fmt::Debug>(what: &str, mut check: impl FnMut() -> (bool, T)) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (done, seen) = check();
+        if done {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}; last saw {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ports(instances: &Value) -> BTreeSet<u64> {
+    instances
+        .as_array()
+        .map(|list| list.iter().filter_map(|i| i["port"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// Expected counts of the words in `LINES`.
+const LINES: [&str; 4] = ["a b c d e f", "b c d e f", "c d e f g", "d e f g h"];
+
+fn expected() -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    for line in LINES {
+        for word in line.split_whitespace() {
+            *counts.entry(word.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Every word's count read over HTTP from `host`.
+fn counts_over_http(host: &HostInfo) -> BTreeMap<String, Option<i64>> {
+    expected()
+        .keys()
+        .map(|word| {
+            let (status, body) = http(host, &format!("/state/keyvalue/word-counts/{word}"));
+            (
+                word.clone(),
+                (status == 200).then(|| body["value"].as_i64()).flatten(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("iq"));
+    broker.create_topic(&lines, 4);
+    broker.create_topic(&counts, 4);
+    let one = start(&app, &lines, &counts);
+    let two = start(&app, &lines, &counts);
+    for instance in [&one, &two] {
+        assert!(instance.streams.wait_for_state(State::Running, WAIT));
+    }
+    produce_lines(&lines, &LINES);
+    let want: BTreeMap<String, Option<i64>> =
+        expected().into_iter().map(|(w, c)| (w, Some(c))).collect();
+
+    // Both list both, with their stores and partitions.
+    for instance in [&one, &two] {
+        let listed = wait_until("both instances listed", || {
+            let (_, body) = http(&instance.host, "/state/instances");
+            let both = ports(&body) == BTreeSet::from([one.host.port as u64, two.host.port as u64])
+                && body.as_array().is_some_and(|l| {
+                    l.iter().all(|i| {
+                        i["storeNames"] == serde_json::json!(["word-counts"])
+                            && i["partitions"].as_array().is_some_and(|p| !p.is_empty())
+                    })
+                });
+            (both, body)
+        });
+        assert_eq!(listed.as_array().unwrap().len(), 2);
+    }
+    // Every key is answered by either instance, whichever holds it.
+    for instance in [&one, &two] {
+        wait_until("every count over HTTP", || {
+            let seen = counts_over_http(&instance.host);
+            (seen == want, seen)
+        });
+    }
+    // query_metadata_for_key names the instance whose local store has it.
+    for (word, count) in expected() {
+        let owner = one
+            .streams
+            .query_metadata_for_key("word-counts", &word, &StringSerde)
+            .unwrap()
+            .expect("an owner");
+        let same = two
+            .streams
+            .query_metadata_for_key("word-counts", &word, &StringSerde)
+            .unwrap()
+            .expect("an owner");
+        assert_eq!(owner, same, "both instances agree on {word}");
+        let (holder, other) = if owner.active_host == one.host {
+            (&one, &two)
+        } else {
+            assert_eq!(owner.active_host, two.host);
+            (&two, &one)
+        };
+        let local = |i: &Instance| {
+            i.streams
+                .store::<String, i64>("word-counts")
+                .unwrap()
+                .get(&word)
+                .unwrap()
+        };
+        assert_eq!(local(holder), Some(count), "{word} on its owner");
+        assert_eq!(local(other), None, "{word} is not on the other instance");
+    }
+    // A merged scan from either instance has every word once.
+    for instance in [&one, &two] {
+        let (status, body) = http(&instance.host, "/state/keyvalue/word-counts");
+        assert_eq!(status, 200, "{body}");
+        let merged: BTreeMap<String, i64> = body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["key"].as_str().unwrap().to_owned(),
+                    e["value"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(merged, expected());
+        assert_eq!(body["missing"], serde_json::json!([]));
+        assert_eq!(body["instances"].as_array().unwrap().len(), 2);
+    }
+    // Unknown things are clear errors, never a crash.
+    assert_eq!(http(&one.host, "/state/keyvalue/nope/a").0, 404);
+    assert_eq!(http(&one.host, "/nowhere").0, 404);
+    assert_eq!(http(&one.host, "/state/keyvalue/word-counts/zzz").0, 404);
+    let (status, text) = {
+        let answer = get(&one.host, "/metrics", Duration::from_secs(10), false).unwrap();
+        (answer.status, String::from_utf8(answer.body).unwrap())
+    };
+    assert_eq!(status, 200);
+    for family in [
+        "streams_thread_records_processed_total{",
+        "streams_thread_commits_total{",
+        "streams_task_records_processed_total{",
+        "streams_thread_rebalances_total{",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    assert_eq!(http(&one.host, "/health").0, 200);
+
+    // A clean stop leaves the registry at once; the survivor takes the
+    // partitions over and answers for every key.
+    let survivor = two;
+    let mut stopped = one;
+    assert!(stopped.streams.close(WAIT));
+    stopped.server.stop();
+    let began = Instant::now();
+    wait_until("the stopped instance is gone", || {
+        let (_, body) = http(&survivor.host, "/state/instances");
+        (
+            ports(&body) == BTreeSet::from([survivor.host.port as u64]),
+            body,
+        )
+    });
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "a clean stop is seen before the 2 s timeout would expire it ({:?})",
+        began.elapsed()
+    );
+    wait_until("every count on the survivor", || {
+        let seen = counts_over_http(&survivor.host);
+        (seen == want, seen)
+    });
+}
+
+/// A `streams-app` child process serving queries, to be killed with SIGKILL.
+struct Child_ {
+    child: Child,
+    host: HostInfo,
+}
+
+impl Drop for Child_ {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_app(app: &str, lines: &str, counts: &str, dir: &std::path::Path) -> Child_ {
+    let port = apps::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streams-app"))
+        .args([
+            "wordcount",
+            shared_broker().bootstrap_servers(),
+            app,
+            dir.to_str().unwrap(),
+            "at_least_once",
+            lines,
+            counts,
+        ])
+        .env("QUERY_PORT", port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn streams-app");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line == "STATE Running" {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(WAIT).expect("the child reaches Running");
+    Child_ {
+        child,
+        host: HostInfo {
+            host: "127.0.0.1".into(),
+            port,
+        },
+    }
+}
+
+#[test]
+fn a_killed_instance_leaves_the_registry_within_the_timeout_and_lookups_go_on() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("iq-kill"));
+    broker.create_topic(&lines, 4);
+    broker.create_topic(&counts, 4);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let victim = spawn_app(&app, &lines, &counts, dirs[0].path());
+    let survivor = spawn_app(&app, &lines, &counts, dirs[1].path());
+    produce_lines(&lines, &LINES);
+    let want: BTreeMap<String, Option<i64>> =
+        expected().into_iter().map(|(w, c)| (w, Some(c))).collect();
+    wait_until("both listed", || {
+        let (_, body) = http(&survivor.host, "/state/instances");
+        (ports(&body).len() == 2, body)
+    });
+    wait_until("every count through the victim", || {
+        let seen = counts_over_http(&victim.host);
+        (seen == want, seen)
+    });
+    drop(victim); // SIGKILL: no tombstone, no leaving the group.
+    let began = Instant::now();
+    wait_until("the killed instance expires", || {
+        let (_, body) = http(&survivor.host, "/state/instances");
+        (
+            ports(&body) == BTreeSet::from([survivor.host.port as u64]),
+            body,
+        )
+    });
+    // Heartbeats stop at the kill; 2 s of silence, plus one poll.
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "expired after {:?}",
+        began.elapsed()
+    );
+    wait_until("every count on the survivor after the takeover", || {
+        let seen = counts_over_http(&survivor.host);
+        (seen == want, seen)
+    });
+}
+
+#[test]
+fn queries_during_rebalances_get_answers_or_retriable_errors() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("iq-rebalance"));
+    broker.create_topic(&lines, 4);
+    broker.create_topic(&counts, 4);
+    let first = start(&app, &lines, &counts);
+    assert!(first.streams.wait_for_state(State::Running, WAIT));
+    produce_lines(&lines, &LINES);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answers, retriable) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let (mut answers, mut retriable) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let view = match first.streams.store::<String, i64>("word-counts") {
+                    Ok(view) => view,
+                    Err(error) => panic!("the view itself: {error}"),
+                };
+                for result in [
+                    view.get(&"d".to_owned()).map(|_| ()),
+                    view.all().map(|_| ()),
+                ] {
+                    match result {
+                        Ok(()) => answers += 1,
+                        Err(error) if error.is_retriable() => retriable += 1,
+                        Err(error) => panic!("a query failed for good: {error}"),
+                    }
+                }
+                let (status, body) = http(&first.host, "/state/keyvalue/word-counts/d");
+                assert!(
+                    [200, 404, 502, 503].contains(&status),
+                    "status {status}: {body}"
+                );
+            }
+            (answers, retriable)
+        });
+        // Instances join and leave while the reader reads.
+        for _ in 0..2 {
+            let other = start(&app, &lines, &counts);
+            assert!(other.streams.wait_for_state(State::Running, WAIT));
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(other.streams.close(WAIT));
+            drop(other);
+            assert!(first.streams.wait_for_state(State::Running, WAIT));
+        }
+        stop.store(true, Ordering::Relaxed);
+        reader.join().expect("the reader never panics")
+    });
+    assert!(answers > 0, "some queries were answered");
+    eprintln!("{answers} answers, {retriable} retriable errors during rebalances");
+    assert_eq!(first.streams.state(), State::Running);
+}
