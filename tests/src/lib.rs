@@ -275,12 +275,14 @@ pub mod apps {
     }
 
     /// `config` with `application.server` on loopback `port` and a fast
-    /// instance registry (heartbeat 200 ms, dead after 2 s).
+    /// instance registry (heartbeat 200 ms, dead after 2 s), and consumer
+    /// lag reported every 500 ms.
     pub fn query_config(config: StreamsConfig, port: u16) -> StreamsConfig {
         config
             .set("application.server", format!("127.0.0.1:{port}"))
             .set("registry.heartbeat.interval.ms", "200")
             .set("registry.instance.timeout.ms", "2000")
+            .set("consumer.statistics.interval.ms", "500")
     }
 
     /// A loopback port that was free a moment ago.
