@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runtime throughput benchmark on a private development broker.
+#
+#   scripts/bench.sh [--count N] [--partitions P] [--scenarios LIST] [-- EXTRA...]
+#
+# Starts a broker on a free loopback port, writes N records (default
+# 1,000,000, about 100 bytes each) over P partitions (default 4), and runs
+# on that same input: a raw rdkafka consume-and-produce loop (the ceiling
+# on this broker), a stateless topology, a count per key in RocksDB with a
+# changelog under at-least-once, and the same under exactly-once. Prints
+# records per second, each as a ratio of the raw loop, and CPU seconds per
+# million records. LIST is comma-separated from
+# raw,stateless,count-alos,count-eos. EXTRA arguments (KEY=VALUE streams
+# settings such as commit.interval.ms=1000; consumer.KEY=VALUE and
+# producer.KEY=VALUE reach the raw loop too) go to bench-runtime; see
+# tests/src/bin/bench-runtime.rs. BENCH_SCENARIO_TIMEOUT (seconds, default
+# 300) stops a streams scenario that runs longer and reports its partial rate.
+#
+# Targets (on the steady ratio, from the first record): stateless >= 0.9 of
+# the raw loop, count at-least-once >= 0.7, count exactly-once >= 0.5.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+count=1000000
+partitions=4
+scenarios=all
+extra=()
+while (($#)); do
+  case "$1" in
+    --count) count="${2:?--count needs a number}"; shift 2 ;;
+    --count=*) count="${1#*=}"; shift ;;
+    --partitions) partitions="${2:?--partitions needs a number}"; shift 2 ;;
+    --partitions=*) partitions="${1#*=}"; shift ;;
+    --scenarios) scenarios="${2:?--scenarios needs a list}"; shift 2 ;;
+    --scenarios=*) scenarios="${1#*=}"; shift ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+scripts/setup.sh
+# Errors built on hot paths capture backtraces when this is set.
+unset RUST_BACKTRACE
+
+cargo build --workspace --bins
+bin="target/debug/bench-runtime"
+
+# A free loopback port: ask the kernel for one.
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# Stop the broker on exit; keep its log only when something failed.
+stop_broker() {
+  local status=$?
+  scripts/dev-broker.sh stop "$port" >/dev/null 2>&1 || true
+  if ((status == 0)); then
+    rm -f ".tools/run/broker-$port.log"
+  else
+    echo "bench: failed; the broker's log is .tools/run/broker-$port.log" >&2
+  fi
+}
+trap stop_broker EXIT
+bootstrap="$(scripts/dev-broker.sh start "$port")"
+broker_pid="$(cat ".tools/run/broker-$port.pid" 2>/dev/null || true)"
+echo "bench: broker on $bootstrap; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+BENCH_BROKER_PID="$broker_pid" "$bin" "$bootstrap" "$count" "$partitions" "$scenarios" "${extra[@]}"

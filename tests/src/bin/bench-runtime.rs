@@ -1,0 +1,691 @@
+//! Runtime throughput benchmark: one input topic, several ways to process it.
+//!
+//! ```text
+//! bench-runtime BOOTSTRAP [COUNT] [PARTITIONS] [SCENARIOS] [KEY=VALUE ...]
+//! ```
+//!
+//! Produces COUNT records (default 1,000,000; key `key-{i % 10000}`, a
+//! 90-byte string value) to a fresh input topic with PARTITIONS partitions
+//! (default 4), untimed, then runs each scenario of SCENARIOS (a
+//! comma-separated list; default `raw,stateless,count-alos,count-eos`) on
+//! that same input, each with its own consumer group / application.id and
+//! output topic:
+//!
+//! - `raw`: an rdkafka consume-and-produce loop (one `BaseConsumer`, one
+//!   `BaseProducer`, one thread): the ceiling on this broker.
+//! - `stateless`: stream -> map_values -> filter -> peek -> to.
+//! - `count-alos`: peek -> group_by_key -> count (RocksDB with changelog) ->
+//!   to_stream -> to, at-least-once.
+//! - `count-eos`: the same under `exactly_once_v2`.
+//!
+//! Time: the clock starts when the consumer subscribes (raw) or just before
+//! `start()` (streams), and stops when every record was seen and the output
+//! is flushed (raw: every delivery report served; streams: `close()`,
+//! which flushes and commits). That
+//! includes joining the group. The time from the first record seen to the
+//! same end is reported too. CPU is the user+system time of this process
+//! (every thread, librdkafka's and RocksDB's included) from /proc/self/stat
+//! around each scenario; with `BENCH_BROKER_PID` set, the broker's too.
+//!
+//! Extra `KEY=VALUE` arguments override the streams settings (for example
+//! `commit.interval.ms=1000`); the `consumer.KEY=VALUE` and
+//! `producer.KEY=VALUE` ones apply to the raw loop's clients too, so a
+//! client setting can be tried on both at once. A streams scenario that
+//! has not finished after `BENCH_SCENARIO_TIMEOUT` seconds (default 300) is
+//! closed and reported with the records it got through.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
+use streams_core::runtime::{KafkaStreams, State, create_topics_if_missing};
+use streams_core::serde::{I64Serde, Nullable, StringSerde};
+use streams_core::{StreamsBuilder, StreamsConfig};
+
+type Error = Box<dyn std::error::Error>;
+
+const SCENARIOS: [&str; 4] = ["raw", "stateless", "count-alos", "count-eos"];
+/// Minimum steady ratio to the raw loop per scenario.
+const TARGETS: [(&str, f64); 3] = [("stateless", 0.9), ("count-alos", 0.7), ("count-eos", 0.5)];
+const VALUE_BYTES: usize = 90;
+const KEYS: u64 = 10_000;
+/// Group timeouts as in the end-to-end tests: joining takes about 2 s on
+/// the development broker (it answers a join after about half of the
+/// session timeout plus a little; 1000 ms joined in about 1.2 s but once
+/// saw a spurious rebalance under exactly-once).
+const SESSION_TIMEOUT_MS: &str = "3000";
+const HEARTBEAT_INTERVAL_MS: &str = "500";
+/// How long a scenario may go without progress before it counts as stuck.
+const STALL: Duration = Duration::from_secs(60);
+/// How long a streams scenario may run before it is stopped and reported
+/// with the records it got through (`BENCH_SCENARIO_TIMEOUT`, seconds).
+const DEFAULT_SCENARIO_TIMEOUT: u64 = 300;
+
+/// The raw loop's consumer tuning: the framework's consumer defaults, which
+/// are the best found for this loop (`fetch.queue.backoff.ms` 10 ms, not
+/// librdkafka's 1 s, so a consumer that drains its prefetch queue quickly
+/// does not sit idle). Changing them changes the ceiling too.
+const RAW_CONSUMER: &[(&str, &str)] = streams_core::config::CONSUMER_DEFAULTS;
+/// The raw loop's producer tuning: librdkafka's defaults (linger.ms 1 or
+/// 20, bigger batches or queues were no faster here).
+const RAW_PRODUCER: &[(&str, &str)] = &[];
+
+struct Settings {
+    bootstrap: String,
+    count: u64,
+    partitions: i32,
+    scenarios: Vec<String>,
+    /// `KEY=VALUE` overrides of the streams settings; the raw loop takes
+    /// the `consumer.` and `producer.` ones.
+    overrides: BTreeMap<String, String>,
+    scenario_timeout: Duration,
+    run_id: String,
+    clk_tck: f64,
+    broker_pid: Option<String>,
+}
+
+struct Outcome {
+    /// Records seen; less than the count when the scenario timed out.
+    records: u64,
+    /// From subscribe / start() to flushed / closed.
+    total: Duration,
+    /// From the first record seen to flushed / closed.
+    from_first: Duration,
+    cpu: f64,
+    broker_cpu: Option<f64>,
+}
+
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("bench-runtime: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench-runtime BOOTSTRAP [COUNT] [PARTITIONS] [SCENARIOS] [KEY=VALUE ...]\n\
+         SCENARIOS: comma-separated from {}",
+        SCENARIOS.join(",")
+    );
+    std::process::exit(2);
+}
+
+fn parse_args() -> Settings {
+    let mut positional = Vec::new();
+    let mut overrides = BTreeMap::new();
+    for arg in std::env::args().skip(1) {
+        if arg == "-h" || arg == "--help" {
+            usage();
+        }
+        match arg.split_once('=') {
+            Some((key, value)) if !key.is_empty() => {
+                overrides.insert(key.to_owned(), value.to_owned());
+            }
+            _ => positional.push(arg),
+        }
+    }
+    if positional.is_empty() || positional.len() > 4 {
+        usage();
+    }
+    let count = positional
+        .get(1)
+        .map(|c| {
+            c.replace('_', "")
+                .parse::<u64>()
+                .unwrap_or_else(|_| usage())
+        })
+        .unwrap_or(1_000_000);
+    let partitions = positional
+        .get(2)
+        .map(|p| p.parse::<i32>().unwrap_or_else(|_| usage()))
+        .unwrap_or(4);
+    let scenarios: Vec<String> = match positional.get(3) {
+        Some(list) if list != "all" => list.split(',').map(str::to_owned).collect(),
+        _ => SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    if count == 0 || partitions < 1 || scenarios.iter().any(|s| !SCENARIOS.contains(&s.as_str())) {
+        usage();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Settings {
+        bootstrap: positional[0].clone(),
+        count,
+        partitions,
+        scenarios,
+        overrides,
+        run_id: format!("{now}-{}", std::process::id()),
+        clk_tck: clock_ticks_per_second(),
+        scenario_timeout: Duration::from_secs(
+            std::env::var("BENCH_SCENARIO_TIMEOUT")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(DEFAULT_SCENARIO_TIMEOUT),
+        ),
+        broker_pid: std::env::var("BENCH_BROKER_PID")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    }
+}
+
+/// `getconf CLK_TCK`, else Linux's usual 100.
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// User plus system CPU seconds of process `pid` (all its threads, living
+/// and finished), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str, clk_tck: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / clk_tck)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+impl Settings {
+    fn input(&self) -> String {
+        format!("bench-{}-input", self.run_id)
+    }
+
+    fn output(&self, scenario: &str) -> String {
+        format!("bench-{}-{scenario}-output", self.run_id)
+    }
+
+    fn admin_config(&self) -> StreamsConfig {
+        StreamsConfig::new("bench-admin")
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("replication.factor", "1")
+    }
+
+    /// A client configuration with `tuning`, then the `prefix` overrides.
+    fn client(&self, tuning: &[(&str, &str)], prefix: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in tuning {
+            config.set(*key, *value);
+        }
+        self.override_client(&mut config, prefix);
+        config
+    }
+
+    /// Applies the `prefix` overrides to `config`.
+    fn override_client(&self, config: &mut ClientConfig, prefix: &str) {
+        for (key, value) in &self.overrides {
+            if let Some(key) = key.strip_prefix(prefix) {
+                config.set(key, value);
+            }
+        }
+    }
+
+    /// Streams settings: the framework's defaults (commit interval
+    /// included) except for short group timeouts.
+    fn streams_config(&self, scenario: &str, state_dir: &str, guarantee: &str) -> StreamsConfig {
+        let mut config = StreamsConfig::new(format!("bench-{}-{scenario}", self.run_id))
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("state.dir", state_dir)
+            .set("replication.factor", "1")
+            .set("processing.guarantee", guarantee)
+            .set("consumer.session.timeout.ms", SESSION_TIMEOUT_MS)
+            .set("consumer.heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS);
+        for (key, value) in &self.overrides {
+            config = config.set(key, value);
+        }
+        config
+    }
+}
+
+fn value_for(i: u64) -> String {
+    let mut value = format!("value-{i:012}-");
+    while value.len() < VALUE_BYTES {
+        value.push_str("abcdefghijklmnopqrstuvwxyz");
+    }
+    value.truncate(VALUE_BYTES);
+    value
+}
+
+/// Sends `record`, serving delivery reports while the queue is full.
+fn send<'a, C: rdkafka::producer::ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), Error> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                producer.poll(Duration::from_millis(1));
+                record = returned;
+            }
+            Err((error, _)) => return Err(format!("producing: {error}").into()),
+        }
+    }
+}
+
+/// Waits until every record sent is delivered. rdkafka 0.39's `flush()`
+/// serves delivery reports in 100 ms slices (its `poll(t)` always lasts
+/// `t`), so a flush with anything in flight costs at least 100 ms: serve
+/// them in 1 ms slices instead, then flush (which now returns at once).
+fn drain<C: rdkafka::producer::ProducerContext>(producer: &BaseProducer<C>) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
+    }
+    producer.flush(Duration::from_secs(1))?;
+    Ok(())
+}
+
+/// Writes the input, untimed.
+fn produce_input(settings: &Settings) -> Result<(), Error> {
+    let producer: BaseProducer = settings
+        .client(
+            &[
+                ("linger.ms", "20"),
+                ("queue.buffering.max.messages", "500000"),
+            ],
+            "producer.",
+        )
+        .create()?;
+    let topic = settings.input();
+    let started = Instant::now();
+    for i in 0..settings.count {
+        let key = format!("key-{}", i % KEYS);
+        let value = value_for(i);
+        // Round robin over partitions, so each gets the same share.
+        let record = BaseRecord::to(&topic)
+            .key(key.as_bytes())
+            .payload(value.as_bytes())
+            .partition((i % settings.partitions as u64) as i32);
+        send(&producer, record)?;
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    eprintln!(
+        "produced {} input records to {topic} in {:.1} s (untimed)",
+        settings.count,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What a scenario reports: the instant it saw the first record, and how
+/// many records it saw.
+struct Seen {
+    first: Instant,
+    records: u64,
+}
+
+/// Measures `body`.
+fn measure(
+    settings: &Settings,
+    body: impl FnOnce() -> Result<Seen, Error>,
+) -> Result<Outcome, Error> {
+    let pid = std::process::id().to_string();
+    let cpu_before = cpu_seconds(&pid, settings.clk_tck).unwrap_or(0.0);
+    let broker_before = settings
+        .broker_pid
+        .as_deref()
+        .and_then(|p| cpu_seconds(p, settings.clk_tck));
+    let started = Instant::now();
+    let seen = body()?;
+    let ended = Instant::now();
+    let cpu = cpu_seconds(&pid, settings.clk_tck).unwrap_or(0.0) - cpu_before;
+    let broker_cpu = broker_before.and_then(|before| {
+        settings
+            .broker_pid
+            .as_deref()
+            .and_then(|p| cpu_seconds(p, settings.clk_tck))
+            .map(|after| after - before)
+    });
+    Ok(Outcome {
+        records: seen.records,
+        total: ended - started,
+        from_first: ended.saturating_duration_since(seen.first),
+        cpu,
+        broker_cpu,
+    })
+}
+
+/// The ceiling: consume every record and produce it to the output topic
+/// (same partition), one thread, then flush and commit.
+fn raw_loop(settings: &Settings) -> Result<Seen, Error> {
+    let mut consumer_config = ClientConfig::new();
+    consumer_config
+        .set("bootstrap.servers", &settings.bootstrap)
+        .set("group.id", format!("bench-{}-raw", settings.run_id))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS);
+    for (key, value) in RAW_CONSUMER {
+        consumer_config.set(*key, *value);
+    }
+    settings.override_client(&mut consumer_config, "consumer.");
+    let consumer: BaseConsumer = consumer_config.create()?;
+    let producer: BaseProducer = settings.client(RAW_PRODUCER, "producer.").create()?;
+    let output = settings.output("raw");
+    consumer.subscribe(&[settings.input().as_str()])?;
+    let mut first = None;
+    let mut seen = 0u64;
+    let mut last_progress = Instant::now();
+    while seen < settings.count {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                first.get_or_insert_with(Instant::now);
+                let mut record = BaseRecord::to(&output).partition(message.partition());
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                if let Some(value) = message.payload() {
+                    record = record.payload(value);
+                }
+                send(&producer, record)?;
+                seen += 1;
+                if seen.is_multiple_of(256) {
+                    producer.poll(Duration::ZERO);
+                    last_progress = Instant::now();
+                }
+            }
+            Some(Err(error)) => eprintln!("raw: consumer error: {error}"),
+            None => {
+                if last_progress.elapsed() > STALL {
+                    return Err(format!("raw: stuck after {seen} records").into());
+                }
+            }
+        }
+    }
+    drain(&producer)?;
+    consumer.commit_consumer_state(CommitMode::Sync)?;
+    drop(consumer);
+    Ok(Seen {
+        first: first.unwrap_or_else(Instant::now),
+        records: seen,
+    })
+}
+
+/// Runs a topology whose `peek` bumps `seen`, until `seen` reaches the
+/// record count (or the scenario times out), then closes it.
+fn run_streams(
+    settings: &Settings,
+    topology: streams_core::Topology,
+    config: StreamsConfig,
+    seen: &AtomicU64,
+    first: &OnceLock<Instant>,
+) -> Result<Seen, Error> {
+    let streams = KafkaStreams::new(topology, config)?;
+    let started = Instant::now();
+    streams.start()?;
+    let mut last = 0;
+    let mut last_progress = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        let now = seen.load(Ordering::Relaxed);
+        if now >= settings.count {
+            break;
+        }
+        if started.elapsed() > settings.scenario_timeout {
+            eprintln!(
+                "  timed out after {} s at {now} of {} records; closing",
+                settings.scenario_timeout.as_secs(),
+                settings.count
+            );
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            eprintln!("  ... {now} of {} records", settings.count);
+        }
+        if streams.state() == State::Error {
+            return Err(format!("streams failed: {}", streams.error().unwrap_or_default()).into());
+        }
+        if now != last {
+            last = now;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > STALL {
+            return Err(format!("stuck after {now} records").into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    if !streams.close(Duration::from_secs(300)) {
+        return Err("close() did not finish within 300 s".into());
+    }
+    if let Some(error) = streams.error() {
+        return Err(format!("streams failed: {error}").into());
+    }
+    Ok(Seen {
+        first: first.get().copied().unwrap_or_else(Instant::now),
+        records: seen.load(Ordering::Relaxed).min(settings.count),
+    })
+}
+
+fn counter() -> (Arc<AtomicU64>, Arc<OnceLock<Instant>>) {
+    (Arc::new(AtomicU64::new(0)), Arc::new(OnceLock::new()))
+}
+
+fn stateless(settings: &Settings) -> Result<Seen, Error> {
+    let (seen, first) = counter();
+    let (s, f) = (seen.clone(), first.clone());
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(
+            &[settings.input().as_str()],
+            Consumed::with(StringSerde, StringSerde),
+        )
+        .map_values(|value: String| value.to_ascii_uppercase())
+        .filter(|_, value| !value.is_empty())
+        .peek(move |_, _| {
+            f.get_or_init(Instant::now);
+            s.fetch_add(1, Ordering::Relaxed);
+        })
+        .to(
+            &settings.output("stateless"),
+            Produced::with(StringSerde, StringSerde),
+        );
+    let dir = tempfile::tempdir()?;
+    let config = settings.streams_config(
+        "stateless",
+        dir.path().to_str().ok_or("state dir")?,
+        "at_least_once",
+    );
+    run_streams(settings, builder.build()?, config, &seen, &first)
+}
+
+fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, Error> {
+    let (seen, first) = counter();
+    let (s, f) = (seen.clone(), first.clone());
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(
+            &[settings.input().as_str()],
+            Consumed::with(StringSerde, StringSerde),
+        )
+        .peek(move |_, _| {
+            f.get_or_init(Instant::now);
+            s.fetch_add(1, Ordering::Relaxed);
+        })
+        .group_by_key(Grouped::default())
+        .count(Materialized::named("bench-counts"))
+        .to_stream()
+        .to(
+            &settings.output(scenario),
+            Produced::with(StringSerde, Nullable(I64Serde)),
+        );
+    let dir = tempfile::tempdir()?;
+    let config =
+        settings.streams_config(scenario, dir.path().to_str().ok_or("state dir")?, guarantee);
+    run_streams(settings, builder.build()?, config, &seen, &first)
+}
+
+fn run() -> Result<(), Error> {
+    let settings = parse_args();
+    let mut topics = vec![(settings.input(), settings.partitions)];
+    for scenario in &settings.scenarios {
+        topics.push((settings.output(scenario), settings.partitions));
+    }
+    let topic_refs: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+    create_topics_if_missing(&settings.admin_config(), &topic_refs)?;
+    produce_input(&settings)?;
+
+    let alos = settings.streams_config("probe", "", "at_least_once");
+    let eos = settings.streams_config("probe", "", "exactly_once_v2");
+    let overridden = settings.overrides.contains_key("commit.interval.ms");
+    println!(
+        "input: {} records of {} + ~8 key bytes, {} partitions; one stream thread",
+        settings.count, VALUE_BYTES, settings.partitions
+    );
+    println!(
+        "commit interval: {} ({} ms at-least-once, {} ms exactly-once); \
+         session.timeout.ms {SESSION_TIMEOUT_MS}",
+        if overridden {
+            "overridden"
+        } else {
+            "framework default"
+        },
+        alos.commit_interval()?.as_millis(),
+        eos.commit_interval()?.as_millis()
+    );
+    if !settings.overrides.is_empty() {
+        println!("overrides: {:?}", settings.overrides);
+    }
+    println!(
+        "time \"total\": from subscribe()/start() (group join included) to flush()/close() done; \
+         \"steady\": from the first record seen to the same end. Targets are judged on the \
+         steady ratio: joining the group takes about 2 s on the development broker, as long as \
+         the raw loop's whole run."
+    );
+
+    let mut results: Vec<(String, Outcome, String)> = Vec::new();
+    for scenario in &settings.scenarios {
+        let load = load_average();
+        eprintln!("running {scenario} (load average {load}) ...");
+        let outcome = match scenario.as_str() {
+            "raw" => measure(&settings, || raw_loop(&settings)),
+            "stateless" => measure(&settings, || stateless(&settings)),
+            "count-alos" => measure(&settings, || count(&settings, scenario, "at_least_once")),
+            "count-eos" => measure(&settings, || count(&settings, scenario, "exactly_once_v2")),
+            _ => unreachable!("scenarios are checked"),
+        }
+        .map_err(|e| format!("{scenario}: {e}"))?;
+        eprintln!(
+            "  {scenario}: {:.2} s total, {:.2} s steady, {:.2} CPU s",
+            outcome.total.as_secs_f64(),
+            outcome.from_first.as_secs_f64(),
+            outcome.cpu
+        );
+        results.push((scenario.clone(), outcome, load));
+    }
+
+    let rates = |o: &Outcome| {
+        let n = o.records as f64;
+        (
+            n / o.total.as_secs_f64().max(1e-9),
+            n / o.from_first.as_secs_f64().max(1e-9),
+        )
+    };
+    let raw = results
+        .iter()
+        .find(|(s, _, _)| s == "raw")
+        .map(|(_, o, _)| rates(o));
+    println!();
+    println!(
+        "{:<11} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>9} {:>5}  target",
+        "scenario",
+        "total s",
+        "records/s",
+        "ratio",
+        "steady s",
+        "records/s",
+        "ratio",
+        "CPU s/M",
+        "broker/M",
+        "load"
+    );
+    let mut incomplete = Vec::new();
+    for (scenario, outcome, load) in &results {
+        let (total_rate, steady_rate) = rates(outcome);
+        let ratio = |rate: f64, base: Option<f64>| match base {
+            Some(base) => format!("{:.2}", rate / base),
+            None => "-".into(),
+        };
+        let per_million = 1_000_000.0 / (outcome.records.max(1) as f64);
+        let mut name = scenario.clone();
+        if outcome.records < settings.count {
+            name.push('*');
+            incomplete.push(format!(
+                "{scenario} ({} of {})",
+                outcome.records, settings.count
+            ));
+        }
+        let target = match (TARGETS.iter().find(|(s, _)| s == scenario), raw) {
+            (Some((_, min)), Some((_, raw_steady))) => format!(
+                "{} {min}",
+                if steady_rate / raw_steady >= *min {
+                    "met: >="
+                } else {
+                    "MISSED: >="
+                }
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "{:<11} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>9} {:>5}  {target}",
+            name,
+            outcome.total.as_secs_f64(),
+            total_rate,
+            ratio(total_rate, raw.map(|r| r.0)),
+            outcome.from_first.as_secs_f64(),
+            steady_rate,
+            ratio(steady_rate, raw.map(|r| r.1)),
+            outcome.cpu * per_million,
+            outcome
+                .broker_cpu
+                .map(|c| format!("{:.2}", c * per_million))
+                .unwrap_or_else(|| "-".into()),
+            load
+        );
+    }
+    println!();
+    println!(
+        "ratio: records/s over the raw loop's, on the same basis (total or steady). \
+         CPU s/M: user+system CPU seconds of this process per million records \
+         (broker/M: the broker's, when BENCH_BROKER_PID is set); load: 1-minute load average \
+         when the scenario started."
+    );
+    if !incomplete.is_empty() {
+        println!(
+            "* timed out after {} s (BENCH_SCENARIO_TIMEOUT) and was closed: rates are over the \
+             records it got through: {}",
+            settings.scenario_timeout.as_secs(),
+            incomplete.join(", ")
+        );
+    }
+    Ok(())
+}
