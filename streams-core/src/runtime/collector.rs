@@ -23,7 +23,7 @@ use crate::task::{ProducerRecord, RecordCollector};
 /// delivered record per partition, and delivery failures.
 #[derive(Default)]
 pub(crate) struct DeliveryTracker {
-    offsets: Mutex<HashMap<(String, i32), i64>>,
+    offsets: Mutex<HashMap<String, HashMap<i32, i64>>>,
     failures: Mutex<Vec<(String, String)>>,
 }
 
@@ -33,7 +33,8 @@ impl DeliveryTracker {
         self.offsets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&(topic.to_owned(), partition))
+            .get(topic)?
+            .get(&partition)
             .copied()
     }
 
@@ -61,9 +62,12 @@ impl ProducerContext for TrackingContext {
                     .offsets
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                let next = offsets
-                    .entry((message.topic().to_owned(), message.partition()))
-                    .or_insert(0);
+                // Looked up by &str: no allocation per delivered record.
+                let partitions = match offsets.get_mut(message.topic()) {
+                    Some(partitions) => partitions,
+                    None => offsets.entry(message.topic().to_owned()).or_default(),
+                };
+                let next = partitions.entry(message.partition()).or_insert(0);
                 *next = (*next).max(message.offset() + 1);
             }
             Err((error, message)) => {
@@ -164,6 +168,9 @@ impl KafkaCollector {
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
+        // rdkafka's commit flushes in 100 ms slices: drain first, so it
+        // finds nothing in flight.
+        self.drain(REQUEST_TIMEOUT);
         let committed = self
             .producer
             .send_offsets_to_transaction(offsets, group, REQUEST_TIMEOUT)
@@ -222,10 +229,21 @@ impl KafkaCollector {
     /// Waits until everything sent so far is delivered, then applies the
     /// production handler to any failure.
     pub(crate) fn flush(&self, timeout: Duration) -> Result<()> {
+        self.drain(timeout);
         self.producer
             .flush(timeout)
             .map_err(|e| kafka_error("flushing the producer", e))?;
         self.check_failures()
+    }
+
+    /// Serves delivery reports until nothing is in flight or `timeout`
+    /// passes. rdkafka's `flush` waits in 100 ms slices, which would put
+    /// a floor of 100 ms under every commit; 1 ms polls do not.
+    fn drain(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(1));
+        }
     }
 
     /// Applies the production handler to failures reported so far.
@@ -260,13 +278,16 @@ impl RecordCollector for KafkaCollector {
                     .or_else(|| record.key.map(|k| partition_for_key(k, count)))
             }
         };
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in record.headers.iter() {
-            headers = headers.insert(Header { key, value });
+        let mut message: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(record.topic).timestamp(record.timestamp);
+        // librdkafka allocates a header list even for none: skip it.
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in record.headers.iter() {
+                headers = headers.insert(Header { key, value });
+            }
+            message = message.headers(headers);
         }
-        let mut message: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(record.topic)
-            .timestamp(record.timestamp)
-            .headers(headers);
         if let Some(partition) = partition {
             message = message.partition(partition);
         }
