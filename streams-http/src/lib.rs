@@ -707,6 +707,88 @@ mod tests {
         assert_eq!(percent_decode("%41%42"), "AB");
     }
 
+    fn unstarted() -> QueryServer {
+        let config = streams_core::StreamsConfig::new("http-unit")
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("application.server", "127.0.0.1:7");
+        let builder = streams_core::StreamsBuilder::new();
+        builder
+            .stream(
+                &["in"],
+                streams_core::dsl::Consumed::with(
+                    streams_core::serde::StringSerde,
+                    streams_core::serde::StringSerde,
+                ),
+            )
+            .group_by_key(streams_core::dsl::Grouped::default())
+            .count(streams_core::dsl::Materialized::named("counts"));
+        let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
+        QueryServer::new(Arc::new(streams))
+            .key_value_store::<String, i64>("counts", streams_core::serde::StringSerde)
+    }
+
+    #[test]
+    fn every_request_gets_a_clear_answer_before_start() {
+        let server = unstarted();
+        let status = |path: &str| server.handle(&Request::get(path)).status;
+        assert_eq!(status("/health"), 503, "not running yet");
+        assert_eq!(status("/state/instances"), 200);
+        assert_eq!(status("/nowhere"), 404);
+        assert_eq!(status("/state/keyvalue/unknown/k"), 404);
+        // Before start no instance holds any partition: retry later.
+        assert_eq!(status("/state/keyvalue/counts/k"), 503);
+        let mut local = Request::get("/state/keyvalue/counts/k");
+        local.forwarded = true;
+        assert_eq!(server.handle(&local).status, 503, "store not queryable yet");
+        let mut post = Request::get("/health");
+        post.method = "POST".into();
+        assert_eq!(server.handle(&post).status, 405);
+        let metrics = server.handle(&Request::get("/metrics"));
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.content_type.starts_with("text/plain"));
+    }
+
+    #[test]
+    fn app_routes_come_first_and_a_panicking_handler_is_a_500() {
+        let server = unstarted()
+            .route(|request, _| (request.path == "/hello").then(|| Response::json(200, &"hi")))
+            .route(|request, _| {
+                if request.path == "/boom" {
+                    panic!("handler bug");
+                }
+                None
+            });
+        assert_eq!(
+            server.handle(&Request::get("/hello")).body_json(),
+            Some(json!("hi"))
+        );
+        let mut running = server.serve("127.0.0.1:0".parse().unwrap()).unwrap();
+        let host = HostInfo {
+            host: "127.0.0.1".into(),
+            port: running.local_addr().port(),
+        };
+        let answer = get(&host, "/boom", Duration::from_secs(5), false).unwrap();
+        assert_eq!(answer.status, 500);
+        // The server is still there.
+        let answer = get(&host, "/hello", Duration::from_secs(5), false).unwrap();
+        assert_eq!(answer.status, 200);
+        running.stop();
+        assert!(get(&host, "/hello", Duration::from_secs(1), false).is_err());
+    }
+
+    #[test]
+    fn a_port_in_use_is_a_clear_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let error = unstarted().serve(addr).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("cannot listen on {addr}")),
+            "{error}"
+        );
+    }
+
     #[test]
     fn requests_split_paths_and_queries() {
         let request = Request::get("/state/keyvalue/s/a%20b?scope=local&x");
