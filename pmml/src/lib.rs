@@ -70,6 +70,8 @@ pub struct Pmml {
     fields: Vec<String>,
     /// Fields the model reads (MiningSchema active fields).
     active: Vec<String>,
+    /// Values that stand in for missing inputs (field id, value).
+    replacements: Vec<(usize, f64)>,
     classification: bool,
 }
 
@@ -108,6 +110,7 @@ impl Pmml {
         Ok(Scorer {
             model: self.model.clone(),
             map,
+            replacements: self.replacements.clone(),
         })
     }
 }
@@ -118,17 +121,23 @@ pub struct Scorer {
     model: Arc<Model>,
     /// Field id -> position in the input row.
     map: Vec<Option<usize>>,
+    replacements: Vec<(usize, f64)>,
 }
 
 impl Scorer {
     /// Scores one row; `None` when the model gives no prediction (a tree
     /// with no matching branch, for instance).
     pub fn score(&self, row: &[f64]) -> Option<Prediction> {
-        let values: Vec<f64> = self
+        let mut values: Vec<f64> = self
             .map
             .iter()
             .map(|p| p.and_then(|i| row.get(i).copied()).unwrap_or(f64::NAN))
             .collect();
+        for &(field, value) in &self.replacements {
+            if values[field].is_nan() {
+                values[field] = value;
+            }
+        }
         self.model.evaluate(&values)
     }
 }

@@ -157,6 +157,7 @@ pub(crate) fn document(text: &str) -> Result<Pmml> {
         model: Arc::new(model),
         fields: context.fields,
         active: schema.active,
+        replacements: schema.replacements,
         classification,
     })
 }
@@ -164,6 +165,8 @@ pub(crate) fn document(text: &str) -> Result<Pmml> {
 struct Schema {
     active: Vec<String>,
     target: Option<String>,
+    /// `missingValueReplacement`s: (field id, value).
+    replacements: Vec<(usize, f64)>,
 }
 
 fn mining_schema(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Schema> {
@@ -171,17 +174,15 @@ fn mining_schema(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Schema
         .ok_or_else(|| invalid(format!("{} has no MiningSchema", model.tag_name().name())))?;
     let mut active = Vec::new();
     let mut target = None;
+    let mut replacements = Vec::new();
     for field in children(schema, "MiningField") {
         let name = attr(field, "name")?;
         match field.attribute("usageType").unwrap_or("active") {
             "active" => {
+                let id = context.field(name);
                 if field.attribute("missingValueReplacement").is_some() {
-                    return Err(unsupported(
-                        "MiningField@missingValueReplacement",
-                        format!("field {name}"),
-                    ));
+                    replacements.push((id, number(field, "missingValueReplacement")?));
                 }
-                context.field(name);
                 active.push(name.to_owned());
             }
             "target" | "predicted" => target = Some(name.to_owned()),
@@ -195,7 +196,11 @@ fn mining_schema(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Schema
             }
         }
     }
-    Ok(Schema { active, target })
+    Ok(Schema {
+        active,
+        target,
+        replacements,
+    })
 }
 
 fn check_no_local_transformations(model: XmlNode<'_, '_>) -> Result<()> {
