@@ -10,7 +10,11 @@
 # changelog under at-least-once, and the same under exactly-once. Prints
 # records per second, each as a ratio of the raw loop, and CPU seconds per
 # million records. LIST is comma-separated from
-# raw,stateless,count-alos,count-eos. EXTRA arguments (KEY=VALUE streams
+# raw,stateless,count-alos,count-eos,queries, or all (every one but
+# queries). queries: interactive queries on two instances with HTTP query
+# servers in one process (10,000 keys; in-process get, HTTP lookups of
+# local and of forwarded keys, merged scans): requests/s, mean and p99
+# latency, CPU seconds per million requests. EXTRA arguments (KEY=VALUE streams
 # settings such as commit.interval.ms=1000; consumer.KEY=VALUE and
 # producer.KEY=VALUE reach the raw loop too) go to bench-runtime; see
 # tests/src/bin/bench-runtime.rs. BENCH_SCENARIO_TIMEOUT (seconds, default
@@ -34,7 +38,7 @@ while (($#)); do
     --scenarios) scenarios="${2:?--scenarios needs a list}"; shift 2 ;;
     --scenarios=*) scenarios="${1#*=}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +47,9 @@ scripts/setup.sh
 # Errors built on hot paths capture backtraces when this is set.
 unset RUST_BACKTRACE
 
-cargo build --workspace --bins
+# The same build as the tests: other target selections resolve dependency
+# features differently and rebuild RocksDB.
+cargo build --workspace --all-targets
 bin="target/debug/bench-runtime"
 
 # A free loopback port: ask the kernel for one.

@@ -17,6 +17,26 @@
 //! - `count-alos`: peek -> group_by_key -> count (RocksDB with changelog) ->
 //!   to_stream -> to, at-least-once.
 //! - `count-eos`: the same under `exactly_once_v2`.
+//! - `queries` (not in `all`; it measures requests, not records, and has
+//!   a table of its own): interactive queries. Writes
+//!   10,000 keys once each to a topic of its own (PARTITIONS partitions,
+//!   at least 2), starts two instances of `tests::apps::id_count` (a
+//!   count per key in RocksDB) in this process, each with a
+//!   `streams_http::QueryServer` on a loopback port of its own
+//!   (`application.server` set, registry heartbeat 200 ms), waits until
+//!   both list each other in `GET /state/instances`, agree on who owns
+//!   each key (`query_metadata_for_key`) and every key is readable on
+//!   its owner, then times, single-threaded and one request after the
+//!   other: `ReadOnlyKeyValueView::get` on the owner (no HTTP); HTTP
+//!   lookups `GET /state/keyvalue/{store}/{key}` of keys the asked
+//!   instance owns; the same for keys the other instance owns (forwarded
+//!   to it); and merged scans `GET /state/keyvalue/{store}` (fan-out to
+//!   both, 10,000 entries). Requests alternate between the two instances.
+//!   The client is `streams_http::get`: a new connection per request
+//!   (`Connection: close`), as instances forward to each other. Each
+//!   measurement follows a short untimed warm-up. Reported: requests per
+//!   second, mean and p99 latency, and CPU seconds of this process per
+//!   million requests (client, both servers and both idle instances).
 //!
 //! Time: the clock starts when the consumer subscribes (raw) or just before
 //! `start()` (streams), and stops when every record was seen and the output
@@ -46,13 +66,17 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
-use streams_core::runtime::{KafkaStreams, State, create_topics_if_missing};
+use streams_core::runtime::{HostInfo, KafkaStreams, State, create_topics_if_missing};
 use streams_core::serde::{I64Serde, Nullable, StringSerde};
 use streams_core::{StreamsBuilder, StreamsConfig};
+use streams_http::{QueryServer, RunningServer, percent_encode};
 
 type Error = Box<dyn std::error::Error>;
 
-const SCENARIOS: [&str; 4] = ["raw", "stateless", "count-alos", "count-eos"];
+const SCENARIOS: [&str; 5] = ["raw", "stateless", "count-alos", "count-eos", "queries"];
+/// Scenarios that `all` leaves out: `queries` measures requests, not
+/// records, and has a table of its own.
+const NOT_IN_ALL: [&str; 1] = ["queries"];
 /// Minimum steady ratio to the raw loop per scenario.
 const TARGETS: [(&str, f64); 3] = [("stateless", 0.9), ("count-alos", 0.7), ("count-eos", 0.5)];
 const VALUE_BYTES: usize = 90;
@@ -68,6 +92,14 @@ const STALL: Duration = Duration::from_secs(60);
 /// How long a streams scenario may run before it is stopped and reported
 /// with the records it got through (`BENCH_SCENARIO_TIMEOUT`, seconds).
 const DEFAULT_SCENARIO_TIMEOUT: u64 = 300;
+/// The `queries` scenario: keys in the store, requests per lookup
+/// measurement, requests per scan measurement, the store's name, and how
+/// long one request may take.
+const QUERY_KEYS: u64 = 10_000;
+const QUERY_LOOKUPS: usize = 20_000;
+const QUERY_SCANS: usize = 50;
+const QUERY_STORE: &str = "bench-query-counts";
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The raw loop's consumer tuning: the framework's consumer defaults, which
 /// are the best found for this loop (`fetch.queue.backoff.ms` 10 ms, not
@@ -82,7 +114,10 @@ struct Settings {
     bootstrap: String,
     count: u64,
     partitions: i32,
+    /// The throughput scenarios to run.
     scenarios: Vec<String>,
+    /// Whether to run the `queries` scenario (after them).
+    queries: bool,
     /// `KEY=VALUE` overrides of the streams settings; the raw loop takes
     /// the `consumer.` and `producer.` ones.
     overrides: BTreeMap<String, String>,
@@ -113,8 +148,9 @@ fn main() {
 fn usage() -> ! {
     eprintln!(
         "usage: bench-runtime BOOTSTRAP [COUNT] [PARTITIONS] [SCENARIOS] [KEY=VALUE ...]\n\
-         SCENARIOS: comma-separated from {}",
-        SCENARIOS.join(",")
+         SCENARIOS: comma-separated from {} (`all`: all but {})",
+        SCENARIOS.join(","),
+        NOT_IN_ALL.join(",")
     );
     std::process::exit(2);
 }
@@ -148,13 +184,19 @@ fn parse_args() -> Settings {
         .get(2)
         .map(|p| p.parse::<i32>().unwrap_or_else(|_| usage()))
         .unwrap_or(4);
-    let scenarios: Vec<String> = match positional.get(3) {
+    let mut scenarios: Vec<String> = match positional.get(3) {
         Some(list) if list != "all" => list.split(',').map(str::to_owned).collect(),
-        _ => SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
+        _ => SCENARIOS
+            .iter()
+            .filter(|s| !NOT_IN_ALL.contains(s))
+            .map(|s| (*s).to_owned())
+            .collect(),
     };
     if count == 0 || partitions < 1 || scenarios.iter().any(|s| !SCENARIOS.contains(&s.as_str())) {
         usage();
     }
+    let queries = scenarios.iter().any(|s| s == "queries");
+    scenarios.retain(|s| s != "queries");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -164,6 +206,7 @@ fn parse_args() -> Settings {
         count,
         partitions,
         scenarios,
+        queries,
         overrides,
         run_id: format!("{now}-{}", std::process::id()),
         clk_tck: clock_ticks_per_second(),
@@ -546,13 +589,27 @@ fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, E
 
 fn run() -> Result<(), Error> {
     let settings = parse_args();
+    if !settings.scenarios.is_empty() {
+        throughput(&settings)?;
+    }
+    if settings.queries {
+        if !settings.scenarios.is_empty() {
+            println!();
+        }
+        queries(&settings)?;
+    }
+    Ok(())
+}
+
+/// The throughput scenarios, on one shared input, and their table.
+fn throughput(settings: &Settings) -> Result<(), Error> {
     let mut topics = vec![(settings.input(), settings.partitions)];
     for scenario in &settings.scenarios {
         topics.push((settings.output(scenario), settings.partitions));
     }
     let topic_refs: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
     create_topics_if_missing(&settings.admin_config(), &topic_refs)?;
-    produce_input(&settings)?;
+    produce_input(settings)?;
 
     let alos = settings.streams_config("probe", "", "at_least_once");
     let eos = settings.streams_config("probe", "", "exactly_once_v2");
@@ -587,10 +644,10 @@ fn run() -> Result<(), Error> {
         let load = load_average();
         eprintln!("running {scenario} (load average {load}) ...");
         let outcome = match scenario.as_str() {
-            "raw" => measure(&settings, || raw_loop(&settings)),
-            "stateless" => measure(&settings, || stateless(&settings)),
-            "count-alos" => measure(&settings, || count(&settings, scenario, "at_least_once")),
-            "count-eos" => measure(&settings, || count(&settings, scenario, "exactly_once_v2")),
+            "raw" => measure(settings, || raw_loop(settings)),
+            "stateless" => measure(settings, || stateless(settings)),
+            "count-alos" => measure(settings, || count(settings, scenario, "at_least_once")),
+            "count-eos" => measure(settings, || count(settings, scenario, "exactly_once_v2")),
             _ => unreachable!("scenarios are checked"),
         }
         .map_err(|e| format!("{scenario}: {e}"))?;
@@ -688,4 +745,394 @@ fn run() -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// One instance of the `queries` scenario.
+struct QueryInstance {
+    streams: Arc<KafkaStreams>,
+    /// Stops on drop.
+    server: RunningServer,
+    host: HostInfo,
+    _dir: tempfile::TempDir,
+}
+
+/// One timed series of requests.
+struct QueryOutcome {
+    name: &'static str,
+    requests: usize,
+    wall: Duration,
+    cpu: f64,
+    mean: Duration,
+    p99: Duration,
+    load: String,
+}
+
+/// Runs `request(i)` for `i` in `0..requests`, one after the other, after
+/// an untimed warm-up of a twentieth of them (at most 500).
+fn time_requests(
+    settings: &Settings,
+    name: &'static str,
+    requests: usize,
+    mut request: impl FnMut(usize) -> Result<(), Error>,
+) -> Result<QueryOutcome, Error> {
+    let load = load_average();
+    eprintln!("  {name}: {requests} requests (load average {load}) ...");
+    for i in 0..(requests / 20).min(500) {
+        request(i).map_err(|e| format!("{name}: warm-up request {i}: {e}"))?;
+    }
+    let pid = std::process::id().to_string();
+    let mut latencies = Vec::with_capacity(requests);
+    let cpu_before = cpu_seconds(&pid, settings.clk_tck).unwrap_or(0.0);
+    let started = Instant::now();
+    for i in 0..requests {
+        let sent = Instant::now();
+        request(i).map_err(|e| format!("{name}: request {i}: {e}"))?;
+        latencies.push(sent.elapsed());
+    }
+    let wall = started.elapsed();
+    let cpu = cpu_seconds(&pid, settings.clk_tck).unwrap_or(0.0) - cpu_before;
+    latencies.sort_unstable();
+    let n = latencies.len().max(1);
+    let p99 = latencies
+        .get(((n as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or_default();
+    Ok(QueryOutcome {
+        name,
+        requests,
+        wall,
+        cpu,
+        mean: latencies.iter().sum::<Duration>() / n as u32,
+        p99,
+        load,
+    })
+}
+
+/// `GET path` on `host` through the instances' own client; an answer
+/// other than 200 is an error. Returns the body.
+fn http_get(host: &HostInfo, path: &str) -> Result<Vec<u8>, Error> {
+    let answer = streams_http::get(host, path, QUERY_TIMEOUT, false)?;
+    if answer.status != 200 {
+        return Err(format!(
+            "GET {path} on {host}: status {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        )
+        .into());
+    }
+    Ok(answer.body)
+}
+
+fn start_query_instance(
+    settings: &Settings,
+    input: &str,
+    output: &str,
+) -> Result<QueryInstance, Error> {
+    let dir = tempfile::tempdir()?;
+    let port = tests::apps::free_port();
+    let config = tests::apps::query_config(
+        settings.streams_config(
+            "queries",
+            dir.path().to_str().ok_or("state dir")?,
+            "at_least_once",
+        ),
+        port,
+    );
+    let topology = tests::apps::id_count(input, output, QUERY_STORE)?;
+    let streams = Arc::new(KafkaStreams::new(topology, config)?);
+    streams.start()?;
+    let server = QueryServer::new(streams.clone())
+        .key_value_store::<String, i64>(QUERY_STORE, StringSerde)
+        .serve(([127, 0, 0, 1], port).into())?;
+    Ok(QueryInstance {
+        streams,
+        server,
+        host: HostInfo {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        _dir: dir,
+    })
+}
+
+/// Whether the two instances are ready to be queried: both running, both
+/// listing both with partitions, agreeing on every key's owner, every key
+/// on its owner, and a merged scan from each with every key. Returns the
+/// keys each instance owns, or why they are not ready.
+fn queries_ready(
+    instances: &[QueryInstance; 2],
+    keys: &[String],
+) -> Result<[Vec<String>; 2], String> {
+    let ports: std::collections::BTreeSet<u64> =
+        instances.iter().map(|i| u64::from(i.host.port)).collect();
+    for instance in instances {
+        let state = instance.streams.state();
+        if state == State::Error {
+            return Err(format!(
+                "{} failed: {}",
+                instance.host,
+                instance.streams.error().unwrap_or_default()
+            ));
+        }
+        if state != State::Running {
+            return Err(format!("{} is {state:?}", instance.host));
+        }
+        let body = http_get(&instance.host, "/state/instances").map_err(|e| e.to_string())?;
+        let listed: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let list = listed.as_array().cloned().unwrap_or_default();
+        let seen: std::collections::BTreeSet<u64> =
+            list.iter().filter_map(|i| i["port"].as_u64()).collect();
+        let with_partitions = list
+            .iter()
+            .all(|i| i["partitions"].as_array().is_some_and(|p| !p.is_empty()));
+        if seen != ports || !with_partitions {
+            return Err(format!("{} lists {listed}", instance.host));
+        }
+    }
+    let views = [
+        instances[0]
+            .streams
+            .store::<String, i64>(QUERY_STORE)
+            .map_err(|e| e.to_string())?,
+        instances[1]
+            .streams
+            .store::<String, i64>(QUERY_STORE)
+            .map_err(|e| e.to_string())?,
+    ];
+    let mut owned: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    let mut absent = [0usize; 2];
+    for key in keys {
+        let mut owners = Vec::new();
+        for instance in instances {
+            let owner = instance
+                .streams
+                .query_metadata_for_key(QUERY_STORE, key, &StringSerde)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{} knows no owner of {key}", instance.host))?;
+            owners.push(owner);
+        }
+        if owners[0] != owners[1] {
+            return Err(format!("the instances disagree on {key}: {owners:?}"));
+        }
+        let index = instances
+            .iter()
+            .position(|i| i.host == owners[0].active_host)
+            .ok_or_else(|| format!("{key} is owned by {}", owners[0].active_host))?;
+        if views[index].get(key).map_err(|e| e.to_string())?.is_none() {
+            absent[index] += 1;
+        }
+        owned[index].push(key.clone());
+    }
+    if absent.iter().any(|a| *a > 0) {
+        return Err(format!(
+            "keys not yet on their owner: {} of {} on {}, {} of {} on {}",
+            absent[0],
+            owned[0].len(),
+            instances[0].host,
+            absent[1],
+            owned[1].len(),
+            instances[1].host
+        ));
+    }
+    if owned.iter().any(Vec::is_empty) {
+        return Err(format!(
+            "one instance owns no key ({} and {})",
+            owned[0].len(),
+            owned[1].len()
+        ));
+    }
+    for instance in instances {
+        let path = format!("/state/keyvalue/{}", percent_encode(QUERY_STORE));
+        let body = http_get(&instance.host, &path).map_err(|e| e.to_string())?;
+        let merged: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let entries = merged["entries"].as_array().map_or(0, Vec::len);
+        if entries != keys.len() || merged["missing"] != serde_json::json!([]) {
+            return Err(format!(
+                "a merged scan on {} has {entries} entries, missing {}",
+                instance.host, merged["missing"]
+            ));
+        }
+    }
+    Ok(owned)
+}
+
+/// The `queries` scenario: two instances with query servers, then timed
+/// lookups and scans (see the module documentation).
+fn queries(settings: &Settings) -> Result<(), Error> {
+    if settings.partitions < 2 {
+        return Err("queries: needs at least 2 partitions, one per instance".into());
+    }
+    let input = format!("bench-{}-queries-input", settings.run_id);
+    let output = settings.output("queries");
+    create_topics_if_missing(
+        &settings.admin_config(),
+        &[
+            (input.as_str(), settings.partitions),
+            (output.as_str(), settings.partitions),
+        ],
+    )?;
+    let keys: Vec<String> = (0..QUERY_KEYS).map(|i| format!("key-{i}")).collect();
+    // Java's murmur2, as the streams producers and query_metadata_for_key:
+    // a key's record lands in the partition queries look in.
+    let producer: BaseProducer = settings
+        .client(
+            &[("linger.ms", "20"), ("partitioner", "murmur2_random")],
+            "producer.",
+        )
+        .create()?;
+    for (i, key) in keys.iter().enumerate() {
+        let value = value_for(i as u64);
+        send(
+            &producer,
+            BaseRecord::to(&input)
+                .key(key.as_bytes())
+                .payload(value.as_bytes()),
+        )?;
+    }
+    drain(&producer)?;
+    drop(producer);
+    eprintln!("queries: produced {QUERY_KEYS} keys to {input} (untimed); starting two instances");
+
+    let started = Instant::now();
+    let instances = [
+        start_query_instance(settings, &input, &output)?,
+        start_query_instance(settings, &input, &output)?,
+    ];
+    let mut last_report = Instant::now();
+    let owned = loop {
+        match queries_ready(&instances, &keys) {
+            Ok(owned) => break owned,
+            Err(why) if started.elapsed() > settings.scenario_timeout => {
+                return Err(format!(
+                    "queries: not ready after {} s: {why}",
+                    settings.scenario_timeout.as_secs()
+                )
+                .into());
+            }
+            Err(why) => {
+                if last_report.elapsed() >= Duration::from_secs(10) {
+                    last_report = Instant::now();
+                    eprintln!("  ... not ready yet: {why}");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    eprintln!(
+        "queries: ready after {:.1} s; {} keys on {}, {} on {}",
+        started.elapsed().as_secs_f64(),
+        owned[0].len(),
+        instances[0].host,
+        owned[1].len(),
+        instances[1].host
+    );
+
+    let hosts = [instances[0].host.clone(), instances[1].host.clone()];
+    let measured = measure_queries(settings, &instances, &owned);
+    for mut instance in instances {
+        instance.server.stop();
+        if !instance.streams.close(Duration::from_secs(60)) {
+            eprintln!("queries: {} did not close within 60 s", instance.host);
+        }
+    }
+    let results = measured?;
+
+    println!(
+        "interactive queries: two instances in this process ({} and {}), {QUERY_KEYS} keys \
+         (a count per key in RocksDB) over {} partitions, {} and {} keys each",
+        hosts[0],
+        hosts[1],
+        settings.partitions,
+        owned[0].len(),
+        owned[1].len()
+    );
+    println!(
+        "one client thread, one request at a time, alternating between the instances; HTTP \
+         through streams_http::get: a new connection per request (Connection: close)"
+    );
+    println!();
+    println!(
+        "{:<24} {:>8} {:>11} {:>9} {:>9} {:>9} {:>5}",
+        "measurement", "requests", "requests/s", "mean µs", "p99 µs", "CPU s/M", "load"
+    );
+    for outcome in &results {
+        let n = outcome.requests.max(1) as f64;
+        println!(
+            "{:<24} {:>8} {:>11.0} {:>9.1} {:>9.1} {:>9.2} {:>5}",
+            outcome.name,
+            outcome.requests,
+            n / outcome.wall.as_secs_f64().max(1e-9),
+            outcome.mean.as_secs_f64() * 1e6,
+            outcome.p99.as_secs_f64() * 1e6,
+            outcome.cpu * 1_000_000.0 / n,
+            outcome.load
+        );
+    }
+    println!();
+    println!(
+        "CPU s/M: user+system CPU seconds of this process (client, both servers, both \
+         instances idling) per million requests, read in ticks of 1/{} s (coarse for a \
+         short row); load: 1-minute load average when the measurement started.",
+        settings.clk_tck
+    );
+    Ok(())
+}
+
+/// Request `i` goes to instance `i % 2`, for the `(i / 2)`-th of `keys`.
+fn pick(keys: &[String], i: usize) -> &String {
+    &keys[(i / 2) % keys.len()]
+}
+
+/// The four timed series of the `queries` scenario.
+fn measure_queries(
+    settings: &Settings,
+    instances: &[QueryInstance; 2],
+    owned: &[Vec<String>; 2],
+) -> Result<Vec<QueryOutcome>, Error> {
+    let lookup = |asked: usize, key: &str| {
+        let path = format!(
+            "/state/keyvalue/{}/{}",
+            percent_encode(QUERY_STORE),
+            percent_encode(key)
+        );
+        http_get(&instances[asked].host, &path).map(drop)
+    };
+    let views = [
+        instances[0].streams.store::<String, i64>(QUERY_STORE)?,
+        instances[1].streams.store::<String, i64>(QUERY_STORE)?,
+    ];
+    let mut results = Vec::new();
+    results.push(time_requests(
+        settings,
+        "in-process get (owner)",
+        QUERY_LOOKUPS,
+        |i| {
+            let owner = i % 2;
+            let key = pick(&owned[owner], i);
+            match views[owner].get(key)? {
+                Some(_) => Ok(()),
+                None => Err(format!("{key} is gone from its owner").into()),
+            }
+        },
+    )?);
+    results.push(time_requests(
+        settings,
+        "HTTP get, owner asked",
+        QUERY_LOOKUPS,
+        |i| lookup(i % 2, pick(&owned[i % 2], i)),
+    )?);
+    results.push(time_requests(
+        settings,
+        "HTTP get, forwarded",
+        QUERY_LOOKUPS,
+        |i| lookup(i % 2, pick(&owned[1 - i % 2], i)),
+    )?);
+    let scan = format!("/state/keyvalue/{}", percent_encode(QUERY_STORE));
+    results.push(time_requests(
+        settings,
+        "HTTP merged scan",
+        QUERY_SCANS,
+        |i| http_get(&instances[i % 2].host, &scan).map(drop),
+    )?);
+    Ok(results)
 }
