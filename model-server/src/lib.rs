@@ -2,6 +2,28 @@
 //! Kafka with the current machine-learning model, swaps models without a
 //! pause, and answers queries about its serving state over HTTP.
 //!
-//! Built on `streams-core`; see `DESIGN.md` (model-server). The serving
-//! topology, models and HTTP layer are added by the model-server issue;
-//! this crate holds the workspace's place for them.
+//! Built on `streams-core`; see `DESIGN.md` (model-server). So far: models
+//! built from `ModelDescriptor`s ([`model`]) and the serving statistics
+//! ([`stats`]); the topology, the store variants and HTTP come next.
+//!
+//! ```
+//! use model_server::model::build;
+//! use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
+//!
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/models/pmml/winequalityLinearRegression.pmml");
+//! let descriptor = ModelDescriptor {
+//!     name: "linear".into(),
+//!     description: "Spark linear regression".into(),
+//!     data_type: "wine".into(),
+//!     modeltype: ModelType::Pmml as i32,
+//!     message_content: Some(MessageContent::Location(path.into())),
+//! };
+//! let served = build(&descriptor).unwrap();
+//! let record = WineRecord::from_features(
+//!     [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4], "wine", 0);
+//! let quality = served.model.score(&record).unwrap();
+//! assert!((quality - 5.178).abs() < 0.001);
+//! ```
+
+pub mod model;
+pub mod stats;

@@ -1,0 +1,143 @@
+//! Serving statistics per model, as the original's `ModelToServeStats`:
+//! name, description, model type, data type, since, usage, total
+//! duration, min and max (milliseconds, fractions allowed). The original's
+//! `min` never moved below its initial 0; here it starts at the first
+//! observation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ServedModel;
+
+/// How one model has served so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelToServeStats {
+    /// The model's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// Its type (`PMML`, `ONNX`, ...).
+    #[serde(rename = "modelType")]
+    pub model_type: String,
+    /// The data type it serves.
+    #[serde(rename = "dataType")]
+    pub data_type: String,
+    /// When it started serving (ms since the epoch).
+    pub since: i64,
+    /// Records scored.
+    pub usage: u64,
+    /// Total scoring time, in milliseconds.
+    pub duration: f64,
+    /// Shortest scoring time, in milliseconds (0 before any).
+    pub min: f64,
+    /// Longest scoring time, in milliseconds.
+    pub max: f64,
+}
+
+impl ModelToServeStats {
+    /// Fresh statistics for `model`, serving since `since`.
+    pub fn new(model: &ServedModel, since: i64) -> Self {
+        ModelToServeStats {
+            name: model.name.clone(),
+            description: model.description.clone(),
+            model_type: model.kind.as_str_name().to_owned(),
+            data_type: model.data_type.clone(),
+            since,
+            usage: 0,
+            duration: 0.0,
+            min: 0.0,
+            max: 0.0,
+        }
+    }
+
+    /// Counts one scoring that took `millis`.
+    pub fn record(&mut self, millis: f64) {
+        self.min = if self.usage == 0 {
+            millis
+        } else {
+            self.min.min(millis)
+        };
+        self.max = self.max.max(millis);
+        self.usage += 1;
+        self.duration += millis;
+    }
+
+    /// Combines the statistics of the same model from another instance:
+    /// usage and duration add up, min of mins, max of maxes, the earliest
+    /// `since`.
+    pub fn merge(&mut self, other: &ModelToServeStats) {
+        if other.usage > 0 {
+            self.min = if self.usage == 0 {
+                other.min
+            } else {
+                self.min.min(other.min)
+            };
+        }
+        self.max = self.max.max(other.max);
+        self.usage += other.usage;
+        self.duration += other.duration;
+        self.since = self.since.min(other.since);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats() -> ModelToServeStats {
+        ModelToServeStats {
+            name: "m".into(),
+            description: "d".into(),
+            model_type: "PMML".into(),
+            data_type: "wine".into(),
+            since: 100,
+            usage: 0,
+            duration: 0.0,
+            min: 0.0,
+            max: 0.0,
+        }
+    }
+
+    #[test]
+    fn min_starts_at_the_first_observation() {
+        let mut s = stats();
+        s.record(2.0);
+        s.record(0.5);
+        s.record(3.0);
+        assert_eq!((s.usage, s.duration, s.min, s.max), (3, 5.5, 0.5, 3.0));
+    }
+
+    #[test]
+    fn merging_adds_usage_and_keeps_extremes() {
+        let mut a = stats();
+        a.record(1.0);
+        let mut b = stats();
+        b.since = 50;
+        b.record(0.25);
+        b.record(4.0);
+        let empty = stats();
+        a.merge(&b);
+        a.merge(&empty);
+        assert_eq!(
+            (a.usage, a.duration, a.min, a.max, a.since),
+            (3, 5.25, 0.25, 4.0, 50)
+        );
+    }
+
+    #[test]
+    fn json_uses_the_original_field_names() {
+        let json = serde_json::to_value(stats()).unwrap();
+        for key in [
+            "name",
+            "description",
+            "modelType",
+            "dataType",
+            "since",
+            "usage",
+            "duration",
+            "min",
+            "max",
+        ] {
+            assert!(json.get(key).is_some(), "{key} in {json}");
+        }
+    }
+}
