@@ -26,4 +26,5 @@
 //! ```
 
 pub mod model;
+pub mod serving;
 pub mod stats;

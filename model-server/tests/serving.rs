@@ -1,0 +1,152 @@
+//! The serving topology through the TopologyTestDriver, for each store
+//! variant: no model yet, a first model, a swap, two data types, a
+//! corrupt model and a malformed record.
+
+use model_server::model::build;
+use model_server::serving::{
+    DATA_TOPIC, MODELS_STORE, MODELS_TOPIC, ModelStore, SCORES_TOPIC, STATS_STORE, StoreVariant,
+    topology,
+};
+use model_server::stats::ModelToServeStats;
+use proto::{MessageContent, ModelDescriptor, ModelType, ServingResult, WineRecord};
+use streams_core::StreamsConfig;
+use streams_core::serde::{BytesSerde, ProtobufSerde, StringSerde, UnitSerde};
+use streams_core::testing::TopologyTestDriver;
+
+fn pmml(stem: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../data/models/pmml/{stem}.pmml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn descriptor(name: &str, data_type: &str, data: Vec<u8>) -> ModelDescriptor {
+    ModelDescriptor {
+        name: name.into(),
+        description: format!("{name} for {data_type}"),
+        data_type: data_type.into(),
+        modeltype: ModelType::Pmml as i32,
+        message_content: Some(MessageContent::Data(data)),
+    }
+}
+
+const ROW: [f64; 11] = [
+    7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+];
+
+fn record(data_type: &str) -> WineRecord {
+    WineRecord::from_features(ROW, data_type, 0)
+}
+
+/// What `stem` predicts for `ROW`, computed outside the topology.
+fn expected(stem: &str) -> f64 {
+    let served = build(&descriptor("x", "wine", pmml(stem))).unwrap();
+    served.model.score(&record("wine")).unwrap()
+}
+
+fn check_variant(variant: StoreVariant) {
+    let driver = TopologyTestDriver::new(
+        topology(variant).unwrap(),
+        StreamsConfig::new("serving-test"),
+    )
+    .unwrap();
+    let mut data =
+        driver.create_input_topic(DATA_TOPIC, UnitSerde, ProtobufSerde::<WineRecord>::new());
+    let mut raw = driver.create_input_topic(DATA_TOPIC, UnitSerde, BytesSerde);
+    let mut models = driver.create_input_topic(
+        MODELS_TOPIC,
+        StringSerde,
+        ProtobufSerde::<ModelDescriptor>::new(),
+    );
+    let scores = driver.create_output_topic(
+        SCORES_TOPIC,
+        UnitSerde,
+        ProtobufSerde::<ServingResult>::new(),
+    );
+    let stats = driver
+        .key_value_store::<String, ModelToServeStats>(STATS_STORE)
+        .unwrap();
+    let rejected = || {
+        driver
+            .state_store(MODELS_STORE)
+            .unwrap()
+            .with(|s: &mut ModelStore| s.rejected())
+            .unwrap()
+    };
+
+    // No model yet: reported as not served, not lost.
+    data.pipe_input((), record("wine"));
+    let result = scores.read_value();
+    assert!(!result.served, "{result:?}");
+    assert_eq!(
+        (result.data_type.as_str(), result.model.as_str()),
+        ("wine", "")
+    );
+    assert_eq!(result.offset, 0);
+
+    // A first model serves.
+    let linear = "winequalityLinearRegression";
+    models.pipe_input("wine".into(), descriptor("linear", "wine", pmml(linear)));
+    data.pipe_input((), record("wine"));
+    let result = scores.read_value();
+    assert!(result.served);
+    assert_eq!(result.model, "linear");
+    assert_eq!(result.result, expected(linear));
+    assert_eq!(result.offset, 1);
+    let s = stats.get(&"wine".into()).unwrap().unwrap();
+    assert_eq!((s.name.as_str(), s.usage), ("linear", 1));
+
+    // A swap: the next record uses the new model; its statistics start over.
+    let tree = "winequalityDesisionTreeRegression";
+    models.pipe_input("wine".into(), descriptor("tree", "wine", pmml(tree)));
+    data.pipe_input((), record("wine"));
+    data.pipe_input((), record("wine"));
+    let results = scores.read_values_to_list();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.model == "tree" && r.result == expected(tree))
+    );
+    let s = stats.get(&"wine".into()).unwrap().unwrap();
+    assert_eq!((s.name.as_str(), s.usage), ("tree", 2));
+    assert!(s.min > 0.0 && s.min <= s.max && s.duration >= s.max);
+
+    // Two data types, each with its own model.
+    let forest = "winequalityRandonForrestClassification";
+    models.pipe_input("red".into(), descriptor("forest", "red", pmml(forest)));
+    data.pipe_input((), record("red"));
+    data.pipe_input((), record("wine"));
+    let results = scores.read_values_to_list();
+    assert_eq!(results[0].model, "forest");
+    assert_eq!(results[0].result, expected(forest));
+    assert_eq!(results[1].model, "tree");
+    assert_eq!(stats.get(&"red".into()).unwrap().unwrap().usage, 1);
+
+    // A corrupt model is rejected and counted; the previous one serves on.
+    models.pipe_input(
+        "wine".into(),
+        descriptor("broken", "wine", b"<PMML><DataDictionary>".to_vec()),
+    );
+    assert_eq!(rejected(), 1);
+    data.pipe_input((), record("wine"));
+    assert_eq!(scores.read_value().model, "tree");
+
+    // A record that is not a WineRecord is skipped (and logged); the next
+    // one is served.
+    raw.pipe_input((), vec![0xff, 0xff, 0xff]);
+    data.pipe_input((), record("wine"));
+    let results = scores.read_values_to_list();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].served);
+}
+
+#[test]
+fn memory_variant_serves_swaps_and_rejects() {
+    check_variant(StoreVariant::Memory);
+}
+
+#[test]
+fn standard_variant_serves_swaps_and_rejects() {
+    check_variant(StoreVariant::Standard);
+}
