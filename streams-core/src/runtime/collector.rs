@@ -126,7 +126,7 @@ impl KafkaCollector {
     }
 
     /// The producer's fatal error when it says our tasks have migrated.
-    fn fenced(&self) -> Option<String> {
+    pub(crate) fn fenced(&self) -> Option<String> {
         self.producer
             .client()
             .fatal_error()

@@ -104,7 +104,7 @@ impl ConsumerContext for ThreadContext {
                 engine.index,
                 describe(partitions)
             );
-            let revoked = engine.revoke_all(consumer);
+            let revoked = engine.revoke_all(consumer).map_err(|e| engine.migrated(e));
             if let Err(error) = revoked.or_else(|e| engine.recover_if_migrated(e)) {
                 engine.shared.fail(error);
             }
@@ -264,7 +264,7 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
     while !shared.stopping() {
         let polled = consumer.poll(Duration::from_millis(50));
         let mut guard = lock(&engine);
-        let step = guard.step(&consumer, polled);
+        let step = guard.step(&consumer, polled).map_err(|e| guard.migrated(e));
         let migrated = matches!(step, Err(StreamsError::TaskMigrated(_)));
         if let Err(error) = step.or_else(|e| guard.recover_if_migrated(e)) {
             result = Err(error);
@@ -610,6 +610,16 @@ impl Engine {
 }
 
 impl Engine {
+    /// `error` as `TaskMigrated` when the producer was fenced: a send that
+    /// failed for that reason may surface wrapped, as a store's changelog
+    /// error for instance.
+    fn migrated(&self, error: StreamsError) -> StreamsError {
+        match (&error, self.collector.fenced()) {
+            (StreamsError::TaskMigrated(_), _) | (_, None) => error,
+            (_, Some(reason)) => StreamsError::TaskMigrated(format!("{error} ({reason})")),
+        }
+    }
+
     /// Handles Kafka Streams' `TaskMigratedException`: every task is closed
     /// dirty (its uncommitted work is someone else's now) and, under
     /// exactly-once, a new producer replaces the fenced one. Other errors

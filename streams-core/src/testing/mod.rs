@@ -117,14 +117,14 @@ impl DriverState {
     /// Processes queued records, and what they cause to be fed back, in order.
     fn run(&mut self, mut queue: VecDeque<(Route, RawRecord)>) -> Result<()> {
         while let Some((route, record)) = queue.pop_front() {
-            match route {
-                Route::Task(i) => self.tasks[i].process(&record)?,
-                Route::Global => self
-                    .global
-                    .as_mut()
-                    .expect("routed to the global task")
-                    .process(&record)?,
-            }
+            // Like Kafka Streams' driver, commit after every record: record
+            // caches flush, so stores and changelogs show each update.
+            let task = match route {
+                Route::Task(i) => &mut self.tasks[i],
+                Route::Global => self.global.as_mut().expect("routed to the global task"),
+            };
+            task.process(&record)?;
+            task.flush()?;
             self.capture(&mut queue);
         }
         Ok(())

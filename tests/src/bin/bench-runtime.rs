@@ -575,7 +575,18 @@ fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, E
             s.fetch_add(1, Ordering::Relaxed);
         })
         .group_by_key(Grouped::default())
-        .count(Materialized::named("bench-counts"))
+        .count({
+            // BENCH_CACHE_BYTES puts a record cache of that size in front
+            // of the count store (off by default, as in the framework).
+            let store = Materialized::named("bench-counts");
+            match std::env::var("BENCH_CACHE_BYTES")
+                .ok()
+                .and_then(|b| b.parse().ok())
+            {
+                Some(bytes) => store.with_caching_enabled(bytes),
+                None => store,
+            }
+        })
         .to_stream()
         .to(
             &settings.output(scenario),
