@@ -10,19 +10,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pmml::Pmml;
 
-const FEATURES: [&str; 11] = [
-    "fixed acidity",
-    "volatile acidity",
-    "citric acid",
-    "residual sugar",
-    "chlorides",
-    "free sulfur dioxide",
-    "total sulfur dioxide",
-    "density",
-    "pH",
-    "sulphates",
-    "alcohol",
-];
+/// The wine record's fields, as the models name them.
+const FEATURES: [&str; 11] = proto::FEATURE_NAMES;
 
 const MODELS: [&str; 7] = [
     "winequalityLinearRegression",

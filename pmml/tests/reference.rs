@@ -20,19 +20,8 @@ use std::path::PathBuf;
 
 use pmml::{Pmml, Prediction};
 
-const FEATURES: [&str; 11] = [
-    "fixed acidity",
-    "volatile acidity",
-    "citric acid",
-    "residual sugar",
-    "chlorides",
-    "free sulfur dioxide",
-    "total sulfur dioxide",
-    "density",
-    "pH",
-    "sulphates",
-    "alcohol",
-];
+/// The wine record's fields, as the models name them.
+const FEATURES: [&str; 11] = proto::FEATURE_NAMES;
 
 fn data(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -162,9 +151,9 @@ fn classification_tree_matches_and_ties_take_the_leaf_score() {
     // 137 rows reach the two leaves where classes 5 and 6 tie; the leaf's
     // score (5) is the answer, as the specification says.
     assert_eq!(ties.len(), 137, "tied rows");
-    let scorer = model(stem);
+    let (scorer, rows) = (model(stem), rows());
     for &i in &ties {
-        let prediction = scorer.score(&rows()[i]).unwrap();
+        let prediction = scorer.score(&rows[i]).unwrap();
         assert_eq!(prediction.value(), Some(5.0), "row {i}");
     }
 }

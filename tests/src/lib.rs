@@ -190,6 +190,23 @@ impl Broker {
         }
     }
 
+    /// Writes `records` (key, value) to `topic` and waits until they are
+    /// delivered.
+    pub fn produce(&self, topic: &str, records: &[(Option<&str>, &str)]) {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let producer: BaseProducer = self.client_config().create().expect("create a producer");
+        for (key, value) in records {
+            let mut record = BaseRecord::<str, str>::to(topic).payload(*value);
+            if let Some(key) = key {
+                record = record.key(*key);
+            }
+            producer.send(record).map_err(|(e, _)| e).expect("send");
+        }
+        producer
+            .flush(Duration::from_secs(10))
+            .expect("deliver within 10 s");
+    }
+
     /// A consumer assigned to every partition of `topic` from the start.
     /// It has a group id only because librdkafka wants one for `assign`;
     /// it never joins or commits, and it reports "unknown group" events
@@ -233,6 +250,18 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `prefix` made unique to this test process and call, for topic and
+/// application names that tests sharing a broker do not trip over.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Topologies and settings shared by the end-to-end tests and the

@@ -7,26 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 use streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_core::serde::StringSerde;
 use streams_http::{QueryServer, RunningServer, get};
-use tests::{apps, shared_broker};
+use tests::{apps, shared_broker, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// One word-count instance with its query server.
 struct Instance {
@@ -73,14 +63,8 @@ fn http(host: &HostInfo, path: &str) -> (u16, Value) {
 }
 
 fn produce_lines(topic: &str, lines: &[&str]) {
-    let producer: BaseProducer = shared_broker().client_config().create().unwrap();
-    for line in lines {
-        producer
-            .send(BaseRecord::<(), str>::to(topic).payload(*line))
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    let records: Vec<(Option<&str>, &str)> = lines.iter().map(|l| (None, *l)).collect();
+    shared_broker().produce(topic, &records);
 }
 
 /// Waits until `check` holds, or panics with what it last saw.

@@ -3,39 +3,17 @@
 //! and clear errors for bad settings.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use streams_core::runtime::partitioner::partition_for_key;
 use streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
-use tests::{Broker, apps, shared_broker};
+use tests::{Broker, apps, shared_broker, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn produce(broker: &Broker, topic: &str, records: &[(Option<&str>, &str)]) {
-    let producer: BaseProducer = broker.client_config().create().unwrap();
-    for (key, value) in records {
-        let mut record = BaseRecord::<str, str>::to(topic).payload(*value);
-        if let Some(key) = key {
-            record = record.key(*key);
-        }
-        producer.send(record).map_err(|(e, _)| e).unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
-}
 
 /// Reads `topic` from the start until `done` holds for the latest value per
 /// key (or panics after a minute). Returns every record read: (partition, key, value).
@@ -79,11 +57,7 @@ fn word_count_end_to_end_with_keys_on_java_partitions() {
     let (lines, counts, app) = (unique("lines"), unique("counts"), unique("wc"));
     broker.create_topic(&lines, 3);
     broker.create_topic(&counts, 3);
-    produce(
-        broker,
-        &lines,
-        &[(None, "a b c"), (None, "b c"), (None, "c")],
-    );
+    broker.produce(&lines, &[(None, "a b c"), (None, "b c"), (None, "c")]);
     let state_dir = tempfile::tempdir().unwrap();
     let topology = apps::word_count(&lines, &counts, "word-counts").unwrap();
     let config = apps::config(
@@ -154,11 +128,7 @@ fn two_instances_split_the_partitions_and_produce_every_count() {
     }
     let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
     let line = words.join(" ");
-    produce(
-        broker,
-        &lines,
-        &[(None, &line), (None, &line), (None, &line)],
-    );
+    broker.produce(&lines, &[(None, &line), (None, &line), (None, &line)]);
     let expected: Vec<(&str, i64)> = words.iter().map(|w| (w.as_str(), 3)).collect();
     read_until(broker, &counts, 4, expect(&expected));
     // Both instances hold part of the state: each has task directories.
@@ -237,7 +207,7 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
         streams.set_global_state_restore_listener(Counting(listener.clone()));
         streams.start().unwrap();
         assert!(streams.wait_for_state(State::Running, WAIT));
-        produce(broker, &ids, records);
+        broker.produce(&ids, records);
         read_until(broker, &out, 1, expect(expected));
         assert!(streams.close(WAIT));
         listener
@@ -312,7 +282,7 @@ fn exactly_once_word_count_commits_transactions() {
     .set("processing.guarantee", "exactly_once_v2");
     let streams = KafkaStreams::new(topology, config).unwrap();
     streams.start().unwrap();
-    produce(broker, &lines, &[(None, "x y"), (None, "y")]);
+    broker.produce(&lines, &[(None, "x y"), (None, "y")]);
     read_until(broker, &counts, 2, expect(&[("x", 1), ("y", 2)]));
     assert!(streams.close(WAIT));
     assert_eq!(streams.error(), None);
@@ -428,11 +398,7 @@ fn a_processing_error_stops_processing_and_reports_the_cause() {
     );
     let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
     streams.start().unwrap();
-    produce(
-        broker,
-        &input,
-        &[(Some("k"), "fine"), (Some("k"), "poison")],
-    );
+    broker.produce(&input, &[(Some("k"), "fine"), (Some("k"), "poison")]);
     assert!(
         streams.wait_for_state(State::Error, WAIT),
         "state is {:?}",
@@ -461,8 +427,7 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
     broker.create_topic(&orders, 2);
     broker.create_topic(&out, 2);
     // Published before start: the global store must be caught up first.
-    produce(
-        broker,
+    broker.produce(
         &products,
         &[
             (Some("p1"), "pen"),
@@ -492,8 +457,7 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
     );
     let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
     streams.start().unwrap();
-    produce(
-        broker,
+    broker.produce(
         &orders,
         &[(Some("o1"), "p1"), (Some("o2"), "p3"), (Some("o3"), "p2")],
     );
@@ -549,7 +513,7 @@ fn a_fenced_producer_is_replaced_and_processing_goes_on_exactly_once() {
     let first: Vec<String> = (0..20).map(|i| format!("first-{i}")).collect();
     let records: Vec<(Option<&str>, &str)> =
         first.iter().map(|k| (Some(k.as_str()), "x")).collect();
-    produce(broker, &ids, &records);
+    broker.produce(&ids, &records);
     read_until(broker, &out, 1, |latest| latest.len() == 20);
 
     // A newer producer with the thread's transactional id, as a zombie's
@@ -573,7 +537,7 @@ fn a_fenced_producer_is_replaced_and_processing_goes_on_exactly_once() {
     let second: Vec<String> = (0..20).map(|i| format!("second-{i}")).collect();
     let records: Vec<(Option<&str>, &str)> =
         second.iter().map(|k| (Some(k.as_str()), "x")).collect();
-    produce(broker, &ids, &records);
+    broker.produce(&ids, &records);
     let progress = std::thread::scope(|scope| {
         let reader = scope.spawn(|| read_until(broker, &out, 1, |latest| latest.len() == 40));
         while !reader.is_finished() {

@@ -75,9 +75,11 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     engine.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The consumer's context: hands rebalances to the engine.
+/// The consumer's context: hands rebalances to the engine, consumer lag
+/// to the metrics.
 pub(crate) struct ThreadContext {
     engine: Arc<Mutex<Engine>>,
+    shared: Arc<Shared>,
 }
 
 impl ClientContext for ThreadContext {
@@ -89,8 +91,7 @@ impl ClientContext for ThreadContext {
                 .filter(|(p, _)| *p >= 0)
                 .map(move |(p, partition)| ((topic.clone(), p), partition.consumer_lag))
         });
-        let engine = lock(&self.engine);
-        engine.shared.metrics.set_lag(lags);
+        self.shared.metrics.set_lag(lags);
     }
 }
 
@@ -248,6 +249,7 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
     let consumer: BaseConsumer<ThreadContext> = consumer_config
         .create_with_context(ThreadContext {
             engine: engine.clone(),
+            shared: shared.clone(),
         })
         .map_err(|e| kafka_error("creating the consumer", e))?;
     let topics: Vec<&str> = plan
