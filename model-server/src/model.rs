@@ -140,7 +140,11 @@ pub fn build(descriptor: &ModelDescriptor) -> Result<ServedModel, ModelError> {
                 .map_err(|e| corrupt(e.to_string()))?;
             Arc::new(PmmlModel(scorer))
         }
-        ModelType::Onnx | ModelType::Tensorflow | ModelType::Tensorflowsaved => {
+        ModelType::Onnx => Arc::new(crate::tract_model::onnx(&bytes).map_err(corrupt)?),
+        ModelType::Tensorflow => Arc::new(crate::tract_model::tensorflow(&bytes).map_err(corrupt)?),
+        // A SavedModel is a directory with variables beside the graph;
+        // tract loads frozen graphs only.
+        ModelType::Tensorflowsaved => {
             return Err(ModelError::Unsupported {
                 name,
                 kind: kind.as_str_name().to_owned(),
@@ -238,11 +242,19 @@ mod tests {
                 number: 42
             }
         );
-        let onnx = build(&descriptor(
-            ModelType::Onnx,
+        for kind in [ModelType::Onnx, ModelType::Tensorflow] {
+            let garbage = build(&descriptor(
+                kind,
+                Some(MessageContent::Data(b"not a model".to_vec())),
+            ))
+            .unwrap_err();
+            assert!(matches!(garbage, ModelError::Corrupt { .. }), "{garbage}");
+        }
+        let saved = build(&descriptor(
+            ModelType::Tensorflowsaved,
             Some(MessageContent::Data(vec![1])),
         ))
         .unwrap_err();
-        assert!(matches!(onnx, ModelError::Unsupported { .. }), "{onnx}");
+        assert!(matches!(saved, ModelError::Unsupported { .. }), "{saved}");
     }
 }

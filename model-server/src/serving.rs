@@ -6,7 +6,7 @@
 //! type and reported on `mscores`, served or not. Serving statistics per
 //! data type live in a store whose kind is the variant's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use streams_core::state::{
 };
 use streams_core::{Record, Result as StreamsResult, Topology};
 
+use crate::http::ServingMetrics;
 use crate::model::{ServedModel, build};
 use crate::stats::ModelToServeStats;
 
@@ -40,6 +41,23 @@ pub enum StoreVariant {
     Memory,
     /// A RocksDB store with a changelog: survives restarts.
     Standard,
+    /// This application's own store ([`StatsStore`]): in memory, with a
+    /// snapshot per data type logged at each commit and restored at start.
+    Custom,
+}
+
+impl std::str::FromStr for StoreVariant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(StoreVariant::Memory),
+            "standard" => Ok(StoreVariant::Standard),
+            "custom" => Ok(StoreVariant::Custom),
+            other => Err(format!(
+                "unknown store `{other}`: use memory, standard or custom"
+            )),
+        }
+    }
 }
 
 /// The current model of every data type, with what it rejected.
@@ -166,8 +184,156 @@ impl Processor<String, ModelDescriptor, (), ()> for ModelUpdater {
     }
 }
 
+/// Serving statistics per data type, for the `custom` variant: kept in
+/// memory, with the entries changed since the last commit written to the
+/// changelog when the task commits (a snapshot per data type, not a change
+/// per record), and rebuilt from the changelog when a task starts.
+pub struct StatsStore {
+    stats: BTreeMap<String, ModelToServeStats>,
+    dirty: BTreeSet<String>,
+    changelog: Option<Box<dyn streams_core::ChangelogSink>>,
+    open: bool,
+}
+
+impl StatsStore {
+    /// The statistics of `data_type`'s current model.
+    pub fn get(&self, data_type: &str) -> Option<&ModelToServeStats> {
+        self.stats.get(data_type)
+    }
+
+    /// The statistics of every data type.
+    pub fn all(&self) -> Vec<ModelToServeStats> {
+        self.stats.values().cloned().collect()
+    }
+
+    fn record(&mut self, model: &ServedModel, since: i64, millis: f64) {
+        let entry = self
+            .stats
+            .entry(model.data_type.clone())
+            .or_insert_with(|| ModelToServeStats::new(model, since));
+        entry.continue_or_restart(model, since);
+        entry.record(millis);
+        if !self.dirty.contains(&model.data_type) {
+            self.dirty.insert(model.data_type.clone());
+        }
+    }
+}
+
+impl StateStore for StatsStore {
+    fn name(&self) -> &str {
+        STATS_STORE
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+    fn is_open(&self) -> bool {
+        self.open
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let Some(sink) = self.changelog.as_mut() else {
+            self.dirty.clear();
+            return Ok(());
+        };
+        while let Some(key) = self.dirty.first().cloned() {
+            if let Some(stats) = self.stats.get(&key) {
+                let value = serde_json::to_vec(stats).map_err(|e| StoreError::Serde {
+                    store: STATS_STORE.into(),
+                    source: streams_core::serde::SerdeError::new(e.to_string()),
+                })?;
+                sink.log_change(key.as_bytes(), Some(&value))
+                    .map_err(|source| StoreError::Changelog {
+                        store: STATS_STORE.into(),
+                        source,
+                    })?;
+            }
+            self.dirty.remove(&key);
+        }
+        Ok(())
+    }
+    fn close(&mut self) -> Result<(), StoreError> {
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl StateRestoreCallback for StatsStore {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<(), StoreError> {
+        for (key, value) in records {
+            let key = String::from_utf8_lossy(key).into_owned();
+            match value.map(serde_json::from_slice::<ModelToServeStats>) {
+                Some(Ok(stats)) => {
+                    self.stats.insert(key, stats);
+                }
+                None => {
+                    self.stats.remove(&key);
+                }
+                // Written by another version: start this type afresh.
+                Some(Err(error)) => {
+                    log::warn!("statistics of {key} in the changelog are unreadable: {error}");
+                    self.stats.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct StatsStoreBuilder;
+
+impl StoreBuilder for StatsStoreBuilder {
+    fn name(&self) -> &str {
+        STATS_STORE
+    }
+    fn logging_enabled(&self) -> bool {
+        true
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+    fn build(
+        &self,
+        _: &streams_core::state::StoreContext<'_>,
+        changelog: Option<Box<dyn streams_core::ChangelogSink>>,
+    ) -> StreamsResult<StoreInstance> {
+        Ok(StoreInstance::Custom(Box::new(StatsStore {
+            stats: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            changelog,
+            open: true,
+        })))
+    }
+}
+
 /// Scores each record with the current model of its data type.
-struct Scorer;
+struct Scorer {
+    variant: StoreVariant,
+    metrics: Arc<ServingMetrics>,
+}
+
+impl Scorer {
+    fn count(
+        &self,
+        ctx: &mut ProcessorContext<'_, (), ServingResult>,
+        model: &ServedModel,
+        since: i64,
+        millis: f64,
+    ) -> ProcessResult {
+        if self.variant == StoreVariant::Custom {
+            ctx.state_store(STATS_STORE)?
+                .with(|store: &mut StatsStore| store.record(model, since, millis))?;
+            return Ok(());
+        }
+        let stats = ctx.key_value_store::<String, ModelToServeStats>(STATS_STORE)?;
+        let mut current = match stats.get(&model.data_type)? {
+            Some(s) => s,
+            None => ModelToServeStats::new(model, since),
+        };
+        current.continue_or_restart(model, since);
+        current.record(millis);
+        stats.put(&model.data_type, &current)?;
+        Ok(())
+    }
+}
 
 impl Processor<(), WineRecord, (), ServingResult> for Scorer {
     fn process(
@@ -179,6 +345,7 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
         let (partition, offset) = ctx
             .record_metadata()
             .map_or((-1, -1), |m| (m.partition, m.offset));
+        let looked_up = Instant::now();
         // The lock is held only to clone the model's Arc.
         let current = ctx
             .state_store(MODELS_STORE)?
@@ -194,65 +361,143 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
             let started = Instant::now();
             let score = model.model.score(wine);
             let elapsed = started.elapsed();
+            self.metrics.longest_serving_ns.fetch_max(
+                looked_up.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             result.model = model.name.clone();
             result.duration_ns = elapsed.as_nanos() as i64;
             if let Some(value) = score {
                 result.result = value;
                 result.served = true;
-                let stats = ctx.key_value_store::<String, ModelToServeStats>(STATS_STORE)?;
-                let mut current = match stats.get(&wine.data_type)? {
-                    Some(s) if s.name == model.name && s.since == since => s,
-                    _ => ModelToServeStats::new(&model, since),
-                };
-                current.record(elapsed.as_secs_f64() * 1e3);
-                stats.put(&wine.data_type, &current)?;
+                self.count(ctx, &model, since, elapsed.as_secs_f64() * 1e3)?;
             }
         }
+        let counter = match result.served {
+            true => &self.metrics.served,
+            false => &self.metrics.not_served,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.forward(Record::new((), result, record.timestamp))?;
         Ok(())
     }
 }
 
-/// The serving topology with statistics kept as `variant` says.
+/// The serving topology with statistics kept as `variant` says: `memory`
+/// is built with the Processor API, `standard` and `custom` with the DSL.
+/// All three read the same topics and write the same results.
 pub fn topology(variant: StoreVariant) -> StreamsResult<Topology> {
+    topology_with_metrics(variant, Arc::default())
+}
+
+/// [`topology`], counting served and unserved records in `metrics`.
+pub fn topology_with_metrics(
+    variant: StoreVariant,
+    metrics: Arc<ServingMetrics>,
+) -> StreamsResult<Topology> {
+    use streams_core::dsl::{Consumed, Produced, StreamsBuilder};
     use streams_core::state::Stores;
-    let supplier = match variant {
-        StoreVariant::Memory => Stores::in_memory_key_value_store(STATS_STORE),
-        StoreVariant::Standard => Stores::persistent_key_value_store(STATS_STORE),
+    let scorer = move || Scorer {
+        variant,
+        metrics: metrics.clone(),
     };
-    let mut stats = Stores::key_value_store_builder(
-        supplier,
-        StringSerde,
-        JsonSerde::<ModelToServeStats>::new(),
-    );
     if variant == StoreVariant::Memory {
-        stats = stats.with_logging_disabled();
-    }
-    let mut topology = Topology::new();
-    topology
-        .add_global_store(
-            ModelStoreBuilder,
-            "models-source",
+        let stats = Stores::key_value_store_builder(
+            Stores::in_memory_key_value_store(STATS_STORE),
             StringSerde,
-            ProtobufSerde::<ModelDescriptor>::new(),
-            MODELS_TOPIC,
-            "model-updater",
-            || ModelUpdater,
-        )?
-        .add_source(
-            "data-source",
-            UnitSerde,
-            ProtobufSerde::<WineRecord>::new(),
+            JsonSerde::<ModelToServeStats>::new(),
+        )
+        .with_logging_disabled();
+        let mut topology = Topology::new();
+        topology
+            .add_global_store(
+                ModelStoreBuilder,
+                "models-source",
+                StringSerde,
+                ProtobufSerde::<ModelDescriptor>::new(),
+                MODELS_TOPIC,
+                "model-updater",
+                || ModelUpdater,
+            )?
+            .add_source(
+                "data-source",
+                UnitSerde,
+                ProtobufSerde::<WineRecord>::new(),
+                &[DATA_TOPIC],
+            )?
+            .add_processor("scorer", scorer, &["data-source"])?
+            .add_state_store(stats, &["scorer"])?
+            .add_sink(
+                "scores-sink",
+                SCORES_TOPIC,
+                UnitSerde,
+                ProtobufSerde::<ServingResult>::new(),
+                &["scorer"],
+            )?;
+        return Ok(topology);
+    }
+    let builder = StreamsBuilder::new();
+    builder.add_global_store(
+        ModelStoreBuilder,
+        MODELS_TOPIC,
+        Consumed::with(StringSerde, ProtobufSerde::<ModelDescriptor>::new()),
+        || ModelUpdater,
+    );
+    match variant {
+        StoreVariant::Custom => builder.add_state_store(StatsStoreBuilder),
+        _ => builder.add_state_store(Stores::key_value_store_builder(
+            Stores::persistent_key_value_store(STATS_STORE),
+            StringSerde,
+            JsonSerde::<ModelToServeStats>::new(),
+        )),
+    };
+    builder
+        .stream(
             &[DATA_TOPIC],
-        )?
-        .add_processor("scorer", || Scorer, &["data-source"])?
-        .add_state_store(stats, &["scorer"])?
-        .add_sink(
-            "scores-sink",
+            Consumed::with(UnitSerde, ProtobufSerde::<WineRecord>::new()),
+        )
+        .process(scorer, &[STATS_STORE])
+        .to(
             SCORES_TOPIC,
-            UnitSerde,
-            ProtobufSerde::<ServingResult>::new(),
-            &["scorer"],
-        )?;
-    Ok(topology)
+            Produced::with(UnitSerde, ProtobufSerde::<ServingResult>::new()),
+        );
+    builder.build()
+}
+
+/// This instance's serving statistics, one entry per data type (merged
+/// over its tasks, which each count the records of their partitions).
+pub fn local_stats(
+    streams: &streams_core::runtime::KafkaStreams,
+    variant: StoreVariant,
+) -> StreamsResult<Vec<ModelToServeStats>> {
+    let entries: Vec<ModelToServeStats> = if variant == StoreVariant::Custom {
+        streams
+            .query_custom_store(STATS_STORE, |s: &mut StatsStore| s.all())?
+            .into_iter()
+            .flatten()
+            .collect()
+    } else {
+        streams
+            .store::<String, ModelToServeStats>(STATS_STORE)?
+            .all()?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    };
+    Ok(crate::stats::merge_all(entries))
+}
+
+/// The models this instance serves now (every instance has them all).
+pub fn current_models(
+    streams: &streams_core::runtime::KafkaStreams,
+) -> StreamsResult<Vec<(Arc<ServedModel>, i64)>> {
+    let mut models: Vec<_> = streams
+        .query_custom_store(MODELS_STORE, |s: &mut ModelStore| {
+            s.models.values().cloned().collect::<Vec<_>>()
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
+    models.sort_by(|a, b| a.0.data_type.cmp(&b.0.data_type));
+    Ok(models)
 }

@@ -61,6 +61,14 @@ impl ModelToServeStats {
         self.duration += millis;
     }
 
+    /// Starts afresh when `model` (serving since `since`) is not the model
+    /// these statistics are about: a new model counts from zero.
+    pub fn continue_or_restart(&mut self, model: &ServedModel, since: i64) {
+        if self.name != model.name || self.since != since {
+            *self = ModelToServeStats::new(model, since);
+        }
+    }
+
     /// Combines the statistics of the same model from another instance:
     /// usage and duration add up, min of mins, max of maxes, the earliest
     /// `since`.
@@ -77,6 +85,35 @@ impl ModelToServeStats {
         self.duration += other.duration;
         self.since = self.since.min(other.since);
     }
+}
+
+/// Merges statistics from several tasks and instances into one entry per
+/// data type, sorted by data type. Each data type's entry is its current
+/// model's: the one that started serving last (instances install a model
+/// at slightly different times, so entries match by name); entries of a
+/// model it replaced are left out.
+pub fn merge_all(entries: impl IntoIterator<Item = ModelToServeStats>) -> Vec<ModelToServeStats> {
+    let mut by_type: std::collections::BTreeMap<String, Vec<ModelToServeStats>> =
+        std::collections::BTreeMap::new();
+    for entry in entries {
+        by_type
+            .entry(entry.data_type.clone())
+            .or_default()
+            .push(entry);
+    }
+    by_type
+        .into_values()
+        .filter_map(|entries| {
+            let newest = entries.iter().max_by_key(|e| e.since)?.name.clone();
+            entries
+                .into_iter()
+                .filter(|e| e.name == newest)
+                .reduce(|mut a, b| {
+                    a.merge(&b);
+                    a
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -121,6 +158,38 @@ mod tests {
             (a.usage, a.duration, a.min, a.max, a.since),
             (3, 5.25, 0.25, 4.0, 50)
         );
+    }
+
+    #[test]
+    fn merge_all_keeps_each_data_types_current_model() {
+        let mut old = stats();
+        old.record(1.0);
+        let mut new_a = stats();
+        new_a.name = "n".into();
+        new_a.since = 200;
+        new_a.record(2.0);
+        let mut new_b = new_a.clone();
+        new_b.since = 201; // installed a moment later on another instance
+        new_b.record(4.0);
+        let mut other = stats();
+        other.data_type = "beer".into();
+        other.record(3.0);
+        let merged = merge_all([old, new_a, other.clone(), new_b]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], other);
+        let wine = &merged[1];
+        assert_eq!(
+            (
+                wine.name.as_str(),
+                wine.usage,
+                wine.duration,
+                wine.min,
+                wine.max,
+                wine.since
+            ),
+            ("n", 3, 8.0, 2.0, 4.0, 200)
+        );
+        assert!(merge_all([]).is_empty());
     }
 
     #[test]

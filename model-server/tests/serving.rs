@@ -4,8 +4,8 @@
 
 use model_server::model::build;
 use model_server::serving::{
-    DATA_TOPIC, MODELS_STORE, MODELS_TOPIC, ModelStore, SCORES_TOPIC, STATS_STORE, StoreVariant,
-    topology,
+    DATA_TOPIC, MODELS_STORE, MODELS_TOPIC, ModelStore, SCORES_TOPIC, STATS_STORE, StatsStore,
+    StoreVariant, topology,
 };
 use model_server::stats::ModelToServeStats;
 use proto::{MessageContent, ModelDescriptor, ModelType, ServingResult, WineRecord};
@@ -64,9 +64,21 @@ fn check_variant(variant: StoreVariant) {
         UnitSerde,
         ProtobufSerde::<ServingResult>::new(),
     );
-    let stats = driver
-        .key_value_store::<String, ModelToServeStats>(STATS_STORE)
-        .unwrap();
+    // Each variant's store, read the way an interactive query would.
+    let stats = |data_type: &str| -> Option<ModelToServeStats> {
+        match variant {
+            StoreVariant::Custom => driver
+                .state_store(STATS_STORE)
+                .unwrap()
+                .with(|s: &mut StatsStore| s.get(data_type).cloned())
+                .unwrap(),
+            _ => driver
+                .key_value_store::<String, ModelToServeStats>(STATS_STORE)
+                .unwrap()
+                .get(&data_type.to_owned())
+                .unwrap(),
+        }
+    };
     let rejected = || {
         driver
             .state_store(MODELS_STORE)
@@ -94,7 +106,7 @@ fn check_variant(variant: StoreVariant) {
     assert_eq!(result.model, "linear");
     assert_eq!(result.result, expected(linear));
     assert_eq!(result.offset, 1);
-    let s = stats.get(&"wine".into()).unwrap().unwrap();
+    let s = stats("wine").unwrap();
     assert_eq!((s.name.as_str(), s.usage), ("linear", 1));
 
     // A swap: the next record uses the new model; its statistics start over.
@@ -108,7 +120,7 @@ fn check_variant(variant: StoreVariant) {
             .iter()
             .all(|r| r.model == "tree" && r.result == expected(tree))
     );
-    let s = stats.get(&"wine".into()).unwrap().unwrap();
+    let s = stats("wine").unwrap();
     assert_eq!((s.name.as_str(), s.usage), ("tree", 2));
     assert!(s.min > 0.0 && s.min <= s.max && s.duration >= s.max);
 
@@ -121,7 +133,7 @@ fn check_variant(variant: StoreVariant) {
     assert_eq!(results[0].model, "forest");
     assert_eq!(results[0].result, expected(forest));
     assert_eq!(results[1].model, "tree");
-    assert_eq!(stats.get(&"red".into()).unwrap().unwrap().usage, 1);
+    assert_eq!(stats("red").unwrap().usage, 1);
 
     // A corrupt model is rejected and counted; the previous one serves on.
     models.pipe_input(
@@ -139,6 +151,68 @@ fn check_variant(variant: StoreVariant) {
     let results = scores.read_values_to_list();
     assert_eq!(results.len(), 1, "{results:?}");
     assert!(results[0].served);
+
+    // What each variant logs: nothing (memory), every update (standard's
+    // store is cached but the driver commits after each record), one
+    // snapshot per data type and commit (custom).
+    let changelog = driver.read_raw("serving-test-model-stats-changelog");
+    let last: Option<ModelToServeStats> = changelog
+        .iter()
+        .rev()
+        .find(|r| r.key.as_deref() == Some(b"wine".as_slice()))
+        .and_then(|r| serde_json::from_slice(r.value.as_deref()?).ok());
+    match variant {
+        StoreVariant::Memory => assert!(changelog.is_empty()),
+        _ => {
+            // JSON keeps the figures to within a rounding of the last digit.
+            let (logged, live) = (last.unwrap(), stats("wine").unwrap());
+            assert_eq!((&logged.name, logged.usage), (&live.name, live.usage));
+            assert!((logged.duration - live.duration).abs() < 1e-12);
+            assert!((logged.min - live.min).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn custom_variant_restores_its_statistics_from_the_changelog() {
+    let config = StreamsConfig::new("serving-test");
+    let driver =
+        TopologyTestDriver::new(topology(StoreVariant::Custom).unwrap(), config.clone()).unwrap();
+    let mut data =
+        driver.create_input_topic(DATA_TOPIC, UnitSerde, ProtobufSerde::<WineRecord>::new());
+    let mut models = driver.create_input_topic(
+        MODELS_TOPIC,
+        StringSerde,
+        ProtobufSerde::<ModelDescriptor>::new(),
+    );
+    let linear = "winequalityLinearRegression";
+    models.pipe_input("wine".into(), descriptor("linear", "wine", pmml(linear)));
+    for _ in 0..5 {
+        data.pipe_input((), record("wine"));
+    }
+    let changelog = driver.read_raw("serving-test-model-stats-changelog");
+    // One snapshot per commit, the last one complete.
+    assert_eq!(changelog.len(), 5);
+    let writes: Vec<(&[u8], Option<&[u8]>)> = changelog
+        .iter()
+        .map(|r| (r.key.as_deref().unwrap(), r.value.as_deref()))
+        .collect();
+    driver.close().unwrap();
+
+    // A new instance of the store, restored from those records.
+    let restored =
+        TopologyTestDriver::new(topology(StoreVariant::Custom).unwrap(), config).unwrap();
+    let stats = restored
+        .state_store(STATS_STORE)
+        .unwrap()
+        .with(|s: &mut StatsStore| {
+            use streams_core::state::StateRestoreCallback;
+            s.restore_batch(&writes).unwrap();
+            s.get("wine").cloned()
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!((stats.name.as_str(), stats.usage), ("linear", 5));
 }
 
 #[test]
@@ -149,4 +223,22 @@ fn memory_variant_serves_swaps_and_rejects() {
 #[test]
 fn standard_variant_serves_swaps_and_rejects() {
     check_variant(StoreVariant::Standard);
+}
+
+#[test]
+fn custom_variant_serves_swaps_and_rejects() {
+    check_variant(StoreVariant::Custom);
+}
+
+#[test]
+fn store_variants_parse_from_their_names() {
+    for (name, variant) in [
+        ("memory", StoreVariant::Memory),
+        ("standard", StoreVariant::Standard),
+        ("custom", StoreVariant::Custom),
+    ] {
+        assert_eq!(name.parse::<StoreVariant>(), Ok(variant));
+    }
+    let err = "rocks".parse::<StoreVariant>().unwrap_err();
+    assert!(err.contains("memory, standard or custom"), "{err}");
 }

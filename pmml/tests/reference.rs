@@ -33,10 +33,7 @@ fn rows() -> Vec<[f64; 11]> {
     let text = std::fs::read_to_string(data("winequality_red.csv")).unwrap();
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let values: Vec<f64> = line.split(';').map(|v| v.trim().parse().unwrap()).collect();
-            values[..11].try_into().unwrap()
-        })
+        .map(|line| proto::WineRecord::parse_csv(line).unwrap())
         .collect()
 }
 

@@ -74,6 +74,30 @@ impl WineRecord {
         }
     }
 
+    /// The features of one line of the UCI wine data
+    /// (`data/winequality_red.csv`): 11 `;`-separated numbers in
+    /// [`FEATURE_NAMES`] order, optionally followed by the quality, which
+    /// is ignored. A header line, a missing or extra field or a field that
+    /// is not a finite number is an error naming it.
+    pub fn parse_csv(line: &str) -> Result<[f64; 11], String> {
+        let mut features = [0.0; 11];
+        let mut fields = line.trim().split(';');
+        for (i, slot) in features.iter_mut().enumerate() {
+            let Some(field) = fields.next().map(str::trim) else {
+                return Err(format!("{i} fields, expected 11 or 12"));
+            };
+            *slot = match field.parse::<f64>() {
+                Ok(v) if v.is_finite() => v,
+                _ => return Err(format!("{}: {field:?} is not a number", FEATURE_NAMES[i])),
+            };
+        }
+        let rest = fields.count();
+        if rest > 1 {
+            return Err(format!("{} fields, expected 11 or 12", 11 + rest));
+        }
+        Ok(features)
+    }
+
     /// The 11 features in [`FEATURE_NAMES`] order, as models take them.
     pub fn features(&self) -> [f64; 11] {
         [
@@ -96,6 +120,34 @@ impl WineRecord {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn csv_lines_parse_with_or_without_quality_and_bad_ones_say_why() {
+        let row = [
+            7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+        ];
+        assert_eq!(
+            WineRecord::parse_csv("7.4;0.7;0;1.9;0.076;11;34;0.9978;3.51;0.56;9.4;5"),
+            Ok(row)
+        );
+        assert_eq!(
+            WineRecord::parse_csv(" 7.4;0.7;0;1.9;0.076;11;34;0.9978;3.51;0.56;9.4\r\n"),
+            Ok(row)
+        );
+        let header = WineRecord::parse_csv("\"fixed acidity\";\"volatile acidity\"").unwrap_err();
+        assert!(header.contains("fixed acidity"), "{header}");
+        assert_eq!(
+            WineRecord::parse_csv("7.4;0.7;0"),
+            Err("3 fields, expected 11 or 12".into())
+        );
+        assert_eq!(
+            WineRecord::parse_csv("1;2;3;4;5;6;7;8;9;10;11;12;13"),
+            Err("13 fields, expected 11 or 12".into())
+        );
+        let nan = WineRecord::parse_csv("1;2;3;4;5;6;7;8;NaN;10;11").unwrap_err();
+        assert!(nan.starts_with("pH"), "{nan}");
+        assert!(WineRecord::parse_csv("").is_err());
+    }
 
     /// Appends a protobuf key (field number, wire type) as a one-byte varint.
     fn key(out: &mut Vec<u8>, field: u8, wire_type: u8) {

@@ -513,3 +513,94 @@ fn stores_are_flushed_and_logged_through_a_cache() {
     );
     assert_eq!(changelog[0].partition, 0);
 }
+
+#[test]
+fn global_store_and_state_store_through_the_dsl() {
+    // The DSL's addGlobalStore / addStateStore + process: a global store
+    // kept by its own processor, read by a DSL processor that also counts
+    // in a store of its own.
+    struct Loader;
+    impl Processor<String, String, (), ()> for Loader {
+        fn process(
+            &mut self,
+            r: Record<String, String>,
+            ctx: &mut ProcessorContext<'_, (), ()>,
+        ) -> ProcessResult {
+            ctx.key_value_store::<String, String>("rates")?
+                .put(&r.key, &r.value)?;
+            Ok(())
+        }
+    }
+    struct Convert;
+    impl Processor<String, i64, String, String> for Convert {
+        fn process(
+            &mut self,
+            r: Record<String, i64>,
+            ctx: &mut ProcessorContext<'_, String, String>,
+        ) -> ProcessResult {
+            let rate = ctx
+                .key_value_store::<String, String>("rates")?
+                .get(&r.key)?
+                .unwrap_or_default();
+            let seen = ctx.key_value_store::<String, i64>("seen")?;
+            let n = seen.get(&r.key)?.unwrap_or(0) + 1;
+            seen.put(&r.key, &n)?;
+            let value = format!("{} at {rate} (#{n})", r.value);
+            ctx.forward(r.with_value(value))?;
+            Ok(())
+        }
+    }
+    let builder = streams_core::StreamsBuilder::new();
+    builder.add_global_store(
+        Stores::key_value_store_builder(
+            Stores::in_memory_key_value_store("rates"),
+            StringSerde,
+            StringSerde,
+        )
+        .with_logging_disabled(),
+        "rates",
+        streams_core::dsl::Consumed::with(StringSerde, StringSerde),
+        || Loader,
+    );
+    builder.add_state_store(Stores::key_value_store_builder(
+        Stores::in_memory_key_value_store("seen"),
+        StringSerde,
+        I64Serde,
+    ));
+    builder
+        .stream(
+            &["amounts"],
+            streams_core::dsl::Consumed::with(StringSerde, I64Serde),
+        )
+        .process(|| Convert, &["seen"])
+        .to(
+            "converted",
+            streams_core::dsl::Produced::with(StringSerde, StringSerde),
+        );
+    let topology = builder.build().unwrap();
+    assert_eq!(topology.describe().global_stores.len(), 1);
+    let d = TopologyTestDriver::new(topology, StreamsConfig::new("g")).unwrap();
+    d.create_input_topic("rates", StringSerde, StringSerde)
+        .pipe_input(s("eur"), s("1.1"));
+    let mut amounts = d.create_input_topic("amounts", StringSerde, I64Serde);
+    amounts.pipe_input(s("eur"), 10);
+    amounts.pipe_input(s("eur"), 20);
+    assert_eq!(
+        d.create_output_topic("converted", StringSerde, StringSerde)
+            .read_values_to_list(),
+        ["10 at 1.1 (#1)", "20 at 1.1 (#2)"]
+    );
+    // A logged global store is refused here too: its topic is its changelog.
+    let builder = streams_core::StreamsBuilder::new();
+    builder.add_global_store(
+        Stores::key_value_store_builder(
+            Stores::in_memory_key_value_store("rates"),
+            StringSerde,
+            StringSerde,
+        ),
+        "rates",
+        streams_core::dsl::Consumed::with(StringSerde, StringSerde),
+        || Loader,
+    );
+    assert!(builder.build().is_err());
+}

@@ -165,6 +165,40 @@ impl StreamsBuilder {
         GlobalKTable::source(self.state.clone(), topic, consumed, materialized)
     }
 
+    /// Adds a global store of any kind (custom stores included): every
+    /// instance reads all of `topic`, and each record goes to the processor
+    /// `supplier` makes, which keeps the store, as Kafka Streams'
+    /// `addGlobalStore`. The store must not be logged: `topic` is its
+    /// changelog.
+    pub fn add_global_store<K: Data, V: Data, S>(
+        &self,
+        builder: impl crate::state::StoreBuilder,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        supplier: S,
+    ) -> &Self
+    where
+        S: crate::processor::ProcessorSupplier<K, V, (), ()>,
+    {
+        let mut st = self.state.borrow_mut();
+        let source = consumed
+            .name
+            .clone()
+            .unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
+        let processor = st.next_name("KTABLE-SOURCE-");
+        let result = st.topology.add_global_store_inner(
+            Arc::new(builder),
+            &source,
+            consumed.keys,
+            consumed.values,
+            topic,
+            &processor,
+            supplier,
+        );
+        st.record(result);
+        self
+    }
+
     /// Adds a state store for processors added with [`KStream::process`].
     pub fn add_state_store(&self, builder: impl crate::state::StoreBuilder) -> &Self {
         let mut state = self.state.borrow_mut();

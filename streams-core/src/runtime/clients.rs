@@ -162,7 +162,7 @@ pub(crate) fn ensure_topics(config: &StreamsConfig, topics: &[InternalTopic]) ->
         .map_err(|e| kafka_error("creating internal topics", e))?;
     for result in results {
         match result {
-            Ok(name) => log::info!("created internal topic {name}"),
+            Ok(name) => log::info!("created topic {name}"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
                 return Err(kafka_error(

@@ -269,6 +269,28 @@ impl KafkaStreams {
         ReadOnlyKeyValueView::new(self.shared.clone(), name)
     }
 
+    /// Runs `f` on every local instance of store `name` as its own type `S`
+    /// (each running task's, or the global one) and returns the answers:
+    /// interactive queries for custom stores, which have no key-value view.
+    /// Fails as [`KafkaStreams::store`] does, and when the store is not an
+    /// `S`.
+    pub fn query_custom_store<S: std::any::Any, R>(
+        &self,
+        name: &str,
+        f: impl Fn(&mut S) -> R,
+    ) -> Result<Vec<R>> {
+        if self.state() == State::Created {
+            return Err(StreamsError::InvalidState(format!(
+                "store `{name}` cannot be queried before start()"
+            )));
+        }
+        let global = query::is_global_store(&self.shared, name)?;
+        query::queryable_stores(&self.shared, name, global)?
+            .iter()
+            .map(|store| store.handle.with(|s: &mut S| f(s)))
+            .collect()
+    }
+
     /// A snapshot of the runtime metrics: per thread and task, consumer lag
     /// and restoration progress. [`MetricsSnapshot::to_prometheus`]
     /// renders it for a scrape.

@@ -111,6 +111,44 @@ impl LocalStores {
     }
 }
 
+/// Whether store `name` is a global store; an error when the topology has
+/// no such store.
+pub(crate) fn is_global_store(shared: &Shared, name: &str) -> Result<bool> {
+    let plan = shared.query_plan();
+    if plan.global_stores.contains(name) {
+        Ok(true)
+    } else if plan.stores.contains_key(name) {
+        Ok(false)
+    } else {
+        Err(StreamsError::StoreAccess {
+            name: name.to_owned(),
+            message: "no such store in the topology".into(),
+        })
+    }
+}
+
+/// The local instances of store `name` that may be read now: the global
+/// one, or those of the running tasks (a retriable error while the
+/// application rebalances).
+pub(crate) fn queryable_stores(
+    shared: &Shared,
+    name: &str,
+    global: bool,
+) -> Result<Vec<TaskStore>> {
+    if global {
+        return Ok(shared.global_store(name).into_iter().collect());
+    }
+    match shared.state() {
+        State::Running => Ok(shared.local_stores.of(name)),
+        State::Rebalancing => Err(StreamsError::InvalidState(format!(
+            "store `{name}` cannot be queried while the application is rebalancing; retry later"
+        ))),
+        other => Err(StreamsError::InvalidState(format!(
+            "store `{name}` cannot be queried in state {other:?}"
+        ))),
+    }
+}
+
 /// A read-only view over one store in every local task (or over a global
 /// store), as Kafka Streams' composite `ReadOnlyKeyValueStore`. Each call
 /// sees the tasks running at that moment; during a rebalance calls fail
@@ -144,19 +182,7 @@ impl<K, V> Clone for ReadOnlyKeyValueView<K, V> {
 
 impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
     pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Result<Self> {
-        let (known, global) = {
-            let plan = shared.query_plan();
-            (
-                plan.stores.contains_key(name) || plan.global_stores.contains(name),
-                plan.global_stores.contains(name),
-            )
-        };
-        if !known {
-            return Err(StreamsError::StoreAccess {
-                name: name.to_owned(),
-                message: "no such store in the topology".into(),
-            });
-        }
+        let global = is_global_store(&shared, name)?;
         let view = ReadOnlyKeyValueView {
             shared,
             name: name.to_owned(),
@@ -181,20 +207,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
     }
 
     fn stores(&self) -> Result<Vec<TaskStore>> {
-        if self.global {
-            return Ok(self.shared.global_store(&self.name).into_iter().collect());
-        }
-        match self.shared.state() {
-            State::Running => Ok(self.shared.local_stores.of(&self.name)),
-            State::Rebalancing => Err(StreamsError::InvalidState(format!(
-                "store `{}` cannot be queried while the application is rebalancing; retry later",
-                self.name
-            ))),
-            other => Err(StreamsError::InvalidState(format!(
-                "store `{}` cannot be queried in state {other:?}",
-                self.name
-            ))),
-        }
+        queryable_stores(&self.shared, &self.name, self.global)
     }
 
     fn typed(&self, store: &TaskStore) -> Result<KeyValueStoreHandle<K, V>> {

@@ -17,6 +17,15 @@
 //! - `count-alos`: peek -> group_by_key -> count (RocksDB with changelog) ->
 //!   to_stream -> to, at-least-once.
 //! - `count-eos`: the same under `exactly_once_v2`.
+//! - `serving`: the model server's topology (`model_server::serving`, the
+//!   `standard` store: statistics in RocksDB with a changelog), on COUNT
+//!   wine records of its own (about 105 bytes each, the same partitions,
+//!   written untimed to `mdata`), with an ONNX linear regression and the
+//!   original PMML linear regression published in turn every 100 ms while
+//!   it runs, so that models are built and swapped under load. Also
+//!   reported: how many swaps happened and the longest time one record
+//!   took from looking up its model to its prediction (a record that
+//!   waited on a build would show there).
 //! - `queries` (not in `all`; it measures requests, not records, and has
 //!   a table of its own): interactive queries. Writes
 //!   10,000 keys once each to a topic of its own (PARTITIONS partitions,
@@ -71,14 +80,36 @@ use streams_core::serde::{I64Serde, Nullable, StringSerde};
 use streams_core::{StreamsBuilder, StreamsConfig};
 use streams_http::{QueryServer, RunningServer, percent_encode};
 
+use model_server::http::ServingMetrics;
+use model_server::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, StoreVariant};
+
 type Error = Box<dyn std::error::Error>;
 
-const SCENARIOS: [&str; 5] = ["raw", "stateless", "count-alos", "count-eos", "queries"];
+const SCENARIOS: [&str; 6] = [
+    "raw",
+    "stateless",
+    "count-alos",
+    "count-eos",
+    "serving",
+    "queries",
+];
 /// Scenarios that `all` leaves out: `queries` measures requests, not
 /// records, and has a table of its own.
 const NOT_IN_ALL: [&str; 1] = ["queries"];
 /// Minimum steady ratio to the raw loop per scenario.
-const TARGETS: [(&str, f64); 3] = [("stateless", 0.9), ("count-alos", 0.7), ("count-eos", 0.5)];
+const TARGETS: [(&str, f64); 4] = [
+    ("stateless", 0.9),
+    ("count-alos", 0.7),
+    ("count-eos", 0.5),
+    ("serving", 0.6),
+];
+/// The `serving` scenario's models, published in turn every
+/// `SWAP_INTERVAL` while it runs.
+const SERVING_MODELS: [&str; 2] = [
+    "onnx/wine_linear_regression.onnx",
+    "pmml/winequalityLinearRegression.pmml",
+];
+const SWAP_INTERVAL: Duration = Duration::from_millis(100);
 const VALUE_BYTES: usize = 90;
 const KEYS: u64 = 10_000;
 /// Group timeouts as in the end-to-end tests: joining takes about 2 s on
@@ -598,6 +629,139 @@ fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, E
     run_streams(settings, builder.build()?, config, &seen, &first)
 }
 
+/// Writes COUNT wine records (the data set's rows in turn) to `mdata`,
+/// untimed, after creating the serving topics.
+fn produce_wine(settings: &Settings) -> Result<(), Error> {
+    use proto::{Message, WineRecord};
+    create_topics_if_missing(
+        &settings.admin_config(),
+        &[
+            (DATA_TOPIC, settings.partitions),
+            (MODELS_TOPIC, 1),
+            (SCORES_TOPIC, settings.partitions),
+        ],
+    )?;
+    let rows: Vec<Vec<u8>> = std::fs::read_to_string(data_dir().join("winequality_red.csv"))?
+        .lines()
+        .map(|l| {
+            let row = WineRecord::parse_csv(l)?;
+            Ok(WineRecord::from_features(row, "wine", 0).encode_to_vec())
+        })
+        .collect::<Result<_, String>>()?;
+    let producer: BaseProducer = settings
+        .client(
+            &[
+                ("linger.ms", "20"),
+                ("queue.buffering.max.messages", "500000"),
+            ],
+            "producer.",
+        )
+        .create()?;
+    for i in 0..settings.count {
+        let record = BaseRecord::to(DATA_TOPIC)
+            .payload(rows[(i % rows.len() as u64) as usize].as_slice())
+            .partition((i % settings.partitions as u64) as i32);
+        send(&producer, record)?;
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    eprintln!(
+        "produced {} wine records to {DATA_TOPIC} (untimed)",
+        settings.count
+    );
+    Ok(())
+}
+
+fn data_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")
+}
+
+/// Publishes `SERVING_MODELS` in turn, one every `SWAP_INTERVAL`, until
+/// `stop`; returns how many it published.
+fn publish_models(settings: &Settings, stop: &std::sync::atomic::AtomicBool) -> Result<u64, Error> {
+    use proto::{Message, MessageContent, ModelDescriptor, ModelType};
+    let producer: BaseProducer = settings.client(&[], "producer.").create()?;
+    let mut descriptors = Vec::new();
+    for path in SERVING_MODELS {
+        let kind = if path.ends_with(".onnx") {
+            ModelType::Onnx
+        } else {
+            ModelType::Pmml
+        };
+        descriptors.push(
+            ModelDescriptor {
+                name: path.into(),
+                description: String::new(),
+                data_type: "wine".into(),
+                modeltype: kind as i32,
+                message_content: Some(MessageContent::Data(std::fs::read(
+                    data_dir().join("models").join(path),
+                )?)),
+            }
+            .encode_to_vec(),
+        );
+    }
+    let mut published = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let payload = &descriptors[published as usize % descriptors.len()];
+        send(
+            &producer,
+            BaseRecord::to(MODELS_TOPIC)
+                .key(b"wine".as_slice())
+                .payload(payload.as_slice()),
+        )?;
+        drain(&producer)?;
+        published += 1;
+        std::thread::sleep(SWAP_INTERVAL);
+    }
+    Ok(published)
+}
+
+/// The model server's topology on the wine records, with models swapped
+/// every `SWAP_INTERVAL`. The first model is published before start, so
+/// the global store has it before the first record is scored.
+fn serving(settings: &Settings, metrics: Arc<ServingMetrics>) -> Result<Seen, Error> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (seen, first) = counter();
+    let dir = tempfile::tempdir()?;
+    let config = settings.streams_config(
+        "serving",
+        dir.path().to_str().ok_or("state dir")?,
+        "at_least_once",
+    );
+    let topology =
+        model_server::serving::topology_with_metrics(StoreVariant::Standard, metrics.clone())?;
+    std::thread::scope(|scope| {
+        let publisher = scope.spawn(|| publish_models(settings, &stop).map_err(|e| e.to_string()));
+        // The scorer's counters feed the scenario's progress.
+        let watcher = scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let n = metrics.served.load(Ordering::Relaxed)
+                    + metrics.not_served.load(Ordering::Relaxed);
+                if n > 0 {
+                    first.get_or_init(Instant::now);
+                }
+                seen.store(n, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let result = run_streams(settings, topology, config, &seen, &first);
+        stop.store(true, Ordering::Relaxed);
+        let swaps = publisher.join().map_err(|_| "publisher panicked")??;
+        let _ = watcher.join();
+        println!(
+            "serving: {swaps} models published; {} records served, {} not served; \
+             longest model lookup and scoring of one record: {:.3} ms",
+            metrics.served.load(Ordering::Relaxed),
+            metrics.not_served.load(Ordering::Relaxed),
+            metrics.longest_serving_ns.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        result
+    })
+}
+
 fn run() -> Result<(), Error> {
     let settings = parse_args();
     if !settings.scenarios.is_empty() {
@@ -659,6 +823,10 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
             "stateless" => measure(settings, || stateless(settings)),
             "count-alos" => measure(settings, || count(settings, scenario, "at_least_once")),
             "count-eos" => measure(settings, || count(settings, scenario, "exactly_once_v2")),
+            "serving" => {
+                produce_wine(settings)?;
+                measure(settings, || serving(settings, Arc::default()))
+            }
             _ => unreachable!("scenarios are checked"),
         }
         .map_err(|e| format!("{scenario}: {e}"))?;

@@ -1,0 +1,89 @@
+//! Scoring latency of every model file the server serves, through the
+//! server's own `Model` (what the scoring processor calls): one record,
+//! and 256 records one after another (the server scores each record as it
+//! arrives). The original tutorial scored a record in 1 to 76 ms on the
+//! JVM.
+//!
+//! Run with `RUST_BACKTRACE` unset:
+//! `cargo bench --workspace --profile dev --bench models`.
+
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use model_server::model::build;
+use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
+
+fn files() -> Vec<(PathBuf, ModelType)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/models");
+    let mut files = Vec::new();
+    for (dir, ext, kind) in [
+        ("onnx", "onnx", ModelType::Onnx),
+        ("pmml", "pmml", ModelType::Pmml),
+        ("tensorflow", "pb", ModelType::Tensorflow),
+    ] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join(dir))
+            .expect("model folder")
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        found.sort();
+        files.extend(found.into_iter().map(|p| (p, kind)));
+    }
+    files
+}
+
+fn rows() -> Vec<WineRecord> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/winequality_red.csv");
+    std::fs::read_to_string(path)
+        .expect("wine data")
+        .lines()
+        .take(256)
+        .map(|l| WineRecord::from_features(WineRecord::parse_csv(l).expect("row"), "wine", 0))
+        .collect()
+}
+
+fn score(c: &mut Criterion) {
+    let rows = rows();
+    let models: Vec<_> = files()
+        .into_iter()
+        .map(|(path, kind)| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let served = build(&ModelDescriptor {
+                name: name.clone(),
+                description: String::new(),
+                data_type: "wine".into(),
+                modeltype: kind as i32,
+                message_content: Some(MessageContent::Location(
+                    path.to_string_lossy().into_owned(),
+                )),
+            })
+            .expect("model builds");
+            (name, served)
+        })
+        .collect();
+    let mut one = c.benchmark_group("score_one_record");
+    for (name, served) in &models {
+        one.bench_function(name.as_str(), |b| {
+            b.iter(|| served.model.score(black_box(&rows[0])))
+        });
+    }
+    one.finish();
+    let mut batch = c.benchmark_group("score_256_records");
+    batch.throughput(Throughput::Elements(rows.len() as u64));
+    for (name, served) in &models {
+        batch.bench_function(name.as_str(), |b| {
+            b.iter(|| {
+                rows.iter()
+                    .map(|r| served.model.score(black_box(r)).unwrap_or(0.0))
+                    .sum::<f64>()
+            })
+        });
+    }
+    batch.finish();
+}
+
+criterion_group!(benches, score);
+criterion_main!(benches);

@@ -1,0 +1,169 @@
+//! `model-server`: scores every wine record on `mdata` with the current
+//! model of its data type (models arrive on `models`), reports each on
+//! `mscores`, and answers state queries over HTTP from any instance.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::Parser;
+use model_server::cli::{create_topics, init_logging};
+use model_server::http::{ServingMetrics, query_server};
+use model_server::serving::{StoreVariant, topology_with_metrics};
+use streams_core::StreamsConfig;
+use streams_core::runtime::{KafkaStreams, State};
+
+/// Serves machine-learning models over Kafka: scores every record of
+/// `mdata` with the current model of its data type (models arrive on
+/// `models`), writes a result for each to `mscores`, and answers queries
+/// about its state over HTTP on any instance (`/state/value`,
+/// `/state/instances`, `/models`, `/state/{dataType}`, `/metrics`,
+/// `/health`). Topics that do not exist yet are created.
+#[derive(Parser, Debug)]
+#[command(name = "model-server", version)]
+struct Args {
+    /// Where serving statistics live: `memory` (Processor API, in memory,
+    /// lost on restart), `standard` (DSL, RocksDB with a changelog) or
+    /// `custom` (DSL, this application's store: in memory, a snapshot
+    /// logged at each commit and restored at start).
+    #[arg(long, env = "MODEL_SERVER_STORE", default_value = "standard")]
+    store: StoreVariant,
+
+    /// The Kafka cluster.
+    #[arg(
+        long,
+        env = "MODEL_SERVER_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap_servers: String,
+
+    /// The application id: instances with the same id share the work.
+    #[arg(
+        long,
+        env = "MODEL_SERVER_APPLICATION_ID",
+        default_value = "model-server"
+    )]
+    application_id: String,
+
+    /// The HTTP port.
+    #[arg(long, env = "MODEL_SERVER_PORT", default_value_t = 8888)]
+    port: u16,
+
+    /// The address the HTTP server listens on.
+    #[arg(long, env = "MODEL_SERVER_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+
+    /// The host name other instances use to reach this one
+    /// (`application.server` is HOST:PORT).
+    #[arg(
+        long,
+        env = "MODEL_SERVER_ADVERTISED_HOST",
+        default_value = "127.0.0.1"
+    )]
+    advertised_host: String,
+
+    /// Where local state lives [default: <temp dir>/model-server-<port>].
+    #[arg(long, env = "MODEL_SERVER_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Stream threads.
+    #[arg(long, env = "MODEL_SERVER_THREADS", default_value_t = 1)]
+    threads: u32,
+
+    /// Processing guarantee.
+    #[arg(long, env = "MODEL_SERVER_GUARANTEE", default_value = "at-least-once",
+          value_parser = ["at-least-once", "exactly-once"])]
+    guarantee: String,
+
+    /// Partitions of `mdata` and `mscores` when this server creates them.
+    #[arg(long, env = "MODEL_SERVER_PARTITIONS", default_value_t = 2)]
+    partitions: i32,
+
+    /// Any other streams or librdkafka setting, as KEY=VALUE (repeatable).
+    #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = key_value)]
+    config: Vec<(String, String)>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+fn main() -> ExitCode {
+    init_logging("model-server");
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("model-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let state_dir = args
+        .state_dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("model-server-{}", args.port)));
+    let guarantee = match args.guarantee.as_str() {
+        "exactly-once" => "exactly_once_v2",
+        _ => "at_least_once",
+    };
+    let mut config = StreamsConfig::new(&args.application_id)
+        .set("bootstrap.servers", &args.bootstrap_servers)
+        .set("num.stream.threads", args.threads.to_string())
+        .set("processing.guarantee", guarantee)
+        .set("state.dir", state_dir.to_string_lossy())
+        .set(
+            "application.server",
+            format!("{}:{}", args.advertised_host, args.port),
+        );
+    for (key, value) in &args.config {
+        config = config.set(key, value);
+    }
+
+    // The broker is checked first: an unreachable one is one clear line.
+    create_topics(&config, args.partitions).map_err(|e| e.to_string())?;
+    let metrics = Arc::new(ServingMetrics::default());
+    let topology = topology_with_metrics(args.store, metrics.clone()).map_err(|e| e.to_string())?;
+    let streams = Arc::new(KafkaStreams::new(topology, config).map_err(|e| e.to_string())?);
+    // The port is taken before joining the group: a port in use fails
+    // here, before any partition is assigned to this instance.
+    let mut http = query_server(streams.clone(), args.store, metrics)
+        .serve(SocketAddr::new(args.bind, args.port))
+        .map_err(|e| e.to_string())?;
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    streams.start().map_err(|e| e.to_string())?;
+    log::info!(
+        "serving with the {:?} store on http://{} (application {}, broker {}, state in {})",
+        args.store,
+        http.local_addr(),
+        args.application_id,
+        args.bootstrap_servers,
+        state_dir.display()
+    );
+    let failed = loop {
+        match stop_rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) if streams.state() == State::Error => break true,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    };
+    log::info!("shutting down");
+    let clean = streams.close(Duration::from_secs(30));
+    http.stop();
+    match (failed, clean) {
+        (true, _) => Err("the streams runtime failed; see the log above".into()),
+        (false, false) => Err("did not shut down within 30 s".into()),
+        (false, true) => Ok(()),
+    }
+}

@@ -1,0 +1,175 @@
+//! The model server's HTTP routes, mounted on the framework's query layer
+//! (`streams-http`), which adds `/state/instances`, `/metrics` and
+//! `/health`:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /state/value` | `{"stats": [...], "instances": [...], "missing": [...]}`: each data type's statistics merged over every live instance; `?local=true`: this instance's alone, as a list |
+//! | `GET /state/{dataType}` | that data type's merged statistics (404 when it has none) |
+//! | `GET /models` | the models serving now: `name`, `description`, `dataType`, `modelType`, `since` |
+//!
+//! Statistics use the original's field names (`name`, `description`,
+//! `since`, `usage`, `duration`, `min`, `max`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+use streams_core::runtime::KafkaStreams;
+use streams_http::{QueryServer, Request, Response, missing_json};
+
+use crate::serving::{MODELS_STORE, ModelStore, StoreVariant, current_models, local_stats};
+use crate::stats::{ModelToServeStats, merge_all};
+
+/// Counters of the scoring path, exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct ServingMetrics {
+    /// Records scored by a model.
+    pub served: AtomicU64,
+    /// Records with no model for their data type (or no prediction).
+    pub not_served: AtomicU64,
+    /// The longest time one record took from looking up its model to
+    /// having its prediction, in nanoseconds: a record that waited on a
+    /// model swap would show here.
+    pub longest_serving_ns: AtomicU64,
+}
+
+impl ServingMetrics {
+    fn prometheus(&self, streams: &KafkaStreams) -> String {
+        let mut text = String::new();
+        let served = self.served.load(Ordering::Relaxed);
+        let not_served = self.not_served.load(Ordering::Relaxed);
+        text.push_str("# HELP model_server_records_total Records scored, by outcome.\n");
+        text.push_str("# TYPE model_server_records_total counter\n");
+        text.push_str(&format!(
+            "model_server_records_total{{outcome=\"served\"}} {served}\n"
+        ));
+        text.push_str(&format!(
+            "model_server_records_total{{outcome=\"not_served\"}} {not_served}\n"
+        ));
+        let longest = self.longest_serving_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        text.push_str(
+            "# HELP model_server_serving_seconds_max The longest model lookup and scoring of one record.\n",
+        );
+        text.push_str("# TYPE model_server_serving_seconds_max gauge\n");
+        text.push_str(&format!("model_server_serving_seconds_max {longest}\n"));
+        let rejected: u64 = streams
+            .query_custom_store(MODELS_STORE, |s: &mut ModelStore| s.rejected())
+            .map(|r| r.into_iter().sum())
+            .unwrap_or(0);
+        text.push_str(
+            "# HELP model_server_models_rejected_total Model descriptors that did not become a model.\n",
+        );
+        text.push_str("# TYPE model_server_models_rejected_total counter\n");
+        text.push_str(&format!("model_server_models_rejected_total {rejected}\n"));
+        if let Ok(models) = current_models(streams) {
+            text.push_str("# HELP model_server_model_info The model serving each data type.\n");
+            text.push_str("# TYPE model_server_model_info gauge\n");
+            for (model, _) in models {
+                text.push_str(&format!(
+                    "model_server_model_info{{data_type=\"{}\",model=\"{}\",type=\"{}\"}} 1\n",
+                    escape(&model.data_type),
+                    escape(&model.name),
+                    model.kind.as_str_name()
+                ));
+            }
+        }
+        text
+    }
+}
+
+/// A Prometheus label value.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The query layer with the model server's routes.
+pub fn query_server(
+    streams: Arc<KafkaStreams>,
+    variant: StoreVariant,
+    metrics: Arc<ServingMetrics>,
+) -> QueryServer {
+    let for_metrics = streams.clone();
+    QueryServer::new(streams)
+        .route(move |request, server| route(request, server, variant))
+        .metrics(move || metrics.prometheus(&for_metrics))
+}
+
+fn route(request: &Request, server: &QueryServer, variant: StoreVariant) -> Option<Response> {
+    if request.method != "GET" {
+        return None;
+    }
+    let segments = request.segments();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    Some(match segments.as_slice() {
+        ["state", "value"] if request.forwarded || request.param("local") == Some("true") => {
+            match local_stats(server.streams(), variant) {
+                Ok(stats) => Response::json(200, &stats),
+                Err(error) => unavailable(&error),
+            }
+        }
+        ["state", "value"] => {
+            let (stats, answered, missing) = merged(server);
+            Response::json(
+                200,
+                &json!({ "stats": stats, "instances": answered, "missing": missing }),
+            )
+        }
+        ["models"] => match current_models(server.streams()) {
+            Ok(models) => Response::json(
+                200,
+                &models
+                    .iter()
+                    .map(|(m, since)| {
+                        json!({
+                            "name": m.name,
+                            "description": m.description,
+                            "dataType": m.data_type,
+                            "modelType": m.kind.as_str_name(),
+                            "since": since,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Err(error) => unavailable(&error),
+        },
+        // `/state/instances` and `/state/keyvalue/..` belong to the layer.
+        ["state", data_type] if *data_type != "instances" && *data_type != "keyvalue" => {
+            let (stats, _, missing) = merged(server);
+            match stats.into_iter().find(|s| s.data_type == *data_type) {
+                Some(stats) => Response::json(200, &stats),
+                None => Response::json(
+                    404,
+                    &json!({
+                        "error": format!("no statistics for data type `{data_type}`"),
+                        "missing": missing,
+                    }),
+                ),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Every live instance's statistics, merged; the instances that answered
+/// and those that did not.
+fn merged(server: &QueryServer) -> (Vec<ModelToServeStats>, Vec<String>, Value) {
+    let fan_out = server.fan_out("/state/value?local=true");
+    let mut entries = Vec::new();
+    let mut answered = Vec::new();
+    for (host, answer) in fan_out.answers {
+        answered.push(host.to_string());
+        if let Ok(list) = serde_json::from_value::<Vec<ModelToServeStats>>(answer) {
+            entries.extend(list);
+        }
+    }
+    (merge_all(entries), answered, missing_json(&fan_out.missing))
+}
+
+fn unavailable(error: &streams_core::StreamsError) -> Response {
+    let status = if error.is_retriable() { 503 } else { 500 };
+    Response::error(status, error)
+}

@@ -1,0 +1,597 @@
+//! The ONNX-ML tree-ensemble operators (`TreeEnsembleRegressor` and
+//! `TreeEnsembleClassifier`, `ai.onnx.ml` opsets 1 to 3), registered in
+//! tract's ONNX operator registry in place of tract's own.
+//!
+//! tract 0.23 has no regressor, and its classifier scans the leaf table
+//! from the start at every leaf it reaches and builds an error value to
+//! tell a leaf from a branch (about 9 ms a row for a 50-tree forest). Here
+//! every tree is a flat array of nodes walked from its root, a leaf points
+//! at its own slice of weights, and a row costs one walk per tree. The
+//! semantics follow the ONNX-ML specification as onnxruntime implements
+//! it: every node mode, missing values (NaN) sent the true way when the
+//! node says so, the four aggregate functions, base values, the five post
+//! transforms, and the class with the highest score (the first of equals)
+//! as the label.
+
+use std::sync::Arc;
+
+use tract_onnx::pb::NodeProto;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::bail;
+use tract_onnx::tract_core::internal::{
+    EvalContext, EvalOp, Op, StaticName, TypedOp, as_op, op_as_typed_op, op_out_of_plan,
+};
+use tract_onnx::tract_hir::internal::{
+    Expansion, InferenceOp, InferenceResult, Solver, TensorProxy, check_input_arity,
+    check_output_arity, expand,
+};
+
+/// How a branch compares a feature with its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Leaf,
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+}
+
+/// One node: a branch (feature, threshold, children as absolute indices)
+/// or a leaf (`yes..no` is its range in the weights table).
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    mode: Mode,
+    missing_true: bool,
+    feature: u32,
+    threshold: f32,
+    yes: u32,
+    no: u32,
+}
+
+/// How the leaf weights of all trees combine per target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aggregate {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+/// What is applied to the scores after the base values are added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PostTransform {
+    None,
+    Softmax,
+    Logistic,
+    SoftmaxZero,
+    Probit,
+}
+
+/// A parsed tree ensemble; `labels` is set for a classifier.
+#[derive(Debug)]
+pub(crate) struct Ensemble {
+    roots: Vec<u32>,
+    nodes: Vec<Node>,
+    weights: Vec<(u32, f32)>,
+    n_targets: usize,
+    n_features: usize,
+    aggregate: Aggregate,
+    base_values: Vec<f32>,
+    post: PostTransform,
+    labels: Option<Vec<i64>>,
+}
+
+impl Ensemble {
+    /// Parses a `TreeEnsembleRegressor` or `TreeEnsembleClassifier` node.
+    fn parse(node: &NodeProto, classifier: bool) -> TractResult<Self> {
+        let op = &node.op_type;
+        let ints = |name: &str| -> TractResult<Vec<i64>> {
+            Ok(node.get_attr_opt_vec::<i64>(name)?.unwrap_or_default())
+        };
+        let floats = |name: &str| -> TractResult<Vec<f32>> {
+            if node.get_attr_opt_tvec::<f32>(name)?.is_none()
+                && node
+                    .attribute
+                    .iter()
+                    .any(|a| a.name == format!("{name}_as_tensor"))
+            {
+                bail!("{op}: {name}_as_tensor (double precision) is not supported; export float32");
+            }
+            Ok(node.get_attr_opt_vec::<f32>(name)?.unwrap_or_default())
+        };
+        let (labels, n_targets, prefix) = if classifier {
+            if node
+                .get_attr_opt_tvec::<&str>("classlabels_strings")?
+                .is_some()
+            {
+                bail!("{op}: string class labels are not supported (the prediction is a number)");
+            }
+            let labels = ints("classlabels_int64s")?;
+            let n = labels.len();
+            (Some(labels), n, "class")
+        } else {
+            let n: i64 = node.get_attr_opt("n_targets")?.unwrap_or(1);
+            (None, n.max(0) as usize, "target")
+        };
+        if n_targets == 0 {
+            bail!("{op}: no targets or classes");
+        }
+        let aggregate = match node.get_attr_opt::<&str>("aggregate_function")? {
+            None | Some("SUM") => Aggregate::Sum,
+            Some("AVERAGE") => Aggregate::Average,
+            Some("MIN") => Aggregate::Min,
+            Some("MAX") => Aggregate::Max,
+            Some(other) => bail!("{op}: unknown aggregate_function {other}"),
+        };
+        let post = match node.get_attr_opt::<&str>("post_transform")? {
+            None | Some("NONE") => PostTransform::None,
+            Some("SOFTMAX") => PostTransform::Softmax,
+            Some("LOGISTIC") => PostTransform::Logistic,
+            Some("SOFTMAX_ZERO") => PostTransform::SoftmaxZero,
+            Some("PROBIT") => PostTransform::Probit,
+            Some(other) => bail!("{op}: unknown post_transform {other}"),
+        };
+        let base_values = floats("base_values")?;
+        if !base_values.is_empty() && base_values.len() != n_targets {
+            bail!(
+                "{op}: {} base values for {n_targets} targets",
+                base_values.len()
+            );
+        }
+
+        let tree_ids = ints("nodes_treeids")?;
+        let node_ids = ints("nodes_nodeids")?;
+        let features = ints("nodes_featureids")?;
+        let true_ids = ints("nodes_truenodeids")?;
+        let false_ids = ints("nodes_falsenodeids")?;
+        let thresholds = floats("nodes_values")?;
+        let modes = node
+            .get_attr_opt_vec::<&str>("nodes_modes")?
+            .unwrap_or_default();
+        let n = tree_ids.len();
+        let mut missing = ints("nodes_missing_value_tracks_true")?;
+        if missing.is_empty() {
+            missing = vec![0; n];
+        }
+        if n == 0 {
+            bail!("{op}: no nodes");
+        }
+        for (name, len) in [
+            ("nodes_nodeids", node_ids.len()),
+            ("nodes_featureids", features.len()),
+            ("nodes_truenodeids", true_ids.len()),
+            ("nodes_falsenodeids", false_ids.len()),
+            ("nodes_values", thresholds.len()),
+            ("nodes_modes", modes.len()),
+            ("nodes_missing_value_tracks_true", missing.len()),
+        ] {
+            if len != n {
+                bail!("{op}: {name} has {len} entries where nodes_treeids has {n}");
+            }
+        }
+        let leaf_trees = ints(&format!("{prefix}_treeids"))?;
+        let leaf_nodes = ints(&format!("{prefix}_nodeids"))?;
+        let leaf_targets = ints(&format!("{prefix}_ids"))?;
+        let leaf_weights = floats(&format!("{prefix}_weights"))?;
+        let m = leaf_trees.len();
+        if leaf_nodes.len() != m || leaf_targets.len() != m || leaf_weights.len() != m {
+            bail!("{op}: the {prefix}_* attributes differ in length");
+        }
+        if let Some(t) = leaf_targets
+            .iter()
+            .find(|&&t| t < 0 || t as usize >= n_targets)
+        {
+            bail!("{op}: {prefix} id {t} is outside the {n_targets} targets");
+        }
+        if classifier && n_targets == 2 && leaf_targets.iter().all(|&t| t == leaf_targets[0]) {
+            bail!("{op}: binary classifiers with one score column are not supported");
+        }
+
+        // Nodes in (tree, node id) order; ids index within their tree.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (tree_ids[i], node_ids[i]));
+        let mut index = std::collections::HashMap::with_capacity(n);
+        for (row, &i) in order.iter().enumerate() {
+            if index.insert((tree_ids[i], node_ids[i]), row).is_some() {
+                bail!(
+                    "{op}: node {} of tree {} appears twice",
+                    node_ids[i],
+                    tree_ids[i]
+                );
+            }
+        }
+        let mut by_leaf: Vec<usize> = (0..m).collect();
+        by_leaf.sort_by_key(|&i| (leaf_trees[i], leaf_nodes[i]));
+
+        let mut roots = Vec::new();
+        let mut nodes = Vec::with_capacity(n);
+        let mut weights = Vec::with_capacity(m);
+        let mut next = 0;
+        let mut current = None;
+        for &i in &order {
+            let tree = tree_ids[i];
+            // A tree's root is its first node (the lowest id).
+            if current != Some(tree) {
+                current = Some(tree);
+                roots.push(nodes.len() as u32);
+            }
+            let mode = match modes[i] {
+                "LEAF" => Mode::Leaf,
+                "BRANCH_LEQ" => Mode::Leq,
+                "BRANCH_LT" => Mode::Lt,
+                "BRANCH_GTE" => Mode::Gte,
+                "BRANCH_GT" => Mode::Gt,
+                "BRANCH_EQ" => Mode::Eq,
+                "BRANCH_NEQ" => Mode::Neq,
+                other => bail!("{op}: unknown node mode {other}"),
+            };
+            let child = |id: i64| -> TractResult<u32> {
+                match index.get(&(tree, id)) {
+                    Some(&row) => Ok(row as u32),
+                    None => bail!(
+                        "{op}: node {} of tree {tree} points to a missing node {id}",
+                        node_ids[i]
+                    ),
+                }
+            };
+            let node = if mode == Mode::Leaf {
+                let first = weights.len() as u32;
+                while let Some(&l) = by_leaf.get(next) {
+                    if (leaf_trees[l], leaf_nodes[l]) != (tree, node_ids[i]) {
+                        break;
+                    }
+                    weights.push((leaf_targets[l] as u32, leaf_weights[l]));
+                    next += 1;
+                }
+                Node {
+                    mode,
+                    missing_true: false,
+                    feature: 0,
+                    threshold: 0.0,
+                    yes: first,
+                    no: weights.len() as u32,
+                }
+            } else {
+                if features[i] < 0 {
+                    bail!("{op}: negative feature id {}", features[i]);
+                }
+                Node {
+                    mode,
+                    missing_true: missing[i] != 0,
+                    feature: features[i] as u32,
+                    threshold: thresholds[i],
+                    yes: child(true_ids[i])?,
+                    no: child(false_ids[i])?,
+                }
+            };
+            nodes.push(node);
+        }
+        if next != m {
+            bail!("{op}: a {prefix} weight belongs to a node that is not a leaf");
+        }
+        // A child must lie deeper in the same tree, or a walk could loop.
+        for (row, node) in nodes.iter().enumerate() {
+            if node.mode != Mode::Leaf && (node.yes as usize <= row || node.no as usize <= row) {
+                bail!("{op}: the trees are not ordered from the root down (node {row})");
+            }
+        }
+        let n_features = nodes
+            .iter()
+            .filter(|n| n.mode != Mode::Leaf)
+            .map(|n| n.feature as usize + 1)
+            .max()
+            .unwrap_or(0);
+        Ok(Self {
+            roots,
+            nodes,
+            weights,
+            n_targets,
+            n_features,
+            aggregate,
+            base_values,
+            post,
+            labels,
+        })
+    }
+
+    /// The leaf a row reaches in the tree rooted at `root`.
+    #[inline]
+    fn leaf(&self, root: u32, row: &[f32]) -> &Node {
+        let mut node = &self.nodes[root as usize];
+        loop {
+            let x = row[node.feature as usize];
+            let t = node.threshold;
+            let go_yes = match node.mode {
+                Mode::Leaf => return node,
+                Mode::Leq => x <= t,
+                Mode::Lt => x < t,
+                Mode::Gte => x >= t,
+                Mode::Gt => x > t,
+                Mode::Eq => x == t,
+                Mode::Neq => x != t,
+            } || (node.missing_true && x.is_nan());
+            node = &self.nodes[if go_yes { node.yes } else { node.no } as usize];
+        }
+    }
+
+    /// Scores one row into `out` (`n_targets` long) and returns the index
+    /// of the highest score before the post transform (the label's).
+    fn score(&self, row: &[f32], out: &mut [f32]) -> usize {
+        let (init, has) = match self.aggregate {
+            Aggregate::Min => (f32::INFINITY, true),
+            Aggregate::Max => (f32::NEG_INFINITY, true),
+            _ => (0.0, false),
+        };
+        out.fill(init);
+        for &root in &self.roots {
+            let leaf = self.leaf(root, row);
+            for &(target, weight) in &self.weights[leaf.yes as usize..leaf.no as usize] {
+                let o = &mut out[target as usize];
+                *o = match self.aggregate {
+                    Aggregate::Sum | Aggregate::Average => *o + weight,
+                    Aggregate::Min => o.min(weight),
+                    Aggregate::Max => o.max(weight),
+                };
+            }
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            if has && o.is_infinite() {
+                *o = 0.0; // no tree gave this target a weight
+            }
+            if self.aggregate == Aggregate::Average {
+                *o /= self.roots.len() as f32;
+            }
+            if let Some(b) = self.base_values.get(i) {
+                *o += b;
+            }
+        }
+        let mut best = 0;
+        for (i, &o) in out.iter().enumerate() {
+            if o > out[best] {
+                best = i;
+            }
+        }
+        match self.post {
+            PostTransform::None => {}
+            PostTransform::Logistic => out.iter_mut().for_each(|o| *o = 1.0 / (1.0 + (-*o).exp())),
+            PostTransform::Softmax | PostTransform::SoftmaxZero => {
+                let zero = self.post == PostTransform::SoftmaxZero;
+                let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0;
+                for o in out.iter_mut() {
+                    if !(zero && *o == 0.0) {
+                        *o = (*o - max).exp();
+                        sum += *o;
+                    }
+                }
+                if sum > 0.0 {
+                    out.iter_mut().for_each(|o| *o /= sum);
+                }
+            }
+            PostTransform::Probit => out.iter_mut().for_each(|o| *o = probit(*o)),
+        }
+        best
+    }
+}
+
+/// The standard normal quantile function (Acklam's rational approximation,
+/// relative error below 1.2e-9, ample for float32).
+fn probit(p: f32) -> f32 {
+    let p = p as f64;
+    if !(0.0..=1.0).contains(&p) {
+        return f32::NAN;
+    }
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.38357751867269e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    let x = if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    };
+    x as f32
+}
+
+/// The operator as tract runs it: [N, features] in; a regressor gives
+/// [N, targets] scores, a classifier [N] labels and [N, classes] scores.
+#[derive(Debug, Clone)]
+struct TreeEnsembleOp(Arc<Ensemble>);
+
+impl PartialEq for TreeEnsembleOp {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TreeEnsembleOp {}
+
+impl TreeEnsembleOp {
+    fn name(&self) -> &'static str {
+        if self.0.labels.is_some() {
+            "TreeEnsembleClassifier"
+        } else {
+            "TreeEnsembleRegressor"
+        }
+    }
+}
+
+impl Op for TreeEnsembleOp {
+    fn name(&self) -> StaticName {
+        TreeEnsembleOp::name(self).into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for TreeEnsembleOp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let e = &*self.0;
+        let input = inputs[0].cast_to::<f32>()?;
+        let view = input.to_plain_array_view::<f32>()?;
+        let (rows, width) = match view.shape() {
+            [w] => (1, *w),
+            [r, w] => (*r, *w),
+            shape => bail!("{}: input of shape {shape:?}", self.name()),
+        };
+        if width < e.n_features {
+            bail!(
+                "{}: rows have {width} features, the trees use {}",
+                self.name(),
+                e.n_features
+            );
+        }
+        let flat: Vec<f32>;
+        let data = match view.as_slice() {
+            Some(s) => s,
+            None => {
+                flat = view.iter().copied().collect();
+                &flat
+            }
+        };
+        let mut scores = vec![0f32; rows * e.n_targets];
+        let mut best = Vec::with_capacity(rows);
+        for (row, out) in data
+            .chunks_exact(width)
+            .zip(scores.chunks_exact_mut(e.n_targets))
+        {
+            best.push(e.score(row, out));
+        }
+        let scores = Tensor::from_shape(&[rows, e.n_targets], &scores)?.into_tvalue();
+        Ok(match &e.labels {
+            None => tvec!(scores),
+            Some(labels) => {
+                let labels: Vec<i64> = best.iter().map(|&b| labels[b]).collect();
+                tvec!(tensor1(&labels).into_tvalue(), scores)
+            }
+        })
+    }
+}
+
+impl TypedOp for TreeEnsembleOp {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let n = inputs[0].shape[0].clone();
+        let scores = f32::fact([n.clone(), self.0.n_targets.to_dim()]);
+        Ok(match self.0.labels {
+            None => tvec!(scores),
+            Some(_) => tvec!(i64::fact([n]), scores),
+        })
+    }
+
+    as_op!();
+}
+
+/// The operator as the ONNX parser sees it, before typing.
+#[derive(Debug, Clone)]
+struct TreeEnsembleExpansion(TreeEnsembleOp);
+
+impl Expansion for TreeEnsembleExpansion {
+    fn name(&self) -> StaticName {
+        self.0.name().into()
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        Ok(if self.0.0.labels.is_some() { 2 } else { 1 })
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        let classifier = self.0.0.labels.is_some();
+        check_output_arity(outputs, if classifier { 2 } else { 1 })?;
+        let scores = &outputs[if classifier { 1 } else { 0 }];
+        s.equals(&scores.datum_type, DatumType::F32)?;
+        s.equals(&scores.rank, 2)?;
+        s.equals(&scores.shape[0], &inputs[0].shape[0])?;
+        s.equals(&scores.shape[1], self.0.0.n_targets.to_dim())?;
+        if classifier {
+            s.equals(&outputs[0].datum_type, DatumType::I64)?;
+            s.equals(&outputs[0].rank, 1)?;
+            s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        }
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.0.clone(), inputs)
+    }
+}
+
+fn regressor(
+    _ctx: &tract_onnx::model::ParsingContext<'_>,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let ensemble = Ensemble::parse(node, false)?;
+    Ok((
+        expand(TreeEnsembleExpansion(TreeEnsembleOp(Arc::new(ensemble)))),
+        vec![],
+    ))
+}
+
+fn classifier(
+    _ctx: &tract_onnx::model::ParsingContext<'_>,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let ensemble = Ensemble::parse(node, true)?;
+    Ok((
+        expand(TreeEnsembleExpansion(TreeEnsembleOp(Arc::new(ensemble)))),
+        vec![],
+    ))
+}
+
+/// Registers both operators, replacing tract's classifier.
+pub(crate) fn register(framework: &mut tract_onnx::Onnx) {
+    framework
+        .op_register
+        .insert("TreeEnsembleRegressor", regressor);
+    framework
+        .op_register
+        .insert("TreeEnsembleClassifier", classifier);
+}
