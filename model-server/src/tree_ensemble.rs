@@ -595,3 +595,198 @@ pub(crate) fn register(framework: &mut tract_onnx::Onnx) {
         .op_register
         .insert("TreeEnsembleClassifier", classifier);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::pb::AttributeProto;
+    use tract_onnx::pb::attribute_proto::AttributeType;
+
+    fn ints(name: &str, values: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Ints as i32,
+            ints: values.to_vec(),
+            ..AttributeProto::default()
+        }
+    }
+
+    fn floats(name: &str, values: &[f32]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Floats as i32,
+            floats: values.to_vec(),
+            ..AttributeProto::default()
+        }
+    }
+
+    fn strings(name: &str, values: &[&str]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Strings as i32,
+            strings: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            ..AttributeProto::default()
+        }
+    }
+
+    fn string(name: &str, value: &str) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::String as i32,
+            s: value.as_bytes().to_vec(),
+            ..AttributeProto::default()
+        }
+    }
+
+    /// A regressor of `trees` copies of one stump on feature 0:
+    /// `mode` against 1.0, leaves 10 (true) and 20 (false), a missing
+    /// value going the true way.
+    fn stumps(trees: i64, mode: &str, extra: Vec<AttributeProto>) -> NodeProto {
+        let per_tree = |v: [i64; 3]| -> Vec<i64> { (0..trees).flat_map(|_| v).collect() };
+        let tree_ids: Vec<i64> = (0..trees).flat_map(|t| [t, t, t]).collect();
+        let leaf_trees: Vec<i64> = (0..trees).flat_map(|t| [t, t]).collect();
+        let mut attribute = vec![
+            ints("nodes_treeids", &tree_ids),
+            ints("nodes_nodeids", &per_tree([0, 1, 2])),
+            ints("nodes_featureids", &per_tree([0, 0, 0])),
+            ints("nodes_truenodeids", &per_tree([1, 0, 0])),
+            ints("nodes_falsenodeids", &per_tree([2, 0, 0])),
+            ints("nodes_missing_value_tracks_true", &per_tree([1, 0, 0])),
+            floats(
+                "nodes_values",
+                &(0..trees).flat_map(|_| [1.0, 0.0, 0.0]).collect::<Vec<_>>(),
+            ),
+            strings(
+                "nodes_modes",
+                &(0..trees)
+                    .flat_map(|_| [mode, "LEAF", "LEAF"])
+                    .collect::<Vec<_>>(),
+            ),
+            ints("target_treeids", &leaf_trees),
+            ints(
+                "target_nodeids",
+                &(0..trees).flat_map(|_| [1, 2]).collect::<Vec<_>>(),
+            ),
+            ints("target_ids", &vec![0; 2 * trees as usize]),
+            floats(
+                "target_weights",
+                &(0..trees)
+                    .flat_map(|t| [10.0 + t as f32, 20.0 + t as f32])
+                    .collect::<Vec<_>>(),
+            ),
+        ];
+        attribute.extend(extra);
+        NodeProto {
+            op_type: "TreeEnsembleRegressor".into(),
+            attribute,
+            ..NodeProto::default()
+        }
+    }
+
+    fn predict(node: &NodeProto, x: f32) -> f32 {
+        let e = Ensemble::parse(node, false).unwrap();
+        let mut out = vec![0.0; e.n_targets];
+        e.score(&[x], &mut out);
+        out[0]
+    }
+
+    #[test]
+    fn every_node_mode_compares_as_the_spec_says() {
+        for (mode, at_one, below, above) in [
+            ("BRANCH_LEQ", 10.0, 10.0, 20.0),
+            ("BRANCH_LT", 20.0, 10.0, 20.0),
+            ("BRANCH_GTE", 10.0, 20.0, 10.0),
+            ("BRANCH_GT", 20.0, 20.0, 10.0),
+            ("BRANCH_EQ", 10.0, 20.0, 20.0),
+            ("BRANCH_NEQ", 20.0, 10.0, 10.0),
+        ] {
+            let node = stumps(1, mode, vec![]);
+            assert_eq!(predict(&node, 1.0), at_one, "{mode} at 1");
+            assert_eq!(predict(&node, 0.5), below, "{mode} below");
+            assert_eq!(predict(&node, 1.5), above, "{mode} above");
+            // The node sends a missing value the true way.
+            assert_eq!(predict(&node, f32::NAN), 10.0, "{mode} NaN");
+        }
+        let unknown = Ensemble::parse(&stumps(1, "BRANCH_SOMETIMES", vec![]), false);
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("BRANCH_SOMETIMES")
+        );
+    }
+
+    #[test]
+    fn aggregates_base_values_and_post_transforms() {
+        // Three trees below the threshold give 20, 21, 22.
+        let at = |extra: Vec<AttributeProto>| predict(&stumps(3, "BRANCH_LEQ", extra), 5.0);
+        assert_eq!(at(vec![]), 63.0);
+        assert_eq!(at(vec![string("aggregate_function", "AVERAGE")]), 21.0);
+        assert_eq!(at(vec![string("aggregate_function", "MIN")]), 20.0);
+        assert_eq!(at(vec![string("aggregate_function", "MAX")]), 22.0);
+        assert_eq!(at(vec![floats("base_values", &[0.5])]), 63.5);
+        let logistic = at(vec![
+            floats("base_values", &[-63.0]),
+            string("post_transform", "LOGISTIC"),
+        ]);
+        assert_eq!(logistic, 0.5);
+        assert!((probit(0.975) - 1.959_964).abs() < 1e-5);
+        assert_eq!(probit(0.5), 0.0);
+        let wrong = Ensemble::parse(
+            &stumps(1, "BRANCH_LEQ", vec![floats("base_values", &[1.0, 2.0])]),
+            false,
+        );
+        assert!(wrong.unwrap_err().to_string().contains("base values"));
+    }
+
+    #[test]
+    fn malformed_trees_are_refused_with_the_reason() {
+        // A child that does not exist.
+        let mut node = stumps(1, "BRANCH_LEQ", vec![]);
+        node.attribute[3] = ints("nodes_truenodeids", &[7, 0, 0]);
+        let err = Ensemble::parse(&node, false).unwrap_err().to_string();
+        assert!(err.contains("missing node 7"), "{err}");
+        // A loop back to the root.
+        let mut node = stumps(1, "BRANCH_LEQ", vec![]);
+        node.attribute[3] = ints("nodes_truenodeids", &[0, 0, 0]);
+        let err = Ensemble::parse(&node, false).unwrap_err().to_string();
+        assert!(err.contains("root down"), "{err}");
+        // Attributes of different lengths.
+        let mut node = stumps(1, "BRANCH_LEQ", vec![]);
+        node.attribute[6] = floats("nodes_values", &[1.0]);
+        let err = Ensemble::parse(&node, false).unwrap_err().to_string();
+        assert!(err.contains("nodes_values has 1 entries"), "{err}");
+    }
+
+    #[test]
+    fn a_classifier_labels_the_first_of_equal_scores() {
+        // One stump, two leaves each voting for classes 0 and 2 equally
+        // (a tie) or for class 1 alone.
+        let node = NodeProto {
+            op_type: "TreeEnsembleClassifier".into(),
+            attribute: vec![
+                ints("nodes_treeids", &[0, 0, 0]),
+                ints("nodes_nodeids", &[0, 1, 2]),
+                ints("nodes_featureids", &[0, 0, 0]),
+                ints("nodes_truenodeids", &[1, 0, 0]),
+                ints("nodes_falsenodeids", &[2, 0, 0]),
+                floats("nodes_values", &[1.0, 0.0, 0.0]),
+                strings("nodes_modes", &["BRANCH_LEQ", "LEAF", "LEAF"]),
+                ints("class_treeids", &[0, 0, 0]),
+                ints("class_nodeids", &[1, 1, 2]),
+                ints("class_ids", &[0, 2, 1]),
+                floats("class_weights", &[0.5, 0.5, 1.0]),
+                ints("classlabels_int64s", &[3, 4, 5]),
+                string("post_transform", "SOFTMAX"),
+            ],
+            ..NodeProto::default()
+        };
+        let e = Ensemble::parse(&node, true).unwrap();
+        let labels = e.labels.clone().unwrap();
+        let mut out = [0.0; 3];
+        assert_eq!(labels[e.score(&[0.0], &mut out)], 3);
+        assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(out[0], out[2]);
+        assert_eq!(labels[e.score(&[2.0], &mut out)], 4);
+    }
+}
