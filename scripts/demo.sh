@@ -19,6 +19,8 @@ BROKER="127.0.0.1:$BROKER_PORT"
 
 scripts/setup.sh
 # Error values carry no backtraces on the scoring path.
+# (The servers join their group within a few seconds: the development
+# broker answers a join after half the session timeout, set to 6 s below.)
 unset RUST_BACKTRACE
 echo "demo: building (the first build takes a while)" >&2
 # The same build as scripts/test.sh, so the two share one target dir.
@@ -45,7 +47,9 @@ trap cleanup EXIT INT TERM
 
 for port in 8888 8889; do
   "$BIN/model-server" --store "$STORE" --bootstrap-servers "$BROKER" --port "$port" \
-    --application-id model-demo --state-dir "$RUN/state-$port" >"$RUN/server-$port.log" 2>&1 &
+    --application-id model-demo --state-dir "$RUN/state-$port" \
+    -c consumer.session.timeout.ms=6000 -c consumer.heartbeat.interval.ms=1000 \
+    >"$RUN/server-$port.log" 2>&1 &
   pids+=($!)
 done
 "$BIN/model-client" --bootstrap-servers "$BROKER" publish --rate "$RATE" --loop \
@@ -72,7 +76,9 @@ except ValueError:
 for s in v.get("stats", []):
     print("  %-6s model %-40s usage %7d  mean %.3f ms  max %.3f ms" % (
         s["dataType"], s["name"], s["usage"], s["duration"] / max(s["usage"], 1), s["max"]))
-print("  answered:", ", ".join(v.get("instances", [])), " missing:", [m.get("host") for m in v.get("missing", [])])
+print("  answered:", ", ".join(v.get("instances", [])) or "-")
+for m in v.get("missing", []):
+    print("  not yet answering: %s (%s)" % (m.get("instance"), m.get("error", "")[:80]))
 '
 instances='
 import json, sys

@@ -84,16 +84,12 @@ impl ModelStore {
         self.rejected
     }
 
-    /// Swaps in `model` for its data type.
-    fn install(&mut self, model: ServedModel, since: i64) {
-        log::info!(
-            "serving model {} ({}) for data type {}",
-            model.name,
-            model.kind.as_str_name(),
-            model.data_type
-        );
+    /// Swaps in `model` for its data type; returns the model it replaces,
+    /// for the caller to drop after the store's lock is released.
+    fn install(&mut self, model: Arc<ServedModel>, since: i64) -> Option<Arc<ServedModel>> {
         self.models
-            .insert(model.data_type.clone(), (Arc::new(model), since));
+            .insert(model.data_type.clone(), (model, since))
+            .map(|(old, _)| old)
     }
 
     fn reject(&mut self, reason: &dyn std::fmt::Display) {
@@ -129,7 +125,10 @@ impl StateRestoreCallback for ModelStore {
             let Some(bytes) = value else { continue };
             match <ModelDescriptor as prost::Message>::decode(*bytes) {
                 Ok(descriptor) => match build(&descriptor) {
-                    Ok(model) => self.install(model, 0),
+                    Ok(model) => {
+                        log_install(&model);
+                        self.install(Arc::new(model), 0);
+                    }
                     Err(error) => self.reject(&error),
                 },
                 Err(error) => self.reject(&error),
@@ -163,6 +162,15 @@ impl StoreBuilder for ModelStoreBuilder {
     }
 }
 
+fn log_install(model: &ServedModel) {
+    log::info!(
+        "serving model {} ({}) for data type {}",
+        model.name,
+        model.kind.as_str_name(),
+        model.data_type
+    );
+}
+
 /// Builds each arriving descriptor (on the global thread) and swaps the
 /// model in.
 struct ModelUpdater;
@@ -173,12 +181,22 @@ impl Processor<String, ModelDescriptor, (), ()> for ModelUpdater {
         record: Record<String, ModelDescriptor>,
         ctx: &mut ProcessorContext<'_, (), ()>,
     ) -> ProcessResult {
-        let built = build(&record.value);
+        // Built here, on the global thread, with no lock held; the store's
+        // lock (which scoring takes to clone the current model) is held
+        // only for the swap, and the replaced model is dropped after it.
+        let built = build(&record.value).map(Arc::new);
+        if let Ok(model) = &built {
+            log_install(model);
+        }
         let now = ctx.current_system_time();
-        ctx.state_store(MODELS_STORE)?
+        let _replaced = ctx
+            .state_store(MODELS_STORE)?
             .with(|store: &mut ModelStore| match built {
                 Ok(model) => store.install(model, now),
-                Err(error) => store.reject(&error),
+                Err(error) => {
+                    store.reject(&error);
+                    None
+                }
             })?;
         Ok(())
     }

@@ -315,6 +315,28 @@ fn two_standard_instances_score_every_record_and_agree_on_the_statistics() {
     }
     assert_eq!(sources.len(), 2000, "one result per record");
 
+    // `model-client read` prints what the topics hold, decoded.
+    let read = |topic: &str, count: &str| -> Vec<Value> {
+        let out = client(&broker, &["read", "--topic", topic, "--count", count]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let scores = read("mscores", "5");
+    assert_eq!(scores.len(), 5);
+    assert!(
+        scores
+            .iter()
+            .all(|r| r["value"]["served"] == true && r["value"]["model"] == MODEL),
+        "{scores:?}"
+    );
+    let models = read("models", "1");
+    assert_eq!(models[0]["key"], "wine");
+    assert_eq!(models[0]["value"]["name"], MODEL);
+    assert_eq!(models[0]["value"]["modelType"], "ONNX");
+    assert_eq!(read("mdata", "1")[0]["value"]["features"].as_array().unwrap().len(), 11);
+
     // Both instances report the merged total and list each other.
     for server in [&a, &b] {
         wait_for(

@@ -22,7 +22,8 @@
 //!   wine records of its own (about 105 bytes each, the same partitions,
 //!   written untimed to `mdata`), with an ONNX linear regression and the
 //!   original PMML linear regression published in turn every 100 ms while
-//!   it runs, so that models are built and swapped under load. Also
+//!   it runs (`BENCH_SWAP_INTERVAL_MS`; 0: the first model only), so that
+//!   models are built and swapped under load. Also
 //!   reported: how many swaps happened and the longest time one record
 //!   took from looking up its model to its prediction (a record that
 //!   waited on a build would show there).
@@ -104,12 +105,20 @@ const TARGETS: [(&str, f64); 4] = [
     ("serving", 0.6),
 ];
 /// The `serving` scenario's models, published in turn every
-/// `SWAP_INTERVAL` while it runs.
+/// [`swap_interval`] while it runs.
 const SERVING_MODELS: [&str; 2] = [
     "onnx/wine_linear_regression.onnx",
     "pmml/winequalityLinearRegression.pmml",
 ];
-const SWAP_INTERVAL: Duration = Duration::from_millis(100);
+/// `BENCH_SWAP_INTERVAL_MS`: how often the `serving` scenario publishes
+/// the next model while it runs (0: only the first, before start).
+fn swap_interval() -> Option<Duration> {
+    let ms: u64 = std::env::var("BENCH_SWAP_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
 const VALUE_BYTES: usize = 90;
 const KEYS: u64 = 10_000;
 /// Group timeouts as in the end-to-end tests: joining takes about 2 s on
@@ -678,7 +687,7 @@ fn data_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data")
 }
 
-/// Publishes `SERVING_MODELS` in turn, one every `SWAP_INTERVAL`, until
+/// Publishes `SERVING_MODELS` in turn, one every [`swap_interval`], until
 /// `stop`; returns how many it published.
 fn publish_models(settings: &Settings, stop: &std::sync::atomic::AtomicBool) -> Result<u64, Error> {
     use proto::{Message, MessageContent, ModelDescriptor, ModelType};
@@ -704,7 +713,8 @@ fn publish_models(settings: &Settings, stop: &std::sync::atomic::AtomicBool) -> 
         );
     }
     let mut published = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    let interval = swap_interval();
+    while !stop.load(Ordering::Relaxed) && (published == 0 || interval.is_some()) {
         let payload = &descriptors[published as usize % descriptors.len()];
         send(
             &producer,
@@ -714,14 +724,17 @@ fn publish_models(settings: &Settings, stop: &std::sync::atomic::AtomicBool) -> 
         )?;
         drain(&producer)?;
         published += 1;
-        std::thread::sleep(SWAP_INTERVAL);
+        if let Some(interval) = interval {
+            std::thread::sleep(interval);
+        }
     }
     Ok(published)
 }
 
 /// The model server's topology on the wine records, with models swapped
-/// every `SWAP_INTERVAL`. The first model is published before start, so
-/// the global store has it before the first record is scored.
+/// every [`swap_interval`]. The first model is published as it starts:
+/// records scored before the global thread has built it count as not
+/// served.
 fn serving(settings: &Settings, metrics: Arc<ServingMetrics>) -> Result<Seen, Error> {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (seen, first) = counter();
