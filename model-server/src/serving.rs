@@ -189,15 +189,15 @@ impl Processor<String, ModelDescriptor, (), ()> for ModelUpdater {
             log_install(model);
         }
         let now = ctx.current_system_time();
-        let _replaced = ctx
-            .state_store(MODELS_STORE)?
-            .with(|store: &mut ModelStore| match built {
-                Ok(model) => store.install(model, now),
-                Err(error) => {
-                    store.reject(&error);
-                    None
-                }
-            })?;
+        let _replaced =
+            ctx.state_store(MODELS_STORE)?
+                .with(|store: &mut ModelStore| match built {
+                    Ok(model) => store.install(model, now),
+                    Err(error) => {
+                        store.reject(&error);
+                        None
+                    }
+                })?;
         Ok(())
     }
 }

@@ -335,7 +335,13 @@ fn two_standard_instances_score_every_record_and_agree_on_the_statistics() {
     assert_eq!(models[0]["key"], "wine");
     assert_eq!(models[0]["value"]["name"], MODEL);
     assert_eq!(models[0]["value"]["modelType"], "ONNX");
-    assert_eq!(read("mdata", "1")[0]["value"]["features"].as_array().unwrap().len(), 11);
+    assert_eq!(
+        read("mdata", "1")[0]["value"]["features"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
 
     // Both instances report the merged total and list each other.
     for server in [&a, &b] {
