@@ -11,7 +11,7 @@
 # records per second, each as a ratio of the raw loop, and CPU seconds per
 # million records. serving: the model server's topology (standard store)
 # on as many wine records, with models swapped every 100 ms; also prints
-# the swaps and the longest model lookup and scoring of one record. LIST is
+# the swaps and the longest any record waited to get its model. LIST is
 # comma-separated from raw,stateless,count-alos,count-eos,serving,queries,
 # or all (every one but queries). queries: interactive queries on two instances with HTTP query
 # servers in one process (10,000 keys; in-process get, HTTP lookups of

@@ -28,10 +28,11 @@ pub struct ServingMetrics {
     pub served: AtomicU64,
     /// Records with no model for their data type (or no prediction).
     pub not_served: AtomicU64,
-    /// The longest time one record took from looking up its model to
-    /// having its prediction, in nanoseconds: a record that waited on a
-    /// model swap would show here.
-    pub longest_serving_ns: AtomicU64,
+    /// The longest time one record took to get its model, in
+    /// nanoseconds: the only place where scoring can wait on a model swap
+    /// (the swap holds the store's lock for an insert; builds happen
+    /// before it).
+    pub longest_lookup_ns: AtomicU64,
 }
 
 impl ServingMetrics {
@@ -47,12 +48,14 @@ impl ServingMetrics {
         text.push_str(&format!(
             "model_server_records_total{{outcome=\"not_served\"}} {not_served}\n"
         ));
-        let longest = self.longest_serving_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let longest = self.longest_lookup_ns.load(Ordering::Relaxed) as f64 / 1e9;
         text.push_str(
-            "# HELP model_server_serving_seconds_max The longest model lookup and scoring of one record.\n",
+            "# HELP model_server_model_lookup_seconds_max The longest a record waited for its model.\n",
         );
-        text.push_str("# TYPE model_server_serving_seconds_max gauge\n");
-        text.push_str(&format!("model_server_serving_seconds_max {longest}\n"));
+        text.push_str("# TYPE model_server_model_lookup_seconds_max gauge\n");
+        text.push_str(&format!(
+            "model_server_model_lookup_seconds_max {longest}\n"
+        ));
         let rejected: u64 = streams
             .query_custom_store(MODELS_STORE, |s: &mut ModelStore| s.rejected())
             .map(|r| r.into_iter().sum())

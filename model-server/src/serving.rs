@@ -326,11 +326,16 @@ impl StoreBuilder for StatsStoreBuilder {
 struct Scorer {
     variant: StoreVariant,
     metrics: Arc<ServingMetrics>,
+    /// The statistics this task last wrote, per data type. The scorer is
+    /// the only writer of its task's store and a task gets a new scorer,
+    /// so what it wrote is what the store holds: reading it back (and
+    /// decoding it) for every record would be wasted work.
+    written: HashMap<String, ModelToServeStats>,
 }
 
 impl Scorer {
     fn count(
-        &self,
+        &mut self,
         ctx: &mut ProcessorContext<'_, (), ServingResult>,
         model: &ServedModel,
         since: i64,
@@ -342,13 +347,20 @@ impl Scorer {
             return Ok(());
         }
         let stats = ctx.key_value_store::<String, ModelToServeStats>(STATS_STORE)?;
-        let mut current = match stats.get(&model.data_type)? {
-            Some(s) => s,
-            None => ModelToServeStats::new(model, since),
-        };
+        if !self.written.contains_key(&model.data_type) {
+            // Restored from the changelog, or nothing yet.
+            let stored = stats
+                .get(&model.data_type)?
+                .unwrap_or_else(|| ModelToServeStats::new(model, since));
+            self.written.insert(model.data_type.clone(), stored);
+        }
+        let current = self
+            .written
+            .get_mut(&model.data_type)
+            .expect("inserted above");
         current.continue_or_restart(model, since);
         current.record(millis);
-        stats.put(&model.data_type, &current)?;
+        stats.put(&model.data_type, current)?;
         Ok(())
     }
 }
@@ -363,11 +375,16 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
         let (partition, offset) = ctx
             .record_metadata()
             .map_or((-1, -1), |m| (m.partition, m.offset));
-        let looked_up = Instant::now();
+        let lookup = Instant::now();
         // The lock is held only to clone the model's Arc.
         let current = ctx
             .state_store(MODELS_STORE)?
             .with(|store: &mut ModelStore| store.current(&wine.data_type))?;
+        let started = Instant::now();
+        self.metrics.longest_lookup_ns.fetch_max(
+            (started - lookup).as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut result = ServingResult {
             data_type: wine.data_type.clone(),
             partition,
@@ -376,13 +393,8 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
             ..ServingResult::default()
         };
         if let Some((model, since)) = current {
-            let started = Instant::now();
             let score = model.model.score(wine);
             let elapsed = started.elapsed();
-            self.metrics.longest_serving_ns.fetch_max(
-                looked_up.elapsed().as_nanos() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
             result.model = model.name.clone();
             result.duration_ns = elapsed.as_nanos() as i64;
             if let Some(value) = score {
@@ -418,6 +430,7 @@ pub fn topology_with_metrics(
     let scorer = move || Scorer {
         variant,
         metrics: metrics.clone(),
+        written: HashMap::new(),
     };
     if variant == StoreVariant::Memory {
         let stats = Stores::key_value_store_builder(

@@ -4,6 +4,7 @@
 //! (the server scores each record as it arrives). A small pool of run
 //! states lets several stream threads score with one model at once
 //! without each call allocating the plan's buffers anew.
+//!
 //! The ONNX-ML tree ensembles run on our own operators
 //! ([`crate::tree_ensemble`]).
 
@@ -74,8 +75,10 @@ impl TractModel {
         let first = &outputs?[0];
         Ok(match self.output {
             Output::Value => {
-                let view = first.to_plain_array_view::<f32>()?;
-                *view.iter().next().context("empty output")? as f64
+                // float32 as a rule; a double-precision model works too.
+                let value = first.cast_to::<f64>()?;
+                let view = value.to_plain_array_view::<f64>()?;
+                *view.iter().next().context("empty output")?
             }
             Output::Label => {
                 let label = first.cast_to::<i64>()?;

@@ -368,20 +368,23 @@ fn dead_letters_carry_the_original_bytes_and_the_error() {
     );
 }
 
+/// Keeps global store `rates` from its topic.
+struct RatesLoader;
+
+impl Processor<String, String, (), ()> for RatesLoader {
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<'_, (), ()>,
+    ) -> ProcessResult {
+        ctx.key_value_store::<String, String>("rates")?
+            .put(&r.key, &r.value)?;
+        Ok(())
+    }
+}
+
 #[test]
 fn global_store_through_the_processor_api_is_readable_by_every_task() {
-    struct Loader;
-    impl Processor<String, String, (), ()> for Loader {
-        fn process(
-            &mut self,
-            r: Record<String, String>,
-            ctx: &mut ProcessorContext<'_, (), ()>,
-        ) -> ProcessResult {
-            ctx.key_value_store::<String, String>("rates")?
-                .put(&r.key, &r.value)?;
-            Ok(())
-        }
-    }
     struct Convert;
     impl Processor<String, i64, String, String> for Convert {
         fn process(
@@ -412,7 +415,7 @@ fn global_store_through_the_processor_api_is_readable_by_every_task() {
             StringSerde,
             "rates",
             "rates-loader",
-            || Loader,
+            || RatesLoader,
         )
         .unwrap()
         .add_source("src", StringSerde, I64Serde, &["amounts"])
@@ -519,18 +522,6 @@ fn global_store_and_state_store_through_the_dsl() {
     // The DSL's addGlobalStore / addStateStore + process: a global store
     // kept by its own processor, read by a DSL processor that also counts
     // in a store of its own.
-    struct Loader;
-    impl Processor<String, String, (), ()> for Loader {
-        fn process(
-            &mut self,
-            r: Record<String, String>,
-            ctx: &mut ProcessorContext<'_, (), ()>,
-        ) -> ProcessResult {
-            ctx.key_value_store::<String, String>("rates")?
-                .put(&r.key, &r.value)?;
-            Ok(())
-        }
-    }
     struct Convert;
     impl Processor<String, i64, String, String> for Convert {
         fn process(
@@ -560,7 +551,7 @@ fn global_store_and_state_store_through_the_dsl() {
         .with_logging_disabled(),
         "rates",
         streams_core::dsl::Consumed::with(StringSerde, StringSerde),
-        || Loader,
+        || RatesLoader,
     );
     builder.add_state_store(Stores::key_value_store_builder(
         Stores::in_memory_key_value_store("seen"),
@@ -600,7 +591,7 @@ fn global_store_and_state_store_through_the_dsl() {
         ),
         "rates",
         streams_core::dsl::Consumed::with(StringSerde, StringSerde),
-        || Loader,
+        || RatesLoader,
     );
     assert!(builder.build().is_err());
 }

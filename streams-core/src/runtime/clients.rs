@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{ClientKind, StreamsConfig};
@@ -22,6 +23,32 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) fn kafka_error(context: &str, error: impl std::fmt::Display) -> StreamsError {
     StreamsError::Kafka(format!("{context}: {error}"))
 }
+
+/// Logs a client's error as librdkafka's default context does, except
+/// reaching the end of a partition: consumers that read to the end
+/// (restoration, global stores) ask for that event, and it is no error.
+pub(crate) fn report_client_error(error: &KafkaError, reason: &str) {
+    if matches!(error, KafkaError::PartitionEOF(_))
+        || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+    {
+        return;
+    }
+    log::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+}
+
+/// The context of consumers that read partitions to their end.
+pub(crate) struct EndReadingContext;
+
+impl ClientContext for EndReadingContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for EndReadingContext {}
+
+/// A consumer that reads partitions to their end.
+pub(crate) type EndReadingConsumer = BaseConsumer<EndReadingContext>;
 
 /// A client configuration from the streams settings for `kind`.
 pub(crate) fn client_config(config: &StreamsConfig, kind: ClientKind) -> ClientConfig {

@@ -7,11 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error, partition_counts, position};
+use super::clients::{
+    EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
+    partition_counts, position,
+};
 use super::{Shared, raw_record};
 use crate::config::{ClientKind, StreamsConfig};
 use crate::error::{Result, StreamsError};
@@ -71,8 +74,8 @@ pub(crate) fn start(
     consumer_config
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = consumer_config
-        .create()
+    let consumer: EndReadingConsumer = consumer_config
+        .create_with_context(EndReadingContext)
         .map_err(|e| kafka_error("creating the global consumer", e))?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = HashMap::new();

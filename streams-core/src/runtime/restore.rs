@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::clients::{REQUEST_TIMEOUT, kafka_error, position};
+use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_error, position};
 use crate::error::{Result, StreamsError};
 use crate::task::TaskCore;
 
@@ -120,7 +120,7 @@ pub(crate) fn delete_checkpoint(task_dir: &Path) {
 /// each changelog partition was restored to.
 pub(crate) fn restore_task(
     task: &TaskCore,
-    consumer: &BaseConsumer,
+    consumer: &EndReadingConsumer,
     checkpoint: &Offsets,
     listener: &dyn StateRestoreListener,
 ) -> Result<Offsets> {
@@ -151,7 +151,7 @@ fn restore_store(
     topic: &str,
     partition: i32,
     start: Option<i64>,
-    consumer: &BaseConsumer,
+    consumer: &EndReadingConsumer,
     listener: &dyn StateRestoreListener,
 ) -> Result<i64> {
     let (low, high) = consumer

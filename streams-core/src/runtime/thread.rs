@@ -12,7 +12,10 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use super::clients::{REQUEST_TIMEOUT, client_config, kafka_error};
+use super::clients::{
+    EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
+    report_client_error,
+};
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
 use super::restore::{Offsets, delete_checkpoint, read_checkpoint, restore_task, write_checkpoint};
@@ -57,7 +60,7 @@ pub(crate) struct Engine {
     collector: Arc<KafkaCollector>,
     tasks: BTreeMap<TaskId, RunningTask>,
     pending_assignment: Option<Vec<(String, i32)>>,
-    restore_consumer: BaseConsumer,
+    restore_consumer: EndReadingConsumer,
     last_commit: Instant,
     stats: ThreadMetrics,
     last_publish: Instant,
@@ -83,6 +86,10 @@ pub(crate) struct ThreadContext {
 }
 
 impl ClientContext for ThreadContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_client_error(&error, reason);
+    }
+
     /// librdkafka's statistics carry each partition's consumer lag.
     fn stats(&self, statistics: rdkafka::Statistics) {
         let lags = statistics.topics.into_iter().flat_map(|(topic, t)| {
@@ -213,8 +220,8 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    let restore_consumer: BaseConsumer = restore_config
-        .create()
+    let restore_consumer: EndReadingConsumer = restore_config
+        .create_with_context(EndReadingContext)
         .map_err(|e| kafka_error("creating the restore consumer", e))?;
     let engine = Arc::new(Mutex::new(Engine {
         plan: plan.clone(),

@@ -20,13 +20,12 @@
 //! - `serving`: the model server's topology (`model_server::serving`, the
 //!   `standard` store: statistics in RocksDB with a changelog), on COUNT
 //!   wine records of its own (about 105 bytes each, the same partitions,
-//!   written untimed to `mdata`), with an ONNX linear regression and the
-//!   original PMML linear regression published in turn every 100 ms while
+//!   written untimed to `mdata`), with the original PMML linear
+//!   regression and an ONNX linear regression published in turn every 100 ms while
 //!   it runs (`BENCH_SWAP_INTERVAL_MS`; 0: the first model only), so that
 //!   models are built and swapped under load. Also
-//!   reported: how many swaps happened and the longest time one record
-//!   took from looking up its model to its prediction (a record that
-//!   waited on a build would show there).
+//!   reported: how many swaps happened and the longest time any record
+//!   waited to get its model (the only step a swap can delay).
 //! - `queries` (not in `all`; it measures requests, not records, and has
 //!   a table of its own): interactive queries. Writes
 //!   10,000 keys once each to a topic of its own (PARTITIONS partitions,
@@ -107,8 +106,8 @@ const TARGETS: [(&str, f64); 4] = [
 /// The `serving` scenario's models, published in turn every
 /// [`swap_interval`] while it runs.
 const SERVING_MODELS: [&str; 2] = [
-    "onnx/wine_linear_regression.onnx",
     "pmml/winequalityLinearRegression.pmml",
+    "onnx/wine_linear_regression.onnx",
 ];
 /// `BENCH_SWAP_INTERVAL_MS`: how often the `serving` scenario publishes
 /// the next model while it runs (0: only the first, before start).
@@ -384,8 +383,14 @@ fn drain<C: rdkafka::producer::ProducerContext>(producer: &BaseProducer<C>) -> R
     Ok(())
 }
 
-/// Writes the input, untimed.
-fn produce_input(settings: &Settings) -> Result<(), Error> {
+/// Writes COUNT records to `topic`, untimed, round robin over the
+/// partitions so each gets the same share; `record(i)` gives the key and
+/// value of record `i`.
+fn produce_untimed(
+    settings: &Settings,
+    topic: &str,
+    mut record: impl FnMut(u64) -> (Option<Vec<u8>>, Vec<u8>),
+) -> Result<(), Error> {
     let producer: BaseProducer = settings
         .client(
             &[
@@ -395,17 +400,16 @@ fn produce_input(settings: &Settings) -> Result<(), Error> {
             "producer.",
         )
         .create()?;
-    let topic = settings.input();
     let started = Instant::now();
     for i in 0..settings.count {
-        let key = format!("key-{}", i % KEYS);
-        let value = value_for(i);
-        // Round robin over partitions, so each gets the same share.
-        let record = BaseRecord::to(&topic)
-            .key(key.as_bytes())
-            .payload(value.as_bytes())
+        let (key, value) = record(i);
+        let mut message = BaseRecord::to(topic)
+            .payload(value.as_slice())
             .partition((i % settings.partitions as u64) as i32);
-        send(&producer, record)?;
+        if let Some(key) = &key {
+            message = message.key(key.as_slice());
+        }
+        send(&producer, message)?;
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -417,6 +421,16 @@ fn produce_input(settings: &Settings) -> Result<(), Error> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Writes the input, untimed.
+fn produce_input(settings: &Settings) -> Result<(), Error> {
+    produce_untimed(settings, &settings.input(), |i| {
+        (
+            Some(format!("key-{}", i % KEYS).into_bytes()),
+            value_for(i).into_bytes(),
+        )
+    })
 }
 
 /// What a scenario reports: the instant it saw the first record, and how
@@ -657,30 +671,9 @@ fn produce_wine(settings: &Settings) -> Result<(), Error> {
             Ok(WineRecord::from_features(row, "wine", 0).encode_to_vec())
         })
         .collect::<Result<_, String>>()?;
-    let producer: BaseProducer = settings
-        .client(
-            &[
-                ("linger.ms", "20"),
-                ("queue.buffering.max.messages", "500000"),
-            ],
-            "producer.",
-        )
-        .create()?;
-    for i in 0..settings.count {
-        let record = BaseRecord::to(DATA_TOPIC)
-            .payload(rows[(i % rows.len() as u64) as usize].as_slice())
-            .partition((i % settings.partitions as u64) as i32);
-        send(&producer, record)?;
-        if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-        }
-    }
-    producer.flush(Duration::from_secs(300))?;
-    eprintln!(
-        "produced {} wine records to {DATA_TOPIC} (untimed)",
-        settings.count
-    );
-    Ok(())
+    produce_untimed(settings, DATA_TOPIC, |i| {
+        (None, rows[(i % rows.len() as u64) as usize].clone())
+    })
 }
 
 fn data_dir() -> std::path::PathBuf {
@@ -766,10 +759,10 @@ fn serving(settings: &Settings, metrics: Arc<ServingMetrics>) -> Result<Seen, Er
         let _ = watcher.join();
         println!(
             "serving: {swaps} models published; {} records served, {} not served; \
-             longest model lookup and scoring of one record: {:.3} ms",
+             the longest any record waited for its model: {:.3} ms",
             metrics.served.load(Ordering::Relaxed),
             metrics.not_served.load(Ordering::Relaxed),
-            metrics.longest_serving_ns.load(Ordering::Relaxed) as f64 / 1e6
+            metrics.longest_lookup_ns.load(Ordering::Relaxed) as f64 / 1e6
         );
         result
     })
