@@ -33,6 +33,10 @@ pub struct ServingMetrics {
     /// (the swap holds the store's lock for an insert; builds happen
     /// before it).
     pub longest_lookup_ns: AtomicU64,
+    /// Records that waited over a millisecond for their model: a swap that
+    /// blocked scoring would add one per record it held up (and so does
+    /// the thread being descheduled at that moment).
+    pub slow_lookups: AtomicU64,
 }
 
 impl ServingMetrics {
@@ -55,6 +59,14 @@ impl ServingMetrics {
         text.push_str("# TYPE model_server_model_lookup_seconds_max gauge\n");
         text.push_str(&format!(
             "model_server_model_lookup_seconds_max {longest}\n"
+        ));
+        text.push_str(
+            "# HELP model_server_slow_model_lookups_total Records that waited over 1 ms for their model.\n",
+        );
+        text.push_str("# TYPE model_server_slow_model_lookups_total counter\n");
+        text.push_str(&format!(
+            "model_server_slow_model_lookups_total {}\n",
+            self.slow_lookups.load(Ordering::Relaxed)
         ));
         let rejected: u64 = streams
             .query_custom_store(MODELS_STORE, |s: &mut ModelStore| s.rejected())

@@ -381,10 +381,15 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
             .state_store(MODELS_STORE)?
             .with(|store: &mut ModelStore| store.current(&wine.data_type))?;
         let started = Instant::now();
-        self.metrics.longest_lookup_ns.fetch_max(
-            (started - lookup).as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let waited = (started - lookup).as_nanos() as u64;
+        self.metrics
+            .longest_lookup_ns
+            .fetch_max(waited, std::sync::atomic::Ordering::Relaxed);
+        if waited > 1_000_000 {
+            self.metrics
+                .slow_lookups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut result = ServingResult {
             data_type: wine.data_type.clone(),
             partition,

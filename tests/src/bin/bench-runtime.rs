@@ -759,10 +759,12 @@ fn serving(settings: &Settings, metrics: Arc<ServingMetrics>) -> Result<Seen, Er
         let _ = watcher.join();
         println!(
             "serving: {swaps} models published; {} records served, {} not served; \
-             the longest any record waited for its model: {:.3} ms",
+             the longest any record waited for its model: {:.3} ms; \
+             records that waited over 1 ms: {}",
             metrics.served.load(Ordering::Relaxed),
             metrics.not_served.load(Ordering::Relaxed),
-            metrics.longest_lookup_ns.load(Ordering::Relaxed) as f64 / 1e6
+            metrics.longest_lookup_ns.load(Ordering::Relaxed) as f64 / 1e6,
+            metrics.slow_lookups.load(Ordering::Relaxed)
         );
         result
     })
