@@ -2,9 +2,18 @@
 //! Kafka with the current machine-learning model, swaps models without a
 //! pause, and answers queries about its serving state over HTTP.
 //!
-//! Built on `streams-core`; see `DESIGN.md` (model-server). So far: models
-//! built from `ModelDescriptor`s ([`model`]) and the serving statistics
-//! ([`stats`]); the topology, the store variants and HTTP come next.
+//! Built on `streams-core`; see `DESIGN.md` (model-server):
+//! - [`model`]: models built from `ModelDescriptor`s: ONNX and the
+//!   original TensorFlow graph through tract (with our own ONNX-ML
+//!   tree-ensemble operators), PMML through the `pmml` crate;
+//! - [`serving`]: the topology, in three store variants (`memory`,
+//!   `standard`, `custom`), with models in a global store swapped off the
+//!   scoring path;
+//! - [`stats`]: serving statistics with the original's JSON names, merged
+//!   across tasks and instances;
+//! - [`http`]: the routes (`/state/value`, `/state/{dataType}`,
+//!   `/models`) on the framework's query layer;
+//! - [`cli`]: what the `model-server` and `model-client` binaries share.
 //!
 //! ```
 //! use model_server::model::build;
