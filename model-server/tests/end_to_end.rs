@@ -381,6 +381,32 @@ fn two_standard_instances_score_every_record_and_agree_on_the_statistics() {
         "{text}"
     );
     assert!(text.contains(&format!("model=\"{MODEL}\"")), "{text}");
+
+    // A corrupt model over Kafka is rejected and counted on every
+    // instance; the current model keeps serving.
+    let corrupt = state.path().join("corrupt.onnx");
+    std::fs::write(&corrupt, b"not an ONNX model").unwrap();
+    client(
+        &broker,
+        &[
+            "publish",
+            "--count",
+            "0",
+            "--model",
+            &corrupt.to_string_lossy(),
+        ],
+    );
+    for server in [&a, &b] {
+        wait_for("the corrupt model counted", Duration::from_secs(30), || {
+            let answer =
+                streams_http::get(&server.host(), "/metrics", Duration::from_secs(5), false)
+                    .ok()?;
+            String::from_utf8_lossy(&answer.body)
+                .contains("model_server_models_rejected_total 1")
+                .then_some(())
+        });
+        assert_eq!(server.get("/models").unwrap()[0]["name"], MODEL);
+    }
 }
 
 /// Serves 200 records on two instances, restarts one, and returns the

@@ -242,3 +242,17 @@ fn store_variants_parse_from_their_names() {
     let err = "rocks".parse::<StoreVariant>().unwrap_err();
     assert!(err.contains("memory, standard or custom"), "{err}");
 }
+
+#[test]
+fn the_model_store_cannot_be_queried_before_start() {
+    let streams = streams_core::runtime::KafkaStreams::new(
+        topology(StoreVariant::Standard).unwrap(),
+        StreamsConfig::new("serving-test").set("bootstrap.servers", "127.0.0.1:9"),
+    )
+    .unwrap();
+    let error = streams
+        .query_custom_store(MODELS_STORE, |s: &mut ModelStore| s.rejected())
+        .unwrap_err();
+    assert!(error.to_string().contains("before start()"), "{error}");
+    assert!(model_server::serving::current_models(&streams).is_err());
+}
