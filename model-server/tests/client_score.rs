@@ -2,36 +2,13 @@
 //! Every PMML file and two ONNX models score all 1,599 rows as their
 //! reference evaluators do; bad input is a clear error.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
+use common::{data, reference_columns};
+
 const CLIENT: &str = env!("CARGO_BIN_EXE_model-client");
-
-fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(path)
-}
-
-/// Reference columns by name.
-fn reference(path: &str) -> HashMap<String, Vec<String>> {
-    let text = std::fs::read_to_string(data(path)).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let mut columns: HashMap<String, Vec<String>> = HashMap::new();
-    for line in lines {
-        for (name, value) in header.iter().zip(line.split(',')) {
-            columns.entry(name.clone()).or_default().push(value.into());
-        }
-    }
-    columns
-}
 
 fn score(model: &str, kind: Option<&str>, input: &str) -> (bool, Vec<f64>, String) {
     let mut command = Command::new(CLIENT);
@@ -59,7 +36,7 @@ fn score(model: &str, kind: Option<&str>, input: &str) -> (bool, Vec<f64>, Strin
 fn pmml_files_score_offline_as_the_reference_evaluator() {
     let wine = data("winequality_red.csv");
     let wine = wine.to_string_lossy();
-    let columns = reference("models/pmml/reference_predictions.csv");
+    let (_, columns) = reference_columns("models/pmml/reference_predictions.csv");
     for stem in [
         "winequalityLinearRegression",
         "winequalityGeneralizedLinearRegressionGaussian",
@@ -94,7 +71,7 @@ fn pmml_files_score_offline_as_the_reference_evaluator() {
 fn onnx_and_tensorflow_files_score_offline() {
     let wine = data("winequality_red.csv");
     let wine = wine.to_string_lossy();
-    let columns = reference("models/onnx/reference_predictions.csv");
+    let (_, columns) = reference_columns("models/onnx/reference_predictions.csv");
     for stem in ["wine_gradient_boosting_classifier", "wine_mlp_regression"] {
         // The type comes from the extension.
         let (ok, values, err) = score(&format!("models/onnx/{stem}.onnx"), None, &wine);

@@ -10,11 +10,14 @@
 //!   restarted instance's share.
 //! - Bad flags, an unreachable broker and a port in use are clear errors.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{data, reference_columns, wine_rows};
 use proto::{Message, ServingResult, WineRecord};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message as _;
@@ -25,12 +28,6 @@ use tests::Broker;
 const SERVER: &str = env!("CARGO_BIN_EXE_model-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_model-client");
 const MODEL: &str = "wine_random_forest_regression";
-
-fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(path)
-}
 
 /// A model-server process, stopped (SIGINT, then SIGKILL) on drop.
 struct Server {
@@ -274,17 +271,11 @@ fn read_topic(broker: &Broker, topic: &str, count: usize) -> HashMap<(i32, i64),
 
 /// onnxruntime's prediction of `MODEL` for each row's features.
 fn reference() -> HashMap<[u64; 11], f64> {
-    let text = std::fs::read_to_string(data("models/onnx/reference_predictions.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let column = header.iter().position(|h| *h == MODEL).unwrap();
-    let predictions: Vec<f64> = lines
-        .map(|l| l.split(',').nth(column).unwrap().parse().unwrap())
-        .collect();
-    let rows = std::fs::read_to_string(data("winequality_red.csv")).unwrap();
-    rows.lines()
-        .zip(predictions)
-        .map(|(line, p)| (WineRecord::parse_csv(line).unwrap().map(f64::to_bits), p))
+    let (_, columns) = reference_columns("models/onnx/reference_predictions.csv");
+    wine_rows()
+        .into_iter()
+        .zip(&columns[MODEL])
+        .map(|(row, p)| (row.map(f64::to_bits), p.parse().unwrap()))
         .collect()
 }
 

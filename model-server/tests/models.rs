@@ -6,23 +6,18 @@
 //! - the TensorFlow graph against the same network evaluated here in f64
 //!   from the weights in the graph file (argmax of the nine outputs).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
+use std::collections::HashMap;
+
+use common::{data, reference_columns, wine_rows};
 use model_server::model::{ServedModel, build};
 use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
 
-fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(path)
-}
-
 fn rows() -> Vec<WineRecord> {
-    std::fs::read_to_string(data("winequality_red.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| WineRecord::from_features(WineRecord::parse_csv(l).unwrap(), "wine", 0))
+    wine_rows()
+        .into_iter()
+        .map(|row| WineRecord::from_features(row, "wine", 0))
         .collect()
 }
 
@@ -41,28 +36,17 @@ fn load(kind: ModelType, path: &str) -> ServedModel {
 
 #[test]
 fn onnx_models_match_onnxruntime_on_every_row() {
-    let text = std::fs::read_to_string(data("models/onnx/reference_predictions.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let mut columns: HashMap<&str, Vec<f64>> = HashMap::new();
-    for line in lines {
-        for (name, value) in header.iter().zip(line.split(',')) {
-            columns
-                .entry(name)
-                .or_default()
-                .push(value.parse().unwrap());
-        }
-    }
+    let (header, columns) = reference_columns("models/onnx/reference_predictions.csv");
     let rows = rows();
-    let models: Vec<&str> = header[1..].to_vec();
+    let models = &header[1..];
     assert_eq!(models.len(), 10, "{models:?}");
     for name in models {
-        let expected = &columns[name];
+        let expected: Vec<f64> = columns[name].iter().map(|v| v.parse().unwrap()).collect();
         assert_eq!(expected.len(), rows.len());
         let served = load(ModelType::Onnx, &format!("models/onnx/{name}.onnx"));
         let classifier = name.ends_with("_classifier");
         let mut worst = 0.0f64;
-        for (i, (row, want)) in rows.iter().zip(expected).enumerate() {
+        for (i, (row, want)) in rows.iter().zip(&expected).enumerate() {
             let got = served
                 .model
                 .score(row)
