@@ -261,11 +261,7 @@ impl KafkaStreams {
     /// processing runs. Fails when the store does not exist or has other
     /// types; its calls fail with a retriable error during a rebalance.
     pub fn store<K: 'static, V: 'static>(&self, name: &str) -> Result<ReadOnlyKeyValueView<K, V>> {
-        if self.state() == State::Created {
-            return Err(StreamsError::InvalidState(format!(
-                "store `{name}` cannot be queried before start()"
-            )));
-        }
+        self.check_queryable(name)?;
         ReadOnlyKeyValueView::new(self.shared.clone(), name)
     }
 
@@ -279,16 +275,22 @@ impl KafkaStreams {
         name: &str,
         f: impl Fn(&mut S) -> R,
     ) -> Result<Vec<R>> {
-        if self.state() == State::Created {
-            return Err(StreamsError::InvalidState(format!(
-                "store `{name}` cannot be queried before start()"
-            )));
-        }
+        self.check_queryable(name)?;
         let global = query::is_global_store(&self.shared, name)?;
         query::queryable_stores(&self.shared, name, global)?
             .iter()
             .map(|store| store.handle.with(|s: &mut S| f(s)))
             .collect()
+    }
+
+    /// Stores are queried from `start()` on.
+    fn check_queryable(&self, name: &str) -> Result<()> {
+        if self.state() == State::Created {
+            return Err(StreamsError::InvalidState(format!(
+                "store `{name}` cannot be queried before start()"
+            )));
+        }
+        Ok(())
     }
 
     /// A snapshot of the runtime metrics: per thread and task, consumer lag
