@@ -322,6 +322,9 @@ impl StoreBuilder for StatsStoreBuilder {
     }
 }
 
+/// The `standard` store's record cache: one small entry per data type.
+const STATS_CACHE_BYTES: usize = 1 << 20;
+
 /// Scores each record with the current model of its data type.
 struct Scorer {
     variant: StoreVariant,
@@ -481,11 +484,17 @@ pub fn topology_with_metrics(
     );
     match variant {
         StoreVariant::Custom => builder.add_state_store(StatsStoreBuilder),
-        _ => builder.add_state_store(Stores::key_value_store_builder(
-            Stores::persistent_key_value_store(STATS_STORE),
-            StringSerde,
-            JsonSerde::<ModelToServeStats>::new(),
-        )),
+        // A record cache, as Kafka Streams gives DSL stores: every record
+        // updates its data type's entry, and between two commits those
+        // updates reach RocksDB and the changelog once.
+        _ => builder.add_state_store(
+            Stores::key_value_store_builder(
+                Stores::persistent_key_value_store(STATS_STORE),
+                StringSerde,
+                JsonSerde::<ModelToServeStats>::new(),
+            )
+            .with_caching_enabled(STATS_CACHE_BYTES),
+        ),
     };
     builder
         .stream(

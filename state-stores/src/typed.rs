@@ -1,8 +1,29 @@
 //! A typed view over a byte store.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::{KeyValueStore, Result, Serde, StoreError};
+
+thread_local! {
+    /// Buffers that `get` and `put` encode into: stores copy what they keep,
+    /// so a lookup or write per record allocates nothing for its bytes.
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with two empty buffers: this thread's scratch buffers, or new
+/// ones if they are in use (a serde or store that reenters).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let (key, value) = &mut *buffers;
+            key.clear();
+            value.clear();
+            f(key, value)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
+}
 
 /// A key-value store of `K` to `V`, over any byte store and two serdes.
 ///
@@ -59,6 +80,18 @@ impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
         self.keys.serialize(key).map_err(|e| self.serde_error(e))
     }
 
+    fn key_into(&self, key: &K, out: &mut Vec<u8>) -> Result<()> {
+        self.keys
+            .serialize_into(key, out)
+            .map_err(|e| self.serde_error(e))
+    }
+
+    fn value_into(&self, value: &V, out: &mut Vec<u8>) -> Result<()> {
+        self.values
+            .serialize_into(value, out)
+            .map_err(|e| self.serde_error(e))
+    }
+
     fn value(&self, value: &V) -> Result<Vec<u8>> {
         self.values
             .serialize(value)
@@ -88,14 +121,20 @@ impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
 
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let bytes = self.store.get(&self.key(key)?)?;
+        let bytes = with_scratch(|buffer, _| {
+            self.key_into(key, buffer)?;
+            self.store.get(buffer)
+        })?;
         self.decode_value(bytes)
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
-        let (key, value) = (self.key(key)?, self.value(value)?);
-        self.store.put(&key, &value)
+        with_scratch(|key_bytes, value_bytes| {
+            self.key_into(key, key_bytes)?;
+            self.value_into(value, value_bytes)?;
+            self.store.put(key_bytes, value_bytes)
+        })
     }
 
     /// Sets `key` to `value` unless it has one; returns the value it had.

@@ -140,3 +140,48 @@ pub struct RawRecord {
     /// Headers.
     pub headers: Headers,
 }
+
+/// A record as read, borrowed from the consumer's buffer: the processing
+/// path copies key and value bytes only when a deserializer builds values
+/// from them. An owned [`RawRecord`] is made only for a record that fails
+/// (for the deserialization handler).
+pub(crate) struct RawView<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    /// Moved into the record handed to the topology.
+    pub(crate) headers: Headers,
+}
+
+impl RawView<'_> {
+    /// An owned copy.
+    pub(crate) fn to_record(&self) -> RawRecord {
+        RawRecord {
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+impl RawRecord {
+    /// A borrowed view (headers cloned).
+    pub(crate) fn view(&self) -> RawView<'_> {
+        RawView {
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: self.headers.clone(),
+        }
+    }
+}

@@ -11,12 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
+use rustc_hash::FxHashMap;
+
 use crate::error::{BoxError, Result, StreamsError};
 use crate::handlers::{
     DeserializationExceptionHandler, DeserializationHandlerResponse, dead_letter_headers,
 };
 use crate::processor::{Cancellable, ErasedProcessor, ErasedPunctuator, PunctuationType};
-use crate::record::{Headers, RawRecord, Record, RecordMetadata};
+use crate::record::{Headers, RawRecord, RawView, Record, RecordMetadata};
 use crate::serde::{SerdeError, SerdeRef};
 use crate::state::{KeyValueStoreHandle, StoreContext, StoreHandle, lock};
 use crate::topology::{
@@ -92,7 +94,7 @@ pub(crate) enum SourceError {
 pub(crate) trait ErasedSource: Send {
     fn process_raw(
         &mut self,
-        raw: &RawRecord,
+        raw: &mut RawView<'_>,
         task: &mut TaskCore,
         node: usize,
     ) -> std::result::Result<(), SourceError>;
@@ -107,23 +109,24 @@ pub(crate) struct SourceNode<K, V> {
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for SourceNode<K, V> {
     fn process_raw(
         &mut self,
-        raw: &RawRecord,
+        raw: &mut RawView<'_>,
         task: &mut TaskCore,
         node: usize,
     ) -> std::result::Result<(), SourceError> {
         let key = self
             .keys
-            .deserialize_nullable(raw.key.as_deref())
+            .deserialize_nullable(raw.key)
             .map_err(SourceError::Deserialization)?;
         let value = self
             .values
-            .deserialize_nullable(raw.value.as_deref())
+            .deserialize_nullable(raw.value)
             .map_err(SourceError::Deserialization)?;
+        // Past the last point where the handler may need the raw record.
         let mut record = Record {
             key,
             value,
             timestamp: raw.timestamp,
-            headers: raw.headers.clone(),
+            headers: std::mem::take(&mut raw.headers),
         };
         if let Some(extractor) = &self.extractor {
             record.timestamp = extractor(&record, task.stream_time);
@@ -285,7 +288,10 @@ pub(crate) struct TaskStore {
 }
 
 /// Global stores, shared by every task of an instance.
-pub(crate) type GlobalStores = Arc<HashMap<String, TaskStore>>;
+/// A task's stores by name, looked up whenever a processor asks for one.
+pub(crate) type StoreMap = FxHashMap<String, TaskStore>;
+
+pub(crate) type GlobalStores = Arc<StoreMap>;
 
 /// One sub-topology for one partition: its processors, its stores, stream
 /// time and punctuation schedules.
@@ -293,12 +299,16 @@ pub(crate) struct TaskCore {
     application_id: Arc<str>,
     id: TaskId,
     nodes: Vec<TaskNode>,
-    sources: HashMap<String, usize>,
-    stores: HashMap<String, TaskStore>,
+    /// Source topic -> node. Looked up for every record: a fast hash.
+    sources: FxHashMap<String, usize>,
+    stores: StoreMap,
     globals: GlobalStores,
     pub(crate) collector: Arc<dyn RecordCollector>,
     deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
-    metadata: Option<RecordMetadata>,
+    /// The current record's metadata, valid while `in_record`; the topic's
+    /// string is kept between records rather than allocated for each.
+    metadata: RecordMetadata,
+    in_record: bool,
     current_timestamp: Arc<AtomicI64>,
     stream_time: i64,
     wall_clock: i64,
@@ -339,7 +349,7 @@ impl TaskCore {
             local.insert(global, i);
         }
         let mut task_nodes = Vec::with_capacity(nodes.len());
-        let mut sources = HashMap::new();
+        let mut sources = FxHashMap::default();
         let mut store_names: Vec<String> = Vec::new();
         for &index in nodes {
             let def = &topology.nodes[index];
@@ -377,7 +387,7 @@ impl TaskCore {
             task: setup.id,
             task_dir: setup.task_dir,
         };
-        let mut stores = HashMap::new();
+        let mut stores = StoreMap::default();
         for name in store_names {
             let def = topology.store_def(&name).expect("connected stores exist");
             let builder = &def.builder;
@@ -416,7 +426,12 @@ impl TaskCore {
             globals: setup.globals,
             collector: setup.collector,
             deserialization_handler: setup.deserialization_handler,
-            metadata: None,
+            metadata: RecordMetadata {
+                topic: String::new(),
+                partition: -1,
+                offset: -1,
+            },
+            in_record: false,
             current_timestamp,
             stream_time: UNKNOWN_TIME,
             wall_clock: setup.wall_clock,
@@ -453,7 +468,7 @@ impl TaskCore {
     }
 
     pub(crate) fn record_metadata(&self) -> Option<&RecordMetadata> {
-        self.metadata.as_ref()
+        self.in_record.then_some(&self.metadata)
     }
 
     pub(crate) fn stream_time(&self) -> i64 {
@@ -496,7 +511,7 @@ impl TaskCore {
         self.sources.keys().map(String::as_str)
     }
 
-    pub(crate) fn stores(&self) -> &HashMap<String, TaskStore> {
+    pub(crate) fn stores(&self) -> &StoreMap {
         &self.stores
     }
 
@@ -598,31 +613,33 @@ impl TaskCore {
 
     /// Processes one record read from `raw.topic`, then fires due
     /// stream-time punctuations.
-    pub(crate) fn process(&mut self, raw: &RawRecord) -> Result<()> {
-        let Some(&node) = self.sources.get(&raw.topic) else {
+    pub(crate) fn process(&mut self, mut raw: RawView<'_>) -> Result<()> {
+        let Some(&node) = self.sources.get(raw.topic) else {
             return Err(StreamsError::Topology(format!(
                 "task {} does not read topic `{}`",
                 self.id, raw.topic
             )));
         };
-        self.metadata = Some(RecordMetadata {
-            topic: raw.topic.clone(),
-            partition: raw.partition,
-            offset: raw.offset,
-        });
+        if self.metadata.topic != raw.topic {
+            self.metadata.topic.clear();
+            self.metadata.topic.push_str(raw.topic);
+        }
+        self.metadata.partition = raw.partition;
+        self.metadata.offset = raw.offset;
+        self.in_record = true;
         let mut source = self.nodes[node]
             .source
             .take()
             .expect("source nodes keep their source");
-        let result = source.process_raw(raw, self, node);
+        let result = source.process_raw(&mut raw, self, node);
         self.nodes[node].source = Some(source);
-        self.metadata = None;
+        self.in_record = false;
         self.processed += 1;
         match result {
             Ok(()) => {}
             Err(SourceError::Downstream(error)) => return Err(error),
             Err(SourceError::Deserialization(error)) => {
-                self.handle_deserialization_error(raw, error)?
+                self.handle_deserialization_error(&raw.to_record(), error)?
             }
         }
         self.punctuate(PunctuationType::StreamTime, self.stream_time)?;

@@ -1,7 +1,6 @@
 //! The runtime's `RecordCollector`: one producer per stream thread, keys
 //! partitioned with Java's murmur2, deliveries tracked for checkpoints.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,6 +11,7 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
+use rustc_hash::FxHashMap;
 
 use super::clients::{REQUEST_TIMEOUT, kafka_error};
 use super::partitioner::partition_for_key;
@@ -20,10 +20,12 @@ use crate::handlers::{ProductionExceptionHandler, ProductionHandlerResponse};
 use crate::task::{ProducerRecord, RecordCollector};
 
 /// What the producer reported back: the next offset after the last
-/// delivered record per partition, and delivery failures.
+/// delivered record per partition, for records sent to a partition chosen
+/// by the sender (changelog writes: checkpoints need their offsets), and
+/// delivery failures of every record.
 #[derive(Default)]
 pub(crate) struct DeliveryTracker {
-    offsets: Mutex<HashMap<String, HashMap<i32, i64>>>,
+    offsets: Mutex<FxHashMap<String, FxHashMap<i32, i64>>>,
     failures: Mutex<Vec<(String, String)>>,
 }
 
@@ -50,12 +52,17 @@ pub(crate) struct TrackingContext {
 
 impl ClientContext for TrackingContext {}
 
-impl ProducerContext for TrackingContext {
-    type DeliveryOpaque = ();
+/// A send's delivery opaque: whether its offset is tracked. Other
+/// deliveries cost no lock, which matters at a million records a second.
+const TRACKED: usize = 1;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+impl ProducerContext for TrackingContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         use rdkafka::Message;
         match result {
+            Ok(_) if opaque != TRACKED => {}
             Ok(message) => {
                 let mut offsets = self
                     .tracker
@@ -86,7 +93,8 @@ impl ProducerContext for TrackingContext {
 pub(crate) struct KafkaCollector {
     pub(crate) producer: BaseProducer<TrackingContext>,
     pub(crate) tracker: Arc<DeliveryTracker>,
-    partitions: Mutex<HashMap<String, i32>>,
+    /// Partition counts by topic, looked up for every keyed send.
+    partitions: Mutex<FxHashMap<String, i32>>,
     handler: Arc<dyn ProductionExceptionHandler>,
     /// Exactly-once: every send happens inside a transaction.
     transactional: bool,
@@ -118,7 +126,7 @@ impl KafkaCollector {
         KafkaCollector {
             producer,
             tracker,
-            partitions: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(FxHashMap::default()),
             handler,
             transactional,
             in_transaction: AtomicBool::new(false),
@@ -278,8 +286,15 @@ impl RecordCollector for KafkaCollector {
                     .or_else(|| record.key.map(|k| partition_for_key(k, count)))
             }
         };
-        let mut message: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(record.topic).timestamp(record.timestamp);
+        // Offsets are tracked for records whose sender chose the partition:
+        // changelog writes, which checkpoints need.
+        let opaque = if record.partition.is_some() {
+            TRACKED
+        } else {
+            0
+        };
+        let mut message: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(record.topic, opaque).timestamp(record.timestamp);
         // librdkafka allocates a header list even for none: skip it.
         if !record.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());

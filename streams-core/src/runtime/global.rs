@@ -108,7 +108,7 @@ pub(crate) fn start(
     while !remaining.is_empty() {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                task.process(&raw_record(&message))?;
+                task.process(raw_record(&message))?;
                 records += 1;
                 last_progress = Instant::now();
                 let key = (message.topic().to_owned(), message.partition());
@@ -149,7 +149,7 @@ pub(crate) fn start(
             while !shared.stopping() {
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(message)) => {
-                        if let Err(error) = task.process(&raw_record(&message)) {
+                        if let Err(error) = task.process(raw_record(&message)) {
                             shared.fail(error);
                             break;
                         }

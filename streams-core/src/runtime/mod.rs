@@ -531,7 +531,9 @@ pub fn create_topics_if_missing(config: &StreamsConfig, topics: &[(&str, i32)]) 
 }
 
 /// A consumed message as the task takes it.
-pub(crate) fn raw_record(message: &rdkafka::message::BorrowedMessage<'_>) -> crate::RawRecord {
+pub(crate) fn raw_record<'a>(
+    message: &'a rdkafka::message::BorrowedMessage<'_>,
+) -> crate::record::RawView<'a> {
     use rdkafka::Message;
     use rdkafka::message::Headers as _;
     let mut headers = crate::Headers::new();
@@ -540,13 +542,13 @@ pub(crate) fn raw_record(message: &rdkafka::message::BorrowedMessage<'_>) -> cra
             headers.add(header.key, header.value.map(<[u8]>::to_vec));
         }
     }
-    crate::RawRecord {
-        topic: message.topic().to_owned(),
+    crate::record::RawView {
+        topic: message.topic(),
         partition: message.partition(),
         offset: message.offset(),
         timestamp: message.timestamp().to_millis().unwrap_or(0),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
+        key: message.key(),
+        value: message.payload(),
         headers,
     }
 }
@@ -592,7 +594,7 @@ fn random_u64() -> u64 {
 
 struct TopicPlan {
     internal: Vec<InternalTopic>,
-    topic_to_subtopology: HashMap<String, u32>,
+    topic_to_subtopology: rustc_hash::FxHashMap<String, u32>,
     /// Where each store's keys come from.
     stores: HashMap<String, StoreSources>,
 }
@@ -665,7 +667,7 @@ fn plan_topics(
         }
     }
     let mut internal = Vec::new();
-    let mut topic_to_subtopology = HashMap::new();
+    let mut topic_to_subtopology = rustc_hash::FxHashMap::default();
     let mut stores = HashMap::new();
     for sub in &subtopologies {
         let mut sizes = Vec::new();

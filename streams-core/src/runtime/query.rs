@@ -74,7 +74,7 @@ pub(crate) struct LocalStores {
 }
 
 impl LocalStores {
-    pub(crate) fn register(&self, task: TaskId, stores: &HashMap<String, TaskStore>) {
+    pub(crate) fn register(&self, task: TaskId, stores: &crate::task::StoreMap) {
         let mut all = self.stores.write().unwrap_or_else(PoisonError::into_inner);
         for (name, store) in stores {
             all.entry(name.clone())

@@ -1,7 +1,7 @@
 //! A stream thread: one consumer in the application's group, one producer,
 //! and the tasks of the partitions assigned to it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
 
 use super::clients::{
     EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
@@ -30,8 +31,8 @@ use crate::topology::{Subtopology, Topology};
 pub(crate) struct ThreadPlan {
     pub(crate) topology: Arc<Topology>,
     pub(crate) subtopologies: Vec<Subtopology>,
-    /// Resolved source topic -> sub-topology.
-    pub(crate) topic_to_subtopology: HashMap<String, u32>,
+    /// Resolved source topic -> sub-topology (looked up for every record).
+    pub(crate) topic_to_subtopology: FxHashMap<String, u32>,
     pub(crate) config: StreamsConfig,
     pub(crate) application_id: String,
     pub(crate) state_dir: PathBuf,
@@ -467,25 +468,25 @@ impl Engine {
             return Ok(());
         };
         let raw = raw_record(message);
+        let (partition, next) = (raw.partition, raw.offset + 1);
         // Process latency is sampled on one record in PROCESS_SAMPLE: two
         // clock reads per record would cost more than some topologies.
         if self.stats.records_processed.is_multiple_of(PROCESS_SAMPLE) {
             let started = Instant::now();
-            task.core.process(&raw)?;
+            task.core.process(raw)?;
             self.stats.process_nanos += started.elapsed().as_nanos() as u64 * PROCESS_SAMPLE;
         } else {
-            task.core.process(&raw)?;
+            task.core.process(raw)?;
         }
         self.stats.records_processed += 1;
+        let topic = message.topic();
         match task
             .consumed
             .iter_mut()
-            .find(|(topic, partition, _)| *partition == raw.partition && *topic == raw.topic)
+            .find(|(t, p, _)| *p == partition && t == topic)
         {
-            Some((_, _, next)) => *next = raw.offset + 1,
-            None => task
-                .consumed
-                .push((raw.topic, raw.partition, raw.offset + 1)),
+            Some((_, _, offset)) => *offset = next,
+            None => task.consumed.push((topic.to_owned(), partition, next)),
         }
         Ok(())
     }

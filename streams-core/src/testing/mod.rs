@@ -123,7 +123,7 @@ impl DriverState {
                 Route::Task(i) => &mut self.tasks[i],
                 Route::Global => self.global.as_mut().expect("routed to the global task"),
             };
-            task.process(&record)?;
+            task.process(record.view())?;
             task.flush()?;
             self.capture(&mut queue);
         }
