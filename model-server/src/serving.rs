@@ -12,15 +12,16 @@ use std::time::Instant;
 
 use proto::{ModelDescriptor, ServingResult, WineRecord};
 use streams_core::processor::{ProcessResult, Processor, ProcessorContext};
-use streams_core::serde::{JsonSerde, ProtobufSerde, StringSerde, UnitSerde};
+use streams_core::serde::{ProtobufSerde, StringSerde, UnitSerde};
 use streams_core::state::{
-    StateRestoreCallback, StateStore, StoreBuilder, StoreError, StoreInstance, Write,
+    KeyValueStoreHandle, StateRestoreCallback, StateStore, StoreBuilder, StoreError, StoreHandle,
+    StoreInstance, Write,
 };
 use streams_core::{Record, Result as StreamsResult, Topology};
 
 use crate::http::ServingMetrics;
 use crate::model::{ServedModel, build};
-use crate::stats::ModelToServeStats;
+use crate::stats::{ModelToServeStats, StatsSerde};
 
 /// Wine records in.
 pub const DATA_TOPIC: &str = "mdata";
@@ -334,22 +335,27 @@ struct Scorer {
     /// so what it wrote is what the store holds: reading it back (and
     /// decoding it) for every record would be wasted work.
     written: HashMap<String, ModelToServeStats>,
+    /// The stores, taken once in `init` (as Kafka Streams processors do)
+    /// rather than looked up for every record.
+    models: Option<StoreHandle>,
+    stats: Option<StatsHandle>,
+}
+
+/// The statistics store as the variant keeps it.
+enum StatsHandle {
+    KeyValue(KeyValueStoreHandle<String, ModelToServeStats>),
+    Custom(StoreHandle),
 }
 
 impl Scorer {
-    fn count(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, (), ServingResult>,
-        model: &ServedModel,
-        since: i64,
-        millis: f64,
-    ) -> ProcessResult {
-        if self.variant == StoreVariant::Custom {
-            ctx.state_store(STATS_STORE)?
-                .with(|store: &mut StatsStore| store.record(model, since, millis))?;
-            return Ok(());
-        }
-        let stats = ctx.key_value_store::<String, ModelToServeStats>(STATS_STORE)?;
+    fn count(&mut self, model: &ServedModel, since: i64, millis: f64) -> ProcessResult {
+        let stats = match self.stats.as_ref().expect("init takes the stores") {
+            StatsHandle::Custom(store) => {
+                store.with(|store: &mut StatsStore| store.record(model, since, millis))?;
+                return Ok(());
+            }
+            StatsHandle::KeyValue(stats) => stats,
+        };
         if !self.written.contains_key(&model.data_type) {
             // Restored from the changelog, or nothing yet.
             let stored = stats
@@ -369,6 +375,15 @@ impl Scorer {
 }
 
 impl Processor<(), WineRecord, (), ServingResult> for Scorer {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, (), ServingResult>) -> ProcessResult {
+        self.models = Some(ctx.state_store(MODELS_STORE)?);
+        self.stats = Some(match self.variant {
+            StoreVariant::Custom => StatsHandle::Custom(ctx.state_store(STATS_STORE)?),
+            _ => StatsHandle::KeyValue(ctx.key_value_store(STATS_STORE)?),
+        });
+        Ok(())
+    }
+
     fn process(
         &mut self,
         record: Record<(), WineRecord>,
@@ -380,8 +395,10 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
             .map_or((-1, -1), |m| (m.partition, m.offset));
         let lookup = Instant::now();
         // The lock is held only to clone the model's Arc.
-        let current = ctx
-            .state_store(MODELS_STORE)?
+        let current = self
+            .models
+            .as_ref()
+            .expect("init takes the stores")
             .with(|store: &mut ModelStore| store.current(&wine.data_type))?;
         let started = Instant::now();
         let waited = (started - lookup).as_nanos() as u64;
@@ -408,7 +425,7 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
             if let Some(value) = score {
                 result.result = value;
                 result.served = true;
-                self.count(ctx, &model, since, elapsed.as_secs_f64() * 1e3)?;
+                self.count(&model, since, elapsed.as_secs_f64() * 1e3)?;
             }
         }
         let counter = match result.served {
@@ -439,12 +456,14 @@ pub fn topology_with_metrics(
         variant,
         metrics: metrics.clone(),
         written: HashMap::new(),
+        models: None,
+        stats: None,
     };
     if variant == StoreVariant::Memory {
         let stats = Stores::key_value_store_builder(
             Stores::in_memory_key_value_store(STATS_STORE),
             StringSerde,
-            JsonSerde::<ModelToServeStats>::new(),
+            StatsSerde,
         )
         .with_logging_disabled();
         let mut topology = Topology::new();
@@ -491,7 +510,7 @@ pub fn topology_with_metrics(
             Stores::key_value_store_builder(
                 Stores::persistent_key_value_store(STATS_STORE),
                 StringSerde,
-                JsonSerde::<ModelToServeStats>::new(),
+                StatsSerde,
             )
             .with_caching_enabled(STATS_CACHE_BYTES),
         ),
