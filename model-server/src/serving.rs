@@ -389,7 +389,11 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
         record: Record<(), WineRecord>,
         ctx: &mut ProcessorContext<'_, (), ServingResult>,
     ) -> ProcessResult {
-        let wine = &record.value;
+        let Record {
+            value: mut wine,
+            timestamp,
+            ..
+        } = record;
         let (partition, offset) = ctx
             .record_metadata()
             .map_or((-1, -1), |m| (m.partition, m.offset));
@@ -411,14 +415,13 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let mut result = ServingResult {
-            data_type: wine.data_type.clone(),
             partition,
             offset,
-            ts: record.timestamp,
+            ts: timestamp,
             ..ServingResult::default()
         };
         if let Some((model, since)) = current {
-            let score = model.model.score(wine);
+            let score = model.model.score(&wine);
             let elapsed = started.elapsed();
             result.model = model.name.clone();
             result.duration_ns = elapsed.as_nanos() as i64;
@@ -433,7 +436,9 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
             false => &self.metrics.not_served,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ctx.forward(Record::new((), result, record.timestamp))?;
+        // The record is done with: its data type moves to the result.
+        result.data_type = std::mem::take(&mut wine.data_type);
+        ctx.forward(Record::new((), result, timestamp))?;
         Ok(())
     }
 }

@@ -571,6 +571,17 @@ fn run_streams(
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    // Metrics are published once a second: this shows commits up to then.
+    let (commits, commit_nanos) = streams
+        .metrics()
+        .threads
+        .values()
+        .fold((0, 0), |(n, t), m| (n + m.commits, t + m.commit_nanos));
+    eprintln!(
+        "  {commits} commits, {:.2} s committing ({:.1} ms each)",
+        commit_nanos as f64 / 1e9,
+        commit_nanos as f64 / 1e6 / commits.max(1) as f64
+    );
     if !streams.close(Duration::from_secs(300)) {
         return Err("close() did not finish within 300 s".into());
     }
