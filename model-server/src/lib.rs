@@ -10,7 +10,8 @@
 //!   `standard`, `custom`), with models in a global store swapped off the
 //!   scoring path;
 //! - [`stats`]: serving statistics with the original's JSON names, merged
-//!   across tasks and instances;
+//!   across tasks and instances, and the compact encoding the `memory` and
+//!   `standard` stores keep them in;
 //! - [`http`]: the routes (`/state/value`, `/state/{dataType}`,
 //!   `/models`) on the framework's query layer;
 //! - [`cli`]: what the `model-server` and `model-client` binaries share.
