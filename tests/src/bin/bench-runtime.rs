@@ -55,6 +55,8 @@
 //! same end is reported too. CPU is the user+system time of this process
 //! (every thread, librdkafka's and RocksDB's included) from /proc/self/stat
 //! around each scenario; with `BENCH_BROKER_PID` set, the broker's too.
+//! Each streams scenario also prints its commits and the time they took,
+//! from the instance's metrics just before `close()`.
 //!
 //! Extra `KEY=VALUE` arguments override the streams settings (for example
 //! `commit.interval.ms=1000`); the `consumer.KEY=VALUE` and
