@@ -595,3 +595,47 @@ fn global_store_and_state_store_through_the_dsl() {
     );
     assert!(builder.build().is_err());
 }
+
+/// Notes where each record came from.
+struct Origins(Arc<Mutex<Vec<(String, i32, i64)>>>);
+
+impl Processor<String, i64, String, i64> for Origins {
+    fn process(
+        &mut self,
+        _: Record<String, i64>,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+    ) -> ProcessResult {
+        let m = ctx.record_metadata().expect("metadata while processing");
+        self.0
+            .lock()
+            .unwrap()
+            .push((m.topic.clone(), m.partition, m.offset));
+        Ok(())
+    }
+}
+
+#[test]
+fn record_metadata_follows_each_records_topic_and_offset() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shared = seen.clone();
+    let mut topology = Topology::new();
+    topology
+        .add_source("both", StringSerde, I64Serde, &["left", "right-hand"])
+        .unwrap()
+        .add_processor("origins", move || Origins(shared.clone()), &["both"])
+        .unwrap();
+    let d = TopologyTestDriver::new(topology, StreamsConfig::new("meta")).unwrap();
+    let mut left = d.create_input_topic("left", StringSerde, I64Serde);
+    let mut right = d.create_input_topic("right-hand", StringSerde, I64Serde);
+    left.pipe_input(s("a"), 1);
+    right.pipe_input(s("a"), 1);
+    right.pipe_input(s("a"), 1);
+    left.pipe_input(s("a"), 1);
+    let expected = [
+        (s("left"), 0, 0),
+        (s("right-hand"), 0, 0),
+        (s("right-hand"), 0, 1),
+        (s("left"), 0, 1),
+    ];
+    assert_eq!(*seen.lock().unwrap(), expected);
+}
