@@ -40,8 +40,8 @@ pub const STATS_STORE: &str = "model-stats";
 pub enum StoreVariant {
     /// An in-memory store without a changelog: lost on restart.
     Memory,
-    /// A RocksDB store with a changelog and a record cache (written
-    /// through at each commit): survives restarts.
+    /// A RocksDB store with a changelog and a record cache (written back
+    /// at each commit): survives restarts.
     Standard,
     /// This application's own store ([`StatsStore`]): in memory, with a
     /// snapshot per data type logged at each commit and restored at start.

@@ -11,6 +11,9 @@ thread_local! {
     static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// The largest scratch buffer kept between calls.
+const SCRATCH_KEEP: usize = 1 << 20;
+
 /// Runs `f` with two empty buffers: this thread's scratch buffers, or new
 /// ones if they are in use (a serde or store that reenters).
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> R) -> R {
@@ -19,7 +22,14 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> R) -> R {
             let (key, value) = &mut *buffers;
             key.clear();
             value.clear();
-            f(key, value)
+            let result = f(key, value);
+            // One huge value must not pin its buffer for the thread's life.
+            for buffer in [key, value] {
+                if buffer.capacity() > SCRATCH_KEEP {
+                    *buffer = Vec::new();
+                }
+            }
+            result
         }
         Err(_) => f(&mut Vec::new(), &mut Vec::new()),
     })
