@@ -15,46 +15,21 @@
 //!   `score` attribute (the specification's rule), which pypmml also
 //!   returns.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+// The data folder's helpers, shared with the model server's tests.
+#[path = "../../model-server/tests/common/mod.rs"]
+mod common;
 
+use std::collections::HashMap;
+
+use common::{data, reference_columns, wine_rows as rows};
 use pmml::{Pmml, Prediction};
 
 /// The wine record's fields, as the models name them.
 const FEATURES: [&str; 11] = proto::FEATURE_NAMES;
 
-fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(path)
-}
-
-fn rows() -> Vec<[f64; 11]> {
-    let text = std::fs::read_to_string(data("winequality_red.csv")).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| proto::WineRecord::parse_csv(line).unwrap())
-        .collect()
-}
-
-/// Reference columns by name, one string per row.
+/// The reference predictions by column.
 fn reference() -> HashMap<String, Vec<String>> {
-    let text = std::fs::read_to_string(data("models/pmml/reference_predictions.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let mut columns: HashMap<String, Vec<String>> =
-        header.iter().map(|h| (h.clone(), Vec::new())).collect();
-    for line in lines {
-        for (name, value) in header.iter().zip(line.split(',')) {
-            columns.get_mut(name).unwrap().push(value.to_owned());
-        }
-    }
-    columns
+    reference_columns("models/pmml/reference_predictions.csv").1
 }
 
 fn model(stem: &str) -> pmml::Scorer {

@@ -1,5 +1,6 @@
-//! What the model server's test files share: the data folder, the wine
-//! rows and the reference prediction files.
+//! What the model server's test files (and the `pmml` crate's reference
+//! test) share: the data folder, the wine rows and the reference
+//! prediction files.
 
 #![allow(dead_code)] // each test file uses what it needs
 

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
 use super::clients::{
@@ -451,12 +451,15 @@ impl Engine {
     }
 
     fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
-        let Some(&subtopology) = self.plan.topic_to_subtopology.get(message.topic()) else {
+        // Its topic is read from librdkafka (and checked as UTF-8) once.
+        let raw = raw_record(message);
+        let (topic, partition, next) = (raw.topic, raw.partition, raw.offset + 1);
+        let Some(&subtopology) = self.plan.topic_to_subtopology.get(topic) else {
             return Ok(());
         };
         let id = TaskId {
             subtopology,
-            partition: message.partition(),
+            partition,
         };
         // The consumed offset joins the transaction even if no output does.
         self.collector.begin_if_needed()?;
@@ -467,8 +470,6 @@ impl Engine {
             );
             return Ok(());
         };
-        let raw = raw_record(message);
-        let (partition, next) = (raw.partition, raw.offset + 1);
         // Process latency is sampled on one record in PROCESS_SAMPLE: two
         // clock reads per record would cost more than some topologies.
         if self.stats.records_processed.is_multiple_of(PROCESS_SAMPLE) {
@@ -479,7 +480,6 @@ impl Engine {
             task.core.process(raw)?;
         }
         self.stats.records_processed += 1;
-        let topic = message.topic();
         match task
             .consumed
             .iter_mut()
