@@ -253,6 +253,17 @@ fn publish(p: &Publish) -> Result<(), String> {
     let config = StreamsConfig::new("model-client").set("bootstrap.servers", &p.bootstrap);
     create_topics(&config, p.partitions).map_err(|e| e.to_string())?;
     let producer = producer(&p.bootstrap)?;
+    // Records carry no key, and librdkafka's sticky partitioner would put
+    // a quick burst of them all on one partition; dealing them out in
+    // turn spreads the load over every instance from the first record.
+    let data_partitions = producer
+        .client()
+        .fetch_metadata(Some(DATA_TOPIC), Duration::from_secs(10))
+        .map_err(|e| format!("cannot read the partitions of {DATA_TOPIC}: {e}"))?
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as u64)
+        .max(1);
     let total = match (p.count, p.looping) {
         (Some(n), _) => Some(n),
         (None, true) => None,
@@ -285,7 +296,9 @@ fn publish(p: &Publish) -> Result<(), String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let bytes = WineRecord::from_features(row, p.data_type.as_str(), ts).encode_to_vec();
-        let mut record = BaseRecord::<(), [u8]>::to(DATA_TOPIC).payload(&bytes);
+        let mut record = BaseRecord::<(), [u8]>::to(DATA_TOPIC)
+            .payload(&bytes)
+            .partition((sent % data_partitions) as i32);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
