@@ -305,6 +305,9 @@ fn two_standard_instances_score_every_record_and_agree_on_the_statistics() {
         sources.insert((result.partition, result.offset));
     }
     assert_eq!(sources.len(), 2000, "one result per record");
+    // Results have no key: they are spread over the partitions of mscores.
+    let partitions: std::collections::HashSet<i32> = results.keys().map(|(p, _)| *p).collect();
+    assert_eq!(partitions.len(), 2, "{partitions:?}");
 
     // `model-client read` prints what the topics hold, decoded.
     let read = |topic: &str, count: &str| -> Vec<Value> {

@@ -1,7 +1,7 @@
 //! The runtime's `RecordCollector`: one producer per stream thread, keys
 //! partitioned with Java's murmur2, deliveries tracked for checkpoints.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
 use super::clients::{REQUEST_TIMEOUT, kafka_error};
-use super::partitioner::partition_for_key;
+use super::partitioner::{partition_for_key, partition_for_unkeyed};
 use crate::error::{Result, StreamsError};
 use crate::handlers::{ProductionExceptionHandler, ProductionHandlerResponse};
 use crate::task::{ProducerRecord, RecordCollector};
@@ -99,6 +99,8 @@ pub(crate) struct KafkaCollector {
     /// Exactly-once: every send happens inside a transaction.
     transactional: bool,
     in_transaction: AtomicBool,
+    /// Records sent so far with neither a key nor a partitioner.
+    unkeyed: AtomicU64,
 }
 
 /// Errors that mean another producer or group member owns our tasks now:
@@ -130,6 +132,7 @@ impl KafkaCollector {
             handler,
             transactional,
             in_transaction: AtomicBool::new(false),
+            unkeyed: AtomicU64::new(0),
         }
     }
 
@@ -277,13 +280,19 @@ impl RecordCollector for KafkaCollector {
         // transaction too.
         self.begin_if_needed()?;
         let partition = match record.partition {
-            Some(partition) => Some(partition),
+            Some(partition) => partition,
             None => {
                 let count = self.partition_count(record.topic)?;
-                record
-                    .partitioner
-                    .and_then(|choose| choose(count))
-                    .or_else(|| record.key.map(|k| partition_for_key(k, count)))
+                match record.partitioner.and_then(|choose| choose(count)) {
+                    Some(partition) => partition,
+                    None => match record.key {
+                        Some(key) => partition_for_key(key, count),
+                        None => partition_for_unkeyed(
+                            self.unkeyed.fetch_add(1, Ordering::Relaxed),
+                            count,
+                        ),
+                    },
+                }
             }
         };
         // Offsets are tracked for records whose sender chose the partition:
@@ -303,9 +312,7 @@ impl RecordCollector for KafkaCollector {
             }
             message = message.headers(headers);
         }
-        if let Some(partition) = partition {
-            message = message.partition(partition);
-        }
+        message = message.partition(partition);
         if let Some(key) = record.key {
             message = message.key(key);
         }

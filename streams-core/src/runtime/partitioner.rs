@@ -40,9 +40,35 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     (murmur2(key) & 0x7fff_ffff) % partitions
 }
 
+/// How many records without a key go to one partition before the next
+/// takes its turn (see [`partition_for_unkeyed`]): about what fills one of
+/// the Java producer's 16 KB batches.
+pub const UNKEYED_BATCH: u64 = 128;
+
+/// The partition of the `n`-th record sent without a key or partitioner
+/// among `partitions`: batches of [`UNKEYED_BATCH`] records in turn, as
+/// Java's sticky partitioner spreads them (one batch per partition, then
+/// the next). Chosen here rather than by librdkafka's sticky partitioner,
+/// which reads the clock and locks the topic for every record.
+pub fn partition_for_unkeyed(n: u64, partitions: i32) -> i32 {
+    assert!(partitions > 0, "a topic has at least one partition");
+    ((n / UNKEYED_BATCH) % partitions as u64) as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unkeyed_records_visit_every_partition_in_batches() {
+        let chosen: Vec<i32> = (0..UNKEYED_BATCH * 7)
+            .map(|n| partition_for_unkeyed(n, 3))
+            .collect();
+        for (batch, records) in chosen.chunks(UNKEYED_BATCH as usize).enumerate() {
+            assert!(records.iter().all(|&p| p == (batch % 3) as i32), "{batch}");
+        }
+        assert_eq!(partition_for_unkeyed(u64::MAX, 1), 0);
+    }
 
     #[test]
     fn matches_kafkas_own_test_vectors() {
