@@ -28,10 +28,11 @@ pub struct ServingMetrics {
     pub served: AtomicU64,
     /// Records with no model for their data type (or no prediction).
     pub not_served: AtomicU64,
-    /// The longest time one record took to get its model, in
+    /// The longest time one record waited to get its model, in
     /// nanoseconds: the only place where scoring can wait on a model swap
     /// (the swap holds the store's lock for an insert; builds happen
-    /// before it).
+    /// before it). A lookup that finds the lock free waits for nothing and
+    /// is not timed.
     pub longest_lookup_ns: AtomicU64,
     /// Records that waited over a millisecond for their model: a swap that
     /// blocked scoring would add one per record it held up (and so does

@@ -269,8 +269,27 @@ impl StoreHandle {
 
     /// Runs `f` on the store as its own type `S` (a custom store).
     pub fn with<S: Any, R>(&self, f: impl FnOnce(&mut S) -> R) -> Result<R> {
-        let mut guard = lock(&self.cell);
-        let any: &mut dyn Any = match &mut *guard {
+        self.downcast(&mut lock(&self.cell), f)
+    }
+
+    /// [`StoreHandle::with`] if no other thread holds the store now, else
+    /// `None` without waiting: a caller can then time the wait it chooses
+    /// to make, and read no clock when there is none.
+    pub fn try_with<S: Any, R>(&self, f: impl FnOnce(&mut S) -> R) -> Option<Result<R>> {
+        let mut guard = match self.cell.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(self.downcast(&mut guard, f))
+    }
+
+    fn downcast<S: Any, R>(
+        &self,
+        instance: &mut StoreInstance,
+        f: impl FnOnce(&mut S) -> R,
+    ) -> Result<R> {
+        let any: &mut dyn Any = match instance {
             StoreInstance::Custom(store) => &mut **store,
             StoreInstance::KeyValue(_) => {
                 return Err(self.access_error(format!(
@@ -412,5 +431,33 @@ impl<K: 'static, V: 'static> KeyValueStoreHandle<K, V> {
     /// An estimate of the number of entries.
     pub fn approximate_num_entries(&self) -> Result<u64> {
         self.typed(|s| s.approximate_num_entries())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use state_stores::InMemoryKeyValueStore;
+
+    #[test]
+    fn try_with_runs_on_a_free_store_and_gives_up_on_a_held_one() {
+        let store = InMemoryKeyValueStore::new("numbers");
+        let handle = StoreHandle {
+            name: "numbers".into(),
+            cell: Arc::new(Mutex::new(StoreInstance::Custom(Box::new(store)))),
+        };
+        let name = |s: &mut InMemoryKeyValueStore| s.name().to_owned();
+        assert_eq!(handle.try_with(name).unwrap().unwrap(), "numbers");
+        let held = lock(&handle.cell);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| handle.try_with(name).map(|r| r.is_ok()));
+            assert_eq!(other.join().unwrap(), None, "held by this thread");
+        });
+        drop(held);
+        assert!(
+            handle.try_with(|_: &mut String| ()).unwrap().is_err(),
+            "the wrong type is an error, as with `with`"
+        );
+        assert_eq!(handle.with(name).unwrap(), "numbers");
     }
 }
