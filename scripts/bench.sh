@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runtime throughput benchmark on a private development broker.
 #
-#   scripts/bench.sh [--count N] [--partitions P] [--scenarios LIST] [-- EXTRA...]
+#   scripts/bench.sh [--count N] [--partitions P] [--scenarios LIST] [--rounds R] [-- EXTRA...]
 #
 # Starts a broker on a free loopback port, writes N records (default
 # 1,000,000, about 100 bytes each) over P partitions (default 4), and runs
@@ -21,6 +21,9 @@
 # producer.KEY=VALUE reach the raw loop too) go to bench-runtime; see
 # tests/src/bin/bench-runtime.rs. BENCH_SCENARIO_TIMEOUT (seconds, default
 # 300) stops a streams scenario that runs longer and reports its partial rate.
+# --rounds R (default 1) runs the scenarios R times in turn on the same input
+# and ends with each one's median ratio to the raw loop of its own round:
+# single ratios move by a tenth or more on a shared machine.
 #
 # Targets (on the steady ratio, from the first record): stateless >= 0.9 of
 # the raw loop, count at-least-once >= 0.7, count exactly-once >= 0.5,
@@ -40,8 +43,10 @@ while (($#)); do
     --partitions=*) partitions="${1#*=}"; shift ;;
     --scenarios) scenarios="${2:?--scenarios needs a list}"; shift 2 ;;
     --scenarios=*) scenarios="${1#*=}"; shift ;;
+    --rounds) export BENCH_ROUNDS="${2:?--rounds needs a number}"; shift 2 ;;
+    --rounds=*) export BENCH_ROUNDS="${1#*=}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -64,6 +64,14 @@
 //! client setting can be tried on both at once. A streams scenario that
 //! has not finished after `BENCH_SCENARIO_TIMEOUT` seconds (default 300) is
 //! closed and reported with the records it got through.
+//!
+//! `BENCH_ROUNDS=N` (default 1) runs the scenarios N times in turn on the
+//! same input (each round with its own groups and output topics) and ends
+//! with a summary: per scenario, the median of its steady ratios to the
+//! raw loop of the same round, their range, and the median CPU seconds per
+//! million records. Targets are judged on that median. On a shared machine
+//! a single run's ratio moves by a tenth or more; the median of several
+//! rounds moves less.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,6 +159,7 @@ const RAW_CONSUMER: &[(&str, &str)] = streams_core::config::CONSUMER_DEFAULTS;
 /// 20, bigger batches or queues were no faster here).
 const RAW_PRODUCER: &[(&str, &str)] = &[];
 
+#[derive(Clone)]
 struct Settings {
     bootstrap: String,
     count: u64,
@@ -164,6 +173,10 @@ struct Settings {
     overrides: BTreeMap<String, String>,
     scenario_timeout: Duration,
     run_id: String,
+    /// The round being run (see `BENCH_ROUNDS`), part of every group and
+    /// output topic name.
+    round: usize,
+    rounds: usize,
     clk_tck: f64,
     broker_pid: Option<String>,
 }
@@ -250,6 +263,12 @@ fn parse_args() -> Settings {
         queries,
         overrides,
         run_id: format!("{now}-{}", std::process::id()),
+        round: 0,
+        rounds: std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .filter(|&r| r > 0)
+            .unwrap_or(1),
         clk_tck: clock_ticks_per_second(),
         scenario_timeout: Duration::from_secs(
             std::env::var("BENCH_SCENARIO_TIMEOUT")
@@ -300,7 +319,7 @@ impl Settings {
     }
 
     fn output(&self, scenario: &str) -> String {
-        format!("bench-{}-{scenario}-output", self.run_id)
+        format!("bench-{}-{}-{scenario}-output", self.run_id, self.round)
     }
 
     fn admin_config(&self) -> StreamsConfig {
@@ -332,13 +351,14 @@ impl Settings {
     /// Streams settings: the framework's defaults (commit interval
     /// included) except for short group timeouts.
     fn streams_config(&self, scenario: &str, state_dir: &str, guarantee: &str) -> StreamsConfig {
-        let mut config = StreamsConfig::new(format!("bench-{}-{scenario}", self.run_id))
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("state.dir", state_dir)
-            .set("replication.factor", "1")
-            .set("processing.guarantee", guarantee)
-            .set("consumer.session.timeout.ms", SESSION_TIMEOUT_MS)
-            .set("consumer.heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS);
+        let mut config =
+            StreamsConfig::new(format!("bench-{}-{}-{scenario}", self.run_id, self.round))
+                .set("bootstrap.servers", &self.bootstrap)
+                .set("state.dir", state_dir)
+                .set("replication.factor", "1")
+                .set("processing.guarantee", guarantee)
+                .set("consumer.session.timeout.ms", SESSION_TIMEOUT_MS)
+                .set("consumer.heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS);
         for (key, value) in &self.overrides {
             config = config.set(key, value);
         }
@@ -479,7 +499,10 @@ fn raw_loop(settings: &Settings) -> Result<Seen, Error> {
     let mut consumer_config = ClientConfig::new();
     consumer_config
         .set("bootstrap.servers", &settings.bootstrap)
-        .set("group.id", format!("bench-{}-raw", settings.run_id))
+        .set(
+            "group.id",
+            format!("bench-{}-{}-raw", settings.run_id, settings.round),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", SESSION_TIMEOUT_MS)
@@ -799,9 +822,17 @@ fn run() -> Result<(), Error> {
 
 /// The throughput scenarios, on one shared input, and their table.
 fn throughput(settings: &Settings) -> Result<(), Error> {
+    let rounds: Vec<Settings> = (0..settings.rounds)
+        .map(|round| Settings {
+            round,
+            ..settings.clone()
+        })
+        .collect();
     let mut topics = vec![(settings.input(), settings.partitions)];
-    for scenario in &settings.scenarios {
-        topics.push((settings.output(scenario), settings.partitions));
+    for round in &rounds {
+        for scenario in &settings.scenarios {
+            topics.push((round.output(scenario), settings.partitions));
+        }
     }
     let topic_refs: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
     create_topics_if_missing(&settings.admin_config(), &topic_refs)?;
@@ -835,43 +866,89 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
          the raw loop's whole run."
     );
 
-    let mut results: Vec<(String, Outcome, String)> = Vec::new();
-    for scenario in &settings.scenarios {
-        let load = load_average();
-        eprintln!("running {scenario} (load average {load}) ...");
-        let outcome = match scenario.as_str() {
-            "raw" => measure(settings, || raw_loop(settings)),
-            "stateless" => measure(settings, || stateless(settings)),
-            "count-alos" => measure(settings, || count(settings, scenario, "at_least_once")),
-            "count-eos" => measure(settings, || count(settings, scenario, "exactly_once_v2")),
-            "serving" => {
-                produce_wine(settings)?;
-                measure(settings, || serving(settings, Arc::default()))
-            }
-            _ => unreachable!("scenarios are checked"),
+    let mut all = Vec::new();
+    for round in &rounds {
+        if settings.rounds > 1 {
+            eprintln!("round {} of {}", round.round + 1, settings.rounds);
         }
-        .map_err(|e| format!("{scenario}: {e}"))?;
-        eprintln!(
-            "  {scenario}: {:.2} s total, {:.2} s steady, {:.2} CPU s",
-            outcome.total.as_secs_f64(),
-            outcome.from_first.as_secs_f64(),
-            outcome.cpu
-        );
-        results.push((scenario.clone(), outcome, load));
+        let mut results: Vec<(String, Outcome, String)> = Vec::new();
+        for scenario in &settings.scenarios {
+            let load = load_average();
+            eprintln!("running {scenario} (load average {load}) ...");
+            let outcome = match scenario.as_str() {
+                "raw" => measure(round, || raw_loop(round)),
+                "stateless" => measure(round, || stateless(round)),
+                "count-alos" => measure(round, || count(round, scenario, "at_least_once")),
+                "count-eos" => measure(round, || count(round, scenario, "exactly_once_v2")),
+                "serving" => {
+                    // The wine records are written once and read by every round.
+                    if round.round == 0 {
+                        produce_wine(round)?;
+                    }
+                    measure(round, || serving(round, Arc::default()))
+                }
+                _ => unreachable!("scenarios are checked"),
+            }
+            .map_err(|e| format!("{scenario}: {e}"))?;
+            eprintln!(
+                "  {scenario}: {:.2} s total, {:.2} s steady, {:.2} CPU s",
+                outcome.total.as_secs_f64(),
+                outcome.from_first.as_secs_f64(),
+                outcome.cpu
+            );
+            results.push((scenario.clone(), outcome, load));
+        }
+        println!();
+        if settings.rounds > 1 {
+            println!("round {} of {}:", round.round + 1, settings.rounds);
+        }
+        print_table(settings, &results);
+        all.push(results);
     }
+    println!();
+    println!(
+        "ratio: records/s over the raw loop's, on the same basis (total or steady). \
+         CPU s/M: user+system CPU seconds of this process per million records \
+         (broker/M: the broker's, when BENCH_BROKER_PID is set); load: 1-minute load average \
+         when the scenario started."
+    );
+    if settings.rounds > 1 {
+        print_summary(settings, &all);
+    }
+    Ok(())
+}
 
-    let rates = |o: &Outcome| {
-        let n = o.records as f64;
-        (
-            n / o.total.as_secs_f64().max(1e-9),
-            n / o.from_first.as_secs_f64().max(1e-9),
-        )
-    };
+/// Records per second of `outcome`: over its total time and from its
+/// first record.
+fn rates(outcome: &Outcome) -> (f64, f64) {
+    let n = outcome.records as f64;
+    (
+        n / outcome.total.as_secs_f64().max(1e-9),
+        n / outcome.from_first.as_secs_f64().max(1e-9),
+    )
+}
+
+/// Whether `ratio` meets `scenario`'s target, as the tables print it.
+fn verdict(scenario: &str, ratio: Option<f64>) -> String {
+    match (TARGETS.iter().find(|(s, _)| *s == scenario), ratio) {
+        (Some((_, min)), Some(ratio)) => format!(
+            "{} {min}",
+            if ratio >= *min {
+                "met: >="
+            } else {
+                "MISSED: >="
+            }
+        ),
+        _ => String::new(),
+    }
+}
+
+/// One round's table.
+fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
     let raw = results
         .iter()
         .find(|(s, _, _)| s == "raw")
         .map(|(_, o, _)| rates(o));
-    println!();
     println!(
         "{:<11} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>9} {:>5}  target",
         "scenario",
@@ -886,7 +963,7 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
         "load"
     );
     let mut incomplete = Vec::new();
-    for (scenario, outcome, load) in &results {
+    for (scenario, outcome, load) in results {
         let (total_rate, steady_rate) = rates(outcome);
         let ratio = |rate: f64, base: Option<f64>| match base {
             Some(base) => format!("{:.2}", rate / base),
@@ -901,17 +978,7 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
                 outcome.records, settings.count
             ));
         }
-        let target = match (TARGETS.iter().find(|(s, _)| s == scenario), raw) {
-            (Some((_, min)), Some((_, raw_steady))) => format!(
-                "{} {min}",
-                if steady_rate / raw_steady >= *min {
-                    "met: >="
-                } else {
-                    "MISSED: >="
-                }
-            ),
-            _ => String::new(),
-        };
+        let target = verdict(scenario, raw.map(|(_, r)| steady_rate / r));
         println!(
             "{:<11} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>9} {:>5}  {target}",
             name,
@@ -929,13 +996,6 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
             load
         );
     }
-    println!();
-    println!(
-        "ratio: records/s over the raw loop's, on the same basis (total or steady). \
-         CPU s/M: user+system CPU seconds of this process per million records \
-         (broker/M: the broker's, when BENCH_BROKER_PID is set); load: 1-minute load average \
-         when the scenario started."
-    );
     if !incomplete.is_empty() {
         println!(
             "* timed out after {} s (BENCH_SCENARIO_TIMEOUT) and was closed: rates are over the \
@@ -944,7 +1004,69 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
             incomplete.join(", ")
         );
     }
-    Ok(())
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Per scenario over every round: the median steady ratio to the same
+/// round's raw loop, its range, and the median CPU per million records.
+fn print_summary(settings: &Settings, rounds: &[Vec<(String, Outcome, String)>]) {
+    println!();
+    println!("summary of {} rounds:", rounds.len());
+    println!(
+        "{:<11} {:>13} {:>12} {:>11} {:>8}  target",
+        "scenario", "median ratio", "range", "records/s", "CPU s/M"
+    );
+    for scenario in &settings.scenarios {
+        let mut ratios = Vec::new();
+        let mut steady = Vec::new();
+        let mut cpu = Vec::new();
+        for results in rounds {
+            let raw = results
+                .iter()
+                .find(|(s, _, _)| s == "raw")
+                .map(|(_, o, _)| rates(o).1);
+            for (s, outcome, _) in results.iter().filter(|(s, _, _)| s == scenario) {
+                let rate = rates(outcome).1;
+                steady.push(rate);
+                cpu.push(outcome.cpu * 1_000_000.0 / outcome.records.max(1) as f64);
+                if let Some(raw) = raw.filter(|_| s != "raw") {
+                    ratios.push(rate / raw);
+                }
+            }
+        }
+        let (ratio, range, judged) = match ratios.is_empty() {
+            true => ("-".to_owned(), "-".to_owned(), None),
+            false => {
+                let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let mid = median(&mut ratios);
+                (
+                    format!("{mid:.2}"),
+                    format!("{low:.2}-{high:.2}"),
+                    Some(mid),
+                )
+            }
+        };
+        println!(
+            "{:<11} {:>13} {:>12} {:>11.0} {:>8.2}  {}",
+            scenario,
+            ratio,
+            range,
+            median(&mut steady),
+            median(&mut cpu),
+            verdict(scenario, judged)
+        );
+    }
 }
 
 /// One instance of the `queries` scenario.
