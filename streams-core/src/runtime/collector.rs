@@ -1,5 +1,6 @@
 //! The runtime's `RecordCollector`: one producer per stream thread, keys
-//! partitioned with Java's murmur2, deliveries tracked for checkpoints.
+//! partitioned with Java's murmur2, records without a key spread over the
+//! partitions in batches, deliveries tracked for checkpoints.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
