@@ -90,6 +90,10 @@ impl ProducerContext for TrackingContext {
     }
 }
 
+/// How long [`KafkaCollector::drain`] sleeps between looks at the
+/// producer: a commit waits at most this much longer than its records do.
+const DRAIN_NAP: Duration = Duration::from_micros(200);
+
 /// Sends a stream thread's output, changelog records and dead letters.
 pub(crate) struct KafkaCollector {
     pub(crate) producer: BaseProducer<TrackingContext>,
@@ -250,11 +254,21 @@ impl KafkaCollector {
 
     /// Serves delivery reports until nothing is in flight or `timeout`
     /// passes. rdkafka's `flush` waits in 100 ms slices, which would put
-    /// a floor of 100 ms under every commit; 1 ms polls do not.
+    /// a floor of 100 ms under every commit. Its `poll(t)` cannot wait
+    /// briefly either: it hands librdkafka the time left in whole
+    /// milliseconds, rounded down, so the last millisecond of any `t` is a
+    /// busy loop, and a 1 ms poll is nothing else. Under exactly-once that
+    /// burned a core for the 5 to 10 ms of every commit, on a machine whose
+    /// broker needed it to answer. So: serve what has arrived without
+    /// waiting, then sleep briefly.
     fn drain(&self, timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
-        while self.producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-            self.producer.poll(Duration::from_millis(1));
+        loop {
+            self.producer.poll(Duration::ZERO);
+            if self.producer.in_flight_count() == 0 || std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(DRAIN_NAP);
         }
     }
 
