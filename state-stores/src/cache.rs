@@ -6,9 +6,11 @@
 //! and its changelog, once. Reads and scans see the cached writes.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::iter::Peekable;
 use std::ops::Bound;
+
+use rustc_hash::FxHashMap;
 
 use crate::changelog::StateRestoreCallback;
 use crate::store::{KeyValue, KeyValueIterator, Write, inverted, prefix_upper_bound};
@@ -17,7 +19,8 @@ use crate::{KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore};
 /// Kafka Streams' default for `statestore.cache.max.bytes`.
 pub const DEFAULT_CACHE_MAX_BYTES: usize = 10 * 1024 * 1024;
 
-/// What an entry costs beyond its key and value (map node, vectors).
+/// What an entry costs beyond its value and its key's two copies (map
+/// slot, set node, vectors).
 const ENTRY_OVERHEAD: usize = 64;
 
 /// Cached writes in key order (or reverse key order).
@@ -26,8 +29,14 @@ type CachedIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)
 /// A write-back cache over a key-value store.
 pub struct CachingKeyValueStore<S> {
     inner: S,
-    /// Writes not yet in `inner`: `None` is a pending delete.
-    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes not yet in `inner`: `None` is a pending delete. Hashed:
+    /// every record's read and write of its key looks here, and a hash
+    /// lookup costs a fraction of an ordered search among thousands of
+    /// keys.
+    dirty: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The keys of `dirty` in order, for scans and write-back; changed
+    /// only when a key enters or leaves the cache.
+    order: BTreeSet<Vec<u8>>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -37,7 +46,8 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     pub fn new(inner: S, max_bytes: usize) -> Self {
         CachingKeyValueStore {
             inner,
-            dirty: BTreeMap::new(),
+            dirty: FxHashMap::default(),
+            order: BTreeSet::new(),
             bytes: 0,
             max_bytes,
         }
@@ -54,7 +64,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     }
 
     fn cost(key: &[u8], value: Option<&[u8]>) -> usize {
-        key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD
+        2 * key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD
     }
 
     fn cache(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -72,6 +82,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             }
             None => {
                 self.dirty.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+                self.order.insert(key.to_vec());
             }
         }
         if self.bytes > self.max_bytes {
@@ -85,15 +96,28 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         if self.dirty.is_empty() {
             return Ok(());
         }
+        // In key order, as the store below and its changelog always got them.
+        let dirty = &self.dirty;
         let writes: Vec<Write<'_>> = self
-            .dirty
+            .order
             .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_deref()))
+            .map(|key| (key.as_slice(), dirty[key].as_deref()))
             .collect();
         self.inner.put_all(&writes)?;
         self.dirty.clear();
+        self.order.clear();
         self.bytes = 0;
         Ok(())
+    }
+
+    /// The cached writes whose keys lie in `range`, in key order.
+    fn cached<'a>(
+        &'a self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+    ) -> impl DoubleEndedIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
+        self.order
+            .range::<[u8], _>(range)
+            .map(|key| (key, &self.dirty[key]))
     }
 
     fn merged<'a>(
@@ -159,6 +183,7 @@ impl<S: KeyValueStore + StateRestoreCallback> StateRestoreCallback for CachingKe
         // drop any cached write the changelog supersedes all the same.
         for (key, _) in records {
             if let Some(old) = self.dirty.remove(*key) {
+                self.order.remove(*key);
                 self.bytes -= Self::cost(key, old.as_deref());
             }
         }
@@ -210,7 +235,7 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
         if inverted(from, to) {
             return Ok(stored);
         }
-        let cached = Box::new(self.dirty.range::<[u8], _>(bounds(from, to)));
+        let cached = Box::new(self.cached(bounds(from, to)));
         Ok(self.merged(cached, stored, false))
     }
 
@@ -223,7 +248,7 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
         if inverted(from, to) {
             return Ok(stored);
         }
-        let cached = Box::new(self.dirty.range::<[u8], _>(bounds(from, to)).rev());
+        let cached = Box::new(self.cached(bounds(from, to)).rev());
         Ok(self.merged(cached, stored, true))
     }
 
@@ -231,7 +256,7 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
         let stored = self.inner.prefix_scan(prefix)?;
         let upper = prefix_upper_bound(prefix);
         let end = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let cached = Box::new(self.dirty.range::<[u8], _>((Bound::Included(prefix), end)));
+        let cached = Box::new(self.cached((Bound::Included(prefix), end)));
         Ok(self.merged(cached, stored, false))
     }
 
