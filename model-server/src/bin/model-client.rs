@@ -256,14 +256,10 @@ fn publish(p: &Publish) -> Result<(), String> {
     // Records carry no key, and librdkafka's sticky partitioner would put
     // a quick burst of them all on one partition; dealing them out in
     // turn spreads the load over every instance from the first record.
-    let data_partitions = producer
-        .client()
-        .fetch_metadata(Some(DATA_TOPIC), Duration::from_secs(10))
-        .map_err(|e| format!("cannot read the partitions of {DATA_TOPIC}: {e}"))?
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len() as u64)
-        .max(1);
+    let data_partitions = match partition_count(producer.client(), &p.bootstrap, DATA_TOPIC)? {
+        0 => return Err(format!("topic {DATA_TOPIC} does not exist")),
+        n => n as u64,
+    };
     let total = match (p.count, p.looping) {
         (Some(n), _) => Some(n),
         (None, true) => None,
@@ -424,6 +420,22 @@ impl Progress {
     }
 }
 
+/// How many partitions `topic` has; 0 when it does not exist.
+fn partition_count<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    bootstrap: &str,
+    topic: &str,
+) -> Result<i32, String> {
+    let metadata = client
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| format!("cannot reach {bootstrap} (is the broker up?): {e}"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len() as i32))
+}
+
 fn read(bootstrap: &str, topic: &str, count: Option<u64>, idle: Duration) -> Result<(), String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -432,14 +444,7 @@ fn read(bootstrap: &str, topic: &str, count: Option<u64>, idle: Duration) -> Res
         .set("enable.partition.eof", "false")
         .create()
         .map_err(|e| format!("cannot create a consumer: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("cannot reach {bootstrap} (is the broker up?): {e}"))?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as i32);
+    let partitions = partition_count(consumer.client(), bootstrap, topic)?;
     if partitions == 0 {
         return Err(format!("topic {topic} does not exist"));
     }
