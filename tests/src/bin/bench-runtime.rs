@@ -195,6 +195,12 @@ struct Outcome {
     broker_cpu: Option<f64>,
 }
 
+/// mimalloc for Rust and, through its `override` feature, for librdkafka
+/// and RocksDB too: glibc's malloc cost a stream thread about a third of
+/// its time, much of it freeing what librdkafka's threads allocated.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if let Err(error) = run() {
         eprintln!("bench-runtime: {error}");
