@@ -61,7 +61,8 @@ pub(crate) struct Engine {
     collector: Arc<KafkaCollector>,
     tasks: BTreeMap<TaskId, RunningTask>,
     pending_assignment: Option<Vec<(String, i32)>>,
-    restore_consumer: EndReadingConsumer,
+    /// Taken at shutdown, to be closed beside the group consumer.
+    restore_consumer: Option<EndReadingConsumer>,
     last_commit: Instant,
     stats: ThreadMetrics,
     last_publish: Instant,
@@ -231,7 +232,7 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         collector,
         tasks: BTreeMap::new(),
         pending_assignment: None,
-        restore_consumer,
+        restore_consumer: Some(restore_consumer),
         last_commit: Instant::now(),
         stats: ThreadMetrics::default(),
         last_publish: Instant::now(),
@@ -296,8 +297,14 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
     } else {
         guard.close_all_dirty();
     }
+    let restore_consumer = guard.restore_consumer.take();
     drop(guard);
-    drop(consumer);
+    // rdkafka closes a consumer that has a group in 100 ms polls: close
+    // the two side by side, so a shutdown waits for one of them.
+    std::thread::scope(|scope| {
+        scope.spawn(move || drop(restore_consumer));
+        drop(consumer);
+    });
     result
 }
 
@@ -428,9 +435,13 @@ impl Engine {
             inner: self.shared.restore_listener(),
             end: Default::default(),
         };
+        let restore_consumer = self
+            .restore_consumer
+            .as_ref()
+            .ok_or_else(|| StreamsError::Kafka("the stream thread is shutting down".into()))?;
         let changelog = restore_task(
             &core,
-            &self.restore_consumer,
+            restore_consumer,
             &checkpoint.unwrap_or_default(),
             &listener,
         )?;
