@@ -16,6 +16,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use model_server::model::build;
 use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
 
+/// The server's allocator (see `model-server`'s main), so that these
+/// figures are what it pays: tract allocates a tensor per operator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn files() -> Vec<(PathBuf, ModelType)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/models");
     let mut files = Vec::new();

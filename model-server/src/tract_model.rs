@@ -74,11 +74,20 @@ impl TractModel {
         }
         let first = &outputs?[0];
         Ok(match self.output {
+            // The usual types are read in place: a cast copies the tensor.
+            Output::Value if first.datum_type() == f32::datum_type() => {
+                let view = first.to_plain_array_view::<f32>()?;
+                f64::from(*view.iter().next().context("empty output")?)
+            }
             Output::Value => {
-                // float32 as a rule; a double-precision model works too.
+                // A double-precision model works too.
                 let value = first.cast_to::<f64>()?;
                 let view = value.to_plain_array_view::<f64>()?;
                 *view.iter().next().context("empty output")?
+            }
+            Output::Label if first.datum_type() == i64::datum_type() => {
+                let view = first.to_plain_array_view::<i64>()?;
+                *view.iter().next().context("empty output")? as f64
             }
             Output::Label => {
                 let label = first.cast_to::<i64>()?;
