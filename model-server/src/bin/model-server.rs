@@ -94,9 +94,8 @@ fn key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// mimalloc for Rust and, through its `override` feature, for librdkafka
-/// and RocksDB too: glibc's malloc cost a stream thread about a third of
-/// its time, much of it freeing what librdkafka's threads allocated.
+/// mimalloc, for librdkafka's and RocksDB's `malloc` too (see the
+/// workspace's `Cargo.toml`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -302,7 +302,11 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
     // rdkafka closes a consumer that has a group in 100 ms polls: close
     // the two side by side, so a shutdown waits for one of them.
     std::thread::scope(|scope| {
-        scope.spawn(move || drop(restore_consumer));
+        // Without a thread to spare, the closure is dropped at once, and
+        // the restore consumer with it: one after the other, then.
+        let _ = std::thread::Builder::new()
+            .name(format!("stream-close-{index}"))
+            .spawn_scoped(scope, move || drop(restore_consumer));
         drop(consumer);
     });
     result
