@@ -12,6 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{ClientKind, StreamsConfig};
@@ -49,6 +50,33 @@ impl ConsumerContext for EndReadingContext {}
 
 /// A consumer that reads partitions to their end.
 pub(crate) type EndReadingConsumer = BaseConsumer<EndReadingContext>;
+
+/// How long [`drain_producer`] sleeps between looks at the producer: a
+/// commit waits at most this much longer than its records do.
+const DRAIN_NAP: Duration = Duration::from_micros(200);
+
+/// Serves `producer`'s delivery reports until nothing is in flight or
+/// `timeout` passes; returns whether nothing is. rdkafka's `flush` waits in
+/// 100 ms slices, which would put a floor of 100 ms under every commit. Its
+/// `poll(t)` cannot wait briefly either: it hands librdkafka the time left
+/// in whole milliseconds, rounded down, so the last millisecond of any `t`
+/// is a busy loop, and a 1 ms poll is nothing else. Under exactly-once that
+/// burned a core for the 5 to 10 ms of every commit, on a machine whose
+/// broker needed it to answer. So: serve what has arrived without waiting,
+/// then sleep briefly.
+pub fn drain_producer<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(DRAIN_NAP);
+    }
+}
 
 /// A client configuration from the streams settings for `kind`.
 pub(crate) fn client_config(config: &StreamsConfig, kind: ClientKind) -> ClientConfig {
@@ -200,4 +228,31 @@ pub(crate) fn ensure_topics(config: &StreamsConfig, topics: &[InternalTopic]) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::producer::BaseRecord;
+
+    #[test]
+    fn drain_producer_says_whether_everything_was_delivered() {
+        // Port 1 on loopback: nothing listens, so nothing is delivered.
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("message.timeout.ms", "60000")
+            .create()
+            .unwrap();
+        assert!(drain_producer(&producer, Duration::ZERO), "nothing sent");
+        producer
+            .send(BaseRecord::<(), _>::to("t").payload("x"))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert!(!drain_producer(&producer, Duration::from_millis(50)));
+        assert!(started.elapsed() >= Duration::from_millis(50), "waited");
+        assert_eq!(producer.in_flight_count(), 1);
+        producer.purge(rdkafka::producer::PurgeConfig::default().queue());
+        assert!(drain_producer(&producer, Duration::from_secs(5)), "purged");
+    }
 }

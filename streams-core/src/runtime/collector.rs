@@ -14,7 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
-use super::clients::{REQUEST_TIMEOUT, kafka_error};
+use super::clients::{REQUEST_TIMEOUT, drain_producer, kafka_error};
 use super::partitioner::{partition_for_key, partition_for_unkeyed};
 use crate::error::{Result, StreamsError};
 use crate::handlers::{ProductionExceptionHandler, ProductionHandlerResponse};
@@ -89,10 +89,6 @@ impl ProducerContext for TrackingContext {
         }
     }
 }
-
-/// How long [`KafkaCollector::drain`] sleeps between looks at the
-/// producer: a commit waits at most this much longer than its records do.
-const DRAIN_NAP: Duration = Duration::from_micros(200);
 
 /// Sends a stream thread's output, changelog records and dead letters.
 pub(crate) struct KafkaCollector {
@@ -186,7 +182,7 @@ impl KafkaCollector {
     ) -> Result<()> {
         // rdkafka's commit flushes in 100 ms slices: drain first, so it
         // finds nothing in flight.
-        self.drain(REQUEST_TIMEOUT);
+        drain_producer(&self.producer, REQUEST_TIMEOUT);
         let committed = self
             .producer
             .send_offsets_to_transaction(offsets, group, REQUEST_TIMEOUT)
@@ -245,31 +241,11 @@ impl KafkaCollector {
     /// Waits until everything sent so far is delivered, then applies the
     /// production handler to any failure.
     pub(crate) fn flush(&self, timeout: Duration) -> Result<()> {
-        self.drain(timeout);
+        drain_producer(&self.producer, timeout);
         self.producer
             .flush(timeout)
             .map_err(|e| kafka_error("flushing the producer", e))?;
         self.check_failures()
-    }
-
-    /// Serves delivery reports until nothing is in flight or `timeout`
-    /// passes. rdkafka's `flush` waits in 100 ms slices, which would put
-    /// a floor of 100 ms under every commit. Its `poll(t)` cannot wait
-    /// briefly either: it hands librdkafka the time left in whole
-    /// milliseconds, rounded down, so the last millisecond of any `t` is a
-    /// busy loop, and a 1 ms poll is nothing else. Under exactly-once that
-    /// burned a core for the 5 to 10 ms of every commit, on a machine whose
-    /// broker needed it to answer. So: serve what has arrived without
-    /// waiting, then sleep briefly.
-    fn drain(&self, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            self.producer.poll(Duration::ZERO);
-            if self.producer.in_flight_count() == 0 || std::time::Instant::now() >= deadline {
-                return;
-            }
-            std::thread::sleep(DRAIN_NAP);
-        }
     }
 
     /// Applies the production handler to failures reported so far.

@@ -44,6 +44,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use clients::drain_producer;
 pub use metrics::{MetricsSnapshot, RestoreMetrics, TaskMetrics, ThreadMetrics};
 pub use query::{HostInfo, KeyQueryMetadata, ReadOnlyKeyValueView, StreamsMetadata};
 pub use restore::{NoopRestoreListener, StateRestoreListener};

@@ -92,7 +92,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
-use streams_core::runtime::{HostInfo, KafkaStreams, State, create_topics_if_missing};
+use streams_core::runtime::{
+    HostInfo, KafkaStreams, State, create_topics_if_missing, drain_producer,
+};
 use streams_core::serde::{I64Serde, Nullable, StringSerde};
 use streams_core::{StreamsBuilder, StreamsConfig};
 use streams_http::{QueryServer, RunningServer, percent_encode};
@@ -396,9 +398,9 @@ fn send<'a, C: rdkafka::producer::ProducerContext>(
         match producer.send(record) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                // Not `poll(1 ms)`: that is a busy wait (see `drain`).
-                producer.poll(Duration::ZERO);
-                std::thread::sleep(Duration::from_micros(200));
+                // Make room without `poll(1 ms)`, a busy wait (see
+                // `drain_producer`).
+                drain_producer(producer, Duration::from_micros(200));
                 record = returned;
             }
             Err((error, _)) => return Err(format!("producing: {error}").into()),
@@ -406,22 +408,13 @@ fn send<'a, C: rdkafka::producer::ProducerContext>(
     }
 }
 
-/// Waits until every record sent is delivered. rdkafka 0.39's `flush()`
+/// Waits until every record sent is delivered: rdkafka 0.39's `flush()`
 /// serves delivery reports in 100 ms slices (its `poll(t)` always lasts
-/// `t`), so a flush with anything in flight costs at least 100 ms; and a
-/// short `poll(t)` busy-waits (it passes the time left to librdkafka in
-/// whole milliseconds, rounded down). So: serve what has arrived without
-/// waiting, nap 200 µs, again; then flush (which now returns at once). The
-/// framework's collector drains the same way.
+/// `t`), so a flush with anything in flight costs at least 100 ms. The
+/// framework's `drain_producer` waits as its commits do; the flush after
+/// it returns at once.
 fn drain<C: rdkafka::producer::ProducerContext>(producer: &BaseProducer<C>) -> Result<(), Error> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        producer.poll(Duration::ZERO);
-        if producer.in_flight_count() == 0 || Instant::now() >= deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    drain_producer(producer, Duration::from_secs(300));
     producer.flush(Duration::from_secs(1))?;
     Ok(())
 }
