@@ -237,13 +237,18 @@ mod tests {
 
     #[test]
     fn drain_producer_says_whether_everything_was_delivered() {
-        // Port 1 on loopback: nothing listens, so nothing is delivered.
+        // No bootstrap servers: the producer never connects, so nothing is
+        // delivered and no connection errors join the queue it counts
+        // (a refused connection queues an error event, which `in_flight_count`
+        // includes until it is served).
         let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", "127.0.0.1:1")
             .set("message.timeout.ms", "60000")
             .create()
             .unwrap();
-        assert!(drain_producer(&producer, Duration::ZERO), "nothing sent");
+        assert!(
+            drain_producer(&producer, Duration::from_secs(5)),
+            "nothing sent"
+        );
         producer
             .send(BaseRecord::<(), _>::to("t").payload("x"))
             .map_err(|(e, _)| e)
@@ -251,7 +256,10 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(!drain_producer(&producer, Duration::from_millis(50)));
         assert!(started.elapsed() >= Duration::from_millis(50), "waited");
-        assert_eq!(producer.in_flight_count(), 1);
+        assert!(
+            producer.in_flight_count() >= 1,
+            "the record is still queued"
+        );
         producer.purge(rdkafka::producer::PurgeConfig::default().queue());
         assert!(drain_producer(&producer, Duration::from_secs(5)), "purged");
     }
