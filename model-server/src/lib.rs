@@ -37,7 +37,9 @@
 
 pub mod cli;
 pub mod http;
+mod linear;
 pub mod model;
+mod post_transform;
 pub mod serving;
 pub mod stats;
 mod tract_model;

@@ -15,6 +15,9 @@
 
 use std::sync::Arc;
 
+use crate::post_transform::PostTransform;
+use crate::tract_model::RowPredictor;
+
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::bail;
@@ -57,16 +60,6 @@ enum Aggregate {
     Average,
     Min,
     Max,
-}
-
-/// What is applied to the scores after the base values are added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PostTransform {
-    None,
-    Softmax,
-    Logistic,
-    SoftmaxZero,
-    Probit,
 }
 
 /// A parsed tree ensemble; `labels` is set for a classifier.
@@ -125,14 +118,7 @@ impl Ensemble {
             Some("MAX") => Aggregate::Max,
             Some(other) => bail!("{op}: unknown aggregate_function {other}"),
         };
-        let post = match node.get_attr_opt::<&str>("post_transform")? {
-            None | Some("NONE") => PostTransform::None,
-            Some("SOFTMAX") => PostTransform::Softmax,
-            Some("LOGISTIC") => PostTransform::Logistic,
-            Some("SOFTMAX_ZERO") => PostTransform::SoftmaxZero,
-            Some("PROBIT") => PostTransform::Probit,
-            Some(other) => bail!("{op}: unknown post_transform {other}"),
-        };
+        let post = PostTransform::parse(node)?;
         let base_values = floats("base_values")?;
         if !base_values.is_empty() && base_values.len() != n_targets {
             bail!(
@@ -353,80 +339,30 @@ impl Ensemble {
                 best = i;
             }
         }
-        match self.post {
-            PostTransform::None => {}
-            PostTransform::Logistic => out.iter_mut().for_each(|o| *o = 1.0 / (1.0 + (-*o).exp())),
-            PostTransform::Softmax | PostTransform::SoftmaxZero => {
-                let zero = self.post == PostTransform::SoftmaxZero;
-                let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for o in out.iter_mut() {
-                    if !(zero && *o == 0.0) {
-                        *o = (*o - max).exp();
-                        sum += *o;
-                    }
-                }
-                if sum > 0.0 {
-                    out.iter_mut().for_each(|o| *o /= sum);
-                }
-            }
-            PostTransform::Probit => out.iter_mut().for_each(|o| *o = probit(*o)),
-        }
+        self.post.apply(out);
         best
     }
 }
 
-/// The standard normal quantile function (Acklam's rational approximation,
-/// relative error below 1.2e-9, ample for float32).
-fn probit(p: f32) -> f32 {
-    let p = p as f64;
-    if !(0.0..=1.0).contains(&p) {
-        return f32::NAN;
+impl RowPredictor for Ensemble {
+    fn predict(&self, row: &[f32]) -> Option<f64> {
+        if row.len() < self.n_features {
+            return None;
+        }
+        let mut small = [0f32; 16];
+        let mut large = Vec::new();
+        let out = if self.n_targets <= small.len() {
+            &mut small[..self.n_targets]
+        } else {
+            large.resize(self.n_targets, 0.0);
+            &mut large[..]
+        };
+        let best = self.score(row, out);
+        Some(match &self.labels {
+            Some(labels) => labels[best] as f64,
+            None => f64::from(out[0]),
+        })
     }
-    const A: [f64; 6] = [
-        -3.969683028665376e1,
-        2.209460984245205e2,
-        -2.759285104469687e2,
-        1.38357751867269e2,
-        -3.066479806614716e1,
-        2.506628277459239,
-    ];
-    const B: [f64; 5] = [
-        -5.447609879822406e1,
-        1.615858368580409e2,
-        -1.556989798598866e2,
-        6.680131188771972e1,
-        -1.328068155288572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784894002430293e-3,
-        -3.223964580411365e-1,
-        -2.400758277161838,
-        -2.549732539343734,
-        4.374664141464968,
-        2.938163982698783,
-    ];
-    const D: [f64; 4] = [
-        7.784695709041462e-3,
-        3.224671290700398e-1,
-        2.445134137142996,
-        3.754408661907416,
-    ];
-    let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    let x = if p < 0.02425 {
-        tail((-2.0 * p.ln()).sqrt())
-    } else if p > 1.0 - 0.02425 {
-        -tail((-2.0 * (1.0 - p).ln()).sqrt())
-    } else {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    };
-    x as f32
 }
 
 /// The operator as tract runs it: [N, features] in; a regressor gives
@@ -586,6 +522,12 @@ fn classifier(
     ))
 }
 
+/// The row predictor behind `op`, if it is one of ours.
+pub(crate) fn row_predictor(op: &dyn TypedOp) -> Option<Arc<dyn RowPredictor>> {
+    op.downcast_ref::<TreeEnsembleOp>()
+        .map(|op| op.0.clone() as Arc<dyn RowPredictor>)
+}
+
 /// Registers both operators, replacing tract's classifier.
 pub(crate) fn register(framework: &mut tract_onnx::Onnx) {
     framework
@@ -730,8 +672,6 @@ mod tests {
             string("post_transform", "LOGISTIC"),
         ]);
         assert_eq!(logistic, 0.5);
-        assert!((probit(0.975) - 1.959_964).abs() < 1e-5);
-        assert_eq!(probit(0.5), 0.0);
         let wrong = Ensemble::parse(
             &stumps(1, "BRANCH_LEQ", vec![floats("base_values", &[1.0, 2.0])]),
             false,
