@@ -1,6 +1,8 @@
 //! A typed view over a byte store.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::{KeyValueStore, Result, Serde, StoreError};
@@ -50,10 +52,15 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> R) -> R {
 /// assert_eq!(counts.get(&"kafka".to_string())?, Some(3));
 /// # Ok::<(), state_stores::StoreError>(())
 /// ```
-pub struct TypedKeyValueStore<S, K, V> {
+///
+/// The serdes are held as `KS` and `VS`: shared ([`Arc`], the default) or
+/// borrowed ([`TypedKeyValueStore::borrowing`]), for a view made afresh
+/// for every call, which then costs no reference counting.
+pub struct TypedKeyValueStore<S, K, V, KS = Arc<dyn Serde<K>>, VS = Arc<dyn Serde<V>>> {
     store: S,
-    keys: Arc<dyn Serde<K>>,
-    values: Arc<dyn Serde<V>>,
+    keys: KS,
+    values: VS,
+    types: PhantomData<fn(K, V) -> (K, V)>,
 }
 
 /// An iterator over typed entries.
@@ -66,9 +73,37 @@ impl<S: KeyValueStore, K: 'static, V: 'static> TypedKeyValueStore<S, K, V> {
             store,
             keys,
             values,
+            types: PhantomData,
         }
     }
+}
 
+impl<'a, S: KeyValueStore, K: 'static, V: 'static>
+    TypedKeyValueStore<S, K, V, &'a (dyn Serde<K> + 'static), &'a (dyn Serde<V> + 'static)>
+{
+    /// Wraps `store` for a short while, with borrowed serdes.
+    pub fn borrowing(
+        store: S,
+        keys: &'a (dyn Serde<K> + 'static),
+        values: &'a (dyn Serde<V> + 'static),
+    ) -> Self {
+        TypedKeyValueStore {
+            store,
+            keys,
+            values,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<S, K, V, KS, VS> TypedKeyValueStore<S, K, V, KS, VS>
+where
+    S: KeyValueStore,
+    K: 'static,
+    V: 'static,
+    KS: Deref<Target = dyn Serde<K>>,
+    VS: Deref<Target = dyn Serde<V>>,
+{
     /// The byte store underneath.
     pub fn inner(&self) -> &S {
         &self.store
