@@ -230,6 +230,20 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
         }
     }
 
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        match self.dirty.get(key) {
+            // A closed store answers Closed even for a cached key.
+            Some(value) if self.inner.is_open() => {
+                out.clear();
+                if let Some(value) = value {
+                    out.extend_from_slice(value);
+                }
+                Ok(value.is_some())
+            }
+            _ => self.inner.get_into(key, out),
+        }
+    }
+
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
         let stored = self.inner.range(from, to)?;
         if inverted(from, to) {

@@ -76,6 +76,16 @@ impl ReadOnlyKeyValueStore for InMemoryKeyValueStore {
         Ok(self.map.get(key).cloned())
     }
 
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        self.check_open()?;
+        out.clear();
+        let value = self.map.get(key);
+        if let Some(value) = value {
+            out.extend_from_slice(value);
+        }
+        Ok(value.is_some())
+    }
+
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
         self.check_open()?;
         if inverted(from, to) {

@@ -137,6 +137,16 @@ impl ReadOnlyKeyValueStore for RocksDbStore {
         self.db()?.get(key).map_err(|e| self.error(e))
     }
 
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        // Pinned: RocksDB hands out its own copy, read without a new vector.
+        let value = self.db()?.get_pinned(key).map_err(|e| self.error(e))?;
+        out.clear();
+        if let Some(value) = &value {
+            out.extend_from_slice(value);
+        }
+        Ok(value.is_some())
+    }
+
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {
         if inverted(from, to) {
             self.db()?;

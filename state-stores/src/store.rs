@@ -39,6 +39,17 @@ pub trait StateStore: Send {
 pub trait ReadOnlyKeyValueStore {
     /// The value of `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Copies the value of `key`, if any, into `out` (cleared first) and
+    /// says whether there was one. For a lookup per record: a store that
+    /// holds its values copies them without allocating.
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        out.clear();
+        let value = self.get(key)?;
+        if let Some(value) = &value {
+            out.extend_from_slice(value);
+        }
+        Ok(value.is_some())
+    }
     /// Entries with `from <= key <= to`, in ascending key order.
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>>;
     /// Entries with `from <= key <= to`, in descending key order.
@@ -108,6 +119,7 @@ macro_rules! forward_store_impls {
 
         impl<S: ReadOnlyKeyValueStore + ?Sized> ReadOnlyKeyValueStore for $wrapper {
             fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> { (**self).get(key) }
+            fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> { (**self).get_into(key, out) }
             fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> { (**self).range(from, to) }
             fn reverse_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> { (**self).reverse_range(from, to) }
             fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIterator<'_>> { (**self).prefix_scan(prefix) }

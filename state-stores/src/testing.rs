@@ -100,6 +100,33 @@ pub mod contract {
         assert_eq!(store.get(b"a").unwrap(), Some(b"22".to_vec()));
     }
 
+    /// `get_into` copies what `get` returns into a cleared buffer, before
+    /// and after a flush, for present, empty, deleted and missing keys.
+    pub fn get_into_matches_get(store: &mut dyn KeyValueStore) {
+        let check = |store: &dyn KeyValueStore, key: &[u8]| {
+            let mut out = b"left over".to_vec();
+            let found = store.get_into(key, &mut out).unwrap();
+            let expected = store.get(key).unwrap();
+            assert_eq!(found, expected.is_some(), "{key:?}");
+            assert_eq!(out, expected.unwrap_or_default(), "{key:?}");
+        };
+        store.put(b"a", b"1").unwrap();
+        store.put(b"e", b"").unwrap();
+        store.put(b"d", b"gone").unwrap();
+        store.delete(b"d").unwrap();
+        for flushed in [false, true] {
+            for key in [&b"a"[..], b"e", b"d", b"missing"] {
+                check(store, key);
+            }
+            if !flushed {
+                store.flush().unwrap();
+            }
+        }
+        let mut out = Vec::new();
+        assert!(store.get_into(b"a", &mut out).unwrap());
+        assert_eq!(out, b"1");
+    }
+
     /// An empty value is a value, not an absence; an empty key is a key.
     pub fn empty_values_and_keys(store: &mut dyn KeyValueStore) {
         store.put(b"k", b"").unwrap();
@@ -296,6 +323,7 @@ pub mod contract {
             other => panic!("expected Closed, got {other:?}"),
         };
         closed(store.get(b"a").map(drop));
+        closed(store.get_into(b"a", &mut Vec::new()).map(drop));
         closed(store.put(b"a", b"2"));
         closed(store.delete(b"a").map(drop));
         closed(store.put_all(&[(b"a", None)]));
@@ -311,7 +339,7 @@ pub mod contract {
 macro_rules! key_value_store_contract {
     (|$dir:ident| $factory:expr) => {
         $crate::key_value_store_contract!(@cases |$dir| $factory;
-            put_then_get, empty_values_and_keys, delete_returns_old_value,
+            put_then_get, get_into_matches_get, empty_values_and_keys, delete_returns_old_value,
             put_if_absent_keeps_existing, put_all_applies_in_order,
             range_is_inclusive_and_ordered, reverse_range_is_descending,
             inverted_range_is_empty, prefix_scan_matches_prefix,

@@ -166,11 +166,14 @@ where
 
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let bytes = with_scratch(|buffer, _| {
-            self.key_into(key, buffer)?;
-            self.store.get(buffer)
-        })?;
-        self.decode_value(bytes)
+        with_scratch(|key_bytes, value_bytes| {
+            self.key_into(key, key_bytes)?;
+            if !self.store.get_into(key_bytes, value_bytes)? {
+                return Ok(None);
+            }
+            let value = self.values.deserialize(value_bytes);
+            value.map(Some).map_err(|e| self.serde_error(e))
+        })
     }
 
     /// Sets `key` to `value`.
