@@ -5,7 +5,9 @@
 //! Built on `streams-core`; see `DESIGN.md` (model-server):
 //! - [`model`]: models built from `ModelDescriptor`s: ONNX and the
 //!   original TensorFlow graph through tract (with our own ONNX-ML
-//!   tree-ensemble operators), PMML through the `pmml` crate;
+//!   tree-ensemble and linear-regressor operators, which score a row
+//!   without tract's plan when a model is one of them), PMML through the
+//!   `pmml` crate;
 //! - [`serving`]: the topology, in three store variants (`memory`,
 //!   `standard`, `custom`), with models in a global store swapped off the
 //!   scoring path;
