@@ -21,7 +21,7 @@ use tract_onnx::tract_hir::internal::{
     check_output_arity, expand,
 };
 
-use crate::post_transform::PostTransform;
+use crate::post_transform::{PostTransform, with_scores};
 use crate::tract_model::RowPredictor;
 
 /// A parsed linear regressor: `targets` rows of `features` coefficients.
@@ -86,16 +86,10 @@ impl RowPredictor for Linear {
         if row.len() != self.features {
             return None;
         }
-        let mut small = [0f32; 8];
-        let mut large = Vec::new();
-        let out = if self.targets <= small.len() {
-            &mut small[..self.targets]
-        } else {
-            large.resize(self.targets, 0.0);
-            &mut large[..]
-        };
-        self.score(row, out);
-        Some(f64::from(out[0]))
+        Some(with_scores(self.targets, |out| {
+            self.score(row, out);
+            f64::from(out[0])
+        }))
     }
 }
 

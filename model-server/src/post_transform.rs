@@ -107,6 +107,17 @@ fn probit(p: f32) -> f32 {
     x as f32
 }
 
+/// Runs `f` on `n` scores of scratch space, on the stack when few: one
+/// row's scores, for scoring without allocating.
+pub(crate) fn with_scores<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut small = [0f32; 16];
+    if n <= small.len() {
+        f(&mut small[..n])
+    } else {
+        f(&mut vec![0f32; n])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

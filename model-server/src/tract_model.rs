@@ -98,7 +98,7 @@ impl TractModel {
         })
     }
 
-    /// Whether this model skips tract's plan (for tests and benchmarks).
+    /// Whether this model skips tract's plan.
     #[cfg(test)]
     fn is_direct(&self) -> bool {
         matches!(self.runner, Runner::Row(_))

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::post_transform::PostTransform;
+use crate::post_transform::{PostTransform, with_scores};
 use crate::tract_model::RowPredictor;
 
 use tract_onnx::pb::NodeProto;
@@ -349,19 +349,13 @@ impl RowPredictor for Ensemble {
         if row.len() < self.n_features {
             return None;
         }
-        let mut small = [0f32; 16];
-        let mut large = Vec::new();
-        let out = if self.n_targets <= small.len() {
-            &mut small[..self.n_targets]
-        } else {
-            large.resize(self.n_targets, 0.0);
-            &mut large[..]
-        };
-        let best = self.score(row, out);
-        Some(match &self.labels {
-            Some(labels) => labels[best] as f64,
-            None => f64::from(out[0]),
-        })
+        Some(with_scores(self.n_targets, |out| {
+            let best = self.score(row, out);
+            match &self.labels {
+                Some(labels) => labels[best] as f64,
+                None => f64::from(out[0]),
+            }
+        }))
     }
 }
 
