@@ -205,6 +205,10 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
         self.write_back()?;
         self.inner.flush()
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        self.write_back()?;
+        self.inner.flush_cache()
+    }
     fn close(&mut self) -> Result<()> {
         let flushed = if self.inner.is_open() {
             self.write_back()

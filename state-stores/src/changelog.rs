@@ -127,6 +127,9 @@ impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
     fn flush(&mut self) -> Result<()> {
         self.inner.flush()
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        self.inner.flush_cache()
+    }
     fn close(&mut self) -> Result<()> {
         self.inner.close()
     }

@@ -27,6 +27,14 @@ pub trait StateStore: Send {
     /// Makes every write so far durable in the store (and forwards cached
     /// writes to the layers below). Called before offsets are committed.
     fn flush(&mut self) -> Result<()>;
+    /// Forwards cached writes to the layers below, and so to the
+    /// changelog, without making the store durable on disk: what a commit
+    /// needs when no checkpoint follows it (under exactly-once, where a
+    /// crash wipes the local state anyway). As Kafka Streams' `flushCache`.
+    /// By default, [`flush`](Self::flush).
+    fn flush_cache(&mut self) -> Result<()> {
+        self.flush()
+    }
     /// Flushes and releases the store. Later calls fail with
     /// [`StoreError::Closed`](crate::StoreError::Closed); closing twice is harmless.
     fn close(&mut self) -> Result<()>;
@@ -114,6 +122,7 @@ macro_rules! forward_store_impls {
             fn persistent(&self) -> bool { (**self).persistent() }
             fn is_open(&self) -> bool { (**self).is_open() }
             fn flush(&mut self) -> Result<()> { (**self).flush() }
+            fn flush_cache(&mut self) -> Result<()> { (**self).flush_cache() }
             fn close(&mut self) -> Result<()> { (**self).close() }
         }
 

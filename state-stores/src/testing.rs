@@ -127,6 +127,19 @@ pub mod contract {
         assert_eq!(out, b"1");
     }
 
+    /// A cache flush for a commit keeps every write readable.
+    pub fn flush_cache_keeps_writes_readable(store: &mut dyn KeyValueStore) {
+        store.put(b"a", b"1").unwrap();
+        store.put(b"b", b"2").unwrap();
+        store.flush_cache().unwrap();
+        store.delete(b"b").unwrap();
+        store.flush_cache().unwrap();
+        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.get(b"b").unwrap(), None);
+        store.flush().unwrap();
+        assert_eq!(keys(&collect(store.all().unwrap()).unwrap()), ["a"]);
+    }
+
     /// An empty value is a value, not an absence; an empty key is a key.
     pub fn empty_values_and_keys(store: &mut dyn KeyValueStore) {
         store.put(b"k", b"").unwrap();
@@ -339,7 +352,8 @@ pub mod contract {
 macro_rules! key_value_store_contract {
     (|$dir:ident| $factory:expr) => {
         $crate::key_value_store_contract!(@cases |$dir| $factory;
-            put_then_get, get_into_matches_get, empty_values_and_keys, delete_returns_old_value,
+            put_then_get, get_into_matches_get, flush_cache_keeps_writes_readable,
+            empty_values_and_keys, delete_returns_old_value,
             put_if_absent_keeps_existing, put_all_applies_in_order,
             range_is_inclusive_and_ordered, reverse_range_is_descending,
             inverted_range_is_empty, prefix_scan_matches_prefix,

@@ -139,6 +139,47 @@ fn cache_is_flushed_by_close() {
     assert_eq!(reopened.get(b"a").unwrap(), Some(b"1".to_vec()));
 }
 
+/// A commit under exactly-once sends the cached writes to the changelog
+/// but leaves RocksDB's memtable in memory; a checkpoint's flush writes it.
+#[test]
+fn flush_cache_logs_cached_writes_without_writing_files() {
+    let dir = tempdir().unwrap();
+    let sink = RecordingSink::new();
+    let logged = ChangeLoggingKeyValueStore::new(
+        RocksDbStore::open("s", dir.path()).unwrap(),
+        Box::new(sink.clone()),
+    );
+    let mut store = CachingKeyValueStore::new(logged, 1 << 20);
+    let tables = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "sst")
+            })
+            .count()
+    };
+    store.put(b"a", b"1").unwrap();
+    store.put(b"b", b"2").unwrap();
+    store.flush_cache().unwrap();
+    assert_eq!(
+        sink.changes(),
+        vec![change("a", Some("1")), change("b", Some("2"))]
+    );
+    assert_eq!(store.dirty_len(), 0);
+    assert_eq!(
+        store.inner().inner().get(b"b").unwrap(),
+        Some(b"2".to_vec())
+    );
+    assert_eq!(tables(), 0, "the memtable stays in memory");
+    store.flush().unwrap();
+    assert_eq!(tables(), 1, "a full flush writes it out");
+    assert_eq!(sink.changes().len(), 2, "and logs nothing twice");
+}
+
 #[test]
 fn cache_restore_drops_superseded_cached_writes() {
     let sink = RecordingSink::new();

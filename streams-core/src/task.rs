@@ -745,6 +745,16 @@ impl TaskCore {
         Ok(())
     }
 
+    /// Forwards every store's cached writes (and so its changelog
+    /// records) without making the stores durable: a commit that writes no
+    /// checkpoint.
+    pub(crate) fn flush_cache(&mut self) -> Result<()> {
+        for store in self.stores.values() {
+            lock(&store.handle.cell).state_store().flush_cache()?;
+        }
+        Ok(())
+    }
+
     /// Closes processors, then flushes and closes stores. The first error
     /// is returned; everything is closed regardless.
     pub(crate) fn close(&mut self) -> Result<()> {
