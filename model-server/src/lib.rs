@@ -41,7 +41,7 @@ pub mod cli;
 pub mod http;
 mod linear;
 pub mod model;
-mod post_transform;
+mod onnx_ml;
 pub mod serving;
 pub mod stats;
 mod tract_model;

@@ -21,7 +21,7 @@ use tract_onnx::tract_hir::internal::{
     check_output_arity, expand,
 };
 
-use crate::post_transform::{PostTransform, with_scores};
+use crate::onnx_ml::{PostTransform, score_rows, with_scores};
 use crate::tract_model::RowPredictor;
 
 /// A parsed linear regressor: `targets` rows of `features` coefficients.
@@ -119,37 +119,23 @@ impl EvalOp for LinearOp {
 
     fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let l = &*self.0;
-        let input = inputs[0].cast_to::<f32>()?;
-        let view = input.to_plain_array_view::<f32>()?;
-        let (rows, width) = match view.shape() {
-            [w] => (1, *w),
-            [r, w] => (*r, *w),
-            shape => bail!("LinearRegressor: input of shape {shape:?}"),
-        };
-        if width != l.features {
-            bail!(
-                "LinearRegressor: rows have {width} features, the coefficients {}",
-                l.features
-            );
-        }
-        let flat: Vec<f32>;
-        let data = match view.as_slice() {
-            Some(s) => s,
-            None => {
-                flat = view.iter().copied().collect();
-                &flat
+        let features = |width| {
+            if width != l.features {
+                bail!(
+                    "LinearRegressor: rows have {width} features, the coefficients {}",
+                    l.features
+                );
             }
+            Ok(())
         };
-        let mut scores = vec![0f32; rows * l.targets];
-        for (row, out) in data
-            .chunks_exact(width)
-            .zip(scores.chunks_exact_mut(l.targets))
-        {
-            l.score(row, out);
-        }
-        Ok(tvec!(
-            Tensor::from_shape(&[rows, l.targets], &scores)?.into_tvalue()
-        ))
+        let (scores, _) = score_rows(
+            "LinearRegressor",
+            &inputs[0],
+            l.targets,
+            features,
+            |row, out| l.score(row, out),
+        )?;
+        Ok(tvec!(scores))
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::post_transform::{PostTransform, with_scores};
+use crate::onnx_ml::{PostTransform, score_rows, with_scores};
 use crate::tract_model::RowPredictor;
 
 use tract_onnx::pb::NodeProto;
@@ -395,37 +395,23 @@ impl EvalOp for TreeEnsembleOp {
 
     fn eval(&self, _ctx: &EvalContext<'_>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let e = &*self.0;
-        let input = inputs[0].cast_to::<f32>()?;
-        let view = input.to_plain_array_view::<f32>()?;
-        let (rows, width) = match view.shape() {
-            [w] => (1, *w),
-            [r, w] => (*r, *w),
-            shape => bail!("{}: input of shape {shape:?}", self.name()),
-        };
-        if width < e.n_features {
-            bail!(
-                "{}: rows have {width} features, the trees use {}",
-                self.name(),
-                e.n_features
-            );
-        }
-        let flat: Vec<f32>;
-        let data = match view.as_slice() {
-            Some(s) => s,
-            None => {
-                flat = view.iter().copied().collect();
-                &flat
+        let features = |width| {
+            if width < e.n_features {
+                bail!(
+                    "{}: rows have {width} features, the trees use {}",
+                    self.name(),
+                    e.n_features
+                );
             }
+            Ok(())
         };
-        let mut scores = vec![0f32; rows * e.n_targets];
-        let mut best = Vec::with_capacity(rows);
-        for (row, out) in data
-            .chunks_exact(width)
-            .zip(scores.chunks_exact_mut(e.n_targets))
-        {
-            best.push(e.score(row, out));
-        }
-        let scores = Tensor::from_shape(&[rows, e.n_targets], &scores)?.into_tvalue();
+        let (scores, best) = score_rows(
+            self.name(),
+            &inputs[0],
+            e.n_targets,
+            features,
+            |row, out| e.score(row, out),
+        )?;
         Ok(match &e.labels {
             None => tvec!(scores),
             Some(labels) => {

@@ -1,6 +1,7 @@
-//! The post transform of the ONNX-ML operators (`post_transform`: what is
-//! applied to a row's scores last), shared by the tree ensembles and the
-//! linear models, as onnxruntime computes it.
+//! What our ONNX-ML operators (the tree ensembles and the linear
+//! regressor) share: the post transform (`post_transform`: what is
+//! applied to a row's scores last, as onnxruntime computes it), and the
+//! walk over an input's rows.
 
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
@@ -116,6 +117,43 @@ pub(crate) fn with_scores<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     } else {
         f(&mut vec![0f32; n])
     }
+}
+
+/// Scores every row of an operator's input (`[N, width]` or `[width]`,
+/// cast to f32) into an `[N, targets]` tensor. `check_width` refuses rows
+/// the operator cannot read; `score` fills one row's scores and returns
+/// what else the operator keeps per row (a classifier's best class).
+pub(crate) fn score_rows<T>(
+    op: &str,
+    input: &TValue,
+    targets: usize,
+    check_width: impl FnOnce(usize) -> TractResult<()>,
+    mut score: impl FnMut(&[f32], &mut [f32]) -> T,
+) -> TractResult<(TValue, Vec<T>)> {
+    let input = input.cast_to::<f32>()?;
+    let view = input.to_plain_array_view::<f32>()?;
+    let (rows, width) = match view.shape() {
+        [w] => (1, *w),
+        [r, w] => (*r, *w),
+        shape => bail!("{op}: input of shape {shape:?}"),
+    };
+    check_width(width)?;
+    let flat: Vec<f32>;
+    let data = match view.as_slice() {
+        Some(s) => s,
+        None => {
+            flat = view.iter().copied().collect();
+            &flat
+        }
+    };
+    let mut scores = vec![0f32; rows * targets];
+    let kept = data
+        .chunks_exact(width)
+        .zip(scores.chunks_exact_mut(targets))
+        .map(|(row, out)| score(row, out))
+        .collect();
+    let scores = Tensor::from_shape(&[rows, targets], &scores)?.into_tvalue();
+    Ok((scores, kept))
 }
 
 #[cfg(test)]
