@@ -6,13 +6,15 @@
 # Starts a broker on a free loopback port, writes N records (default
 # 1,000,000, about 100 bytes each) over P partitions (default 4), and runs
 # on that same input: a raw rdkafka consume-and-produce loop (the ceiling
-# on this broker), a stateless topology, a count per key in RocksDB with a
+# on this broker), a topology that passes each record's bytes through
+# untouched (passthrough: the framework's floor, no target), a stateless
+# topology, a count per key in RocksDB with a
 # changelog under at-least-once, and the same under exactly-once. Prints
 # records per second, each as a ratio of the raw loop, and CPU seconds per
 # million records. serving: the model server's topology (standard store)
 # on as many wine records, with models swapped every 100 ms; also prints
 # the swaps and the longest any record waited to get its model. LIST is
-# comma-separated from raw,stateless,count-alos,count-eos,serving,queries,
+# comma-separated from raw,passthrough,stateless,count-alos,count-eos,serving,queries,
 # or all (every one but queries). queries: interactive queries on two instances with HTTP query
 # servers in one process (10,000 keys; in-process get, HTTP lookups of
 # local and of forwarded keys, merged scans): requests/s, mean and p99

@@ -182,9 +182,9 @@ fn create_producer(
     tracker: Arc<DeliveryTracker>,
 ) -> Result<BaseProducer<TrackingContext>> {
     let mut config = client_config(&plan.config, ClientKind::Producer);
-    config
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random");
+    // Idempotence is a default (`PRODUCER_DEFAULTS`) that at-least-once
+    // may turn off; `validate` keeps it on under exactly-once.
+    config.set("partitioner", "murmur2_random");
     if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
         config.set(
             "transactional.id",

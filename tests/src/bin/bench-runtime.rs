@@ -7,12 +7,15 @@
 //! Produces COUNT records (default 1,000,000; key `key-{i % 10000}`, a
 //! 90-byte string value) to a fresh input topic with PARTITIONS partitions
 //! (default 4), untimed, then runs each scenario of SCENARIOS (a
-//! comma-separated list; default `raw,stateless,count-alos,count-eos`) on
+//! comma-separated list; default `all`: every scenario but `queries`) on
 //! that same input, each with its own consumer group / application.id and
 //! output topic:
 //!
 //! - `raw`: an rdkafka consume-and-produce loop (one `BaseConsumer`, one
 //!   `BaseProducer`, one thread): the ceiling on this broker.
+//! - `passthrough`: stream (bytes) -> peek -> to (bytes): the framework's
+//!   floor, what a topology keeps of the raw loop's speed when it does
+//!   nothing. No target.
 //! - `stateless`: stream -> map_values -> filter -> peek -> to.
 //! - `count-alos`: peek -> group_by_key -> count (RocksDB with changelog) ->
 //!   to_stream -> to, at-least-once.
@@ -95,7 +98,7 @@ use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
 use streams_core::runtime::{
     HostInfo, KafkaStreams, State, create_topics_if_missing, drain_producer,
 };
-use streams_core::serde::{I64Serde, Nullable, StringSerde};
+use streams_core::serde::{BytesSerde, I64Serde, Nullable, StringSerde};
 use streams_core::{StreamsBuilder, StreamsConfig};
 use streams_http::{QueryServer, RunningServer, percent_encode};
 
@@ -104,8 +107,9 @@ use model_server::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, StoreVariant
 
 type Error = Box<dyn std::error::Error>;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "raw",
+    "passthrough",
     "stateless",
     "count-alos",
     "count-eos",
@@ -639,6 +643,35 @@ fn counter() -> (Arc<AtomicU64>, Arc<OnceLock<Instant>>) {
     (Arc::new(AtomicU64::new(0)), Arc::new(OnceLock::new()))
 }
 
+/// The framework's floor: each record's bytes go to the output as they
+/// came, through one `peek` that counts them. No target: it shows how much
+/// of the raw loop's speed a topology keeps when it does nothing.
+fn passthrough(settings: &Settings) -> Result<Seen, Error> {
+    let (seen, first) = counter();
+    let (s, f) = (seen.clone(), first.clone());
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(
+            &[settings.input().as_str()],
+            Consumed::with(BytesSerde, BytesSerde),
+        )
+        .peek(move |_, _| {
+            f.get_or_init(Instant::now);
+            s.fetch_add(1, Ordering::Relaxed);
+        })
+        .to(
+            &settings.output("passthrough"),
+            Produced::with(BytesSerde, BytesSerde),
+        );
+    let dir = tempfile::tempdir()?;
+    let config = settings.streams_config(
+        "passthrough",
+        dir.path().to_str().ok_or("state dir")?,
+        "at_least_once",
+    );
+    run_streams(settings, builder.build()?, config, &seen, &first)
+}
+
 fn stateless(settings: &Settings) -> Result<Seen, Error> {
     let (seen, first) = counter();
     let (s, f) = (seen.clone(), first.clone());
@@ -895,6 +928,7 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
             eprintln!("running {scenario} (load average {load}) ...");
             let outcome = match scenario.as_str() {
                 "raw" => measure(round, || raw_loop(round)),
+                "passthrough" => measure(round, || passthrough(round)),
                 "stateless" => measure(round, || stateless(round)),
                 "count-alos" => measure(round, || count(round, scenario, "at_least_once")),
                 "count-eos" => measure(round, || count(round, scenario, "exactly_once_v2")),
