@@ -23,8 +23,8 @@
 # producer.KEY=VALUE reach the raw loop too) go to bench-runtime; see
 # tests/src/bin/bench-runtime.rs. BENCH_SCENARIO_TIMEOUT (seconds, default
 # 300) stops a streams scenario that runs longer and reports its partial rate.
-# --rounds R (default 1) runs the scenarios R times in turn on the same input
-# and ends with each one's median ratio to the raw loop of its own round:
+# --rounds R (default 1) runs the scenarios R times in turn on the same input,
+# each round starting one scenario further along the list, and ends with each one's median ratio to the raw loop of its own round:
 # single ratios move by a tenth or more on a shared machine.
 #
 # Targets (on the steady ratio, from the first record): stateless >= 0.9 of
