@@ -6,7 +6,9 @@
 //! type and reported on `mscores`, served or not. Serving statistics per
 //! data type live in a store whose kind is the variant's.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -65,7 +67,8 @@ impl std::str::FromStr for StoreVariant {
 /// The current model of every data type, with what it rejected.
 #[derive(Default)]
 pub struct ModelStore {
-    models: HashMap<String, (Arc<ServedModel>, i64)>,
+    /// Looked up for every record: a fast hash, not SipHash.
+    models: FxHashMap<String, (Arc<ServedModel>, i64)>,
     rejected: u64,
     open: bool,
 }
@@ -335,7 +338,7 @@ struct Scorer {
     /// the only writer of its task's store and a task gets a new scorer,
     /// so what it wrote is what the store holds: reading it back (and
     /// decoding it) for every record would be wasted work.
-    written: HashMap<String, ModelToServeStats>,
+    written: FxHashMap<String, ModelToServeStats>,
     /// The stores, taken once in `init` (as Kafka Streams processors do)
     /// rather than looked up for every record.
     models: Option<StoreHandle>,
@@ -467,7 +470,7 @@ pub fn topology_with_metrics(
     let scorer = move || Scorer {
         variant,
         metrics: metrics.clone(),
-        written: HashMap::new(),
+        written: FxHashMap::default(),
         models: None,
         stats: None,
     };
