@@ -7,12 +7,11 @@
 //! data type live in a store whose kind is the variant's.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use proto::{ModelDescriptor, ServingResult, WineRecord};
+use rustc_hash::FxHashMap;
 use streams_core::processor::{ProcessResult, Processor, ProcessorContext};
 use streams_core::serde::{ProtobufSerde, StringSerde, UnitSerde};
 use streams_core::state::{

@@ -22,7 +22,7 @@
 //! | client | key | default | librdkafka's | why |
 //! |---|---|---|---|---|
 //! | consumer | `fetch.queue.backoff.ms` | 10 | 1000 | a consumer that drains its prefetch queue fast would otherwise wait up to 1 s before the next fetch (about 5x the throughput in `scripts/bench.sh`'s raw loop) |
-//! | producer | `enable.idempotence` | true | false | as the Java producer's (since Kafka 3.0), so Kafka Streams': a retried send neither duplicates nor reorders a partition's records, and a changelog restores to the last value written. Under at-least-once it may be turned off (about 20% more throughput in the raw loop on the development broker); exactly-once requires it |
+//! | producer | `enable.idempotence` | true | false | as the Java producer's (since Kafka 3.0), so Kafka Streams': a retried send neither duplicates nor reorders a partition's records, and a changelog restores to the last value written. Under at-least-once it may be turned off (the raw loop ran 10–20% faster without it on the development broker; a topology, no faster beyond the noise); exactly-once requires it |
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
