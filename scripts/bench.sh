@@ -8,24 +8,26 @@
 # on that same input: a raw rdkafka consume-and-produce loop (the ceiling
 # on this broker), a topology that passes each record's bytes through
 # untouched (passthrough: the framework's floor, no target), a stateless
-# topology, a count per key in RocksDB with a
-# changelog under at-least-once, and the same under exactly-once. Prints
-# records per second, each as a ratio of the raw loop, and CPU seconds per
-# million records. serving: the model server's topology (standard store)
-# on as many wine records, with models swapped every 100 ms; also prints
-# the swaps and the longest any record waited to get its model. LIST is
-# comma-separated from raw,passthrough,stateless,count-alos,count-eos,serving,queries,
-# or all (every one but queries). queries: interactive queries on two instances with HTTP query
-# servers in one process (10,000 keys; in-process get, HTTP lookups of
-# local and of forwarded keys, merged scans): requests/s, mean and p99
-# latency, CPU seconds per million requests. EXTRA arguments (KEY=VALUE streams
-# settings such as commit.interval.ms=1000; consumer.KEY=VALUE and
-# producer.KEY=VALUE reach the raw loop too) go to bench-runtime; see
-# tests/src/bin/bench-runtime.rs. BENCH_SCENARIO_TIMEOUT (seconds, default
-# 300) stops a streams scenario that runs longer and reports its partial rate.
-# --rounds R (default 1) runs the scenarios R times in turn on the same input,
-# each round starting one scenario further along the list, and ends with each one's median ratio to the raw loop of its own round:
-# single ratios move by a tenth or more on a shared machine.
+# topology, a count per key in RocksDB with a changelog under
+# at-least-once, and the same under exactly-once. Prints records per
+# second, each as a ratio of the raw loop, and CPU seconds per million
+# records. serving: the model server's topology (standard store) on as
+# many wine records, with models swapped every 100 ms; also prints the
+# swaps and the longest any record waited to get its model. LIST is
+# comma-separated from raw, passthrough, stateless, count-alos, count-eos,
+# serving, queries, or all (every one but queries). queries: interactive
+# queries on two instances with HTTP query servers in one process (10,000
+# keys; in-process get, HTTP lookups of local and of forwarded keys,
+# merged scans): requests/s, mean and p99 latency, CPU seconds per million
+# requests. EXTRA arguments (KEY=VALUE streams settings such as
+# commit.interval.ms=1000; consumer.KEY=VALUE and producer.KEY=VALUE reach
+# the raw loop too) go to bench-runtime; see tests/src/bin/bench-runtime.rs.
+# BENCH_SCENARIO_TIMEOUT (seconds, default 300) stops a streams scenario
+# that runs longer and reports its partial rate. --rounds R (default 1)
+# runs the scenarios R times in turn on the same input, each round starting
+# one scenario further along the list, and ends with each one's median
+# ratio to the raw loop of its own round: single ratios move by a tenth or
+# more on a shared machine.
 #
 # Targets (on the steady ratio, from the first record): stateless >= 0.9 of
 # the raw loop, count at-least-once >= 0.7, count exactly-once >= 0.5,
@@ -48,7 +50,7 @@ while (($#)); do
     --rounds) export BENCH_ROUNDS="${2:?--rounds needs a number}"; shift 2 ;;
     --rounds=*) export BENCH_ROUNDS="${1#*=}"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
