@@ -13,7 +13,7 @@ use std::ops::Bound;
 use rustc_hash::FxHashMap;
 
 use crate::changelog::StateRestoreCallback;
-use crate::store::{KeyValue, KeyValueIterator, Write, inverted, prefix_upper_bound};
+use crate::store::{KeyValue, KeyValueIterator, Write, copy_value, inverted, prefix_upper_bound};
 use crate::{KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore};
 
 /// Kafka Streams' default for `statestore.cache.max.bytes`.
@@ -237,13 +237,7 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         match self.dirty.get(key) {
             // A closed store answers Closed even for a cached key.
-            Some(value) if self.inner.is_open() => {
-                out.clear();
-                if let Some(value) = value {
-                    out.extend_from_slice(value);
-                }
-                Ok(value.is_some())
-            }
+            Some(value) if self.inner.is_open() => Ok(copy_value(value.as_deref(), out)),
             _ => self.inner.get_into(key, out),
         }
     }

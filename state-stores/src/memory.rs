@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::store::{KeyValueIterator, Write, inverted, prefix_upper_bound};
+use crate::store::{KeyValueIterator, Write, copy_value, inverted, prefix_upper_bound};
 use crate::{KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore, StoreError};
 
 /// A key-value store in a `BTreeMap`: fast, ordered, and gone when the
@@ -78,12 +78,7 @@ impl ReadOnlyKeyValueStore for InMemoryKeyValueStore {
 
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         self.check_open()?;
-        out.clear();
-        let value = self.map.get(key);
-        if let Some(value) = value {
-            out.extend_from_slice(value);
-        }
-        Ok(value.is_some())
+        Ok(copy_value(self.map.get(key).map(Vec::as_slice), out))
     }
 
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {

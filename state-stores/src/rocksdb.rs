@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 
-use crate::store::{KeyValueIterator, Write, inverted, prefix_upper_bound};
+use crate::store::{KeyValueIterator, Write, copy_value, inverted, prefix_upper_bound};
 use crate::{KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore, StoreError};
 
 /// A key-value store in a RocksDB database of its own directory.
@@ -145,11 +145,7 @@ impl ReadOnlyKeyValueStore for RocksDbStore {
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         // Pinned: RocksDB hands out its own copy, read without a new vector.
         let value = self.db()?.get_pinned(key).map_err(|e| self.error(e))?;
-        out.clear();
-        if let Some(value) = &value {
-            out.extend_from_slice(value);
-        }
-        Ok(value.is_some())
+        Ok(copy_value(value.as_deref(), out))
     }
 
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>> {

@@ -40,6 +40,16 @@ pub trait StateStore: Send {
     fn close(&mut self) -> Result<()>;
 }
 
+/// What `get_into` does with a value found (or not): `out` holds it, or
+/// nothing, and the answer says which.
+pub(crate) fn copy_value(value: Option<&[u8]>, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    if let Some(value) = value {
+        out.extend_from_slice(value);
+    }
+    value.is_some()
+}
+
 /// Reads from a key-value store over bytes.
 ///
 /// Ranges are inclusive at both ends, as in Kafka Streams, and `None` leaves
@@ -51,12 +61,7 @@ pub trait ReadOnlyKeyValueStore {
     /// says whether there was one. For a lookup per record: a store that
     /// holds its values copies them without allocating.
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-        out.clear();
-        let value = self.get(key)?;
-        if let Some(value) = &value {
-            out.extend_from_slice(value);
-        }
-        Ok(value.is_some())
+        Ok(copy_value(self.get(key)?.as_deref(), out))
     }
     /// Entries with `from <= key <= to`, in ascending key order.
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIterator<'_>>;

@@ -17,6 +17,17 @@ fn logged(sink: &RecordingSink) -> ChangeLoggingKeyValueStore<InMemoryKeyValueSt
     ChangeLoggingKeyValueStore::new(InMemoryKeyValueStore::new("s"), Box::new(sink.clone()))
 }
 
+fn logged_on_disk(
+    name: &str,
+    dir: &std::path::Path,
+    sink: &RecordingSink,
+) -> ChangeLoggingKeyValueStore<RocksDbStore> {
+    ChangeLoggingKeyValueStore::new(
+        RocksDbStore::open(name, dir).unwrap(),
+        Box::new(sink.clone()),
+    )
+}
+
 #[test]
 fn every_write_and_delete_is_logged_in_order() {
     let sink = RecordingSink::new();
@@ -145,11 +156,7 @@ fn cache_is_flushed_by_close() {
 fn flush_cache_logs_cached_writes_without_writing_files() {
     let dir = tempdir().unwrap();
     let sink = RecordingSink::new();
-    let logged = ChangeLoggingKeyValueStore::new(
-        RocksDbStore::open("s", dir.path()).unwrap(),
-        Box::new(sink.clone()),
-    );
-    let mut store = CachingKeyValueStore::new(logged, 1 << 20);
+    let mut store = CachingKeyValueStore::new(logged_on_disk("s", dir.path(), &sink), 1 << 20);
     let tables = || {
         std::fs::read_dir(dir.path())
             .unwrap()
@@ -195,10 +202,7 @@ fn cache_restore_drops_superseded_cached_writes() {
 fn typed_store_over_a_logged_rocksdb_store() {
     let dir = tempdir().unwrap();
     let sink = RecordingSink::new();
-    let bytes = ChangeLoggingKeyValueStore::new(
-        RocksDbStore::open("counts", dir.path()).unwrap(),
-        Box::new(sink.clone()),
-    );
+    let bytes = logged_on_disk("counts", dir.path(), &sink);
     let mut counts = TypedKeyValueStore::new(bytes, Arc::new(StringSerde), Arc::new(I64Serde));
     for word in ["kafka", "streams", "kafka"] {
         let n = counts.get(&word.to_string()).unwrap().unwrap_or(0);

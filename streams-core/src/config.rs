@@ -355,7 +355,6 @@ impl StreamsConfig {
         self.application_id()?;
         self.bootstrap_servers()?;
         self.num_stream_threads()?;
-        self.processing_guarantee()?;
         if self.processing_guarantee()? == ProcessingGuarantee::ExactlyOnceV2
             && let Some(value) = self
                 .client_properties(ClientKind::Producer)

@@ -644,38 +644,63 @@ fn counter() -> (Arc<AtomicU64>, Arc<OnceLock<Instant>>) {
     (Arc::new(AtomicU64::new(0)), Arc::new(OnceLock::new()))
 }
 
+/// The `peek` a scenario counts its records with: it bumps `seen` and
+/// notes when the first record came.
+fn counting<K: 'static, V: 'static>(
+    seen: &Arc<AtomicU64>,
+    first: &Arc<OnceLock<Instant>>,
+) -> impl Fn(&K, &V) + Send + Sync + 'static {
+    let (seen, first) = (seen.clone(), first.clone());
+    move |_, _| {
+        first.get_or_init(Instant::now);
+        seen.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the topology `builder` holds as `scenario` under `guarantee`, its
+/// state in a temporary directory (see [`run_streams`]).
+fn run_built(
+    settings: &Settings,
+    scenario: &str,
+    guarantee: &str,
+    builder: StreamsBuilder,
+    seen: &AtomicU64,
+    first: &OnceLock<Instant>,
+) -> Result<Seen, Error> {
+    let dir = tempfile::tempdir()?;
+    let config =
+        settings.streams_config(scenario, dir.path().to_str().ok_or("state dir")?, guarantee);
+    run_streams(settings, builder.build()?, config, seen, first)
+}
+
 /// The framework's floor: each record's bytes go to the output as they
 /// came, through one `peek` that counts them. No target: it shows how much
 /// of the raw loop's speed a topology keeps when it does nothing.
 fn passthrough(settings: &Settings) -> Result<Seen, Error> {
     let (seen, first) = counter();
-    let (s, f) = (seen.clone(), first.clone());
     let builder = StreamsBuilder::new();
     builder
         .stream(
             &[settings.input().as_str()],
             Consumed::with(BytesSerde, BytesSerde),
         )
-        .peek(move |_, _| {
-            f.get_or_init(Instant::now);
-            s.fetch_add(1, Ordering::Relaxed);
-        })
+        .peek(counting(&seen, &first))
         .to(
             &settings.output("passthrough"),
             Produced::with(BytesSerde, BytesSerde),
         );
-    let dir = tempfile::tempdir()?;
-    let config = settings.streams_config(
+    run_built(
+        settings,
         "passthrough",
-        dir.path().to_str().ok_or("state dir")?,
         "at_least_once",
-    );
-    run_streams(settings, builder.build()?, config, &seen, &first)
+        builder,
+        &seen,
+        &first,
+    )
 }
 
 fn stateless(settings: &Settings) -> Result<Seen, Error> {
     let (seen, first) = counter();
-    let (s, f) = (seen.clone(), first.clone());
     let builder = StreamsBuilder::new();
     builder
         .stream(
@@ -684,36 +709,30 @@ fn stateless(settings: &Settings) -> Result<Seen, Error> {
         )
         .map_values(|value: String| value.to_ascii_uppercase())
         .filter(|_, value| !value.is_empty())
-        .peek(move |_, _| {
-            f.get_or_init(Instant::now);
-            s.fetch_add(1, Ordering::Relaxed);
-        })
+        .peek(counting(&seen, &first))
         .to(
             &settings.output("stateless"),
             Produced::with(StringSerde, StringSerde),
         );
-    let dir = tempfile::tempdir()?;
-    let config = settings.streams_config(
+    run_built(
+        settings,
         "stateless",
-        dir.path().to_str().ok_or("state dir")?,
         "at_least_once",
-    );
-    run_streams(settings, builder.build()?, config, &seen, &first)
+        builder,
+        &seen,
+        &first,
+    )
 }
 
 fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, Error> {
     let (seen, first) = counter();
-    let (s, f) = (seen.clone(), first.clone());
     let builder = StreamsBuilder::new();
     builder
         .stream(
             &[settings.input().as_str()],
             Consumed::with(StringSerde, StringSerde),
         )
-        .peek(move |_, _| {
-            f.get_or_init(Instant::now);
-            s.fetch_add(1, Ordering::Relaxed);
-        })
+        .peek(counting(&seen, &first))
         .group_by_key(Grouped::default())
         .count({
             // BENCH_CACHE_BYTES sizes the record cache in front of the
@@ -734,10 +753,7 @@ fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, E
             &settings.output(scenario),
             Produced::with(StringSerde, Nullable(I64Serde)),
         );
-    let dir = tempfile::tempdir()?;
-    let config =
-        settings.streams_config(scenario, dir.path().to_str().ok_or("state dir")?, guarantee);
-    run_streams(settings, builder.build()?, config, &seen, &first)
+    run_built(settings, scenario, guarantee, builder, &seen, &first)
 }
 
 /// Writes COUNT wine records (the data set's rows in turn) to `mdata`,
