@@ -42,6 +42,7 @@ pub trait StateStore: Send {
 
 /// What `get_into` does with a value found (or not): `out` holds it, or
 /// nothing, and the answer says which.
+#[inline]
 pub(crate) fn copy_value(value: Option<&[u8]>, out: &mut Vec<u8>) -> bool {
     out.clear();
     if let Some(value) = value {
