@@ -35,6 +35,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rustc_hash::FxHashMap;
+
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{Headers, RawRecord, Record};
@@ -82,10 +84,11 @@ enum Route {
 struct DriverState {
     tasks: Vec<TaskCore>,
     global: Option<TaskCore>,
-    routes: HashMap<String, Route>,
+    // Looked up for every record piped and produced: a fast hash.
+    routes: FxHashMap<String, Route>,
     collector: Arc<CapturingCollector>,
-    outputs: HashMap<String, VecDeque<RawRecord>>,
-    offsets: HashMap<String, i64>,
+    outputs: FxHashMap<String, VecDeque<RawRecord>>,
+    offsets: FxHashMap<String, i64>,
     wall_clock: i64,
     closed: bool,
     _state_dir: Option<tempfile::TempDir>,
@@ -93,9 +96,17 @@ struct DriverState {
 
 impl DriverState {
     fn next_offset(&mut self, topic: &str) -> i64 {
-        let offset = self.offsets.entry(topic.to_owned()).or_insert(0);
-        *offset += 1;
-        *offset - 1
+        // The topic's name is copied only the first time.
+        match self.offsets.get_mut(topic) {
+            Some(next) => {
+                *next += 1;
+                *next - 1
+            }
+            None => {
+                self.offsets.insert(topic.to_owned(), 1);
+                0
+            }
+        }
     }
 
     /// Processes `record` and everything it causes to be fed back.
@@ -151,10 +162,13 @@ impl DriverState {
             if let Some(&route) = self.routes.get(&record.topic) {
                 queue.push_back((route, record.clone()));
             }
-            self.outputs
-                .entry(record.topic.clone())
-                .or_default()
-                .push_back(record);
+            match self.outputs.get_mut(&record.topic) {
+                Some(output) => output.push_back(record),
+                None => {
+                    self.outputs
+                        .insert(record.topic.clone(), VecDeque::from([record]));
+                }
+            }
         }
     }
 
@@ -256,7 +270,7 @@ impl TopologyTestDriver {
             };
             TaskCore::new(&topology, nodes, setup)
         };
-        let mut routes = HashMap::new();
+        let mut routes = FxHashMap::default();
         let global_nodes = topology.global_nodes();
         let global = if global_nodes.is_empty() {
             None
@@ -290,8 +304,8 @@ impl TopologyTestDriver {
             global,
             routes,
             collector,
-            outputs: HashMap::new(),
-            offsets: HashMap::new(),
+            outputs: FxHashMap::default(),
+            offsets: FxHashMap::default(),
             wall_clock: wall_clock_ms,
             closed: false,
             _state_dir: temp,
