@@ -25,6 +25,8 @@ pub use generated::model_descriptor::{MessageContent, ModelType};
 pub use generated::{ModelDescriptor, ServingResult, WineRecord};
 pub use prost::Message;
 
+pub mod wire;
+
 /// The names of the 11 wine features, in field order, as the UCI data set
 /// and the original PMML models spell them.
 pub const FEATURE_NAMES: [&str; 11] = [
