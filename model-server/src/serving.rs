@@ -472,8 +472,8 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, (), ServingResult>) -> ProcessResult {
         let models = ctx.state_store(MODELS_STORE)?;
         self.generation = models.with(|store: &mut ModelStore| store.generation.clone())?;
-        // Whatever the store holds is looked up afresh.
-        self.seen_generation = self.generation.load(Ordering::Acquire).wrapping_sub(1);
+        // `current` starts empty: the first record of each type looks up.
+        self.seen_generation = self.generation.load(Ordering::Acquire);
         self.models = Some(models);
         self.stats = Some(match self.variant {
             StoreVariant::Custom => StatsHandle::Custom(ctx.state_store(STATS_STORE)?),
