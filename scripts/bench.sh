@@ -11,8 +11,10 @@
 # topology, a count per key in RocksDB with a changelog under
 # at-least-once, and the same under exactly-once. Prints records per
 # second, each as a ratio of the raw loop, and CPU seconds per million
-# records. serving: the model server's topology (standard store) on as
-# many wine records, with models swapped every 100 ms; also prints the
+# records: of the process, and of the one thread that consumes, processes
+# and produces (loop/M: the raw loop's thread or the stream thread).
+# serving: the model server's topology (standard store) on as many wine
+# records, with models swapped every 100 ms; also prints the
 # swaps and the longest any record waited to get its model. LIST is
 # comma-separated from raw, passthrough, stateless, count-alos, count-eos,
 # serving, queries, or all (every one but queries). queries: interactive

@@ -58,6 +58,10 @@
 //! same end is reported too. CPU is the user+system time of this process
 //! (every thread, librdkafka's and RocksDB's included) from /proc/self/stat
 //! around each scenario; with `BENCH_BROKER_PID` set, the broker's too.
+//! "loop/M" is the CPU of the one thread that consumes, processes and
+//! produces (the raw loop's own thread, or the stream thread, read just
+//! before `close()`), per million records: when it is the busiest thread,
+//! its cost per record bounds the rate.
 //! Each streams scenario also prints its commits and the time they took,
 //! from the instance's metrics just before `close()`, and how long
 //! `close()` took (about 0.1 s of it is rdkafka closing a group consumer,
@@ -203,6 +207,10 @@ struct Outcome {
     /// From the first record seen to flushed / closed.
     from_first: Duration,
     cpu: f64,
+    /// Of the thread that consumes, processes and produces: the raw loop's
+    /// own thread, or the stream thread. Beside `cpu` it shows how much is
+    /// librdkafka's and RocksDB's background threads.
+    loop_cpu: f64,
     broker_cpu: Option<f64>,
 }
 
@@ -316,13 +324,38 @@ fn clock_ticks_per_second() -> f64 {
 /// User plus system CPU seconds of process `pid` (all its threads, living
 /// and finished), from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: &str, clk_tck: f64) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+        clk_tck,
+    )
+}
+
+/// User+system seconds from the text of a `/proc/.../stat` file.
+fn stat_cpu(stat: &str, clk_tck: f64) -> Option<f64> {
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / clk_tck)
+}
+
+/// User+system seconds so far of this process's threads whose name starts
+/// with `prefix` (`/proc/self/task`; a thread that has ended is not there).
+fn threads_cpu(prefix: &str, clk_tck: f64) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?;
+            name.starts_with(prefix)
+                .then(|| stat_cpu(&stat, clk_tck))
+                .flatten()
+        })
+        .sum()
 }
 
 fn load_average() -> String {
@@ -474,11 +507,12 @@ fn produce_input(settings: &Settings) -> Result<(), Error> {
     })
 }
 
-/// What a scenario reports: the instant it saw the first record, and how
-/// many records it saw.
+/// What a scenario reports: the instant it saw the first record, how many
+/// records it saw, and the CPU seconds of the thread(s) that ran its loop.
 struct Seen {
     first: Instant,
     records: u64,
+    loop_cpu: f64,
 }
 
 /// Measures `body`.
@@ -508,6 +542,7 @@ fn measure(
         total: ended - started,
         from_first: ended.saturating_duration_since(seen.first),
         cpu,
+        loop_cpu: seen.loop_cpu,
         broker_cpu,
     })
 }
@@ -533,6 +568,7 @@ fn raw_loop(settings: &Settings) -> Result<Seen, Error> {
     let consumer: BaseConsumer = consumer_config.create()?;
     let producer: BaseProducer = settings.client(RAW_PRODUCER, "producer.").create()?;
     let output = settings.output("raw");
+    let cpu_before = cpu_seconds("thread-self", settings.clk_tck).unwrap_or(0.0);
     consumer.subscribe(&[settings.input().as_str()])?;
     let mut first = None;
     let mut seen = 0u64;
@@ -569,6 +605,7 @@ fn raw_loop(settings: &Settings) -> Result<Seen, Error> {
     Ok(Seen {
         first: first.unwrap_or_else(Instant::now),
         records: seen,
+        loop_cpu: cpu_seconds("thread-self", settings.clk_tck).unwrap_or(0.0) - cpu_before,
     })
 }
 
@@ -626,6 +663,8 @@ fn run_streams(
         commit_nanos as f64 / 1e9,
         commit_nanos as f64 / 1e6 / commits.max(1) as f64
     );
+    // The stream threads end in close(): read their CPU before.
+    let loop_cpu = threads_cpu("stream-thread", settings.clk_tck);
     let closing = Instant::now();
     if !streams.close(Duration::from_secs(300)) {
         return Err("close() did not finish within 300 s".into());
@@ -637,6 +676,7 @@ fn run_streams(
     Ok(Seen {
         first: first.get().copied().unwrap_or_else(Instant::now),
         records: seen.load(Ordering::Relaxed).min(settings.count),
+        loop_cpu,
     })
 }
 
@@ -984,9 +1024,10 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
     println!();
     println!(
         "ratio: records/s over the raw loop's, on the same basis (total or steady). \
-         CPU s/M: user+system CPU seconds of this process per million records \
-         (broker/M: the broker's, when BENCH_BROKER_PID is set); load: 1-minute load average \
-         when the scenario started."
+         CPU s/M: user+system CPU seconds of this process per million records; loop/M: of \
+         the thread that consumes, processes and produces (the raw loop's, or the stream \
+         thread); broker/M: the broker's, when BENCH_BROKER_PID is set; load: 1-minute load \
+         average when the scenario started."
     );
     if settings.rounds > 1 {
         print_summary(settings, &all);
@@ -1026,7 +1067,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         .find(|(s, _, _)| s == "raw")
         .map(|(_, o, _)| rates(o));
     println!(
-        "{:<11} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>9} {:>5}  target",
+        "{:<11} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>7} {:>9} {:>5}  target",
         "scenario",
         "total s",
         "records/s",
@@ -1035,6 +1076,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         "records/s",
         "ratio",
         "CPU s/M",
+        "loop/M",
         "broker/M",
         "load"
     );
@@ -1056,7 +1098,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         }
         let target = verdict(scenario, raw.map(|(_, r)| steady_rate / r));
         println!(
-            "{:<11} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>9} {:>5}  {target}",
+            "{:<11} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>7.2} {:>9} {:>5}  {target}",
             name,
             outcome.total.as_secs_f64(),
             total_rate,
@@ -1065,6 +1107,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
             steady_rate,
             ratio(steady_rate, raw.map(|r| r.1)),
             outcome.cpu * per_million,
+            outcome.loop_cpu * per_million,
             outcome
                 .broker_cpu
                 .map(|c| format!("{:.2}", c * per_million))
@@ -1099,13 +1142,14 @@ fn print_summary(settings: &Settings, rounds: &[Vec<(String, Outcome, String)>])
     println!();
     println!("summary of {} rounds:", rounds.len());
     println!(
-        "{:<11} {:>13} {:>12} {:>11} {:>8}  target",
-        "scenario", "median ratio", "range", "records/s", "CPU s/M"
+        "{:<11} {:>13} {:>12} {:>11} {:>8} {:>7}  target",
+        "scenario", "median ratio", "range", "records/s", "CPU s/M", "loop/M"
     );
     for scenario in &settings.scenarios {
         let mut ratios = Vec::new();
         let mut steady = Vec::new();
         let mut cpu = Vec::new();
+        let mut loop_cpu = Vec::new();
         for results in rounds {
             let raw = results
                 .iter()
@@ -1114,7 +1158,9 @@ fn print_summary(settings: &Settings, rounds: &[Vec<(String, Outcome, String)>])
             for (s, outcome, _) in results.iter().filter(|(s, _, _)| s == scenario) {
                 let rate = rates(outcome).1;
                 steady.push(rate);
-                cpu.push(outcome.cpu * 1_000_000.0 / outcome.records.max(1) as f64);
+                let per_million = 1_000_000.0 / outcome.records.max(1) as f64;
+                cpu.push(outcome.cpu * per_million);
+                loop_cpu.push(outcome.loop_cpu * per_million);
                 if let Some(raw) = raw.filter(|_| s != "raw") {
                     ratios.push(rate / raw);
                 }
@@ -1134,12 +1180,13 @@ fn print_summary(settings: &Settings, rounds: &[Vec<(String, Outcome, String)>])
             }
         };
         println!(
-            "{:<11} {:>13} {:>12} {:>11.0} {:>8.2}  {}",
+            "{:<11} {:>13} {:>12} {:>11.0} {:>8.2} {:>7.2}  {}",
             scenario,
             ratio,
             range,
             median(&mut steady),
             median(&mut cpu),
+            median(&mut loop_cpu),
             verdict(scenario, judged)
         );
     }
