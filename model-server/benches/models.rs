@@ -9,12 +9,14 @@
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
+mod common;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use model_server::model::build;
-use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
+use proto::{MessageContent, ModelDescriptor, ModelType};
 
 /// The server's allocator (see `model-server`'s main), so that these
 /// figures are what it pays: tract allocates a tensor per operator.
@@ -22,7 +24,7 @@ use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn files() -> Vec<(PathBuf, ModelType)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/models");
+    let root = common::data().join("models");
     let mut files = Vec::new();
     for (dir, ext, kind) in [
         ("onnx", "onnx", ModelType::Onnx),
@@ -40,18 +42,8 @@ fn files() -> Vec<(PathBuf, ModelType)> {
     files
 }
 
-fn rows() -> Vec<WineRecord> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/winequality_red.csv");
-    std::fs::read_to_string(path)
-        .expect("wine data")
-        .lines()
-        .take(256)
-        .map(|l| WineRecord::from_features(WineRecord::parse_csv(l).expect("row"), "wine", 0))
-        .collect()
-}
-
 fn score(c: &mut Criterion) {
-    let rows = rows();
+    let rows = common::wine_records(256);
     let models: Vec<_> = files()
         .into_iter()
         .map(|(path, kind)| {

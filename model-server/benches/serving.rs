@@ -16,11 +16,11 @@
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use std::path::PathBuf;
+mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use model_server::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, StoreVariant, topology};
-use proto::{Message, MessageContent, ModelDescriptor, ModelType, WineRecord};
+use proto::{Message, MessageContent, ModelDescriptor, ModelType};
 use streams_core::dsl::{Consumed, Produced};
 use streams_core::serde::{BytesSerde, ProtobufSerde, StringSerde, UnitSerde};
 use streams_core::testing::TopologyTestDriver;
@@ -30,20 +30,11 @@ use streams_core::{StreamsBuilder, StreamsConfig, Topology};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data")
-}
-
 /// The first 256 rows of the data set, encoded as the publisher writes them.
 fn records() -> Vec<Vec<u8>> {
-    std::fs::read_to_string(data().join("winequality_red.csv"))
-        .expect("wine data")
-        .lines()
-        .take(256)
-        .map(|l| {
-            let row = WineRecord::parse_csv(l).expect("row");
-            WineRecord::from_features(row, "wine", 0).encode_to_vec()
-        })
+    common::wine_records(256)
+        .iter()
+        .map(Message::encode_to_vec)
         .collect()
 }
 
@@ -78,7 +69,7 @@ fn bench(c: &mut Criterion) {
             data_type: "wine".into(),
             modeltype: *kind as i32,
             message_content: Some(MessageContent::Data(
-                std::fs::read(data().join("models").join(file)).expect("model file"),
+                std::fs::read(common::data().join("models").join(file)).expect("model file"),
             )),
         };
         cases.push((
