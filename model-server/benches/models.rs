@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use model_server::model::build;
+use model_server::model::{ModelLimits, build};
 use proto::{MessageContent, ModelDescriptor, ModelType};
 
 /// The server's allocator (see `model-server`'s main), so that these
@@ -48,15 +48,19 @@ fn score(c: &mut Criterion) {
         .into_iter()
         .map(|(path, kind)| {
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let served = build(&ModelDescriptor {
-                name: name.clone(),
-                description: String::new(),
-                data_type: "wine".into(),
-                modeltype: kind as i32,
-                message_content: Some(MessageContent::Location(
-                    path.to_string_lossy().into_owned(),
-                )),
-            })
+            let limits = ModelLimits::default().with_model_dir(path.parent().unwrap());
+            let served = build(
+                &ModelDescriptor {
+                    name: name.clone(),
+                    description: String::new(),
+                    data_type: "wine".into(),
+                    modeltype: kind as i32,
+                    message_content: Some(MessageContent::Location(
+                        path.to_string_lossy().into_owned(),
+                    )),
+                },
+                &limits,
+            )
             .expect("model builds");
             (name, served)
         })

@@ -35,14 +35,21 @@ pub fn init_logging(program: &'static str) {
 }
 
 /// Creates `mdata` and `mscores` with `partitions` partitions and `models`
-/// with one, when they do not exist yet.
-pub fn create_topics(config: &StreamsConfig, partitions: i32) -> streams_core::Result<()> {
-    streams_core::runtime::create_topics_if_missing(
-        config,
-        &[
-            (DATA_TOPIC, partitions),
-            (MODELS_TOPIC, 1),
-            (SCORES_TOPIC, partitions),
-        ],
-    )
+/// with one, when they do not exist yet, and each of `more` with
+/// `partitions` too. `models` is a normal topic, not a compacted one: on
+/// Apache Kafka a compacted topic refuses records without a key, and the
+/// original client writes none. Every topic keeps its records forever
+/// (`retention.ms=-1`), so the models are never lost.
+pub fn create_topics(
+    config: &StreamsConfig,
+    partitions: i32,
+    more: &[&str],
+) -> streams_core::Result<()> {
+    let mut topics = vec![
+        (DATA_TOPIC, partitions),
+        (MODELS_TOPIC, 1),
+        (SCORES_TOPIC, partitions),
+    ];
+    topics.extend(more.iter().map(|topic| (*topic, partitions)));
+    streams_core::runtime::create_topics_if_missing(config, &topics)
 }

@@ -4,12 +4,14 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /state/value` | `{"stats": [...], "instances": [...], "missing": [...]}`: each data type's statistics merged over every live instance; `?local=true`: this instance's alone, as a list |
+//! | `GET /state/value` | as the original: one object, the statistics of the current model of data type `wine` (or `?dataType=`) merged over every live instance, with `instances` and `missing` added; 404 when the data type has none; `?local=true`: this instance's statistics of every data type, as a list |
+//! | `GET /state` | `{"stats": [...], "instances": [...], "missing": [...]}`: every data type's statistics, merged over every live instance |
 //! | `GET /state/{dataType}` | that data type's merged statistics (404 when it has none) |
 //! | `GET /models` | the models serving now: `name`, `description`, `dataType`, `modelType`, `since` |
 //!
 //! Statistics use the original's field names (`name`, `description`,
-//! `since`, `usage`, `duration`, `min`, `max`).
+//! `since`, `usage`, `duration`, `min`, `max`), plus `modelType`,
+//! `dataType` and `version`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,9 @@ use serde_json::{Value, json};
 use streams_core::runtime::KafkaStreams;
 use streams_http::{QueryServer, Request, Response, missing_json};
 
-use crate::serving::{MODELS_STORE, ModelStore, StoreVariant, current_models, local_stats};
+use crate::serving::{
+    Installed, MODELS_STORE, ModelStore, StoreVariant, current_models, local_stats,
+};
 use crate::stats::{ModelToServeStats, merge_all};
 
 /// Counters of the scoring path, exported at `/metrics`.
@@ -69,19 +73,26 @@ impl ServingMetrics {
             "model_server_slow_model_lookups_total {}\n",
             self.slow_lookups.load(Ordering::Relaxed)
         ));
-        let rejected: u64 = streams
-            .query_custom_store(MODELS_STORE, |s: &mut ModelStore| s.rejected())
-            .map(|r| r.into_iter().sum())
-            .unwrap_or(0);
+        let (rejected, builds) = streams
+            .query_custom_store(MODELS_STORE, |s: &mut ModelStore| {
+                (s.rejected(), s.builds())
+            })
+            .map(|r| r.into_iter().fold((0, 0), |(a, b), (r, n)| (a + r, b + n)))
+            .unwrap_or((0, 0));
         text.push_str(
             "# HELP model_server_models_rejected_total Model descriptors that did not become a model.\n",
         );
         text.push_str("# TYPE model_server_models_rejected_total counter\n");
         text.push_str(&format!("model_server_models_rejected_total {rejected}\n"));
+        text.push_str(
+            "# HELP model_server_model_builds_total Models built or tried since start, rejected ones included.\n",
+        );
+        text.push_str("# TYPE model_server_model_builds_total counter\n");
+        text.push_str(&format!("model_server_model_builds_total {builds}\n"));
         if let Ok(models) = current_models(streams) {
             text.push_str("# HELP model_server_model_info The model serving each data type.\n");
             text.push_str("# TYPE model_server_model_info gauge\n");
-            for (model, _) in models {
+            for Installed { model, .. } in models {
                 text.push_str(&format!(
                     "model_server_model_info{{data_type=\"{}\",model=\"{}\",type=\"{}\"}} 1\n",
                     escape(&model.data_type),
@@ -128,6 +139,21 @@ fn route(request: &Request, server: &QueryServer, variant: StoreVariant) -> Opti
             }
         }
         ["state", "value"] => {
+            let data_type = request.param("dataType").unwrap_or("wine");
+            let (stats, answered, missing) = merged(server);
+            match stats.into_iter().find(|s| s.data_type == data_type) {
+                Some(stats) => {
+                    let mut answer = serde_json::to_value(&stats).unwrap_or(Value::Null);
+                    if let Value::Object(fields) = &mut answer {
+                        fields.insert("instances".into(), json!(answered));
+                        fields.insert("missing".into(), missing);
+                    }
+                    Response::json(200, &answer)
+                }
+                None => no_statistics(data_type, missing),
+            }
+        }
+        ["state"] => {
             let (stats, answered, missing) = merged(server);
             Response::json(
                 200,
@@ -139,12 +165,12 @@ fn route(request: &Request, server: &QueryServer, variant: StoreVariant) -> Opti
                 200,
                 &models
                     .iter()
-                    .map(|(m, since)| {
+                    .map(|Installed { model, since, .. }| {
                         json!({
-                            "name": m.name,
-                            "description": m.description,
-                            "dataType": m.data_type,
-                            "modelType": m.kind.as_str_name(),
+                            "name": model.name,
+                            "description": model.description,
+                            "dataType": model.data_type,
+                            "modelType": model.kind.as_str_name(),
                             "since": since,
                         })
                     })
@@ -157,13 +183,7 @@ fn route(request: &Request, server: &QueryServer, variant: StoreVariant) -> Opti
             let (stats, _, missing) = merged(server);
             match stats.into_iter().find(|s| s.data_type == *data_type) {
                 Some(stats) => Response::json(200, &stats),
-                None => Response::json(
-                    404,
-                    &json!({
-                        "error": format!("no statistics for data type `{data_type}`"),
-                        "missing": missing,
-                    }),
-                ),
+                None => no_statistics(data_type, missing),
             }
         }
         _ => return None,
@@ -183,6 +203,16 @@ fn merged(server: &QueryServer) -> (Vec<ModelToServeStats>, Vec<String>, Value) 
         }
     }
     (merge_all(entries), answered, missing_json(&fan_out.missing))
+}
+
+fn no_statistics(data_type: &str, missing: Value) -> Response {
+    Response::json(
+        404,
+        &json!({
+            "error": format!("no statistics for data type `{data_type}`"),
+            "missing": missing,
+        }),
+    )
 }
 
 fn unavailable(error: &streams_core::StreamsError) -> Response {

@@ -2,7 +2,7 @@
 //! Kafka with the current machine-learning model, swaps models without a
 //! pause, and answers queries about its serving state over HTTP.
 //!
-//! Built on `streams-core`; see `DESIGN.md` (model-server):
+//! Built on `streams-core`, in these modules:
 //! - [`model`]: models built from `ModelDescriptor`s: ONNX and the
 //!   original TensorFlow graph through tract (with our own ONNX-ML
 //!   tree-ensemble and linear-regressor operators, which score a row
@@ -19,18 +19,20 @@
 //! - [`cli`]: what the `model-server` and `model-client` binaries share.
 //!
 //! ```
-//! use model_server::model::build;
+//! use model_server::model::{ModelLimits, build};
 //! use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
 //!
-//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/models/pmml/winequalityLinearRegression.pmml");
+//! // Location descriptors are read only from below the model directory.
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/models/pmml");
+//! let limits = ModelLimits::default().with_model_dir(dir);
 //! let descriptor = ModelDescriptor {
 //!     name: "linear".into(),
 //!     description: "Spark linear regression".into(),
 //!     data_type: "wine".into(),
 //!     modeltype: ModelType::Pmml as i32,
-//!     message_content: Some(MessageContent::Location(path.into())),
+//!     message_content: Some(MessageContent::Location("winequalityLinearRegression.pmml".into())),
 //! };
-//! let served = build(&descriptor).unwrap();
+//! let served = build(&descriptor, &limits).unwrap();
 //! let record = WineRecord::from_features(
 //!     [7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4], "wine", 0);
 //! let quality = served.model.score(&record).unwrap();

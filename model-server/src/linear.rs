@@ -21,7 +21,7 @@ use tract_onnx::tract_hir::internal::{
     check_output_arity, expand,
 };
 
-use crate::onnx_ml::{PostTransform, score_rows, with_scores};
+use crate::onnx_ml::{PostTransform, rows_of, score_rows, with_scores};
 use crate::tract_model::RowPredictor;
 
 /// A parsed linear regressor: `targets` rows of `features` coefficients.
@@ -49,6 +49,8 @@ impl Linear {
                 coefficients.len()
             );
         }
+        // The coefficients bound `targets`, so the default intercepts are
+        // no larger than the model.
         let intercepts: Vec<f32> = node
             .get_attr_opt_vec("intercepts")?
             .unwrap_or_else(|| vec![0.0; targets]);
@@ -141,11 +143,7 @@ impl EvalOp for LinearOp {
 
 impl TypedOp for LinearOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let n = if inputs[0].rank() == 1 {
-            1.to_dim()
-        } else {
-            inputs[0].shape[0].clone()
-        };
+        let n = rows_of("LinearRegressor", inputs)?;
         Ok(tvec!(f32::fact([n, self.0.targets.to_dim()])))
     }
 
@@ -172,7 +170,12 @@ impl Expansion for LinearExpansion {
         s.equals(&outputs[0].datum_type, DatumType::F32)?;
         s.equals(&outputs[0].rank, 2)?;
         s.equals(&outputs[0].shape[1], self.0.0.targets.to_dim())?;
-        Ok(())
+        // A row, or a batch of rows, as `score_rows` reads them.
+        s.given(&inputs[0].rank, move |s, rank| match rank {
+            1 => s.equals(&outputs[0].shape[0], 1.to_dim()),
+            2 => s.equals(&outputs[0].shape[0], &inputs[0].shape[0]),
+            _ => bail!("LinearRegressor: input of rank {rank}, not 1 or 2"),
+        })
     }
 
     fn wire(

@@ -1,8 +1,18 @@
 //! Models as the server runs them: built from a [`ModelDescriptor`] (inline
 //! bytes or a file path), checked by scoring one record before they count
 //! as loaded, then shared behind an `Arc` so a swap never waits on a build.
+//!
+//! A descriptor comes from anyone who can write to the models topic, so
+//! [`build`] trusts none: it reads files only below the model directory
+//! and up to a size ([`ModelLimits`]), and runs the build on a thread of
+//! its own, so that a build that panics or hangs is an error, not a
+//! stopped server.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use proto::{FEATURE_NAMES, MessageContent, ModelDescriptor, ModelType, WineRecord};
 
@@ -15,7 +25,7 @@ pub trait Model: Send + Sync {
 
 /// Why a descriptor did not become a model. The server logs it, counts
 /// it, and keeps serving the previous model.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]
 pub enum ModelError {
     /// The descriptor carries no model (neither data nor location).
@@ -60,7 +70,89 @@ pub enum ModelError {
         /// The type.
         kind: String,
     },
+    /// A `location` the server may not read: no model directory is set,
+    /// the path leads outside it, or it is not a regular file.
+    #[error("model {name}: refusing to read {location}: {reason}")]
+    Refused {
+        /// The model's name.
+        name: String,
+        /// The path.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// The model is larger than the server accepts.
+    #[error("model {name}: {bytes} bytes, over the limit of {limit} (--max-model-bytes)")]
+    TooLarge {
+        /// The model's name.
+        name: String,
+        /// Its size (for a file, at least this).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Building the model panicked.
+    #[error("model {name}: the build panicked: {message}")]
+    Panicked {
+        /// The model's name.
+        name: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// Building the model took longer than allowed; it is abandoned.
+    #[error("model {name}: the build took longer than {seconds} s (--model-build-timeout)")]
+    TimedOut {
+        /// The model's name.
+        name: String,
+        /// The limit, in seconds.
+        seconds: f64,
+    },
+    /// Too many abandoned builds are still running to start another.
+    #[error("model {name}: {running} earlier builds that timed out are still running")]
+    Busy {
+        /// The model's name.
+        name: String,
+        /// How many.
+        running: usize,
+    },
 }
+
+/// What a model descriptor may make the server read and do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelLimits {
+    /// `location` descriptors are read only from below this directory
+    /// (relative locations are taken from it); `None` refuses them all.
+    pub model_dir: Option<PathBuf>,
+    /// The largest model accepted, inline or in a file, in bytes.
+    pub max_model_bytes: u64,
+    /// How long a build may take before it is rejected.
+    pub build_timeout: Duration,
+}
+
+impl Default for ModelLimits {
+    /// No model directory, 64 MiB, 30 seconds.
+    fn default() -> Self {
+        ModelLimits {
+            model_dir: None,
+            max_model_bytes: 64 << 20,
+            build_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ModelLimits {
+    /// These limits, reading `location` descriptors from below `dir`.
+    pub fn with_model_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.model_dir = Some(dir.into());
+        self
+    }
+}
+
+/// At most this many builds that timed out may still run: each may hold a
+/// core, and none can be stopped from outside.
+const MAX_ABANDONED_BUILDS: usize = 4;
+
+static ABANDONED_BUILDS: AtomicUsize = AtomicUsize::new(0);
 
 /// A built model with what the server reports about it.
 #[derive(Clone)]
@@ -87,6 +179,19 @@ impl std::fmt::Debug for ServedModel {
     }
 }
 
+/// What a model's answer means for a record: a score served, or why not.
+/// A score that is not finite is never served (it would also spoil every
+/// statistic it entered). The server and the offline scorer both ask this.
+pub fn served_score(score: Option<f64>) -> Result<f64, String> {
+    match score {
+        Some(value) if value.is_finite() => Ok(value),
+        Some(value) => Err(format!(
+            "the model gave a score that is not finite: {value}"
+        )),
+        None => Err("the model gave no prediction".into()),
+    }
+}
+
 /// A PMML document bound to the wine record's fields.
 struct PmmlModel(pmml::Scorer);
 
@@ -108,22 +213,161 @@ fn probe() -> WineRecord {
     )
 }
 
-/// Builds the model a descriptor carries. Slow work (reading, parsing,
-/// a first scoring) happens here, off the scoring path.
-pub fn build(descriptor: &ModelDescriptor) -> Result<ServedModel, ModelError> {
+/// Builds the model a descriptor carries, within `limits`. Slow work
+/// (reading, parsing, a first scoring) happens here, off the scoring path,
+/// on a thread of its own: a build that panics, or that is not done within
+/// `limits.build_timeout`, is an error (a build that timed out is left to
+/// finish in the background, and its result dropped).
+pub fn build(
+    descriptor: &ModelDescriptor,
+    limits: &ModelLimits,
+) -> Result<ServedModel, ModelError> {
+    let (descriptor_here, limits_here) = (descriptor.clone(), limits.clone());
+    guarded(descriptor.name.clone(), limits.build_timeout, move || {
+        build_here(&descriptor_here, &limits_here)
+    })
+}
+
+/// Runs `work` on a thread of its own: its panic is an error, and so is
+/// its taking longer than `timeout`, after which it is abandoned.
+fn guarded<F>(name: String, timeout: Duration, work: F) -> Result<ServedModel, ModelError>
+where
+    F: FnOnce() -> Result<ServedModel, ModelError> + Send + 'static,
+{
+    const RUNNING: u8 = 0;
+    const DONE: u8 = 1;
+    const ABANDONED: u8 = 2;
+    let running = ABANDONED_BUILDS.load(Ordering::Relaxed);
+    if running >= MAX_ABANDONED_BUILDS {
+        return Err(ModelError::Busy { name, running });
+    }
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let thread_state = state.clone();
+    let spawned = std::thread::Builder::new()
+        .name("model-build".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            if thread_state.swap(DONE, Ordering::AcqRel) == ABANDONED {
+                ABANDONED_BUILDS.fetch_sub(1, Ordering::Relaxed);
+            }
+            let _ = tx.send(result);
+        });
+    if let Err(error) = spawned {
+        return Err(ModelError::Panicked {
+            name,
+            message: format!("cannot start a build thread: {error}"),
+        });
+    }
+    let outcome = match rx.recv_timeout(timeout) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            if state
+                .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                ABANDONED_BUILDS.fetch_add(1, Ordering::Relaxed);
+                return Err(ModelError::TimedOut {
+                    name,
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+            // Done just now: its result is on its way.
+            rx.recv().map_err(|_| ModelError::Panicked {
+                name: name.clone(),
+                message: "the build thread ended without a result".into(),
+            })?
+        }
+    };
+    outcome.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".into());
+        Err(ModelError::Panicked { name, message })
+    })
+}
+
+/// Reads the file a `location` descriptor names, if `limits` allow it.
+fn read_location(name: &str, location: &str, limits: &ModelLimits) -> Result<Vec<u8>, ModelError> {
+    let refused = |reason: String| ModelError::Refused {
+        name: name.to_owned(),
+        location: location.to_owned(),
+        reason,
+    };
+    let unreadable = |e: std::io::Error| ModelError::Unreadable {
+        name: name.to_owned(),
+        location: location.to_owned(),
+        reason: e.to_string(),
+    };
+    let Some(dir) = &limits.model_dir else {
+        return Err(refused(
+            "location descriptors are refused: the server has no model directory (--model-dir)"
+                .into(),
+        ));
+    };
+    let root = dir
+        .canonicalize()
+        .map_err(|e| refused(format!("the model directory {}: {e}", dir.display())))?;
+    // Symbolic links and `..` are resolved before the check, so neither
+    // leads out of the directory.
+    let path = root.join(Path::new(location));
+    let real = path.canonicalize().map_err(unreadable)?;
+    if !real.starts_with(&root) {
+        return Err(refused(format!("it lies outside {}", root.display())));
+    }
+    let meta = std::fs::metadata(&real).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(refused("it is not a regular file".into()));
+    }
+    let too_large = |bytes: u64| ModelError::TooLarge {
+        name: name.to_owned(),
+        bytes,
+        limit: limits.max_model_bytes,
+    };
+    if meta.len() > limits.max_model_bytes {
+        return Err(too_large(meta.len()));
+    }
+    // Read no more than the limit allows, even if the file grows meanwhile.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(&real)
+        .and_then(|file| {
+            file.take(limits.max_model_bytes.saturating_add(1))
+                .read_to_end(&mut bytes)
+        })
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > limits.max_model_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// [`build`]'s work, on the calling thread.
+fn build_here(
+    descriptor: &ModelDescriptor,
+    limits: &ModelLimits,
+) -> Result<ServedModel, ModelError> {
     let name = descriptor.name.clone();
     let kind = ModelType::try_from(descriptor.modeltype).map_err(|_| ModelError::UnknownType {
         name: name.clone(),
         number: descriptor.modeltype,
     })?;
-    let bytes = match &descriptor.message_content {
-        Some(MessageContent::Data(bytes)) => bytes.clone(),
+    let inline;
+    let bytes: &[u8] = match &descriptor.message_content {
+        Some(MessageContent::Data(bytes)) => {
+            if bytes.len() as u64 > limits.max_model_bytes {
+                return Err(ModelError::TooLarge {
+                    name,
+                    bytes: bytes.len() as u64,
+                    limit: limits.max_model_bytes,
+                });
+            }
+            bytes
+        }
         Some(MessageContent::Location(location)) => {
-            std::fs::read(location).map_err(|e| ModelError::Unreadable {
-                name: name.clone(),
-                location: location.clone(),
-                reason: e.to_string(),
-            })?
+            inline = read_location(&name, location, limits)?;
+            &inline
         }
         None => return Err(ModelError::Empty { name }),
     };
@@ -134,14 +378,14 @@ pub fn build(descriptor: &ModelDescriptor) -> Result<ServedModel, ModelError> {
     };
     let model: Arc<dyn Model> = match kind {
         ModelType::Pmml => {
-            let text = std::str::from_utf8(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            let text = std::str::from_utf8(bytes).map_err(|e| corrupt(e.to_string()))?;
             let scorer = pmml::Pmml::parse(text)
                 .and_then(|m| m.bind(&FEATURE_NAMES))
                 .map_err(|e| corrupt(e.to_string()))?;
             Arc::new(PmmlModel(scorer))
         }
-        ModelType::Onnx => Arc::new(crate::tract_model::onnx(&bytes).map_err(corrupt)?),
-        ModelType::Tensorflow => Arc::new(crate::tract_model::tensorflow(&bytes).map_err(corrupt)?),
+        ModelType::Onnx => Arc::new(crate::tract_model::onnx(bytes).map_err(corrupt)?),
+        ModelType::Tensorflow => Arc::new(crate::tract_model::tensorflow(bytes).map_err(corrupt)?),
         // A SavedModel is a directory with variables beside the graph;
         // tract loads frozen graphs only.
         ModelType::Tensorflowsaved => {
@@ -151,8 +395,10 @@ pub fn build(descriptor: &ModelDescriptor) -> Result<ServedModel, ModelError> {
             });
         }
     };
-    if model.score(&probe()).is_none() {
-        return Err(corrupt("it gives no prediction for a valid record".into()));
+    if !model.score(&probe()).is_some_and(f64::is_finite) {
+        return Err(corrupt(
+            "it gives no finite prediction for a valid record".into(),
+        ));
     }
     Ok(ServedModel {
         name: descriptor.name.clone(),
@@ -167,11 +413,21 @@ pub fn build(descriptor: &ModelDescriptor) -> Result<ServedModel, ModelError> {
 mod tests {
     use super::*;
 
+    fn pmml_dir() -> String {
+        format!("{}/../data/models/pmml", env!("CARGO_MANIFEST_DIR"))
+    }
+
     fn pmml_file(stem: &str) -> String {
-        format!(
-            "{}/../data/models/pmml/{stem}.pmml",
-            env!("CARGO_MANIFEST_DIR")
-        )
+        format!("{}/{stem}.pmml", pmml_dir())
+    }
+
+    /// Limits that let the tests read the data folder's PMML files.
+    fn limits() -> ModelLimits {
+        ModelLimits::default().with_model_dir(pmml_dir())
+    }
+
+    fn build(descriptor: &ModelDescriptor) -> Result<ServedModel, ModelError> {
+        super::build(descriptor, &limits())
     }
 
     fn descriptor(kind: ModelType, content: Option<MessageContent>) -> ModelDescriptor {
@@ -256,5 +512,107 @@ mod tests {
         ))
         .unwrap_err();
         assert!(matches!(saved, ModelError::Unsupported { .. }), "{saved}");
+    }
+
+    fn location(path: &str) -> ModelDescriptor {
+        descriptor(ModelType::Pmml, Some(MessageContent::Location(path.into())))
+    }
+
+    #[test]
+    fn locations_are_read_only_below_the_model_directory() {
+        let linear = pmml_file("winequalityLinearRegression");
+        // No model directory: every location is refused.
+        let none = super::build(&location(&linear), &ModelLimits::default()).unwrap_err();
+        assert!(matches!(none, ModelError::Refused { .. }), "{none}");
+        assert!(none.to_string().contains("--model-dir"), "{none}");
+        // Relative to the directory, or absolute within it: read.
+        build(&location("winequalityLinearRegression.pmml")).unwrap();
+        build(&location(&linear)).unwrap();
+        // Out of it by an absolute path, by `..`, or by a symbolic link.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(&linear, dir.path().join("inside.pmml")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link.pmml")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let limits = ModelLimits::default().with_model_dir(dir.path().join("sub"));
+        let inside = ModelLimits::default().with_model_dir(dir.path());
+        super::build(&location("inside.pmml"), &inside).unwrap();
+        for (path, limits) in [
+            ("/etc/passwd", &inside),
+            ("../inside.pmml", &limits),
+            ("link.pmml", &inside),
+        ] {
+            let error = super::build(&location(path), limits).unwrap_err();
+            assert!(
+                matches!(&error, ModelError::Refused { reason, .. } if reason.contains("outside")),
+                "{path}: {error}"
+            );
+        }
+        // A directory or a device is not a regular file.
+        let error = super::build(&location("sub"), &inside).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        let dev = ModelLimits::default().with_model_dir("/dev");
+        let error = super::build(&location("zero"), &dev).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn models_over_the_size_limit_are_refused() {
+        let linear = pmml_file("winequalityLinearRegression");
+        let size = std::fs::metadata(&linear).unwrap().len();
+        let small = ModelLimits {
+            max_model_bytes: size - 1,
+            ..limits()
+        };
+        let error = super::build(&location(&linear), &small).unwrap_err();
+        assert_eq!(
+            error,
+            ModelError::TooLarge {
+                name: "m".into(),
+                bytes: size,
+                limit: size - 1
+            }
+        );
+        let inline = descriptor(
+            ModelType::Pmml,
+            Some(MessageContent::Data(std::fs::read(&linear).unwrap())),
+        );
+        let error = super::build(&inline, &small).unwrap_err();
+        assert!(matches!(error, ModelError::TooLarge { .. }), "{error}");
+        let exact = ModelLimits {
+            max_model_bytes: size,
+            ..limits()
+        };
+        super::build(&inline, &exact).unwrap();
+    }
+
+    #[test]
+    fn a_build_that_panics_or_hangs_is_an_error() {
+        let panicked = guarded("p".into(), Duration::from_secs(5), || {
+            panic!("hostile model")
+        })
+        .unwrap_err();
+        assert_eq!(
+            panicked,
+            ModelError::Panicked {
+                name: "p".into(),
+                message: "hostile model".into()
+            }
+        );
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let hung = guarded("h".into(), Duration::from_millis(50), move || {
+            let _ = wait.recv();
+            Err(ModelError::Empty { name: "h".into() })
+        })
+        .unwrap_err();
+        assert_eq!(
+            hung,
+            ModelError::TimedOut {
+                name: "h".into(),
+                seconds: 0.05
+            }
+        );
+        // The abandoned build may end later; the next one is unaffected.
+        drop(release);
+        build(&location("winequalityLinearRegression.pmml")).unwrap();
     }
 }

@@ -119,6 +119,24 @@ pub(crate) fn with_scores<R>(n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     }
 }
 
+/// The most scores an operator gives for one input (256 MiB of f32): the
+/// scores are rows × targets, and a hostile graph could feed a constant
+/// input of many rows to a model of many targets.
+const MAX_SCORES: usize = 1 << 26;
+
+/// The number of rows in an operator's input fact: `[N, width]` has N,
+/// `[width]` is one row (as `score_rows` reads them).
+pub(crate) fn rows_of(op: &str, inputs: &[&TypedFact]) -> TractResult<TDim> {
+    let Some(input) = inputs.first() else {
+        bail!("{op}: no input");
+    };
+    Ok(match input.rank() {
+        1 => 1.to_dim(),
+        2 => input.shape[0].clone(),
+        rank => bail!("{op}: input of rank {rank}, not 1 or 2"),
+    })
+}
+
 /// Scores every row of an operator's input (`[N, width]` or `[width]`,
 /// cast to f32) into an `[N, targets]` tensor. `check_width` refuses rows
 /// the operator cannot read; `score` fills one row's scores and returns
@@ -138,6 +156,14 @@ pub(crate) fn score_rows<T>(
         shape => bail!("{op}: input of shape {shape:?}"),
     };
     check_width(width)?;
+    // Rows of no features hold no data to bound their count by (and
+    // neither they nor rows of no scores can be chunked).
+    if width == 0 || targets == 0 {
+        bail!("{op}: rows of {width} features and {targets} scores");
+    }
+    let Some(total) = rows.checked_mul(targets).filter(|&t| t <= MAX_SCORES) else {
+        bail!("{op}: {rows} rows of {targets} scores are too many");
+    };
     let flat: Vec<f32>;
     let data = match view.as_slice() {
         Some(s) => s,
@@ -146,13 +172,15 @@ pub(crate) fn score_rows<T>(
             &flat
         }
     };
-    let mut scores = vec![0f32; rows * targets];
+    let mut scores = vec![0f32; total];
     let kept = data
         .chunks_exact(width)
         .zip(scores.chunks_exact_mut(targets))
         .map(|(row, out)| score(row, out))
         .collect();
-    let scores = Tensor::from_shape(&[rows, targets], &scores)?.into_tvalue();
+    let scores = tract_ndarray::Array2::from_shape_vec((rows, targets), scores)?
+        .into_tensor()
+        .into_tvalue();
     Ok((scores, kept))
 }
 

@@ -32,11 +32,21 @@ pub struct ModelToServeStats {
     pub min: f64,
     /// Longest scoring time, in milliseconds.
     pub max: f64,
+    /// Which publication of the model: its descriptor's offset on the
+    /// models topic (the same on every instance), -1 when unknown.
+    /// Statistics of one publication merge across instances.
+    #[serde(default = "unknown_version")]
+    pub version: i64,
+}
+
+fn unknown_version() -> i64 {
+    -1
 }
 
 impl ModelToServeStats {
-    /// Fresh statistics for `model`, serving since `since`.
-    pub fn new(model: &ServedModel, since: i64) -> Self {
+    /// Fresh statistics for `model`, publication `version`, serving since
+    /// `since`.
+    pub fn new(model: &ServedModel, since: i64, version: i64) -> Self {
         ModelToServeStats {
             name: model.name.clone(),
             description: model.description.clone(),
@@ -47,6 +57,7 @@ impl ModelToServeStats {
             duration: 0.0,
             min: 0.0,
             max: 0.0,
+            version,
         }
     }
 
@@ -62,11 +73,14 @@ impl ModelToServeStats {
         self.duration += millis;
     }
 
-    /// Starts afresh when `model` (serving since `since`) is not the model
-    /// these statistics are about: a new model counts from zero.
-    pub fn continue_or_restart(&mut self, model: &ServedModel, since: i64) {
-        if self.name != model.name || self.since != since {
-            *self = ModelToServeStats::new(model, since);
+    /// Starts afresh when `model` (publication `version`, serving since
+    /// `since`) is not the model these statistics are about: a new model,
+    /// or the same one published again, counts from zero. Statistics a
+    /// task took over from another instance continue (same publication).
+    pub fn continue_or_restart(&mut self, model: &ServedModel, since: i64, version: i64) {
+        let unknown = version < 0 && self.since != since;
+        if self.name != model.name || self.version != version || unknown {
+            *self = ModelToServeStats::new(model, since, version);
         }
     }
 
@@ -91,8 +105,9 @@ impl ModelToServeStats {
 /// Merges statistics from several tasks and instances into one entry per
 /// data type, sorted by data type. Each data type's entry is its current
 /// model's: the one that started serving last (instances install a model
-/// at slightly different times, so entries match by name); entries of a
-/// model it replaced are left out.
+/// at slightly different times, so entries match by name and
+/// publication); entries of a model it replaced, or of an earlier
+/// publication of the same name, are left out.
 pub fn merge_all(entries: impl IntoIterator<Item = ModelToServeStats>) -> Vec<ModelToServeStats> {
     let mut by_type: std::collections::BTreeMap<String, Vec<ModelToServeStats>> =
         std::collections::BTreeMap::new();
@@ -105,10 +120,11 @@ pub fn merge_all(entries: impl IntoIterator<Item = ModelToServeStats>) -> Vec<Mo
     by_type
         .into_values()
         .filter_map(|entries| {
-            let newest = entries.iter().max_by_key(|e| e.since)?.name.clone();
+            let newest = entries.iter().max_by_key(|e| e.since)?;
+            let (name, version) = (newest.name.clone(), newest.version);
             entries
                 .into_iter()
-                .filter(|e| e.name == newest)
+                .filter(|e| e.name == name && e.version == version)
                 .reduce(|mut a, b| {
                     a.merge(&b);
                     a
@@ -121,8 +137,9 @@ pub fn merge_all(entries: impl IntoIterator<Item = ModelToServeStats>) -> Vec<Mo
 /// rewrites its entry, and JSON cost a third of the scoring thread's time.
 /// Four strings, each a little-endian `u32` length and its UTF-8 bytes
 /// (name, description, model type, data type), then `since`, `usage`,
-/// `duration`, `min` and `max`, eight little-endian bytes each. The HTTP
-/// answers stay JSON.
+/// `duration`, `min`, `max` and `version`, eight little-endian bytes each
+/// (entries written before `version` existed end at `max`: version -1).
+/// The HTTP answers stay JSON.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StatsSerde;
 
@@ -148,6 +165,7 @@ impl Serde<ModelToServeStats> for StatsSerde {
         for number in [stats.duration, stats.min, stats.max] {
             out.extend_from_slice(&number.to_le_bytes());
         }
+        out.extend_from_slice(&stats.version.to_le_bytes());
         Ok(())
     }
 
@@ -172,7 +190,7 @@ impl Serde<ModelToServeStats> for StatsSerde {
         let (name, description, model_type, data_type) = (text()?, text()?, text()?, text()?);
         let mut eight =
             || -> Result<[u8; 8], SerdeError> { Ok(take(8)?.try_into().expect("8 bytes")) };
-        let stats = ModelToServeStats {
+        let mut stats = ModelToServeStats {
             name,
             description,
             model_type,
@@ -182,7 +200,16 @@ impl Serde<ModelToServeStats> for StatsSerde {
             duration: f64::from_le_bytes(eight()?),
             min: f64::from_le_bytes(eight()?),
             max: f64::from_le_bytes(eight()?),
+            version: -1,
         };
+        // Written before `version` existed: the entry ends here.
+        if !rest.is_empty() {
+            let (version, left) = rest.split_at_checked(8).ok_or_else(|| {
+                SerdeError::new(format!("statistics: {} bytes end too early", bytes.len()))
+            })?;
+            stats.version = i64::from_le_bytes(version.try_into().expect("8 bytes"));
+            rest = left;
+        }
         if !rest.is_empty() {
             return Err(SerdeError::new(format!(
                 "statistics: {} bytes left over",
@@ -217,6 +244,10 @@ mod tests {
         not_utf8[4] = 0xff; // the first byte of the name
         let bad = StatsSerde.deserialize(&not_utf8).unwrap_err();
         assert!(bad.to_string().contains("not UTF-8"), "{bad}");
+        // Entries written before the version was kept still read.
+        let mut old = StatsSerde.serialize(&s).unwrap();
+        old.truncate(old.len() - 8);
+        assert_eq!(StatsSerde.deserialize(&old).unwrap().version, -1);
         assert!(StatsSerde.deserialize(b"").is_err());
     }
 
@@ -231,6 +262,7 @@ mod tests {
             duration: 0.0,
             min: 0.0,
             max: 0.0,
+            version: 7,
         }
     }
 
@@ -290,6 +322,44 @@ mod tests {
             ("n", 3, 8.0, 2.0, 4.0, 200)
         );
         assert!(merge_all([]).is_empty());
+    }
+
+    #[test]
+    fn a_republished_model_does_not_merge_with_its_earlier_publication() {
+        // Instance A served publication 7 and has not seen a record since
+        // the republication; instance B serves publication 9.
+        let mut earlier = stats();
+        earlier.record(1.0);
+        let mut later = stats();
+        later.version = 9;
+        later.since = 300;
+        later.record(2.0);
+        let merged = merge_all([earlier.clone(), later.clone()]);
+        assert_eq!(merged, vec![later.clone()]);
+        // A scorer's statistics restart on the republication, but continue
+        // on the same one (a task taken over from another instance).
+        let model = crate::model::ServedModel {
+            name: "m".into(),
+            description: "d".into(),
+            data_type: "wine".into(),
+            kind: proto::ModelType::Pmml,
+            model: std::sync::Arc::new(Zero),
+        };
+        let mut continued = earlier.clone();
+        continued.continue_or_restart(&model, 999, 7);
+        assert_eq!(continued, earlier);
+        continued.continue_or_restart(&model, 999, 9);
+        assert_eq!(
+            (continued.usage, continued.since, continued.version),
+            (0, 999, 9)
+        );
+    }
+
+    struct Zero;
+    impl crate::model::Model for Zero {
+        fn score(&self, _: &proto::WineRecord) -> Option<f64> {
+            Some(0.0)
+        }
     }
 
     #[test]

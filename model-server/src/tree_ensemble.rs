@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::onnx_ml::{PostTransform, score_rows, with_scores};
+use crate::onnx_ml::{PostTransform, rows_of, score_rows, with_scores};
 use crate::tract_model::RowPredictor;
 
 use tract_onnx::pb::NodeProto;
@@ -106,7 +106,10 @@ impl Ensemble {
             (Some(labels), n, "class")
         } else {
             let n: i64 = node.get_attr_opt("n_targets")?.unwrap_or(1);
-            (None, n.max(0) as usize, "target")
+            let Ok(n) = usize::try_from(n) else {
+                bail!("{op}: n_targets is {n}");
+            };
+            (None, n, "target")
         };
         if n_targets == 0 {
             bail!("{op}: no targets or classes");
@@ -164,6 +167,19 @@ impl Ensemble {
         let m = leaf_trees.len();
         if leaf_nodes.len() != m || leaf_targets.len() != m || leaf_weights.len() != m {
             bail!("{op}: the {prefix}_* attributes differ in length");
+        }
+        // Every row's scores take `n_targets` floats, so a declared count
+        // must be backed by the model's own data: a target gets a weight
+        // or a base value (and the classifier's come from its labels).
+        if !classifier && n_targets > m.max(base_values.len()) {
+            bail!(
+                "{op}: n_targets is {n_targets}, more than the {m} target weights and {} base values",
+                base_values.len()
+            );
+        }
+        // Nodes and weights are indexed with u32.
+        if u32::try_from(n).is_err() || u32::try_from(m).is_err() {
+            bail!("{op}: {n} nodes and {m} weights, too many");
         }
         if let Some(t) = leaf_targets
             .iter()
@@ -240,13 +256,13 @@ impl Ensemble {
                     no: weights.len() as u32,
                 }
             } else {
-                if features[i] < 0 {
-                    bail!("{op}: negative feature id {}", features[i]);
-                }
+                let Ok(feature) = u32::try_from(features[i]) else {
+                    bail!("{op}: feature id {} is out of range", features[i]);
+                };
                 Node {
                     mode,
                     missing_true: missing[i] != 0,
-                    feature: features[i] as u32,
+                    feature,
                     threshold: thresholds[i],
                     yes: child(true_ids[i])?,
                     no: child(false_ids[i])?,
@@ -257,7 +273,10 @@ impl Ensemble {
         if next != m {
             bail!("{op}: a {prefix} weight belongs to a node that is not a leaf");
         }
-        // A child must lie deeper in the same tree, or a walk could loop.
+        // A child must come after its parent in the same tree (as node ids
+        // numbered from the root down do): a walk then only moves forward,
+        // so no hostile tree can make it loop, and it takes at most as many
+        // steps as its tree has nodes.
         for (row, node) in nodes.iter().enumerate() {
             if node.mode != Mode::Leaf && (node.yes as usize <= row || node.no as usize <= row) {
                 bail!("{op}: the trees are not ordered from the root down (node {row})");
@@ -424,7 +443,7 @@ impl EvalOp for TreeEnsembleOp {
 
 impl TypedOp for TreeEnsembleOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let n = inputs[0].shape[0].clone();
+        let n = rows_of(self.name(), inputs)?;
         let scores = f32::fact([n.clone(), self.0.n_targets.to_dim()]);
         Ok(match self.0.labels {
             None => tvec!(scores),
@@ -460,14 +479,19 @@ impl Expansion for TreeEnsembleExpansion {
         let scores = &outputs[if classifier { 1 } else { 0 }];
         s.equals(&scores.datum_type, DatumType::F32)?;
         s.equals(&scores.rank, 2)?;
-        s.equals(&scores.shape[0], &inputs[0].shape[0])?;
         s.equals(&scores.shape[1], self.0.0.n_targets.to_dim())?;
         if classifier {
             s.equals(&outputs[0].datum_type, DatumType::I64)?;
             s.equals(&outputs[0].rank, 1)?;
-            s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+            s.equals(&outputs[0].shape[0], &scores.shape[0])?;
         }
-        Ok(())
+        // A row, or a batch of rows, as `score_rows` reads them.
+        let name = self.0.name();
+        s.given(&inputs[0].rank, move |s, rank| match rank {
+            1 => s.equals(&scores.shape[0], 1.to_dim()),
+            2 => s.equals(&scores.shape[0], &inputs[0].shape[0]),
+            _ => bail!("{name}: input of rank {rank}, not 1 or 2"),
+        })
     }
 
     fn wire(
@@ -521,6 +545,9 @@ pub(crate) fn register(framework: &mut tract_onnx::Onnx) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model as _;
+    use crate::tract_model::test_onnx::{graph, model};
+    use proptest::prelude::*;
     use tract_onnx::pb::AttributeProto;
     use tract_onnx::pb::attribute_proto::AttributeType;
 
@@ -676,6 +703,384 @@ mod tests {
         node.attribute[6] = floats("nodes_values", &[1.0]);
         let err = Ensemble::parse(&node, false).unwrap_err().to_string();
         assert!(err.contains("nodes_values has 1 entries"), "{err}");
+    }
+
+    fn int(name: &str, value: i64) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: AttributeType::Int as i32,
+            i: value,
+            ..AttributeProto::default()
+        }
+    }
+
+    fn refused(node: &NodeProto, classifier: bool) -> String {
+        Ensemble::parse(node, classifier).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_declared_target_count_must_be_backed_by_the_model() {
+        // Two weights (one per leaf): up to two targets.
+        let targets = |n| stumps(1, "BRANCH_LEQ", vec![int("n_targets", n)]);
+        let err = refused(&targets(4_000_000_000), false);
+        assert!(err.contains("n_targets is 4000000000"), "{err}");
+        assert!(refused(&targets(3), false).contains("2 target weights"));
+        assert!(refused(&targets(-1), false).contains("n_targets is -1"));
+        assert_eq!(Ensemble::parse(&targets(2), false).unwrap().n_targets, 2);
+        // Base values give the targets no weight reaches a value.
+        let based = stumps(
+            1,
+            "BRANCH_LEQ",
+            vec![int("n_targets", 3), floats("base_values", &[1.0, 2.0, 3.0])],
+        );
+        let e = Ensemble::parse(&based, false).unwrap();
+        let mut out = [0.0; 3];
+        e.score(&[0.0], &mut out);
+        assert_eq!(out, [11.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn cyclic_and_backward_trees_are_refused() {
+        // A node that is its own child, a loop through a deeper node, and
+        // a child of another tree's node id (missing in this tree).
+        let chain = |true_ids: &[i64], false_ids: &[i64]| NodeProto {
+            op_type: "TreeEnsembleRegressor".into(),
+            attribute: vec![
+                ints("nodes_treeids", &[0, 0, 0, 0, 1]),
+                ints("nodes_nodeids", &[0, 1, 2, 3, 0]),
+                ints("nodes_featureids", &[0; 5]),
+                ints("nodes_truenodeids", true_ids),
+                ints("nodes_falsenodeids", false_ids),
+                floats("nodes_values", &[0.0; 5]),
+                strings(
+                    "nodes_modes",
+                    &["BRANCH_LEQ", "BRANCH_LEQ", "BRANCH_LEQ", "LEAF", "LEAF"],
+                ),
+                ints("target_treeids", &[0, 1]),
+                ints("target_nodeids", &[3, 0]),
+                ints("target_ids", &[0, 0]),
+                floats("target_weights", &[1.0, 2.0]),
+            ],
+            ..NodeProto::default()
+        };
+        let fine = chain(&[1, 2, 3, 0, 0], &[3, 3, 3, 0, 0]);
+        assert_eq!(predict(&fine, 0.0), 3.0);
+        for (true_ids, false_ids) in [
+            ([0, 2, 3, 0, 0], [3, 3, 3, 0, 0]),
+            ([1, 2, 3, 0, 0], [3, 3, 1, 0, 0]),
+            ([1, 1, 3, 0, 0], [3, 3, 3, 0, 0]),
+        ] {
+            let err = refused(&chain(&true_ids, &false_ids), false);
+            assert!(
+                err.contains("root down"),
+                "{true_ids:?} {false_ids:?}: {err}"
+            );
+        }
+        let err = refused(&chain(&[1, 2, 4, 0, 0], &[3, 3, 3, 0, 0]), false);
+        assert!(err.contains("missing node 4"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_feature_ids_and_ids_are_refused() {
+        let mut node = stumps(1, "BRANCH_LEQ", vec![]);
+        node.attribute[2] = ints("nodes_featureids", &[1 << 32, 0, 0]);
+        assert!(refused(&node, false).contains("feature id 4294967296"));
+        node.attribute[2] = ints("nodes_featureids", &[-1, 0, 0]);
+        assert!(refused(&node, false).contains("feature id -1"));
+        // A weight for a target beyond the declared ones.
+        let mut node = stumps(1, "BRANCH_LEQ", vec![]);
+        node.attribute[10] = ints("target_ids", &[0, 1]);
+        assert!(refused(&node, false).contains("target id 1 is outside"));
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_without_recursion() {
+        // A caterpillar: branch i (id 2i) sends x <= i to its leaf (id
+        // 2i + 1) and the rest on to branch i + 1; the last leaf is 2k.
+        let k: i64 = 200_000;
+        let n = 2 * k + 1;
+        let is_branch = |id: i64| id % 2 == 0 && id < 2 * k;
+        let modes: Vec<&str> = (0..n)
+            .map(|id| if is_branch(id) { "BRANCH_LEQ" } else { "LEAF" })
+            .collect();
+        let leaves: Vec<i64> = (0..n).filter(|&id| !is_branch(id)).collect();
+        let node = NodeProto {
+            op_type: "TreeEnsembleRegressor".into(),
+            attribute: vec![
+                ints("nodes_treeids", &vec![0; n as usize]),
+                ints("nodes_nodeids", &(0..n).collect::<Vec<_>>()),
+                ints("nodes_featureids", &vec![0; n as usize]),
+                ints(
+                    "nodes_truenodeids",
+                    &(0..n)
+                        .map(|id| if is_branch(id) { id + 1 } else { 0 })
+                        .collect::<Vec<_>>(),
+                ),
+                ints(
+                    "nodes_falsenodeids",
+                    &(0..n)
+                        .map(|id| if is_branch(id) { id + 2 } else { 0 })
+                        .collect::<Vec<_>>(),
+                ),
+                floats(
+                    "nodes_values",
+                    &(0..n).map(|id| (id / 2) as f32).collect::<Vec<_>>(),
+                ),
+                strings("nodes_modes", &modes),
+                ints("target_treeids", &vec![0; leaves.len()]),
+                ints("target_nodeids", &leaves),
+                ints("target_ids", &vec![0; leaves.len()]),
+                floats(
+                    "target_weights",
+                    &leaves.iter().map(|&id| id as f32).collect::<Vec<_>>(),
+                ),
+            ],
+            ..NodeProto::default()
+        };
+        // On a stack far too small for a recursion this deep.
+        let e = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let e = Ensemble::parse(&node, false).unwrap();
+                let far = e.predict(&[1e9]);
+                (e.predict(&[5.0]), far)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(e, (Some(11.0), Some(2.0 * k as f64)));
+    }
+
+    /// The parts of a random tree ensemble: heap-shaped trees (node j's
+    /// children are 2j + 1 and 2j + 2), which `edits` then break at will.
+    #[derive(Debug, Clone)]
+    struct Random {
+        classifier: bool,
+        trees: Vec<i64>,
+        features: Vec<i64>,
+        values: Vec<f32>,
+        /// (node, which attribute, value).
+        edits: Vec<(prop::sample::Index, u8, i64)>,
+        n_targets: i64,
+        targets: Vec<i64>,
+        weights: Vec<f32>,
+        aggregate: &'static str,
+        post: &'static str,
+        base_values: Vec<f32>,
+    }
+
+    const MODES: [&str; 8] = [
+        "LEAF",
+        "BRANCH_LEQ",
+        "BRANCH_LT",
+        "BRANCH_GTE",
+        "BRANCH_GT",
+        "BRANCH_EQ",
+        "BRANCH_NEQ",
+        "BRANCH_SOMETIMES",
+    ];
+
+    fn float() -> impl Strategy<Value = f32> {
+        prop_oneof![-4.0f32..4.0, proptest::num::f32::ANY]
+    }
+
+    fn random() -> impl Strategy<Value = Random> {
+        // Mostly sound parts, so that many ensembles parse and score; now
+        // and then one that must be refused.
+        let id = prop_oneof![-2i64..12, Just(1 << 32), Just(i64::MIN), Just(i64::MAX)];
+        let edits = prop::collection::vec((any::<prop::sample::Index>(), 0u8..8, id.clone()), 1..3);
+        (
+            (
+                any::<bool>(),
+                prop::collection::vec(1i64..8, 1..4),
+                prop::collection::vec(prop_oneof![6 => 0i64..4, 1 => id], 1..8),
+                prop::collection::vec(float(), 1..8),
+                prop_oneof![Just(vec![]), edits],
+            ),
+            (
+                prop_oneof![
+                    6 => 1i64..4,
+                    1 => Just(0),
+                    1 => Just(-1),
+                    1 => Just(4_000_000_000),
+                    1 => Just(i64::MAX)
+                ],
+                prop::collection::vec(prop_oneof![4 => 0i64..2, 1 => -1i64..4], 1..4),
+                prop::collection::vec(float(), 1..4),
+                prop_oneof![
+                    8 => prop::sample::select(vec!["SUM", "AVERAGE", "MIN", "MAX"]),
+                    1 => Just("MEDIAN"),
+                ],
+                prop::sample::select(vec![
+                    "NONE",
+                    "SOFTMAX",
+                    "LOGISTIC",
+                    "SOFTMAX_ZERO",
+                    "PROBIT",
+                ]),
+                prop_oneof![3 => Just(vec![]), 1 => prop::collection::vec(float(), 1..4)],
+            ),
+        )
+            .prop_map(|(a, b)| Random {
+                classifier: a.0,
+                trees: a.1,
+                features: a.2,
+                values: a.3,
+                edits: a.4,
+                n_targets: b.0,
+                targets: b.1,
+                weights: b.2,
+                aggregate: b.3,
+                post: b.4,
+                base_values: b.5,
+            })
+    }
+
+    impl Random {
+        fn node(&self) -> NodeProto {
+            let mut nodes: Vec<[i64; 6]> = Vec::new(); // tree, id, feature, true, false, mode
+            for (t, &k) in self.trees.iter().enumerate() {
+                for j in 0..k {
+                    let branch = 2 * j + 2 < k;
+                    let feature = self.features[nodes.len() % self.features.len()];
+                    let (yes, no) = if branch {
+                        (2 * j + 1, 2 * j + 2)
+                    } else {
+                        (0, 0)
+                    };
+                    nodes.push([t as i64, j, feature, yes, no, i64::from(branch)]);
+                }
+            }
+            for (at, what, value) in &self.edits {
+                let (at, column) = (at.index(nodes.len()), usize::from(*what).min(5));
+                nodes[at][column] = if column == 5 {
+                    value.rem_euclid(8)
+                } else {
+                    *value
+                };
+            }
+            let leaves: Vec<&[i64; 6]> = nodes.iter().filter(|n| n[5] == 0).collect();
+            let column = |c: usize| nodes.iter().map(|n| n[c]).collect::<Vec<_>>();
+            let modes: Vec<&str> = nodes
+                .iter()
+                .map(|n| MODES[n[5].rem_euclid(8) as usize])
+                .collect();
+            let values: Vec<f32> = (0..nodes.len())
+                .map(|i| self.values[i % self.values.len()])
+                .collect();
+            let prefix = if self.classifier { "class" } else { "target" };
+            let mut attribute = vec![
+                ints("nodes_treeids", &column(0)),
+                ints("nodes_nodeids", &column(1)),
+                ints("nodes_featureids", &column(2)),
+                ints("nodes_truenodeids", &column(3)),
+                ints("nodes_falsenodeids", &column(4)),
+                ints("nodes_missing_value_tracks_true", &column(1)),
+                floats("nodes_values", &values),
+                strings("nodes_modes", &modes),
+                ints(
+                    &format!("{prefix}_treeids"),
+                    &leaves.iter().map(|n| n[0]).collect::<Vec<_>>(),
+                ),
+                ints(
+                    &format!("{prefix}_nodeids"),
+                    &leaves.iter().map(|n| n[1]).collect::<Vec<_>>(),
+                ),
+                ints(
+                    &format!("{prefix}_ids"),
+                    &(0..leaves.len())
+                        .map(|i| self.targets[i % self.targets.len()])
+                        .collect::<Vec<_>>(),
+                ),
+                floats(
+                    &format!("{prefix}_weights"),
+                    &(0..leaves.len())
+                        .map(|i| self.weights[i % self.weights.len()])
+                        .collect::<Vec<_>>(),
+                ),
+                string("aggregate_function", self.aggregate),
+                string("post_transform", self.post),
+            ];
+            if !self.base_values.is_empty() {
+                attribute.push(floats("base_values", &self.base_values));
+            }
+            if self.classifier {
+                let labels: Vec<i64> = (0..self.n_targets.clamp(0, 5)).map(|l| 10 * l).collect();
+                attribute.push(ints("classlabels_int64s", &labels));
+            } else {
+                attribute.push(int("n_targets", self.n_targets));
+            }
+            NodeProto {
+                op_type: if self.classifier {
+                    "TreeEnsembleClassifier"
+                } else {
+                    "TreeEnsembleRegressor"
+                }
+                .into(),
+                attribute,
+                ..NodeProto::default()
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Random ensembles are refused, or parse into trees every walk
+        /// of which moves forward, and score any row without panicking,
+        /// on our own or in a model tract runs.
+        #[test]
+        fn random_ensembles_are_refused_or_score(
+            random in random(),
+            rows in prop::collection::vec(prop::collection::vec(float(), 11), 1..4),
+        ) {
+            let node = random.node();
+            let Ok(e) = Ensemble::parse(&node, random.classifier) else {
+                return Ok(());
+            };
+            prop_assert!(random.classifier || e.n_targets <= e.weights.len().max(e.base_values.len()));
+            for (i, n) in e.nodes.iter().enumerate() {
+                if n.mode == Mode::Leaf {
+                    prop_assert!(n.yes <= n.no && n.no as usize <= e.weights.len());
+                } else {
+                    prop_assert!(i < n.yes as usize && (n.yes as usize) < e.nodes.len());
+                    prop_assert!(i < n.no as usize && (n.no as usize) < e.nodes.len());
+                }
+            }
+            let mut out = vec![0.0; e.n_targets];
+            for row in &rows {
+                if e.n_features <= row.len() {
+                    let best = e.score(row, &mut out);
+                    prop_assert!(best < e.n_targets);
+                    prop_assert!(e.predict(row).is_some());
+                } else {
+                    prop_assert!(e.predict(row).is_none());
+                }
+            }
+            // The same operator in a model, read and run by tract.
+            let output = if random.classifier { "label" } else { "Y" };
+            let mut op = node;
+            op.input = vec!["X".into()];
+            op.output = if random.classifier {
+                vec!["label".into(), "scores".into()]
+            } else {
+                vec!["Y".into()]
+            };
+            op.domain = "ai.onnx.ml".into();
+            let bytes = model(graph(true, vec![op], vec![], &[output]));
+            match crate::tract_model::onnx(&bytes) {
+                Ok(m) => {
+                    for row in &rows {
+                        let features: Vec<f64> = row.iter().map(|&x| f64::from(x)).collect();
+                        let record = proto::WineRecord::from_features(
+                            features.try_into().unwrap(), "test", 0,
+                        );
+                        let _ = m.score(&record);
+                    }
+                }
+                Err(err) => prop_assert!(!err.contains("panicked"), "{err}"),
+            }
+        }
     }
 
     #[test]

@@ -1,26 +1,54 @@
 //! The model server as users run it: the `model-server` and `model-client`
-//! binaries against a real broker, two server instances per test.
+//! binaries against a real broker (one per test: the server's topic names
+//! are fixed, so tests sharing a broker would read each other's records).
 //!
-//! - `standard`: 2,000 records and a model; every record has a result in
-//!   `mscores` equal to the model's reference prediction (onnxruntime's),
-//!   `/state/value` on either instance reports usage 2,000 in total,
-//!   `/state/instances` lists both; after one instance restarts the total
-//!   is still 2,000.
+//! - `standard`: two instances, 2,000 records and a model; every record
+//!   has a result in `mscores` equal to the model's reference prediction
+//!   (onnxruntime's), `/state` on either instance reports usage 2,000 in
+//!   total, `/state/instances` lists both; after one instance restarts the
+//!   total is still 2,000.
 //! - `custom` keeps its statistics over a restart too; `memory` loses the
 //!   restarted instance's share.
 //! - Bad flags, an unreachable broker and a port in use are clear errors.
+//! - The original tutorial's bytes are served: its seven PMML models and
+//!   its TensorFlow graph as descriptors without a key, and wine records
+//!   without key or timestamp, encoded by hand as its ScalaPB client
+//!   encodes them; each of 1,000 results is served by the model published
+//!   before its record and equals, bit for bit, what `model-client score`
+//!   computes offline for that row and model.
+//! - Malformed wine records go to `mdata-errors` unchanged, with headers
+//!   naming the error and the record's topic, partition and offset; the
+//!   others are all served, exactly once each; the dead-letter metric
+//!   counts them; the server stays healthy.
+//! - `since` (in `/models` and `/state/value`) is wall-clock time, taken
+//!   when the model started serving; republishing a model under the same
+//!   name (here with a key that is not UTF-8) starts new statistics.
+//!   `/state/value` is one object for `wine`, `/state` the list form, and
+//!   an unknown data type a 404 with an error.
+//! - A restart (either persistent store) builds only the last model
+//!   descriptor, not the 52 published before it (50 models, two of them
+//!   garbage), reads nothing from before its checkpoint, serves that model
+//!   and then the next one published.
+//! - Hostile descriptors are rejected and counted, one each, while the
+//!   previous model keeps serving: locations outside `--model-dir` (an
+//!   absolute path, `..`, a symbolic link), a directory, models over
+//!   `--max-model-bytes` inline or in a file, a garbage ONNX model; a
+//!   location inside the directory is served.
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{data, reference_columns, wine_rows};
-use proto::{Message, ServingResult, WineRecord};
-use rdkafka::consumer::Consumer;
-use rdkafka::message::Message as _;
+use common::{data, pb, reference_columns, wait_until, wine_rows};
+use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde_json::Value;
 use streams_core::runtime::HostInfo;
 use tests::Broker;
@@ -28,6 +56,11 @@ use tests::Broker;
 const SERVER: &str = env!("CARGO_BIN_EXE_model-server");
 const CLIENT: &str = env!("CARGO_BIN_EXE_model-client");
 const MODEL: &str = "wine_random_forest_regression";
+/// The server's topics: records in, models in, results out, dead letters.
+const DATA: &str = "mdata";
+const MODELS: &str = "models";
+const SCORES: &str = "mscores";
+const ERRORS: &str = "mdata-errors";
 
 /// A model-server process, stopped (SIGINT, then SIGKILL) on drop.
 struct Server {
@@ -38,6 +71,18 @@ struct Server {
 
 impl Server {
     fn start(broker: &Broker, store: &str, app: &str, state_dir: &Path, port: u16) -> Server {
+        Server::start_with(broker, store, app, state_dir, port, &[])
+    }
+
+    /// [`Server::start`] with `extra` flags.
+    fn start_with(
+        broker: &Broker,
+        store: &str,
+        app: &str,
+        state_dir: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> Server {
         let args: Vec<String> = [
             "--store",
             store,
@@ -65,6 +110,7 @@ impl Server {
             "registry.instance.timeout.ms=2000",
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .collect();
         Server::spawn(args, port)
@@ -93,6 +139,65 @@ impl Server {
         (answer.status == 200)
             .then(|| serde_json::from_slice(&answer.body).ok())
             .flatten()
+    }
+
+    /// `GET path`: the status and the body as JSON (`Null` when it is not
+    /// JSON), or `None` while the server does not answer.
+    fn answer(&self, path: &str) -> Option<(u16, Value)> {
+        let answer = streams_http::get(&self.host(), path, Duration::from_secs(5), false).ok()?;
+        let body = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        Some((answer.status, body))
+    }
+
+    /// The sum of a `/metrics` series' samples over all its labels, or
+    /// `None` while the server does not answer or has no such series.
+    fn metric(&self, name: &str) -> Option<f64> {
+        let answer =
+            streams_http::get(&self.host(), "/metrics", Duration::from_secs(5), false).ok()?;
+        if answer.status != 200 {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&answer.body);
+        let samples: Vec<f64> = text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(series, _)| series.split('{').next() == Some(name))
+            .filter_map(|(_, value)| value.trim().parse().ok())
+            .collect();
+        (!samples.is_empty()).then(|| samples.iter().sum())
+    }
+
+    /// Waits until `/health` answers 200.
+    fn wait_healthy(&self) {
+        wait_until("a healthy server", Duration::from_secs(60), || {
+            match self.answer("/health") {
+                Some((200, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+
+    /// The model serving `data_type` by `/models`: its name and `since`.
+    fn model(&self, data_type: &str) -> Result<(String, i64), String> {
+        let models = self.get("/models").ok_or("no answer from /models")?;
+        models
+            .as_array()
+            .and_then(|list| list.iter().find(|m| m["dataType"] == data_type))
+            .and_then(|m| Some((m["name"].as_str()?.to_owned(), m["since"].as_i64()?)))
+            .ok_or_else(|| format!("/models: {models}"))
+    }
+
+    /// Waits until `/models` shows `name` serving `data_type`; its `since`.
+    fn wait_for_model(&self, data_type: &str, name: &str) -> i64 {
+        wait_until(
+            &format!("model {name} serving {data_type}"),
+            Duration::from_secs(120),
+            || match self.model(data_type)? {
+                (serving, since) if serving == name => Ok(since),
+                (serving, _) => Err(format!("{serving} serves {data_type}")),
+            },
+        )
     }
 
     /// Stops the process as Ctrl-C would and waits for it to exit.
@@ -155,11 +260,10 @@ fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
     }
 }
 
-/// Total usage of the data type `wine` in a merged `/state/value` (0
-/// when no instance has statistics for it), once every live instance
-/// answered.
+/// Total usage of the data type `wine` in the merged `/state` (0 when no
+/// instance has statistics for it), once every live instance answered.
 fn merged_usage(server: &Server) -> Option<u64> {
-    let value = server.get("/state/value")?;
+    let value = server.get("/state")?;
     if !value["missing"].as_array()?.is_empty() {
         return None;
     }
@@ -506,4 +610,800 @@ fn bad_flags_a_broker_that_is_down_and_a_port_in_use_are_clear_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--type"));
+}
+
+/// Milliseconds since the Unix epoch, as the server stamps `since`.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Where each record a [`Sender`] sent landed, by the order it was sent.
+#[derive(Default)]
+struct Deliveries(Mutex<HashMap<usize, Result<(i32, i64), String>>>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        let report = match result {
+            Ok(message) => Ok((message.partition(), message.offset())),
+            Err((error, _)) => Err(error.to_string()),
+        };
+        self.0.lock().unwrap().insert(index, report);
+    }
+}
+
+/// A producer of raw bytes that learns each record's partition and offset
+/// from its delivery report.
+struct Sender {
+    producer: BaseProducer<Deliveries>,
+    sent: usize,
+}
+
+impl Sender {
+    fn new(broker: &Broker) -> Sender {
+        let producer = broker
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create_with_context(Deliveries::default())
+            .expect("create a producer");
+        Sender { producer, sent: 0 }
+    }
+
+    /// Sends `value` to `topic`, with `key` (none: no key) to `partition`
+    /// (none: the producer's choice); returns the record's index.
+    fn send(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        partition: Option<i32>,
+        value: &[u8],
+    ) -> usize {
+        let index = self.sent;
+        self.sent += 1;
+        let mut record =
+            BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, index).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((e, back))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+                Err((e, _)) => panic!("cannot send to {topic}: {e}"),
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        index
+    }
+
+    /// Waits until every record sent so far is delivered; returns where
+    /// each landed (partition, offset), by index.
+    fn flush(&mut self) -> Vec<(i32, i64)> {
+        self.producer
+            .flush(Duration::from_secs(30))
+            .expect("records delivered within 30 s");
+        let context = self.producer.context().clone();
+        wait_until("every delivery report", Duration::from_secs(10), || {
+            self.producer.poll(Duration::from_millis(10));
+            let reports = context.0.lock().unwrap();
+            (0..self.sent)
+                .map(|i| match reports.get(&i) {
+                    Some(Ok(position)) => Ok(*position),
+                    Some(Err(e)) => panic!("record {i} not delivered: {e}"),
+                    None => Err(format!("no report for record {i}")),
+                })
+                .collect()
+        })
+    }
+
+    /// Sends one record and waits for it; where it landed.
+    fn send_one(&mut self, topic: &str, key: Option<&[u8]>, value: &[u8]) -> (i32, i64) {
+        let index = self.send(topic, key, None, value);
+        self.flush()[index]
+    }
+}
+
+/// What the server wrote to `mscores`, read from the start as it comes,
+/// by the (partition, offset) of the record each result is about.
+struct Scores {
+    consumer: BaseConsumer,
+    results: HashMap<(i32, i64), ServingResult>,
+    /// Results read, a second result for the same record included.
+    read: usize,
+}
+
+impl Scores {
+    fn new(broker: &Broker) -> Scores {
+        Scores {
+            consumer: broker.read_from_start(SCORES, 2),
+            results: HashMap::new(),
+            read: 0,
+        }
+    }
+
+    /// Reads one result, waiting up to `timeout`; the record it is about.
+    fn poll(&mut self, timeout: Duration) -> Option<(i32, i64)> {
+        // A reader without a group also sees "unknown group" errors.
+        let message = self.consumer.poll(timeout)?.ok()?;
+        let result = ServingResult::decode(message.payload().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("an undecodable result in {SCORES}: {e}"));
+        let source = (result.partition, result.offset);
+        self.read += 1;
+        self.results.insert(source, result);
+        Some(source)
+    }
+
+    /// The results about `sources` (records on `mdata`), in that order,
+    /// once all are read.
+    fn wait_for(&mut self, sources: &[(i32, i64)], timeout: Duration) -> Vec<ServingResult> {
+        let mut missing: HashSet<(i32, i64)> = sources
+            .iter()
+            .filter(|s| !self.results.contains_key(s))
+            .copied()
+            .collect();
+        let deadline = Instant::now() + timeout;
+        while !missing.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{SCORES}: no result within {timeout:?} for {} of {} records, e.g. {:?}",
+                missing.len(),
+                sources.len(),
+                missing.iter().next()
+            );
+            if let Some(source) = self.poll(Duration::from_millis(200)) {
+                missing.remove(&source);
+            }
+        }
+        sources.iter().map(|s| self.results[s].clone()).collect()
+    }
+
+    /// Reads on until nothing more comes for `quiet`.
+    fn drain(&mut self, quiet: Duration) {
+        let mut last = Instant::now();
+        while last.elapsed() < quiet {
+            if self.poll(Duration::from_millis(100)).is_some() {
+                last = Instant::now();
+            }
+        }
+    }
+}
+
+/// The original tutorial's models: its seven PMML files (type PMML) and
+/// its TensorFlow graph (type TENSORFLOW), with their names (file stems).
+fn original_models() -> Vec<(PathBuf, String, i64)> {
+    let mut pmml: Vec<PathBuf> = std::fs::read_dir(data("models/pmml"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "pmml"))
+        .collect();
+    pmml.sort();
+    assert_eq!(pmml.len(), 7, "{pmml:?}");
+    pmml.into_iter()
+        .map(|path| (path, pb::PMML))
+        .chain([(
+            data("models/tensorflow/optimized_WineQuality.pb"),
+            pb::TENSORFLOW,
+        )])
+        .map(|(path, kind)| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            (path, name, kind)
+        })
+        .collect()
+}
+
+/// An inline descriptor for `data_type`, encoded by hand, checked against
+/// what `prost` makes of it.
+fn inline_descriptor(name: &str, data_type: &str, kind: i64, model: &[u8]) -> Vec<u8> {
+    let description = format!("{name}, as the original client publishes it");
+    let bytes = pb::descriptor(
+        name,
+        &description,
+        data_type,
+        kind,
+        pb::Content::Data(model),
+    );
+    let decoded = ModelDescriptor::decode(bytes.as_slice()).unwrap();
+    assert_eq!(
+        (decoded.name.as_str(), decoded.data_type.as_str()),
+        (name, data_type)
+    );
+    assert_eq!(i64::from(decoded.modeltype), kind);
+    assert_eq!(
+        decoded.message_content,
+        Some(proto::MessageContent::Data(model.to_vec()))
+    );
+    assert_eq!(decoded.encode_to_vec(), bytes, "a proto3 layout");
+    bytes
+}
+
+/// A wine record for `row` as the original client writes it (no key, no
+/// timestamp, zero features left out), checked against `prost`.
+fn original_record(row: &[f64; 11]) -> Vec<u8> {
+    let bytes = pb::wine_record(row, "wine", 0);
+    let decoded = WineRecord::decode(bytes.as_slice()).unwrap();
+    assert_eq!(decoded.features(), *row);
+    assert_eq!((decoded.data_type.as_str(), decoded.ts), ("wine", 0));
+    assert_eq!(decoded.encode_to_vec(), bytes, "a proto3 layout");
+    bytes
+}
+
+/// `model-client score` of every row of `data/winequality_red.csv` with
+/// `model`: the server's exact answers, computed offline.
+fn offline_scores(broker: &Broker, model: &Path) -> Vec<f64> {
+    let out = client(
+        broker,
+        &[
+            "score",
+            "--model",
+            &model.to_string_lossy(),
+            "--input",
+            &data("winequality_red.csv").to_string_lossy(),
+        ],
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            line.parse()
+                .unwrap_or_else(|e| panic!("{}: `{line}`: {e}", model.display()))
+        })
+        .collect()
+}
+
+/// One server on a broker of its own, healthy.
+fn one_server(store: &str, extra: &[&str]) -> (Broker, tempfile::TempDir, Server) {
+    let broker = Broker::start();
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        &broker,
+        store,
+        &tests::unique("model-server"),
+        state.path(),
+        tests::apps::free_port(),
+        extra,
+    );
+    server.wait_healthy();
+    (broker, state, server)
+}
+
+#[test]
+fn original_client_bytes_are_served() {
+    const BATCH: usize = 125;
+    let (broker, _state, server) = one_server("standard", &[]);
+    let rows = wine_rows();
+    let models = original_models();
+    assert_eq!(models.len(), 8);
+    let mut sender = Sender::new(&broker);
+    let mut scores = Scores::new(&broker);
+    for (i, (path, name, kind)) in models.iter().enumerate() {
+        let offline = offline_scores(&broker, path);
+        assert_eq!(offline.len(), rows.len(), "{name}: one score per row");
+        let model = std::fs::read(path).unwrap();
+        sender.send(
+            MODELS,
+            None,
+            None,
+            &inline_descriptor(name, "wine", *kind, &model),
+        );
+        sender.flush();
+        server.wait_for_model("wine", name);
+
+        // The next 125 rows, served by this model and no other: the next
+        // model goes out once they all have results.
+        let batch = i * BATCH..(i + 1) * BATCH;
+        let sent: Vec<usize> = batch
+            .clone()
+            .map(|row| sender.send(DATA, None, None, &original_record(&rows[row])))
+            .collect();
+        let positions = sender.flush();
+        let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
+        let results = scores.wait_for(&sources, Duration::from_secs(60));
+        for (row, result) in batch.zip(results) {
+            assert!(result.served, "row {row}, model {name}: {result:?}");
+            assert_eq!(result.model, *name, "row {row}: {result:?}");
+            assert_eq!(result.data_type, "wine");
+            assert!(result.reason.is_empty(), "{result:?}");
+            assert_eq!(
+                result.result.to_bits(),
+                offline[row].to_bits(),
+                "row {row}, model {name}: the server scored {}, model-client {}",
+                result.result,
+                offline[row]
+            );
+        }
+    }
+    scores.drain(Duration::from_secs(2));
+    assert_eq!(scores.read, 8 * BATCH, "one result per record");
+}
+
+/// Byte strings that are not wine records: each fails to decode.
+fn malformed_records() -> Vec<Vec<u8>> {
+    let good = pb::wine_record(&wine_rows()[2], "wine", 0);
+    let malformed = vec![
+        // Field 1 (a double) as a length-delimited field whose length
+        // varint never ends.
+        vec![0x0a, 0xff],
+        // A record cut in the middle of a double.
+        good[..50].to_vec(),
+        // `dataType` of 5 bytes with only 1 there.
+        vec![0x62, 0x05, b'w'],
+        // `dataType` that is not UTF-8.
+        vec![0x62, 0x02, 0xff, 0xfe],
+        // `ts` as a varint of 11 bytes.
+        [vec![0x68], vec![0xff; 10], vec![0x01]].concat(),
+        // Wire type 7 does not exist.
+        vec![0x0f],
+        // Field number 0 does not exist.
+        vec![0x00, 0x00],
+    ];
+    for bytes in &malformed {
+        assert!(
+            WineRecord::decode(bytes.as_slice()).is_err(),
+            "{bytes:02x?} decodes"
+        );
+    }
+    malformed
+}
+
+/// A record of `mdata-errors`: its partition, offset, value and headers.
+struct DeadLetter {
+    position: (i32, i64),
+    value: Vec<u8>,
+    headers: HashMap<String, String>,
+}
+
+/// Reads `count` records of `topic` (2 partitions), and on until nothing
+/// more comes for 2 s.
+fn read_dead_letters(broker: &Broker, topic: &str, count: usize) -> Vec<DeadLetter> {
+    let consumer = broker.read_from_start(topic, 2);
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Instant::now();
+    while letters.len() < count || last.elapsed() < Duration::from_secs(2) {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {} of {count} records",
+            letters.len()
+        );
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        last = Instant::now();
+        let headers = message.headers().map_or_else(HashMap::new, |headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                    (h.key.to_owned(), value.into_owned())
+                })
+                .collect()
+        });
+        letters.push(DeadLetter {
+            position: (message.partition(), message.offset()),
+            value: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    letters
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic() {
+    const GOOD: usize = 10_000;
+    const BAD: usize = 1_000;
+    let (broker, _state, server) = one_server("standard", &[]);
+    let mut sender = Sender::new(&broker);
+    let linear = std::fs::read(data("models/pmml/winequalityLinearRegression.pmml")).unwrap();
+    let name = "winequalityLinearRegression";
+    sender.send(
+        MODELS,
+        None,
+        None,
+        &inline_descriptor(name, "wine", pb::PMML, &linear),
+    );
+    sender.flush();
+    server.wait_for_model("wine", name);
+
+    // Every eleventh record is malformed, over both partitions.
+    let rows = wine_rows();
+    let malformed = malformed_records();
+    let mut sent = Vec::new();
+    for i in 0..GOOD + BAD {
+        let value = match i % 11 {
+            10 => malformed[(i / 11) % malformed.len()].clone(),
+            _ => original_record(&rows[i % rows.len()]),
+        };
+        let index = sender.send(DATA, None, Some((i % 2) as i32), &value);
+        sent.push((index, value));
+    }
+    let positions = sender.flush();
+    let mut good = Vec::new();
+    let mut bad = HashMap::new();
+    for (i, (index, value)) in sent.into_iter().enumerate() {
+        match i % 11 {
+            10 => bad.insert(positions[index], value),
+            _ => {
+                good.push(positions[index]);
+                None
+            }
+        };
+    }
+    assert_eq!((good.len(), bad.len()), (GOOD, BAD));
+
+    // Every good record is served, once.
+    let mut scores = Scores::new(&broker);
+    for result in scores.wait_for(&good, Duration::from_secs(120)) {
+        assert!(result.served, "{result:?}");
+        assert_eq!(result.model, name);
+    }
+
+    // Every malformed one is a dead letter: its bytes, and where it was.
+    let letters = read_dead_letters(&broker, ERRORS, BAD);
+    assert_eq!(letters.len(), BAD, "one dead letter per malformed record");
+    let mut seen = HashSet::new();
+    for letter in &letters {
+        let header = |name: &str| {
+            letter.headers.get(name).unwrap_or_else(|| {
+                panic!(
+                    "dead letter at {:?}: no header {name} in {:?}",
+                    letter.position, letter.headers
+                )
+            })
+        };
+        assert!(!header("__streams.errors.message").is_empty());
+        assert_eq!(header("__streams.errors.topic"), DATA);
+        let source = (
+            header("__streams.errors.partition").parse::<i32>().unwrap(),
+            header("__streams.errors.offset").parse::<i64>().unwrap(),
+        );
+        let sent = bad
+            .get(&source)
+            .unwrap_or_else(|| panic!("dead letter for {source:?}, not a malformed record"));
+        assert_eq!(&letter.value, sent, "the bytes of {source:?}, unchanged");
+        seen.insert(source);
+    }
+    assert_eq!(seen.len(), BAD, "each malformed record once");
+
+    wait_until(
+        "1000 dead letters counted",
+        Duration::from_secs(30),
+        || match server.metric("streams_task_dead_lettered_records_total") {
+            Some(n) if n == BAD as f64 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    wait_until(
+        "10000 records served",
+        Duration::from_secs(30),
+        || match server.metric("model_server_records_total") {
+            Some(n) if n == GOOD as f64 => Ok(()),
+            other => Err(format!("{other:?} records scored")),
+        },
+    );
+    scores.drain(Duration::from_secs(2));
+    assert_eq!(scores.read, GOOD, "exactly one result per good record");
+    assert!(
+        bad.keys().all(|b| !scores.results.contains_key(b)),
+        "no result for a malformed record"
+    );
+    assert_eq!(server.answer("/health").map(|a| a.0), Some(200));
+}
+
+/// `/state/value` once it reports `usage` with `since`.
+fn wait_for_usage(server: &Server, usage: u64, since: i64) -> Value {
+    wait_until(
+        &format!("usage {usage} since {since} in /state/value"),
+        Duration::from_secs(30),
+        || match server.answer("/state/value") {
+            Some((200, value)) if value["usage"] == usage && value["since"] == since => Ok(value),
+            other => Err(format!("{other:?}")),
+        },
+    )
+}
+
+#[test]
+fn since_is_wall_clock_time_and_republishing_restarts_statistics() {
+    let (broker, _state, server) = one_server("standard", &[]);
+    let mut sender = Sender::new(&broker);
+    let mut scores = Scores::new(&broker);
+    let name = "winequalityLinearRegression";
+    let model = std::fs::read(data("models/pmml/winequalityLinearRegression.pmml")).unwrap();
+    let descriptor = inline_descriptor(name, "wine", pb::PMML, &model);
+    let rows = wine_rows();
+    let mut serve = |sender: &mut Sender, records: std::ops::Range<usize>| {
+        let sent: Vec<usize> = records
+            .map(|r| sender.send(DATA, None, None, &original_record(&rows[r])))
+            .collect();
+        let positions = sender.flush();
+        let sources: Vec<_> = sent.iter().map(|&s| positions[s]).collect();
+        for result in scores.wait_for(&sources, Duration::from_secs(60)) {
+            assert!(result.served && result.model == name, "{result:?}");
+        }
+    };
+
+    let before = now_ms();
+    sender.send_one(MODELS, None, &descriptor);
+    let since = server.wait_for_model("wine", name);
+    let after = now_ms();
+    assert!(
+        (before..=after).contains(&since),
+        "/models: since {since}, published between {before} and {after}"
+    );
+    serve(&mut sender, 0..40);
+    let value = wait_for_usage(&server, 40, since);
+    for field in [
+        "name",
+        "description",
+        "modelType",
+        "dataType",
+        "since",
+        "usage",
+        "duration",
+        "min",
+        "max",
+        "instances",
+        "missing",
+    ] {
+        assert!(value.get(field).is_some(), "no {field} in {value}");
+    }
+    assert_eq!(value["name"], name);
+    assert_eq!(value["dataType"], "wine");
+    assert_eq!(value["modelType"], "PMML");
+    assert_eq!(
+        value["instances"].as_array().map(Vec::len),
+        Some(1),
+        "{value}"
+    );
+    assert_eq!(value["missing"], serde_json::json!([]), "{value}");
+    assert!(value["min"].as_f64().unwrap() <= value["max"].as_f64().unwrap());
+    assert_eq!(
+        server.answer("/state/value?dataType=wine").map(|a| a.1),
+        Some(value)
+    );
+
+    // The list form, and a data type with no model.
+    let (status, state) = server.answer("/state").unwrap();
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["stats"][0]["usage"], 40, "{state}");
+    assert_eq!(
+        state["instances"].as_array().map(Vec::len),
+        Some(1),
+        "{state}"
+    );
+    assert_eq!(state["missing"], serde_json::json!([]), "{state}");
+    let (status, beer) = server.answer("/state/value?dataType=beer").unwrap();
+    assert_eq!(status, 404, "{beer}");
+    assert!(beer["error"].is_string(), "{beer}");
+
+    // The same model again (with a key that is not UTF-8): a new `since`,
+    // statistics from zero.
+    let before = now_ms();
+    sender.send_one(MODELS, Some(&[0xff, 0xfe, 0x00]), &descriptor);
+    let republished = wait_until(
+        "the republished model",
+        Duration::from_secs(60),
+        || match server.model("wine")? {
+            (_, again) if again != since => Ok(again),
+            seen => Err(format!("{seen:?}")),
+        },
+    );
+    let after = now_ms();
+    assert!(
+        republished > since && (before..=after).contains(&republished),
+        "republished: since {republished} (first {since}), published between {before} and {after}"
+    );
+    serve(&mut sender, 40..65);
+    let value = wait_for_usage(&server, 25, republished);
+    assert_eq!(value["name"], name);
+}
+
+/// Publishes 50 models for `wine` (and two garbage descriptors, one of
+/// another data type), restarts the server, and checks it builds the last
+/// model only, then serves it and the next one published.
+fn a_restart_builds_only_the_last_descriptor(store: &str) {
+    let (broker, _state, mut server) = one_server(store, &[]);
+    // m0, m1, ..: the PMML files in turn.
+    let pmml: Vec<Vec<u8>> = original_models()
+        .into_iter()
+        .filter(|(_, _, kind)| *kind == pb::PMML)
+        .map(|(path, _, _)| std::fs::read(path).unwrap())
+        .collect();
+    let model =
+        |i: usize| inline_descriptor(&format!("m{i}"), "wine", pb::PMML, &pmml[i % pmml.len()]);
+    // One at a time, as the original client publishes models. (Tansu, the
+    // test broker, reports a partition's high watermark as the last
+    // batch's base offset + 1: after a batch of several records it lies
+    // below the checkpoint the server wrote, and the server would read
+    // the topic again from the start.)
+    let mut sender = Sender::new(&broker);
+    for i in 0..50 {
+        if i == 20 {
+            let garbage = inline_descriptor("garbage", "wine", pb::PMML, b"<PMML");
+            sender.send_one(MODELS, None, &garbage);
+        }
+        if i == 30 {
+            let garbage = inline_descriptor("garbage", "beer", pb::PMML, b"<PMML");
+            sender.send_one(MODELS, None, &garbage);
+        }
+        sender.send_one(MODELS, None, &model(i));
+    }
+    server.wait_for_model("wine", "m49");
+    wait_until(
+        "the garbage rejected",
+        Duration::from_secs(30),
+        || match server.metric("model_server_models_rejected_total") {
+            Some(n) if n == 2.0 => Ok(()),
+            other => Err(format!("{other:?} rejected")),
+        },
+    );
+
+    server.restart();
+    server.wait_healthy();
+    server.wait_for_model("wine", "m49");
+    let builds = server.metric("model_server_model_builds_total");
+    assert!(
+        builds.is_some_and(|b| b <= 1.0),
+        "{store}: {builds:?} models built at start"
+    );
+    assert_eq!(
+        server.metric("model_server_models_rejected_total"),
+        Some(0.0),
+        "{store}: descriptors from before the checkpoint read again"
+    );
+    let mut scores = Scores::new(&broker);
+    let row = original_record(&wine_rows()[0]);
+    let source = sender.send_one(DATA, None, &row);
+    let result = &scores.wait_for(&[source], Duration::from_secs(60))[0];
+    assert!(
+        result.served && result.model == "m49",
+        "{store}: {result:?}"
+    );
+
+    // The restarted instance reads what is published since.
+    sender.send_one(MODELS, None, &model(50));
+    server.wait_for_model("wine", "m50");
+    let source = sender.send_one(DATA, None, &row);
+    let result = &scores.wait_for(&[source], Duration::from_secs(60))[0];
+    assert!(
+        result.served && result.model == "m50",
+        "{store}: {result:?}"
+    );
+    let builds = server.metric("model_server_model_builds_total");
+    assert!(builds.is_some_and(|b| b <= 2.0), "{store}: {builds:?}");
+}
+
+#[test]
+fn a_restart_builds_only_the_last_descriptor_standard() {
+    a_restart_builds_only_the_last_descriptor("standard");
+}
+
+#[test]
+fn a_restart_builds_only_the_last_descriptor_custom() {
+    a_restart_builds_only_the_last_descriptor("custom");
+}
+
+#[test]
+fn hostile_descriptors_are_rejected_and_the_previous_model_keeps_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("models");
+    std::fs::create_dir(&dir).unwrap();
+    let pmml = |stem: &str| data(&format!("models/pmml/{stem}.pmml"));
+    let linear = pmml("winequalityLinearRegression");
+    let forest = pmml("winequalityRandonForrestClassification");
+    let forest_bytes = std::fs::read(&forest).unwrap();
+    assert!(forest_bytes.len() > 100_000);
+    // Valid models, outside the directory or too large.
+    std::fs::copy(&linear, root.path().join("x")).unwrap();
+    std::os::unix::fs::symlink(&linear, dir.join("link.pmml")).unwrap();
+    std::fs::create_dir(dir.join("subdir")).unwrap();
+    std::fs::copy(&forest, dir.join("big.pmml")).unwrap();
+    // And one inside it that may be read.
+    let tree = pmml("winequalityDesisionTreeRegression");
+    std::fs::copy(&tree, dir.join("tree.pmml")).unwrap();
+
+    let dir_text = dir.to_string_lossy().into_owned();
+    let (broker, _state, server) = one_server(
+        "standard",
+        &[
+            "--model-dir",
+            &dir_text,
+            "--max-model-bytes",
+            "100000",
+            "--model-build-timeout",
+            "5",
+        ],
+    );
+    let mut sender = Sender::new(&broker);
+    let mut scores = Scores::new(&broker);
+    let valid = std::fs::read(&linear).unwrap();
+    sender.send_one(
+        MODELS,
+        None,
+        &inline_descriptor("valid", "wine", pb::PMML, &valid),
+    );
+    server.wait_for_model("wine", "valid");
+    let rows = wine_rows();
+    let mut next_row = 0;
+    let mut served_by = |sender: &mut Sender, name: &str, what: &str| {
+        let source = sender.send_one(DATA, None, &original_record(&rows[next_row]));
+        next_row += 1;
+        let result = &scores.wait_for(&[source], Duration::from_secs(60))[0];
+        assert!(
+            result.served && result.model == name,
+            "after {what}: {result:?}"
+        );
+    };
+    served_by(&mut sender, "valid", "the valid model");
+
+    let location =
+        |path: &str| pb::descriptor("hostile", "", "wine", pb::PMML, pb::Content::Location(path));
+    let linear_text = linear.to_string_lossy().into_owned();
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("/etc/passwd", location("/etc/passwd")),
+        ("D/../x", location(&format!("{dir_text}/../x"))),
+        ("../x", location("../x")),
+        ("a model outside D", location(&linear_text)),
+        (
+            "a symbolic link out of D",
+            location(&format!("{dir_text}/link.pmml")),
+        ),
+        ("a directory", location(&format!("{dir_text}/subdir"))),
+        (
+            "a file over the limit",
+            location(&format!("{dir_text}/big.pmml")),
+        ),
+        (
+            "an inline model over the limit",
+            inline_descriptor("hostile", "wine", pb::PMML, &forest_bytes),
+        ),
+        (
+            "a garbage ONNX model",
+            inline_descriptor("hostile", "wine", pb::ONNX, b"not an ONNX model"),
+        ),
+    ];
+    let rejected_before = server
+        .metric("model_server_models_rejected_total")
+        .unwrap_or(0.0);
+    for (n, (what, descriptor)) in hostile.iter().enumerate() {
+        sender.send_one(MODELS, None, descriptor);
+        let expected = rejected_before + n as f64 + 1.0;
+        wait_until(
+            &format!("{what} rejected ({expected} in all)"),
+            Duration::from_secs(30),
+            || match server.metric("model_server_models_rejected_total") {
+                Some(n) if n == expected => Ok(()),
+                other => Err(format!("{other:?} rejected")),
+            },
+        );
+        assert_eq!(server.model("wine").unwrap().0, "valid", "after {what}");
+        served_by(&mut sender, "valid", what);
+    }
+
+    // A location inside the directory is read.
+    let inside = format!("{dir_text}/tree.pmml");
+    let descriptor = pb::descriptor("tree", "", "wine", pb::PMML, pb::Content::Location(&inside));
+    sender.send_one(MODELS, None, &descriptor);
+    server.wait_for_model("wine", "tree");
+    served_by(&mut sender, "tree", "a model inside D");
+    assert_eq!(
+        server.metric("model_server_models_rejected_total"),
+        Some(rejected_before + hostile.len() as f64)
+    );
+    assert_eq!(server.answer("/health").map(|a| a.0), Some(200));
 }

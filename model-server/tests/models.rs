@@ -11,7 +11,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{data, reference_columns, wine_rows};
-use model_server::model::{ServedModel, build};
+use model_server::model::{ModelLimits, ServedModel, build};
 use proto::{MessageContent, ModelDescriptor, ModelType, WineRecord};
 
 fn rows() -> Vec<WineRecord> {
@@ -21,16 +21,24 @@ fn rows() -> Vec<WineRecord> {
         .collect()
 }
 
+/// Limits that let the tests read the data folder's models.
+fn limits() -> ModelLimits {
+    ModelLimits::default().with_model_dir(data("models"))
+}
+
 fn load(kind: ModelType, path: &str) -> ServedModel {
-    build(&ModelDescriptor {
-        name: path.into(),
-        description: String::new(),
-        data_type: "wine".into(),
-        modeltype: kind as i32,
-        message_content: Some(MessageContent::Location(
-            data(path).to_string_lossy().into_owned(),
-        )),
-    })
+    build(
+        &ModelDescriptor {
+            name: path.into(),
+            description: String::new(),
+            data_type: "wine".into(),
+            modeltype: kind as i32,
+            message_content: Some(MessageContent::Location(
+                data(path).to_string_lossy().into_owned(),
+            )),
+        },
+        &limits(),
+    )
     .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -151,13 +159,16 @@ fn the_tensorflow_graph_predicts_the_argmax_of_its_nine_outputs() {
 fn a_corrupt_onnx_model_is_rejected_with_the_reason() {
     let mut bytes = std::fs::read(data("models/onnx/wine_mlp_regression.onnx")).unwrap();
     bytes.truncate(bytes.len() / 2);
-    let err = build(&ModelDescriptor {
-        name: "half".into(),
-        description: String::new(),
-        data_type: "wine".into(),
-        modeltype: ModelType::Onnx as i32,
-        message_content: Some(MessageContent::Data(bytes)),
-    })
+    let err = build(
+        &ModelDescriptor {
+            name: "half".into(),
+            description: String::new(),
+            data_type: "wine".into(),
+            modeltype: ModelType::Onnx as i32,
+            message_content: Some(MessageContent::Data(bytes)),
+        },
+        &limits(),
+    )
     .unwrap_err();
     let text = err.to_string();
     assert!(

@@ -1,8 +1,9 @@
 //! The serving topology through the TopologyTestDriver, for each store
-//! variant: no model yet, a first model, a swap, two data types, a
-//! corrupt model and a malformed record.
+//! variant: no model yet, a first model, a swap, two data types, a model
+//! republished, descriptors without a key or with a key that disagrees, a
+//! score that is not finite, a corrupt model and a malformed record.
 
-use model_server::model::build;
+use model_server::model::{ModelLimits, build};
 use model_server::serving::{
     DATA_TOPIC, MODELS_STORE, MODELS_TOPIC, ModelStore, SCORES_TOPIC, STATS_STORE, StatsStore,
     StoreVariant, topology,
@@ -10,7 +11,7 @@ use model_server::serving::{
 use model_server::stats::{ModelToServeStats, StatsSerde};
 use proto::{MessageContent, ModelDescriptor, ModelType, ServingResult, WineRecord};
 use streams_core::StreamsConfig;
-use streams_core::serde::{BytesSerde, ProtobufSerde, Serde, StringSerde, UnitSerde};
+use streams_core::serde::{BytesSerde, Nullable, ProtobufSerde, Serde, StringSerde, UnitSerde};
 use streams_core::testing::TopologyTestDriver;
 
 fn pmml(stem: &str) -> Vec<u8> {
@@ -41,7 +42,11 @@ fn record(data_type: &str) -> WineRecord {
 
 /// What `stem` predicts for `ROW`, computed outside the topology.
 fn expected(stem: &str) -> f64 {
-    let served = build(&descriptor("x", "wine", pmml(stem))).unwrap();
+    let served = build(
+        &descriptor("x", "wine", pmml(stem)),
+        &ModelLimits::default(),
+    )
+    .unwrap();
     served.model.score(&record("wine")).unwrap()
 }
 
@@ -59,6 +64,8 @@ fn check_variant(variant: StoreVariant) {
         StringSerde,
         ProtobufSerde::<ModelDescriptor>::new(),
     );
+    // As the original client writes them: no key at all.
+    let mut keyless = driver.create_input_topic(MODELS_TOPIC, Nullable(BytesSerde), BytesSerde);
     let scores = driver.create_output_topic(
         SCORES_TOPIC,
         UnitSerde,
@@ -87,7 +94,7 @@ fn check_variant(variant: StoreVariant) {
             .unwrap()
     };
 
-    // No model yet: reported as not served, not lost.
+    // No model yet: reported as not served, with the reason, not lost.
     data.pipe_input((), record("wine"));
     let result = scores.read_value();
     assert!(!result.served, "{result:?}");
@@ -96,6 +103,7 @@ fn check_variant(variant: StoreVariant) {
         ("wine", "")
     );
     assert_eq!(result.offset, 0);
+    assert_eq!(result.reason, "no model for data type `wine`");
 
     // A first model serves.
     let linear = "winequalityLinearRegression";
@@ -135,6 +143,46 @@ fn check_variant(variant: StoreVariant) {
     assert_eq!(results[1].model, "tree");
     assert_eq!(stats("red").unwrap().usage, 1);
 
+    // Republished under the same name: its statistics start over.
+    models.pipe_input("wine".into(), descriptor("tree", "wine", pmml(tree)));
+    data.pipe_input((), record("wine"));
+    assert_eq!(scores.read_value().model, "tree");
+    let s = stats("wine").unwrap();
+    assert_eq!((s.name.as_str(), s.usage), ("tree", 1));
+
+    // A descriptor with no key, or with a key that is not UTF-8, or one
+    // that names another data type: its `dataType` decides.
+    let gaussian = "winequalityGeneralizedLinearRegressionGaussian";
+    let encoded = |d: ModelDescriptor| proto::Message::encode_to_vec(&d);
+    keyless.pipe_input(None, encoded(descriptor("keyless", "wine", pmml(gaussian))));
+    data.pipe_input((), record("wine"));
+    assert_eq!(scores.read_value().model, "keyless");
+    models.pipe_input("red".into(), descriptor("misfiled", "wine", pmml(tree)));
+    data.pipe_input((), record("wine"));
+    data.pipe_input((), record("red"));
+    let results = scores.read_values_to_list();
+    assert_eq!(
+        (results[0].model.as_str(), results[0].result),
+        ("misfiled", expected(tree))
+    );
+    assert_eq!(results[1].model, "forest");
+    keyless.pipe_input(
+        Some(vec![0xff, 0xfe]),
+        encoded(descriptor("binary-key", "wine", pmml(linear))),
+    );
+    data.pipe_input((), record("wine"));
+    assert_eq!(scores.read_value().model, "binary-key");
+    assert_eq!(rejected(), 0);
+
+    // A score that is not a finite number is reported as not served, with
+    // the reason, and left out of the statistics.
+    let usage = stats("wine").unwrap().usage;
+    data.pipe_input((), WineRecord::from_features([f64::MAX; 11], "wine", 0));
+    let result = scores.read_value();
+    assert!(!result.served, "{result:?}");
+    assert!(result.reason.contains("not finite"), "{result:?}");
+    assert_eq!(stats("wine").unwrap().usage, usage);
+
     // A corrupt model is rejected and counted; the previous one serves on.
     models.pipe_input(
         "wine".into(),
@@ -142,7 +190,10 @@ fn check_variant(variant: StoreVariant) {
     );
     assert_eq!(rejected(), 1);
     data.pipe_input((), record("wine"));
-    assert_eq!(scores.read_value().model, "tree");
+    assert_eq!(scores.read_value().model, "binary-key");
+    // So is a value that is no descriptor at all.
+    keyless.pipe_input(None, vec![0xff, 0xff, 0xff]);
+    assert_eq!(rejected(), 2);
 
     // A record that is not a WineRecord is skipped (and logged); the next
     // one is served.
@@ -244,6 +295,9 @@ fn store_variants_parse_from_their_names() {
         ("memory", StoreVariant::Memory),
         ("standard", StoreVariant::Standard),
         ("custom", StoreVariant::Custom),
+        ("m", StoreVariant::Memory),
+        ("s", StoreVariant::Standard),
+        ("c", StoreVariant::Custom),
     ] {
         assert_eq!(name.parse::<StoreVariant>(), Ok(variant));
     }

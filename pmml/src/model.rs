@@ -1,6 +1,7 @@
 //! The model kinds and how they evaluate. Field references are ids into
 //! the value slice built for each row; NaN is a missing value.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What a model predicts for one row.
@@ -27,6 +28,83 @@ impl Prediction {
         match self {
             Prediction::Regression(v) => Some(*v),
             Prediction::Classification { label, .. } => label.trim().parse().ok(),
+        }
+    }
+}
+
+/// A classification's classes, in the model's order, with each one's
+/// position so that looking a class up does not scan them all.
+#[derive(Debug)]
+pub(crate) struct Classes {
+    pub(crate) names: Arc<[String]>,
+    index: HashMap<String, usize>,
+}
+
+impl Classes {
+    /// The classes named; the error is a name given twice.
+    pub(crate) fn new(names: Vec<String>) -> Result<Classes, String> {
+        let mut index = HashMap::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if index.insert(name.clone(), i).is_some() {
+                return Err(name.clone());
+            }
+        }
+        Ok(Classes {
+            names: names.into(),
+            index,
+        })
+    }
+
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+}
+
+/// A model's answer inside the evaluator. Class probabilities are sparse,
+/// every class not listed having 0, so that an ensemble of many small
+/// models over many classes costs what its models hold rather than models
+/// times classes; they become a [`Prediction`] once, at the top.
+#[derive(Debug)]
+pub(crate) enum Outcome<'m> {
+    Value(f64),
+    Class {
+        label: &'m str,
+        classes: &'m Arc<Classes>,
+        /// (class position, probability), by increasing position, each
+        /// class at most once.
+        probabilities: Vec<(usize, f64)>,
+    },
+}
+
+impl Outcome<'_> {
+    /// As [`Prediction::value`].
+    fn value(&self) -> Option<f64> {
+        match self {
+            Outcome::Value(v) => Some(*v),
+            Outcome::Class { label, .. } => label.trim().parse().ok(),
+        }
+    }
+
+    fn into_prediction(self) -> Prediction {
+        match self {
+            Outcome::Value(v) => Prediction::Regression(v),
+            Outcome::Class {
+                label,
+                classes,
+                probabilities: sparse,
+            } => {
+                let mut probabilities = vec![0.0; classes.names.len()];
+                for (i, p) in sparse {
+                    if let Some(slot) = probabilities.get_mut(i) {
+                        *slot = p;
+                    }
+                }
+                Prediction::Classification {
+                    label: label.to_owned(),
+                    classes: classes.names.clone(),
+                    probabilities,
+                }
+            }
         }
     }
 }
@@ -180,8 +258,11 @@ pub(crate) struct Node {
     pub(crate) score: Option<String>,
     /// The node's `recordCount`: what class counts are divided by.
     pub(crate) record_count: Option<f64>,
-    /// Class counts or probabilities, aligned with the tree's classes.
-    pub(crate) distribution: Vec<f64>,
+    /// Class counts or probabilities: (class position, value) by
+    /// increasing position, each class at most once, absent ones 0.
+    pub(crate) distribution: Vec<(usize, f64)>,
+    /// The position of `score` among the tree's classes.
+    pub(crate) score_class: Option<usize>,
     pub(crate) children: Vec<Node>,
 }
 
@@ -194,13 +275,13 @@ pub(crate) enum NoTrueChild {
 #[derive(Debug, Clone)]
 pub(crate) struct Tree {
     pub(crate) root: Node,
-    pub(crate) classes: Option<Arc<[String]>>,
+    pub(crate) classes: Option<Arc<Classes>>,
     pub(crate) no_true_child: NoTrueChild,
     pub(crate) target: Target,
 }
 
 impl Tree {
-    fn evaluate(&self, x: &[f64]) -> Option<Prediction> {
+    fn evaluate(&self, x: &[f64]) -> Option<Outcome<'_>> {
         if self.root.predicate.eval(x) != Some(true) {
             return None;
         }
@@ -220,31 +301,31 @@ impl Tree {
                 },
             }
         }
-        let score = node.score.as_ref()?;
+        let score = node.score.as_deref()?;
         match &self.classes {
             None => score
                 .trim()
                 .parse::<f64>()
                 .ok()
-                .map(|v| Prediction::Regression(self.target.apply(v))),
+                .map(|v| Outcome::Value(self.target.apply(v))),
             Some(classes) => {
                 // Counts over the node's record count (a class missing
                 // from the distribution is 0); probabilities as given.
                 let total = node
                     .record_count
                     .filter(|n| *n > 0.0)
-                    .unwrap_or_else(|| node.distribution.iter().sum());
+                    .unwrap_or_else(|| node.distribution.iter().map(|(_, c)| c).sum());
                 let probabilities = if total > 0.0 {
-                    node.distribution.iter().map(|c| c / total).collect()
-                } else {
-                    classes
+                    node.distribution
                         .iter()
-                        .map(|c| if c == score { 1.0 } else { 0.0 })
+                        .map(|&(i, c)| (i, c / total))
                         .collect()
+                } else {
+                    node.score_class.map(|i| (i, 1.0)).into_iter().collect()
                 };
-                Some(Prediction::Classification {
-                    label: score.clone(),
-                    classes: classes.clone(),
+                Some(Outcome::Class {
+                    label: score,
+                    classes,
                     probabilities,
                 })
             }
@@ -293,7 +374,7 @@ pub(crate) enum NeuralOutputs {
     /// One output neuron per class, in `classes` order.
     Classes {
         neurons: Vec<usize>,
-        classes: Arc<[String]>,
+        classes: Arc<Classes>,
     },
     /// One neuron, optionally denormalized by an inverse linear norm.
     Value {
@@ -328,7 +409,7 @@ fn inverse_linear_norm(points: &[(f64, f64)], y: f64) -> f64 {
 }
 
 impl Neural {
-    fn evaluate(&self, x: &[f64]) -> Option<Prediction> {
+    fn evaluate(&self, x: &[f64]) -> Option<Outcome<'_>> {
         let mut values: Vec<f64> = Vec::with_capacity(self.inputs.len());
         for input in &self.inputs {
             let v = x[input.field];
@@ -368,10 +449,10 @@ impl Neural {
             NeuralOutputs::Classes { neurons, classes } => {
                 let probabilities: Vec<f64> = neurons.iter().map(|&n| values[n]).collect();
                 let best = argmax(&probabilities)?;
-                Some(Prediction::Classification {
-                    label: classes[best].clone(),
-                    classes: classes.clone(),
-                    probabilities,
+                Some(Outcome::Class {
+                    label: &classes.names[best],
+                    classes,
+                    probabilities: probabilities.into_iter().enumerate().collect(),
                 })
             }
             NeuralOutputs::Value {
@@ -384,7 +465,7 @@ impl Neural {
                     Some(points) => inverse_linear_norm(points, v),
                     None => v,
                 };
-                Some(Prediction::Regression(target.apply(v)))
+                Some(Outcome::Value(target.apply(v)))
             }
         }
     }
@@ -403,6 +484,31 @@ pub(crate) fn argmax(values: &[f64]) -> Option<usize> {
         }
     }
     best
+}
+
+/// [`argmax`] over `len` values given as (index, value) by increasing
+/// index, every index not listed being 0.
+fn argmax_sparse(values: &[(usize, f64)], len: usize) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for &(i, v) in values {
+        if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+            best = Some((i, v));
+        }
+    }
+    // The first index not listed stands for all the zeros.
+    let mut absent = 0;
+    for &(i, _) in values {
+        if i != absent {
+            break;
+        }
+        absent += 1;
+    }
+    match best {
+        _ if absent >= len => best.map(|(i, _)| i),
+        None => Some(absent),
+        Some((i, v)) if v < 0.0 || (v == 0.0 && absent < i) => Some(absent),
+        Some((i, _)) => Some(i),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -462,13 +568,19 @@ pub(crate) enum Model {
     Mining {
         method: Method,
         segments: Vec<Segment>,
-        classes: Option<Arc<[String]>>,
+        classes: Option<Arc<Classes>>,
         target: Target,
     },
 }
 
 impl Model {
-    pub(crate) fn evaluate(&self, x: &[f64]) -> Option<Prediction> {
+    /// What the model predicts for the row of values by field id.
+    pub(crate) fn predict(&self, x: &[f64]) -> Option<Prediction> {
+        self.evaluate(x).map(Outcome::into_prediction)
+    }
+
+    /// Recursive only through `Segment`s, whose nesting the parser bounds.
+    fn evaluate(&self, x: &[f64]) -> Option<Outcome<'_>> {
         match self {
             Model::Regression {
                 intercept,
@@ -483,7 +595,7 @@ impl Model {
                     }
                     y += coefficient * v.powi(exponent);
                 }
-                Some(Prediction::Regression(target.apply(y)))
+                Some(Outcome::Value(target.apply(y)))
             }
             Model::GeneralRegression {
                 link,
@@ -503,7 +615,7 @@ impl Model {
                     }
                     eta += term;
                 }
-                Some(Prediction::Regression(target.apply(link.mean(eta))))
+                Some(Outcome::Value(target.apply(link.mean(eta))))
             }
             Model::Tree(tree) => tree.evaluate(x),
             Model::Neural(neural) => neural.evaluate(x),
@@ -520,13 +632,13 @@ impl Model {
 /// Combines the segments whose predicate holds. A segment with no
 /// prediction makes the combined prediction missing: an average over the
 /// other segments would be an answer the ensemble never gave.
-fn mining(
+fn mining<'m>(
     method: Method,
-    segments: &[Segment],
-    classes: Option<&Arc<[String]>>,
+    segments: &'m [Segment],
+    classes: Option<&'m Arc<Classes>>,
     target: &Target,
     x: &[f64],
-) -> Option<Prediction> {
+) -> Option<Outcome<'m>> {
     let mut answers = Vec::with_capacity(segments.len());
     for segment in segments {
         if segment.predicate.eval(x) == Some(true) {
@@ -540,56 +652,75 @@ fn mining(
         method,
         Method::WeightedAverage | Method::WeightedMajorityVote
     );
-    let total_weight: f64 = answers
-        .iter()
-        .map(|(w, _)| if weighted { *w } else { 1.0 })
-        .sum();
-    match classes {
-        None => {
-            let sum: f64 = answers
-                .iter()
-                .map(|(w, p)| p.value().unwrap_or(f64::NAN) * if weighted { *w } else { 1.0 })
-                .sum();
-            Some(Prediction::Regression(target.apply(sum / total_weight)))
-        }
-        Some(classes) => {
-            let mut scores = vec![0.0; classes.len()];
-            for (w, answer) in &answers {
-                let w = if weighted { *w } else { 1.0 };
-                let Prediction::Classification {
-                    label,
-                    classes: own,
-                    probabilities,
-                } = answer
-                else {
-                    return None;
-                };
-                match method {
-                    Method::Average | Method::WeightedAverage => {
-                        for (class, p) in own.iter().zip(probabilities) {
-                            if let Some(i) = classes.iter().position(|c| c == class) {
-                                scores[i] += w * p;
-                            }
-                        }
-                    }
-                    Method::MajorityVote | Method::WeightedMajorityVote => {
-                        if let Some(i) = classes.iter().position(|c| c == label) {
-                            scores[i] += w;
-                        }
+    let weight = |w: f64| if weighted { w } else { 1.0 };
+    let total_weight: f64 = answers.iter().map(|(w, _)| weight(*w)).sum();
+    let Some(classes) = classes else {
+        let sum: f64 = answers
+            .iter()
+            .map(|(w, p)| p.value().unwrap_or(f64::NAN) * weight(*w))
+            .sum();
+        return Some(Outcome::Value(target.apply(sum / total_weight)));
+    };
+    // Weights that cancel out leave no share to divide by.
+    if total_weight == 0.0 {
+        return None;
+    }
+    // Each segment's (class, weighted share), in segment order.
+    let mut shares = Vec::new();
+    for (w, answer) in &answers {
+        let w = weight(*w);
+        let Outcome::Class {
+            label,
+            classes: own,
+            probabilities,
+        } = answer
+        else {
+            return None;
+        };
+        match method {
+            Method::Average | Method::WeightedAverage => {
+                // Segments that inherit the ensemble's classes (the usual
+                // case) need no look-up by name.
+                let same = Arc::ptr_eq(own, classes);
+                for &(i, p) in probabilities {
+                    let at = if same {
+                        Some(i)
+                    } else {
+                        own.names.get(i).and_then(|name| classes.position(name))
+                    };
+                    if let Some(at) = at {
+                        shares.push((at, w * p));
                     }
                 }
             }
-            for s in &mut scores {
-                *s /= total_weight;
+            Method::MajorityVote | Method::WeightedMajorityVote => {
+                if let Some(at) = classes.position(label) {
+                    shares.push((at, w));
+                }
             }
-            let best = argmax(&scores)?;
-            Some(Prediction::Classification {
-                label: classes[best].clone(),
-                classes: classes.clone(),
-                probabilities: scores,
-            })
         }
     }
+    // A stable sort keeps each class's shares in segment order, so each
+    // sum is added up in the same order as over all classes at once.
+    shares.sort_by_key(|&(at, _)| at);
+    let mut scores: Vec<(usize, f64)> = Vec::new();
+    for (at, share) in shares {
+        if scores.last().is_none_or(|&(last, _)| last != at) {
+            scores.push((at, 0.0));
+        }
+        if let Some((_, sum)) = scores.last_mut() {
+            *sum += share;
+        }
+    }
+    for (_, score) in &mut scores {
+        *score /= total_weight;
+    }
+    let best = argmax_sparse(&scores, classes.names.len())?;
+    Some(Outcome::Class {
+        label: &classes.names[best],
+        classes,
+        probabilities: scores,
+    })
 }
 
 #[cfg(test)]

@@ -2,17 +2,21 @@
 //! name (any PMML 4.x namespace). What this evaluator does not implement
 //! is an `Unsupported` error naming the element, never a silent skip of
 //! something that would change the answer.
+//!
+//! The conversion recurses only over `Segment`s, `Node`s and
+//! `CompoundPredicate`s, each bounded by [`MAX_NESTING`]; a linear scan of
+//! the markup first bounds what the XML parser itself would do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use roxmltree::{Document, Node as XmlNode};
 
 use crate::model::{
-    Activation, BoolOp, Cast, Layer, Link, Method, Model, Neural, NeuralInput, NeuralOutputs,
-    NoTrueChild, Node, Operator, Predicate, Segment, Target, Tree,
+    Activation, BoolOp, Cast, Classes, Layer, Link, Method, Model, Neural, NeuralInput,
+    NeuralOutputs, NoTrueChild, Node, Operator, Predicate, Segment, Target, Tree,
 };
-use crate::{Pmml, PmmlError};
+use crate::{MAX_ATTRIBUTES, MAX_ELEMENT_DEPTH, MAX_NAMESPACES, MAX_NESTING, Pmml, PmmlError};
 
 type Result<T> = std::result::Result<T, PmmlError>;
 
@@ -45,6 +49,9 @@ const MODELS: &[&str] = &[
 struct Context {
     /// DataDictionary: name -> declared values (categories), in order.
     dictionary: HashMap<String, Vec<String>>,
+    /// Classes by target field, built once and shared by every model that
+    /// predicts that field.
+    classes: HashMap<String, Arc<Classes>>,
     fields: Vec<String>,
     ids: HashMap<String, usize>,
 }
@@ -69,6 +76,144 @@ fn unsupported(element: impl Into<String>, detail: impl Into<String>) -> PmmlErr
 
 fn invalid(message: impl Into<String>) -> PmmlError {
     PmmlError::Invalid(message.into())
+}
+
+fn over_limit(what: impl Into<String>, limit: usize) -> PmmlError {
+    PmmlError::OverLimit {
+        what: what.into(),
+        limit,
+    }
+}
+
+/// Refuses a `kind` element at nesting `level` (1 for the outermost).
+fn check_nesting(kind: &str, level: usize) -> Result<()> {
+    if level > MAX_NESTING {
+        return Err(over_limit(
+            format!("the nesting of {kind} elements"),
+            MAX_NESTING,
+        ));
+    }
+    Ok(())
+}
+
+/// Scans the markup once, without recursion, for what would make the XML
+/// parser (recursive per element level, quadratic in the attributes of an
+/// element and in the namespace declarations in scope) exhaust the stack or
+/// take unbounded time: element nesting, attributes per element and
+/// namespace declarations over their limits. Where the text stops being
+/// XML the scan stops too: the parser fails there or before, and reads
+/// nothing after.
+fn check_markup(text: &str) -> Result<()> {
+    let bytes = text.as_bytes();
+    let find = |from: usize, pattern: &[u8]| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.windows(pattern.len()).position(|w| w == pattern))
+            .map(|at| from + at)
+    };
+    let mut depth = 0usize;
+    let mut namespaces = 0usize;
+    let mut i = 0;
+    while let Some(start) = find(i, b"<") {
+        let rest = &bytes[start..];
+        let skip =
+            |open: &[u8], close: &[u8]| find(start + open.len(), close).map(|at| at + close.len());
+        let next = if rest.starts_with(b"<!--") {
+            skip(b"<!--", b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            skip(b"<![CDATA[", b"]]>")
+        } else if rest.starts_with(b"<?") {
+            skip(b"<?", b"?>")
+        } else if rest.starts_with(b"<!") {
+            // A DTD (refused by the parser) or no XML at all.
+            None
+        } else if rest.starts_with(b"</") {
+            depth = depth.saturating_sub(1);
+            Some(start + 2)
+        } else {
+            depth += 1;
+            let tag = start_tag(bytes, start, depth, &mut namespaces)?;
+            if let Some((_, true)) = tag {
+                depth -= 1;
+            }
+            tag.map(|(end, _)| end)
+        };
+        match next {
+            Some(next) => i = next,
+            None => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Checks the start tag at `start`, at nesting `depth`, counting its
+/// namespace declarations into `namespaces`. Gives where it ends and
+/// whether the element is empty (`/>`), or `None` where it is not XML.
+fn start_tag(
+    bytes: &[u8],
+    start: usize,
+    depth: usize,
+    namespaces: &mut usize,
+) -> Result<Option<(usize, bool)>> {
+    let name_end = bytes[start..]
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || matches!(b, b'/' | b'>'))
+        .map_or(bytes.len(), |at| start + at);
+    // For messages: the element's name, or its start when it is long.
+    let name = || String::from_utf8_lossy(&bytes[start + 1..name_end.min(start + 65)]).into_owned();
+    if depth > MAX_ELEMENT_DEPTH {
+        return Err(over_limit(
+            format!("the nesting of XML elements (at `{}`)", name()),
+            MAX_ELEMENT_DEPTH,
+        ));
+    }
+    // Up to the first `>` outside quotes, every attribute has one `=`
+    // outside quotes, after its name: the last word before it.
+    let mut attributes = 0;
+    let mut word = name_end..name_end;
+    let mut word_start = None;
+    let mut j = name_end;
+    loop {
+        let byte = match bytes.get(j) {
+            None | Some(b'<') => return Ok(None),
+            Some(&byte) => byte,
+        };
+        if byte.is_ascii_whitespace() || matches!(byte, b'=' | b'"' | b'\'' | b'>') {
+            if let Some(from) = word_start.take() {
+                word = from..j;
+            }
+        } else if word_start.is_none() {
+            word_start = Some(j);
+        }
+        match byte {
+            b'"' | b'\'' => {
+                match bytes[j + 1..].iter().position(|&b| b == byte || b == b'<') {
+                    Some(at) if bytes[j + 1 + at] == byte => j += at + 1,
+                    // `<` in a value is not XML.
+                    _ => return Ok(None),
+                }
+            }
+            b'=' => {
+                attributes += 1;
+                if attributes > MAX_ATTRIBUTES {
+                    return Err(over_limit(
+                        format!("the attributes of a `{}` element", name()),
+                        MAX_ATTRIBUTES,
+                    ));
+                }
+                let attribute = &bytes[word.clone()];
+                if attribute == b"xmlns" || attribute.starts_with(b"xmlns:") {
+                    *namespaces += 1;
+                    if *namespaces > MAX_NAMESPACES {
+                        return Err(over_limit("the namespace declarations", MAX_NAMESPACES));
+                    }
+                }
+            }
+            b'>' => return Ok(Some((j + 1, bytes[j - 1] == b'/'))),
+            _ => {}
+        }
+        j += 1;
+    }
 }
 
 fn children<'a, 'input>(
@@ -111,6 +256,7 @@ fn number_or(node: XmlNode<'_, '_>, name: &str, default: f64) -> Result<f64> {
 
 /// Parses a whole document.
 pub(crate) fn document(text: &str) -> Result<Pmml> {
+    check_markup(text)?;
     let doc = Document::parse(text).map_err(|e| PmmlError::Xml(e.to_string()))?;
     let root = doc.root_element();
     if root.tag_name().name() != "PMML" {
@@ -121,6 +267,7 @@ pub(crate) fn document(text: &str) -> Result<Pmml> {
     }
     let mut context = Context {
         dictionary: HashMap::new(),
+        classes: HashMap::new(),
         fields: Vec::new(),
         ids: HashMap::new(),
     };
@@ -152,7 +299,7 @@ pub(crate) fn document(text: &str) -> Result<Pmml> {
         .ok_or_else(|| invalid("no model element"))?;
     let schema = mining_schema(model_node, &mut context)?;
     let classification = model_node.attribute("functionName") == Some("classification");
-    let model = model(model_node, &mut context, None)?;
+    let model = model(model_node, &mut context, None, 0)?;
     Ok(Pmml {
         model: Arc::new(model),
         fields: context.fields,
@@ -246,8 +393,8 @@ fn targets(model: XmlNode<'_, '_>) -> Result<Target> {
 fn classes(
     model: XmlNode<'_, '_>,
     context: &mut Context,
-    inherited: Option<&Arc<[String]>>,
-) -> Result<Option<Arc<[String]>>> {
+    inherited: Option<&Arc<Classes>>,
+) -> Result<Option<Arc<Classes>>> {
     if model.attribute("functionName") != Some("classification") {
         return Ok(None);
     }
@@ -261,18 +408,31 @@ fn classes(
             ))),
         };
     };
+    if let Some(classes) = context.classes.get(&target) {
+        return Ok(Some(classes.clone()));
+    }
     match context.dictionary.get(&target) {
-        Some(values) if !values.is_empty() => Ok(Some(values.clone().into())),
+        Some(values) if !values.is_empty() => {
+            let classes = Arc::new(Classes::new(values.clone()).map_err(|class| {
+                invalid(format!(
+                    "the target field {target} declares class `{class}` twice"
+                ))
+            })?);
+            context.classes.insert(target, classes.clone());
+            Ok(Some(classes))
+        }
         _ => Err(invalid(format!(
             "the target field {target} declares no classes"
         ))),
     }
 }
 
+/// A model element; `segments` is how many `Segment`s enclose it.
 fn model(
     node: XmlNode<'_, '_>,
     context: &mut Context,
-    inherited: Option<&Arc<[String]>>,
+    inherited: Option<&Arc<Classes>>,
+    segments: usize,
 ) -> Result<Model> {
     let name = node.tag_name().name();
     if !MODELS.contains(&name) {
@@ -285,12 +445,13 @@ fn model(
         "RegressionModel" => regression(node, context),
         "GeneralRegressionModel" => general_regression(node, context),
         "NeuralNetwork" => neural(node, context).map(Model::Neural),
-        "MiningModel" => mining(node, context),
+        "MiningModel" => mining(node, context, segments),
         _ => unreachable!("checked above"),
     }
 }
 
-fn predicate(node: XmlNode<'_, '_>, context: &mut Context) -> Result<Predicate> {
+/// A predicate; `compounds` is how many `CompoundPredicate`s enclose it.
+fn predicate(node: XmlNode<'_, '_>, context: &mut Context, compounds: usize) -> Result<Predicate> {
     match node.tag_name().name() {
         "True" => Ok(Predicate::True),
         "False" => Ok(Predicate::False),
@@ -324,6 +485,7 @@ fn predicate(node: XmlNode<'_, '_>, context: &mut Context) -> Result<Predicate> 
             Ok(Predicate::Simple { field, op, value })
         }
         "CompoundPredicate" => {
+            check_nesting("CompoundPredicate", compounds + 1)?;
             let op = match attr(node, "booleanOperator")? {
                 "and" => BoolOp::And,
                 "or" => BoolOp::Or,
@@ -339,7 +501,7 @@ fn predicate(node: XmlNode<'_, '_>, context: &mut Context) -> Result<Predicate> 
             let parts = node
                 .children()
                 .filter(|c| c.is_element() && c.tag_name().name() != "Extension")
-                .map(|c| predicate(c, context))
+                .map(|c| predicate(c, context, compounds + 1))
                 .collect::<Result<Vec<_>>>()?;
             Ok(Predicate::Compound { op, parts })
         }
@@ -360,13 +522,13 @@ fn node_predicate(node: XmlNode<'_, '_>, context: &mut Context) -> Result<Predic
         .children()
         .find(|c| c.is_element() && PREDICATES.contains(&c.tag_name().name()))
         .ok_or_else(|| invalid(format!("{} without a predicate", node.tag_name().name())))?;
-    predicate(found, context)
+    predicate(found, context, 0)
 }
 
 fn tree(
     model: XmlNode<'_, '_>,
     context: &mut Context,
-    inherited: Option<&Arc<[String]>>,
+    inherited: Option<&Arc<Classes>>,
 ) -> Result<Tree> {
     match model.attribute("missingValueStrategy").unwrap_or("none") {
         "none" => {}
@@ -393,46 +555,61 @@ fn tree(
     let classes = classes(model, context, inherited)?;
     let root = child(model, "Node").ok_or_else(|| invalid("TreeModel without a Node"))?;
     Ok(Tree {
-        root: tree_node(root, classes.as_deref(), context)?,
+        root: tree_node(root, classes.as_deref(), context, 1)?,
         classes,
         no_true_child,
         target: targets(model)?,
     })
 }
 
+/// A `Node` at nesting `level` (1 for the root) and its subtree.
 fn tree_node(
     node: XmlNode<'_, '_>,
-    classes: Option<&[String]>,
+    classes: Option<&Classes>,
     context: &mut Context,
+    level: usize,
 ) -> Result<Node> {
-    let mut distribution = vec![0.0; classes.map_or(0, <[String]>::len)];
+    check_nesting("Node", level)?;
+    let mut distribution = Vec::new();
     let mut given_probabilities = false;
     if let Some(classes) = classes {
         for score in children(node, "ScoreDistribution") {
             let value = attr(score, "value")?;
             let i = classes
-                .iter()
-                .position(|c| c == value)
+                .position(value)
                 .ok_or_else(|| invalid(format!("ScoreDistribution for unknown class {value}")))?;
-            distribution[i] = match score.attribute("probability") {
+            let count = match score.attribute("probability") {
                 Some(_) => {
                     given_probabilities = true;
                     number(score, "probability")?
                 }
                 None => number(score, "recordCount")?,
             };
+            distribution.push((i, count));
         }
+        // By class, the last of a class given twice counting; a stable
+        // sort keeps their order.
+        distribution.sort_by_key(|&(i, _)| i);
+        distribution.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                *earlier = *later;
+            }
+            same
+        });
     }
+    let score = node.attribute("score");
     Ok(Node {
         predicate: node_predicate(node, context)?,
-        score: node.attribute("score").map(str::to_owned),
+        score: score.map(str::to_owned),
+        score_class: score.and_then(|s| classes?.position(s)),
         record_count: match node.attribute("recordCount") {
             Some(_) if !given_probabilities => Some(number(node, "recordCount")?),
             _ => None,
         },
         distribution,
         children: children(node, "Node")
-            .map(|c| tree_node(c, classes, context))
+            .map(|c| tree_node(c, classes, context, level + 1))
             .collect::<Result<Vec<_>>>()?,
     })
 }
@@ -520,11 +697,11 @@ fn general_regression(model: XmlNode<'_, '_>, context: &mut Context) -> Result<M
             "categorical predictors are not implemented",
         ));
     }
-    let parameters: Vec<String> = child(model, "ParameterList")
+    let parameters: HashSet<&str> = child(model, "ParameterList")
         .map(|list| {
             children(list, "Parameter")
-                .map(|p| attr(p, "name").map(str::to_owned))
-                .collect::<Result<Vec<_>>>()
+                .map(|p| attr(p, "name"))
+                .collect::<Result<HashSet<_>>>()
         })
         .transpose()?
         .unwrap_or_default();
@@ -542,17 +719,22 @@ fn general_regression(model: XmlNode<'_, '_>, context: &mut Context) -> Result<M
     let matrix = child(model, "ParamMatrix")
         .ok_or_else(|| invalid("GeneralRegressionModel without a ParamMatrix"))?;
     let mut terms = Vec::new();
+    let mut given = HashSet::new();
     for cell in children(matrix, "PCell") {
         if cell.attribute("targetCategory").is_some() {
             return Err(unsupported("PCell@targetCategory", "in a regression"));
         }
         let name = attr(cell, "parameterName")?;
-        if !parameters.iter().any(|p| p == name) {
+        if !parameters.contains(name) {
             return Err(invalid(format!("PCell for undeclared parameter {name}")));
+        }
+        // One beta per parameter; each product is then moved, not copied.
+        if !given.insert(name) {
+            return Err(invalid(format!("two PCells for parameter {name}")));
         }
         terms.push((
             number(cell, "beta")?,
-            products.get(name).cloned().unwrap_or_default(),
+            products.remove(name).unwrap_or_default(),
         ));
     }
     Ok(Model::GeneralRegression {
@@ -674,9 +856,11 @@ fn neural(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Neural> {
             })?);
             classes.push(attr(expression, "value")?.to_owned());
         }
+        let classes = Classes::new(classes)
+            .map_err(|class| invalid(format!("two NeuralOutputs for class `{class}`")))?;
         NeuralOutputs::Classes {
             neurons,
-            classes: classes.into(),
+            classes: Arc::new(classes),
         }
     } else {
         let output = child(outputs_node, "NeuralOutput")
@@ -703,7 +887,8 @@ fn neural(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Neural> {
     })
 }
 
-fn mining(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Model> {
+/// A MiningModel inside `segments` enclosing `Segment`s.
+fn mining(model: XmlNode<'_, '_>, context: &mut Context, segments: usize) -> Result<Model> {
     let segmentation =
         child(model, "Segmentation").ok_or_else(|| invalid("MiningModel without Segmentation"))?;
     let method = match attr(segmentation, "multipleModelMethod")? {
@@ -719,8 +904,10 @@ fn mining(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Model> {
         }
     };
     let classes = classes(model, context, None)?;
+    let level = segments + 1;
     let mut segments = Vec::new();
     for segment in children(segmentation, "Segment") {
+        check_nesting("Segment", level)?;
         let inner = segment
             .children()
             .filter(|c| c.is_element())
@@ -729,10 +916,15 @@ fn mining(model: XmlNode<'_, '_>, context: &mut Context) -> Result<Model> {
                 MODELS.contains(&name) || OTHER_MODELS.contains(&name)
             })
             .ok_or_else(|| invalid("Segment without a model"))?;
+        let weight = number_or(segment, "weight", 1.0)?;
+        // Weights add up: an infinite or NaN one would leave no average.
+        if !weight.is_finite() {
+            return Err(invalid(format!("Segment@weight is {weight}")));
+        }
         segments.push(Segment {
             predicate: node_predicate(segment, context)?,
-            weight: number_or(segment, "weight", 1.0)?,
-            model: self::model(inner, context, classes.as_ref())?,
+            weight,
+            model: self::model(inner, context, classes.as_ref(), level)?,
         });
     }
     Ok(Model::Mining {

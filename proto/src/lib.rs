@@ -243,6 +243,30 @@ mod tests {
     }
 
     #[test]
+    fn a_tensorflow_descriptor_carries_no_model_type_on_the_wire() {
+        // TENSORFLOW is 0, proto3's default: ScalaPB leaves field 4 out.
+        let graph = [0x0a, 0x03, b'a', b'b', b'c'];
+        let mut bytes = Vec::new();
+        key(&mut bytes, 1, 2);
+        bytes.push(2);
+        bytes.extend_from_slice(b"tf");
+        key(&mut bytes, 3, 2);
+        bytes.push(4);
+        bytes.extend_from_slice(b"wine");
+        key(&mut bytes, 5, 2);
+        bytes.push(graph.len() as u8);
+        bytes.extend_from_slice(&graph);
+        let descriptor = ModelDescriptor::decode(bytes.as_slice()).unwrap();
+        assert_eq!(descriptor.modeltype(), ModelType::Tensorflow);
+        assert_eq!(descriptor.description, "");
+        assert_eq!(
+            descriptor.message_content,
+            Some(MessageContent::Data(graph.to_vec()))
+        );
+        assert_eq!(descriptor.encode_to_vec(), bytes);
+    }
+
+    #[test]
     fn model_type_numbers_match_the_original() {
         assert_eq!(ModelType::Tensorflow as i32, 0);
         assert_eq!(ModelType::Pmml as i32, 1);
@@ -302,7 +326,7 @@ mod tests {
             duration_ns in any::<i64>(), served in any::<bool>(),
             partition in any::<i32>(), offset in any::<i64>(), ts in any::<i64>(),
         ) {
-            let value = ServingResult { data_type, model, result, duration_ns, served, partition, offset, ts };
+            let value = ServingResult { data_type, model, result, duration_ns, served, partition, offset, ts, reason: String::new() };
             let decoded = ServingResult::decode(value.encode_to_vec().as_slice()).unwrap();
             prop_assert_eq!(decoded, value);
         }

@@ -93,9 +93,17 @@ fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
 /// `result.encode_to_vec()` gives (proto3 leaves out fields that hold
 /// their default).
 pub fn encode_serving_result(result: &ServingResult, out: &mut Vec<u8>) {
-    // Every field at its longest: 8 keys, 2 string lengths, 3 ten-byte
+    // Every field at its longest: 9 keys, 3 string lengths, 3 ten-byte
     // varints, a double and a bool.
-    out.reserve(8 + 2 * 10 + 3 * 10 + 8 + 1 + result.data_type.len() + result.model.len());
+    out.reserve(
+        9 + 3 * 10
+            + 3 * 10
+            + 8
+            + 1
+            + result.data_type.len()
+            + result.model.len()
+            + result.reason.len(),
+    );
     for (field, text) in [(1, &result.data_type), (2, &result.model)] {
         if !text.is_empty() {
             out.push(field << 3 | LENGTH_DELIMITED as u8);
@@ -126,6 +134,11 @@ pub fn encode_serving_result(result: &ServingResult, out: &mut Vec<u8>) {
     if result.ts != 0 {
         out.push(8 << 3 | VARINT as u8);
         write_varint(out, result.ts as u64);
+    }
+    if !result.reason.is_empty() {
+        out.push(9 << 3 | LENGTH_DELIMITED as u8);
+        write_varint(out, result.reason.len() as u64);
+        out.extend_from_slice(result.reason.as_bytes());
     }
 }
 
@@ -204,9 +217,10 @@ mod tests {
             partition in prop_oneof![any::<i32>(), Just(0), Just(-1)],
             offset in prop_oneof![any::<i64>(), Just(0), Just(-1)],
             ts in prop_oneof![any::<i64>(), Just(0)],
+            reason in prop_oneof![Just(String::new()), ".{0,60}"],
         ) {
             let result = ServingResult {
-                data_type, model, result, duration_ns, served, partition, offset, ts,
+                data_type, model, result, duration_ns, served, partition, offset, ts, reason,
             };
             let mut out = vec![7];
             encode_serving_result(&result, &mut out);

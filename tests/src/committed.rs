@@ -4,7 +4,7 @@
 //! The development broker stores transactional batches and their COMMIT and
 //! ABORT markers, but its Fetch responses carry an empty aborted-transactions
 //! list, so librdkafka's `read_committed` cannot hide aborted records (see
-//! DESIGN.md, "Development broker"). This module fetches the raw record
+//! README.md, "Development broker"). This module fetches the raw record
 //! batches itself over the Kafka wire protocol, with only `std`, and applies
 //! the `read_committed` rules to them:
 //!

@@ -6,7 +6,7 @@
 //! test process, so even a killed test run leaves no broker behind).
 //! [`Broker::start`] starts a broker of a test's own, stopped on drop.
 //!
-//! The broker is Tansu (see DESIGN.md, "Development broker"), installed by
+//! The broker is Tansu (see README.md, "Development broker"), installed by
 //! `scripts/setup.sh`. When it is missing, tests fail with a message that
 //! says so; they are never skipped.
 //!

@@ -573,3 +573,117 @@ fn a_fenced_producer_is_replaced_and_processing_goes_on_exactly_once() {
     assert!(streams.close(WAIT));
     drop(usurper);
 }
+
+/// A persistent global store keeps a checkpoint: a restart reads only the
+/// records published since, and still holds the earlier ones (a deleted key
+/// stays deleted). A checkpoint beyond the topic's end (the topic deleted
+/// and made anew) is dropped and the topic read from its start.
+#[test]
+fn a_persistent_global_store_restarts_from_its_checkpoint() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use streams_core::processor::{ProcessResult, Processor, ProcessorContext};
+    use streams_core::serde::{Nullable, StringSerde};
+    use streams_core::state::Stores;
+    use streams_core::{Record, Topology};
+
+    /// Puts each record into the store, counting them.
+    struct Loader(Arc<AtomicU64>);
+    impl Processor<String, Option<String>, (), ()> for Loader {
+        fn process(
+            &mut self,
+            r: Record<String, Option<String>>,
+            ctx: &mut ProcessorContext<'_, (), ()>,
+        ) -> ProcessResult {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            let store = ctx.key_value_store::<String, String>("catalogue")?;
+            match r.value {
+                Some(value) => store.put(&r.key, &value)?,
+                None => {
+                    store.delete(&r.key)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let broker = shared_broker();
+    let (topic, app) = (unique("catalogue"), unique("global-checkpoint"));
+    broker.create_topic(&topic, 2);
+    let state_dir = tempfile::tempdir().unwrap();
+    let start = |read: Arc<AtomicU64>| {
+        let mut topology = Topology::new();
+        topology
+            .add_global_store(
+                Stores::key_value_store_builder(
+                    Stores::persistent_key_value_store("catalogue"),
+                    StringSerde,
+                    StringSerde,
+                )
+                .with_logging_disabled(),
+                "catalogue-source",
+                StringSerde,
+                Nullable(StringSerde),
+                &topic,
+                "catalogue-loader",
+                move || Loader(read.clone()),
+            )
+            .unwrap();
+        let config = apps::config(
+            &app,
+            broker.bootstrap_servers(),
+            state_dir.path().to_str().unwrap(),
+        );
+        let streams = KafkaStreams::new(topology, config).unwrap();
+        streams.start().unwrap();
+        streams
+    };
+    let read = Arc::new(AtomicU64::new(0));
+    broker.produce(&topic, &[(Some("a"), "1"), (Some("b"), "2"), (Some("c"), "3")]);
+    let streams = start(read.clone());
+    assert_eq!(read.load(Ordering::Relaxed), 3);
+    assert!(streams.close(WAIT));
+
+    // Published while it was down: a new key, and a tombstone for `a`.
+    let producer: BaseProducer = broker.client_config().create().unwrap();
+    producer
+        .send(rdkafka::producer::BaseRecord::<str, str>::to(&topic).key("a"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    broker.produce(&topic, &[(Some("d"), "4")]);
+    let read = Arc::new(AtomicU64::new(0));
+    let streams = start(read.clone());
+    assert_eq!(
+        read.load(Ordering::Relaxed),
+        2,
+        "only what was published since"
+    );
+    let kv = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let contents = |streams: &KafkaStreams| {
+        let mut all = streams
+            .store::<String, String>("catalogue")
+            .unwrap()
+            .all()
+            .unwrap();
+        all.sort();
+        all
+    };
+    assert_eq!(contents(&streams), [kv("b", "2"), kv("c", "3"), kv("d", "4")]);
+    assert!(streams.close(WAIT));
+
+    // A checkpoint beyond the topic's end (as after the topic is deleted and
+    // made anew) is not trusted: the local files go, the topic is read in
+    // full.
+    let checkpoint = state_dir.path().join(&app).join("global").join(".checkpoint");
+    let text = std::fs::read_to_string(&checkpoint).unwrap();
+    assert!(text.starts_with("0\n"), "{text}");
+    std::fs::write(
+        &checkpoint,
+        format!("0\n{topic} 0 1000000\n{topic} 1 1000000\n"),
+    )
+    .unwrap();
+    let read = Arc::new(AtomicU64::new(0));
+    let streams = start(read.clone());
+    assert_eq!(read.load(Ordering::Relaxed), 5);
+    assert_eq!(contents(&streams), [kv("b", "2"), kv("c", "3"), kv("d", "4")]);
+    assert!(streams.close(WAIT));
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use model_server::cli::{create_topics, init_logging};
-use model_server::model::build;
+use model_server::model::{ModelLimits, build, served_score};
 use model_server::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC};
 use proto::{Message, MessageContent, ModelDescriptor, ModelType, ServingResult, WineRecord};
 use rdkafka::ClientConfig;
@@ -84,7 +84,9 @@ enum Command {
         idle_ms: u64,
     },
     /// Scores the rows of a `;`-separated wine file offline with the code
-    /// the server uses; prints one prediction per line.
+    /// the server uses; prints one prediction per line, or `not served:`
+    /// and the reason where the server would not serve the row (a score
+    /// that is not a finite number).
     Score {
         /// The model file.
         #[arg(long)]
@@ -256,7 +258,7 @@ fn publish(p: &Publish) -> Result<(), String> {
         false => model_files(&p.models)?,
     };
     let config = StreamsConfig::new("model-client").set("bootstrap.servers", &p.bootstrap);
-    create_topics(&config, p.partitions).map_err(|e| e.to_string())?;
+    create_topics(&config, p.partitions, &[]).map_err(|e| e.to_string())?;
     let producer = producer(&p.bootstrap)?;
     // Records carry no key, and librdkafka's sticky partitioner would put
     // a quick burst of them all on one partition; dealing them out in
@@ -540,36 +542,50 @@ fn decode(
 
 fn score(model: &Path, kind: Option<&str>, input: &Path) -> Result<(), String> {
     let kind = model_type(model, kind)?;
-    let served = build(&ModelDescriptor {
-        name: model.display().to_string(),
-        description: String::new(),
-        data_type: "wine".into(),
-        modeltype: kind as i32,
-        message_content: Some(MessageContent::Location(
-            model.to_string_lossy().into_owned(),
-        )),
-    })
+    // The file is the user's choice: read it from where it is, whatever
+    // its size.
+    let dir = model
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let limits = ModelLimits {
+        max_model_bytes: u64::MAX,
+        ..ModelLimits::default().with_model_dir(dir)
+    };
+    let served = build(
+        &ModelDescriptor {
+            name: model.display().to_string(),
+            description: String::new(),
+            data_type: "wine".into(),
+            modeltype: kind as i32,
+            message_content: Some(MessageContent::Location(
+                model.to_string_lossy().into_owned(),
+            )),
+        },
+        &limits,
+    )
     .map_err(|e| e.to_string())?;
     let rows = read_rows(input)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut failed = 0;
     for (i, row) in rows.iter().enumerate() {
-        match served
+        let score = served
             .model
-            .score(&WineRecord::from_features(*row, "wine", 0))
-        {
-            Some(value) => writeln!(out, "{value}").map_err(|e| e.to_string())?,
-            None => {
+            .score(&WineRecord::from_features(*row, "wine", 0));
+        // As the server reports it: the score, or why the row is not served.
+        match served_score(score) {
+            Ok(value) => writeln!(out, "{value}").map_err(|e| e.to_string())?,
+            Err(reason) => {
                 failed += 1;
-                writeln!(out, "NaN").map_err(|e| e.to_string())?;
-                log::warn!("row {}: the model gave no prediction", i + 1);
+                writeln!(out, "not served: {reason}").map_err(|e| e.to_string())?;
+                log::warn!("row {}: not served: {reason}", i + 1);
             }
         }
     }
     out.flush().map_err(|e| e.to_string())?;
     match failed {
         0 => Ok(()),
-        n => Err(format!("{n} rows had no prediction (printed as NaN)")),
+        n => Err(format!("{n} rows were not served")),
     }
 }

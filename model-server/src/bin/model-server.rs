@@ -12,8 +12,10 @@ use std::time::Duration;
 use clap::Parser;
 use model_server::cli::{create_topics, init_logging};
 use model_server::http::{ServingMetrics, query_server};
-use model_server::serving::{StoreVariant, topology_with_metrics};
+use model_server::model::ModelLimits;
+use model_server::serving::{ServingOptions, StoreVariant, topology_with};
 use streams_core::StreamsConfig;
+use streams_core::handlers::DeadLetterQueue;
 use streams_core::runtime::{KafkaStreams, State};
 
 /// Serves machine-learning models over Kafka: scores every record of
@@ -82,9 +84,41 @@ struct Args {
     #[arg(long, env = "MODEL_SERVER_PARTITIONS", default_value_t = 2)]
     partitions: i32,
 
+    /// Wine records that cannot be decoded go to this topic (dead letters):
+    /// their bytes unchanged, with headers naming the error and the
+    /// record's topic, partition and offset.
+    #[arg(
+        long,
+        env = "MODEL_SERVER_ERRORS_TOPIC",
+        default_value = "mdata-errors"
+    )]
+    errors_topic: String,
+
+    /// `location` model descriptors are read only from below this
+    /// directory [default: none: every location descriptor is refused].
+    #[arg(long, env = "MODEL_SERVER_MODEL_DIR")]
+    model_dir: Option<PathBuf>,
+
+    /// The largest model accepted, inline or in a file, in bytes.
+    #[arg(long, env = "MODEL_SERVER_MAX_MODEL_BYTES", default_value_t = 64 << 20)]
+    max_model_bytes: u64,
+
+    /// Seconds a model build may take before it is rejected (the previous
+    /// model keeps serving).
+    #[arg(long, env = "MODEL_SERVER_MODEL_BUILD_TIMEOUT", default_value = "30",
+          value_parser = seconds)]
+    model_build_timeout: Duration,
+
     /// Any other streams or librdkafka setting, as KEY=VALUE (repeatable).
     #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = key_value)]
     config: Vec<(String, String)>,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("`{text}` is not a number of seconds above 0")),
+    }
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
@@ -131,11 +165,28 @@ fn run(args: Args) -> Result<(), String> {
     for (key, value) in &args.config {
         config = config.set(key, value);
     }
+    // The tutorial's exercise: malformed records to a topic of their own.
+    let config = config.with_deserialization_handler(DeadLetterQueue::new(&args.errors_topic));
+    if let Some(dir) = &args.model_dir
+        && !dir.is_dir()
+    {
+        return Err(format!("--model-dir {}: not a directory", dir.display()));
+    }
+    let limits = ModelLimits {
+        model_dir: args.model_dir.clone(),
+        max_model_bytes: args.max_model_bytes,
+        build_timeout: args.model_build_timeout,
+    };
 
     // The broker is checked first: an unreachable one is one clear line.
-    create_topics(&config, args.partitions).map_err(|e| e.to_string())?;
+    create_topics(&config, args.partitions, &[&args.errors_topic]).map_err(|e| e.to_string())?;
     let metrics = Arc::new(ServingMetrics::default());
-    let topology = topology_with_metrics(args.store, metrics.clone()).map_err(|e| e.to_string())?;
+    let topology = topology_with(ServingOptions {
+        variant: args.store,
+        limits,
+        metrics: metrics.clone(),
+    })
+    .map_err(|e| e.to_string())?;
     let streams = Arc::new(KafkaStreams::new(topology, config).map_err(|e| e.to_string())?);
     // The port is taken before joining the group: a port in use fails
     // here, before any partition is assigned to this instance.

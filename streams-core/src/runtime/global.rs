@@ -1,6 +1,8 @@
 //! The global thread: reads every partition of each global store's topic,
 //! on every instance, into the global stores; caught up before stream
-//! threads start, then kept up to date.
+//! threads start, then kept up to date. Persistent global stores keep a
+//! checkpoint (`<state.dir>/<application.id>/global/.checkpoint`), so a
+//! restart reads only what was published since.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,9 +17,13 @@ use super::clients::{
     EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
     partition_counts, position,
 };
-use super::{Shared, raw_record};
+use super::restore::{Offsets, read_checkpoint, write_checkpoint};
+use super::{Shared, now_ms, raw_record};
 use crate::config::{ClientKind, StreamsConfig};
 use crate::error::{Result, StreamsError};
+use crate::handlers::{DeserializationExceptionHandler, DeserializationHandlerResponse};
+use crate::record::RawRecord;
+use crate::serde::SerdeError;
 use crate::task::{GlobalStores, ProducerRecord, RecordCollector, TaskCore, TaskSetup};
 use crate::{TaskId, Topology};
 
@@ -33,8 +39,62 @@ impl RecordCollector for NoOutput {
     }
 }
 
+/// A global task writes nothing, so it cannot send dead letters: a record
+/// the handler would send to a dead-letter topic is skipped (and logged).
+struct NoDeadLetters(Arc<dyn DeserializationExceptionHandler>);
+
+impl DeserializationExceptionHandler for NoDeadLetters {
+    fn handle(&self, record: &RawRecord, error: &SerdeError) -> DeserializationHandlerResponse {
+        match self.0.handle(record, error) {
+            DeserializationHandlerResponse::DeadLetter(topic) => {
+                log::warn!(
+                    "global store record {}[{}]@{} is skipped, not sent to {topic}: \
+                     global tasks write no dead letters",
+                    record.topic,
+                    record.partition,
+                    record.offset
+                );
+                DeserializationHandlerResponse::Continue
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether every global store keeps its data on disk: then the global
+/// task keeps a checkpoint and a restart reads only what was published
+/// since (as Kafka Streams does for persistent global stores). Otherwise
+/// every start reads the topics from the beginning.
+fn all_persistent(topology: &Topology, nodes: &[usize]) -> bool {
+    nodes
+        .iter()
+        .flat_map(|&node| topology.nodes[node].stores.iter())
+        .all(|store| {
+            topology
+                .store_def(store)
+                .is_some_and(|def| def.builder.persistent())
+        })
+}
+
+fn wipe(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|source| StreamsError::Io {
+            action: format!("wiping {}", dir.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Builds the global stores, reads their topics to the end, and starts the
 /// thread that keeps them current. `None` when the topology has none.
+///
+/// Persistent global stores start from their checkpoint; a checkpoint that
+/// does not fit the topics (an offset past a partition's end or before its
+/// start: a topic deleted and made anew) is dropped with the local files.
+/// Stores are flushed once caught up (a store may wait for that to do work
+/// it would otherwise repeat for each record read), every
+/// `commit.interval.ms`, and at close, each time followed by a checkpoint.
 pub(crate) fn start(
     topology: &Topology,
     config: &StreamsConfig,
@@ -47,25 +107,33 @@ pub(crate) fn start(
         return Ok(None);
     }
     let dir = state_dir.join(TaskId::GLOBAL.to_string());
-    // Global stores are rebuilt from their topics at every start: the topic
-    // is the changelog, and stale local keys could outlive their tombstones.
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|source| StreamsError::Io {
-            action: format!("wiping {}", dir.display()),
-            source,
-        })?;
-    }
-    let setup = TaskSetup {
-        application_id,
-        id: TaskId::GLOBAL,
-        task_dir: &dir,
-        collector: Arc::new(NoOutput),
-        globals: Arc::default(),
-        deserialization_handler: config.deserialization_handler(),
-        wall_clock: 0,
+    let persistent = all_persistent(topology, &nodes);
+    // Local files are kept only when a checkpoint vouches for them: stale
+    // local keys could otherwise outlive their tombstones.
+    let mut checkpoint = if persistent {
+        read_checkpoint(&dir)
+    } else {
+        None
     };
-    let mut task = TaskCore::new(topology, &nodes, setup)?;
-    task.init()?;
+    if checkpoint.is_none() {
+        wipe(&dir)?;
+    }
+    let commit_interval = config.commit_interval()?;
+    let handler: Arc<dyn DeserializationExceptionHandler> =
+        Arc::new(NoDeadLetters(config.deserialization_handler()));
+    let new_task = || -> Result<TaskCore> {
+        let setup = TaskSetup {
+            application_id,
+            id: TaskId::GLOBAL,
+            task_dir: &dir,
+            collector: Arc::new(NoOutput),
+            globals: Arc::default(),
+            deserialization_handler: handler.clone(),
+            wall_clock: now_ms(),
+        };
+        TaskCore::new(topology, &nodes, setup)
+    };
+    let mut task = new_task()?;
     let topics: Vec<String> = task.source_topics().map(str::to_owned).collect();
     let counts = partition_counts(config, &topics)?;
     let mut consumer_config = client_config(config, ClientKind::Consumer);
@@ -77,8 +145,7 @@ pub(crate) fn start(
     let consumer: EndReadingConsumer = consumer_config
         .create_with_context(EndReadingContext)
         .map_err(|e| kafka_error("creating the global consumer", e))?;
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = HashMap::new();
+    let mut watermarks = HashMap::new();
     for topic in &topics {
         let count = counts[topic].ok_or_else(|| {
             StreamsError::Topology(format!(
@@ -86,15 +153,42 @@ pub(crate) fn start(
             ))
         })?;
         for partition in 0..count {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(|e| kafka_error("assigning", e))?;
-            let (low, high) = consumer
+            let marks = consumer
                 .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
                 .map_err(|e| kafka_error(&format!("reading the end of {topic}[{partition}]"), e))?;
-            if high > low {
-                remaining.insert((topic.clone(), partition), high);
-            }
+            watermarks.insert((topic.clone(), partition), marks);
+        }
+    }
+    if let Some(offsets) = &checkpoint {
+        let misfit = offsets.iter().find(|(key, &offset)| {
+            watermarks
+                .get(*key)
+                .is_none_or(|&(low, high)| offset > high || offset < low)
+        });
+        if let Some(((topic, partition), offset)) = misfit {
+            log::warn!(
+                "global checkpoint offset {offset} of {topic}[{partition}] lies outside the \
+                 partition; reading the global topics from the beginning"
+            );
+            task.close()?;
+            drop(task);
+            wipe(&dir)?;
+            checkpoint = None;
+            task = new_task()?;
+        }
+    }
+    task.init()?;
+    let mut positions = checkpoint.unwrap_or_default();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for ((topic, partition), &(low, high)) in &watermarks {
+        let start = positions.get(&(topic.clone(), *partition)).copied();
+        let offset = start.map_or(Offset::Beginning, Offset::Offset);
+        assignment
+            .add_partition_offset(topic, *partition, offset)
+            .map_err(|e| kafka_error("assigning", e))?;
+        if high > start.unwrap_or(low) {
+            remaining.insert((topic.clone(), *partition), high);
         }
     }
     consumer
@@ -108,10 +202,12 @@ pub(crate) fn start(
     while !remaining.is_empty() {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
+                task.advance_wall_clock(now_ms())?;
                 task.process(raw_record(&message))?;
                 records += 1;
                 last_progress = Instant::now();
                 let key = (message.topic().to_owned(), message.partition());
+                positions.insert(key.clone(), message.offset() + 1);
                 // Caught up once past the end seen at start (a broker may
                 // report a low end; the thread reads on after bootstrap).
                 if remaining
@@ -138,6 +234,8 @@ pub(crate) fn start(
             }
         }
     }
+    let checkpoint_to = persistent.then(|| dir.clone());
+    flush_and_checkpoint(&mut task, checkpoint_to.as_deref(), &positions)?;
     log::info!(
         "global stores bootstrapped: {records} records in {:.2} s",
         began.elapsed().as_secs_f64()
@@ -146,17 +244,50 @@ pub(crate) fn start(
     let handle = std::thread::Builder::new()
         .name("global-thread".into())
         .spawn(move || {
-            while !shared.stopping() {
+            let mut last_flush = Instant::now();
+            let mut dirty = false;
+            let result = loop {
+                if shared.stopping() {
+                    break Ok(());
+                }
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(message)) => {
-                        if let Err(error) = task.process(raw_record(&message)) {
-                            shared.fail(error);
-                            break;
+                        let processed = task
+                            .advance_wall_clock(now_ms())
+                            .and_then(|_| task.process(raw_record(&message)));
+                        if let Err(error) = processed {
+                            break Err(error);
                         }
+                        positions.insert(
+                            (message.topic().to_owned(), message.partition()),
+                            message.offset() + 1,
+                        );
+                        dirty = true;
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) | None => {}
                     Some(Err(error)) => log::warn!("global thread: {error}"),
                 }
+                if dirty && last_flush.elapsed() >= commit_interval {
+                    if let Err(error) =
+                        flush_and_checkpoint(&mut task, checkpoint_to.as_deref(), &positions)
+                    {
+                        break Err(error);
+                    }
+                    last_flush = Instant::now();
+                    dirty = false;
+                }
+            };
+            match result {
+                // A clean stop leaves a checkpoint, so the next start reads
+                // only what is published after it.
+                Ok(()) => {
+                    if let Err(error) =
+                        flush_and_checkpoint(&mut task, checkpoint_to.as_deref(), &positions)
+                    {
+                        log::warn!("global thread: no checkpoint at close: {error}");
+                    }
+                }
+                Err(error) => shared.fail(error),
             }
             let _ = task.close();
         })
@@ -165,4 +296,18 @@ pub(crate) fn start(
             source,
         })?;
     Ok(Some((stores, handle)))
+}
+
+/// Flushes the global stores and, when they are persistent, records how far
+/// they reflect their topics.
+fn flush_and_checkpoint(
+    task: &mut TaskCore,
+    dir: Option<&Path>,
+    positions: &Offsets,
+) -> Result<()> {
+    task.flush()?;
+    match dir {
+        Some(dir) => write_checkpoint(dir, positions),
+        None => Ok(()),
+    }
 }

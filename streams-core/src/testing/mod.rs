@@ -313,6 +313,11 @@ impl TopologyTestDriver {
         for task in state.global.iter_mut().chain(&mut state.tasks) {
             task.init()?;
         }
+        // The global topics start empty, so the global stores are caught up:
+        // flushed, as the runtime flushes them once bootstrapped.
+        if let Some(global) = state.global.as_mut() {
+            global.flush()?;
+        }
         let mut queue = VecDeque::new();
         state.capture(&mut queue);
         Ok(TopologyTestDriver {

@@ -881,8 +881,11 @@ fn serving(settings: &Settings, metrics: Arc<ServingMetrics>) -> Result<Seen, Er
         dir.path().to_str().ok_or("state dir")?,
         "at_least_once",
     );
-    let topology =
-        model_server::serving::topology_with_metrics(StoreVariant::Standard, metrics.clone())?;
+    let topology = model_server::serving::topology_with(model_server::serving::ServingOptions {
+        variant: StoreVariant::Standard,
+        metrics: metrics.clone(),
+        ..Default::default()
+    })?;
     std::thread::scope(|scope| {
         let publisher = scope.spawn(|| publish_models(settings, &stop).map_err(|e| e.to_string()));
         // The scorer's counters feed the scenario's progress.
