@@ -1248,7 +1248,7 @@ fn a_restart_builds_only_the_last_descriptor(store: &str) {
         "the garbage rejected",
         Duration::from_secs(30),
         || match server.metric("model_server_models_rejected_total") {
-            Some(n) if n == 2.0 => Ok(()),
+            Some(2.0) => Ok(()),
             other => Err(format!("{other:?} rejected")),
         },
     );

@@ -22,8 +22,7 @@ fn doc(dictionary: &str, model: &str) -> String {
     )
 }
 
-const SCHEMA: &str =
-    r#"<MiningSchema><MiningField name="y" usageType="target"/><MiningField name="x1"/></MiningSchema>"#;
+const SCHEMA: &str = r#"<MiningSchema><MiningField name="y" usageType="target"/><MiningField name="x1"/></MiningSchema>"#;
 
 /// `levels` Nodes, each deeper one taken when x1 exceeds its level; the
 /// innermost Node's predicate is `predicate`.
@@ -157,7 +156,10 @@ fn a_hundred_thousand_levels_are_refused_without_overflowing_the_stack() {
         ("Node", node_document(DEEP)),
         ("CompoundPredicate", compound_document(DEEP)),
         ("Segment", segment_document(DEEP)),
-        ("a", format!("<PMML>{}{}</PMML>", "<a>".repeat(DEEP), "</a>".repeat(DEEP))),
+        (
+            "a",
+            format!("<PMML>{}{}</PMML>", "<a>".repeat(DEEP), "</a>".repeat(DEEP)),
+        ),
     ] {
         // Refused as XML, before anything recursed that deep.
         let (what, limit) = refusal(&text);
@@ -245,8 +247,9 @@ fn ensembles_over_many_classes_cost_what_the_document_holds() {
     let values: String = (0..CLASSES)
         .map(|i| format!(r#"<Value value="c{i}"/>"#))
         .collect();
-    let dictionary =
-        format!(r#"<DataField name="c" optype="categorical" dataType="string">{values}</DataField>"#);
+    let dictionary = format!(
+        r#"<DataField name="c" optype="categorical" dataType="string">{values}</DataField>"#
+    );
     let segments: String = (0..TREES)
         .map(|i| {
             let class = i % 3;

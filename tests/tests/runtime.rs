@@ -637,7 +637,10 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
         streams
     };
     let read = Arc::new(AtomicU64::new(0));
-    broker.produce(&topic, &[(Some("a"), "1"), (Some("b"), "2"), (Some("c"), "3")]);
+    broker.produce(
+        &topic,
+        &[(Some("a"), "1"), (Some("b"), "2"), (Some("c"), "3")],
+    );
     let streams = start(read.clone());
     assert_eq!(read.load(Ordering::Relaxed), 3);
     assert!(streams.close(WAIT));
@@ -667,13 +670,20 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
         all.sort();
         all
     };
-    assert_eq!(contents(&streams), [kv("b", "2"), kv("c", "3"), kv("d", "4")]);
+    assert_eq!(
+        contents(&streams),
+        [kv("b", "2"), kv("c", "3"), kv("d", "4")]
+    );
     assert!(streams.close(WAIT));
 
     // A checkpoint beyond the topic's end (as after the topic is deleted and
     // made anew) is not trusted: the local files go, the topic is read in
     // full.
-    let checkpoint = state_dir.path().join(&app).join("global").join(".checkpoint");
+    let checkpoint = state_dir
+        .path()
+        .join(&app)
+        .join("global")
+        .join(".checkpoint");
     let text = std::fs::read_to_string(&checkpoint).unwrap();
     assert!(text.starts_with("0\n"), "{text}");
     std::fs::write(
@@ -684,6 +694,9 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
     let read = Arc::new(AtomicU64::new(0));
     let streams = start(read.clone());
     assert_eq!(read.load(Ordering::Relaxed), 5);
-    assert_eq!(contents(&streams), [kv("b", "2"), kv("c", "3"), kv("d", "4")]);
+    assert_eq!(
+        contents(&streams),
+        [kv("b", "2"), kv("c", "3"), kv("d", "4")]
+    );
     assert!(streams.close(WAIT));
 }

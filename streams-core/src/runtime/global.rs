@@ -160,9 +160,9 @@ pub(crate) fn start(
         }
     }
     if let Some(offsets) = &checkpoint {
-        let misfit = offsets.iter().find(|(key, &offset)| {
+        let misfit = offsets.iter().find(|&(key, &offset)| {
             watermarks
-                .get(*key)
+                .get(key)
                 .is_none_or(|&(low, high)| offset > high || offset < low)
         });
         if let Some(((topic, partition), offset)) = misfit {
