@@ -202,25 +202,34 @@ impl Server {
 
     /// Stops the process as Ctrl-C would and waits for it to exit.
     fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "model-server exited with {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        panic!("model-server did not stop within 40 s of SIGINT");
+        stop_with(&mut self.child, "INT", "model-server");
     }
 
     fn restart(&mut self) {
         self.stop();
         *self = Server::spawn(self.args.clone(), self.port);
     }
+}
+
+/// Sends `child` the signal (`INT`, `TERM`) and waits up to 40 s for it
+/// to exit with success.
+fn stop_with(child: &mut Child, signal: &str, what: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(
+                status.success(),
+                "{what} exited with {status} on SIG{signal}"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("{what} did not stop within 40 s of SIG{signal}");
 }
 
 impl Drop for Server {
@@ -1406,4 +1415,119 @@ fn hostile_descriptors_are_rejected_and_the_previous_model_keeps_serving() {
         Some(rejected_before + hostile.len() as f64)
     );
     assert_eq!(server.answer("/health").map(|a| a.0), Some(200));
+}
+
+/// Files named `name` anywhere below `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_named(&path, name));
+        } else if path.file_name().is_some_and(|n| n == name) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn sigterm_closes_as_cleanly_as_ctrl_c() {
+    // No commit but the final one: only a clean close commits anything.
+    let broker = Broker::start();
+    let state = tempfile::tempdir().unwrap();
+    let app = tests::unique("sigterm");
+    let mut server = Server::start_with(
+        &broker,
+        "standard",
+        &app,
+        state.path(),
+        tests::apps::free_port(),
+        &["-c", "commit.interval.ms=3600000"],
+    );
+    server.wait_healthy();
+    let mut sender = Sender::new(&broker);
+    let mut scores = Scores::new(&broker);
+    let model = std::fs::read(data("models/pmml/winequalityLinearRegression.pmml")).unwrap();
+    sender.send_one(
+        MODELS,
+        None,
+        &inline_descriptor("linear", "wine", pb::PMML, &model),
+    );
+    server.wait_for_model("wine", "linear");
+    let rows = wine_rows();
+    let sent: Vec<usize> = (0..200)
+        .map(|i| sender.send(DATA, None, None, &original_record(&rows[i])))
+        .collect();
+    let positions = sender.flush();
+    let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
+    scores.wait_for(&sources, Duration::from_secs(60));
+
+    stop_with(&mut server.child, "TERM", "model-server");
+
+    // The final commit covers every record read...
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", &app)
+        .create()
+        .unwrap();
+    // (Positions as sent: Tansu's high watermark is the last batch's base
+    // offset + 1.)
+    let mut expected: HashMap<i32, i64> = HashMap::new();
+    for &(partition, offset) in &sources {
+        let next = expected.entry(partition).or_default();
+        *next = (*next).max(offset + 1);
+    }
+    let mut ends = rdkafka::TopicPartitionList::new();
+    for &partition in expected.keys() {
+        ends.add_partition(DATA, partition);
+    }
+    assert_eq!(expected.values().sum::<i64>(), 200);
+    let committed = consumer
+        .committed_offsets(ends, Duration::from_secs(10))
+        .unwrap();
+    for element in committed.elements() {
+        assert_eq!(
+            element.offset(),
+            rdkafka::Offset::Offset(expected[&element.partition()]),
+            "partition {}",
+            element.partition()
+        );
+    }
+    // ... and the stores were checkpointed.
+    assert!(
+        !files_named(state.path(), ".checkpoint").is_empty(),
+        "no checkpoint under {}",
+        state.path().display()
+    );
+
+    // The client's publisher stops at a signal too, delivering what it sent.
+    let mut publisher = Command::new(CLIENT)
+        .args([
+            "--bootstrap-servers",
+            broker.bootstrap_servers(),
+            "publish",
+            "--loop",
+            "--no-models",
+            "--rate",
+            "50",
+            "--data",
+        ])
+        .arg(data("winequality_red.csv"))
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the publisher sends", Duration::from_secs(30), || {
+        let (_, high) = consumer
+            .fetch_watermarks(DATA, 0, Duration::from_secs(10))
+            .unwrap();
+        if high > expected.get(&0).copied().unwrap_or(0) {
+            Ok(())
+        } else {
+            Err(format!("{high} on partition 0"))
+        }
+    });
+    stop_with(&mut publisher, "TERM", "model-client publish");
 }

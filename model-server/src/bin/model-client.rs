@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -105,9 +106,24 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Set by Ctrl-C, SIGTERM or SIGHUP: `publish` and `read` stop at the
+/// next record, deliver what they sent, and exit 0.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
 fn main() -> ExitCode {
     init_logging("model-client");
     let args = Args::parse();
+    // `score` is short and offline: a signal ends it as usual.
+    if !matches!(args.command, Command::Score { .. })
+        && let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::Relaxed))
+    {
+        eprintln!("model-client: cannot install the signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match args.command {
         Command::Publish {
             data,
@@ -291,7 +307,7 @@ fn publish(p: &Publish) -> Result<(), String> {
             next_model += 1;
             model_due = (!p.model_interval.is_zero()).then(|| now + p.model_interval);
         }
-        if total.is_some_and(|t| sent >= t) {
+        if total.is_some_and(|t| sent >= t) || stop_requested() {
             break;
         }
         let row = rows[(sent % rows.len() as u64) as usize];
@@ -317,8 +333,12 @@ fn publish(p: &Publish) -> Result<(), String> {
         progress.record(sent);
         if p.rate > 0.0 {
             let due = started + Duration::from_secs_f64(sent as f64 / p.rate);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+            // In slices, so that a signal is seen within 100 ms at any rate.
+            while let Some(wait) = due.checked_duration_since(Instant::now()) {
+                if stop_requested() {
+                    break;
+                }
+                std::thread::sleep(wait.min(Duration::from_millis(100)));
             }
         }
     }
@@ -466,7 +486,7 @@ fn read(bootstrap: &str, topic: &str, count: Option<u64>, idle: Duration) -> Res
     let mut last = Instant::now();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    while count.is_none_or(|c| seen < c) && last.elapsed() < idle {
+    while count.is_none_or(|c| seen < c) && last.elapsed() < idle && !stop_requested() {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };

@@ -194,10 +194,12 @@ fn run(args: Args) -> Result<(), String> {
         .serve(SocketAddr::new(args.bind, args.port))
         .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = mpsc::channel();
+    // Ctrl-C, SIGTERM (systemd, Docker, Kubernetes) and SIGHUP all close
+    // cleanly: a final commit and checkpoint, then leaving the group.
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     })
-    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     streams.start().map_err(|e| e.to_string())?;
     log::info!(
         "serving with the {:?} store on http://{} (application {}, broker {}, state in {})",
@@ -210,7 +212,13 @@ fn run(args: Args) -> Result<(), String> {
     let failed = loop {
         match stop_rx.recv_timeout(Duration::from_millis(500)) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
-            Err(mpsc::RecvTimeoutError::Timeout) if streams.state() == State::Error => break true,
+            // The client stopping by itself (a failed thread, or another
+            // instance shutting the application down) is a failure too.
+            Err(mpsc::RecvTimeoutError::Timeout)
+                if matches!(streams.state(), State::Error | State::NotRunning) =>
+            {
+                break true;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     };
@@ -218,7 +226,10 @@ fn run(args: Args) -> Result<(), String> {
     let clean = streams.close(Duration::from_secs(30));
     http.stop();
     match (failed, clean) {
-        (true, _) => Err("the streams runtime failed; see the log above".into()),
+        (true, _) => Err(match streams.error() {
+            Some(error) => format!("the streams runtime stopped: {error}"),
+            None => "the streams runtime stopped; see the log above".into(),
+        }),
         (false, false) => Err("did not shut down within 30 s".into()),
         (false, true) => Ok(()),
     }
