@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use crate::error::{Result, StreamsError};
 use crate::handlers::{
-    DeserializationExceptionHandler, FailOnProductionError, LogAndContinue,
-    ProductionExceptionHandler,
+    DeserializationExceptionHandler, FailOnProductionError, LogAndContinue, LogAndFail,
+    ProcessingExceptionHandler, ProductionExceptionHandler,
 };
 
 /// Settings of a streams application.
@@ -39,6 +39,7 @@ use crate::handlers::{
 pub struct StreamsConfig {
     properties: BTreeMap<String, String>,
     deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    processing_handler: Arc<dyn ProcessingExceptionHandler>,
     production_handler: Arc<dyn ProductionExceptionHandler>,
 }
 
@@ -136,6 +137,7 @@ impl StreamsConfig {
         StreamsConfig {
             properties,
             deserialization_handler: Arc::new(LogAndContinue),
+            processing_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),
         }
     }
@@ -167,6 +169,30 @@ impl StreamsConfig {
 
     pub(crate) fn deserialization_handler(&self) -> Arc<dyn DeserializationExceptionHandler> {
         self.deserialization_handler.clone()
+    }
+
+    /// Decide with `handler` what happens to a record whose processing
+    /// failed: an error or a panic in user code. The default,
+    /// [`LogAndFail`], stops the thread without committing the record.
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// use streams_core::handlers::DeadLetterQueue;
+    ///
+    /// let config = StreamsConfig::new("app")
+    ///     .with_processing_handler(DeadLetterQueue::new("app-dead-letters"));
+    /// # let _ = config;
+    /// ```
+    pub fn with_processing_handler(
+        mut self,
+        handler: impl ProcessingExceptionHandler + 'static,
+    ) -> Self {
+        self.processing_handler = Arc::new(handler);
+        self
+    }
+
+    pub(crate) fn processing_handler(&self) -> Arc<dyn ProcessingExceptionHandler> {
+        self.processing_handler.clone()
     }
 
     /// Decide with `handler` what a record that cannot be delivered means.

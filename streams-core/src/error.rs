@@ -82,6 +82,24 @@ pub enum StreamsError {
     /// starts a new producer and rejoins; it does not stop.
     #[error("tasks migrated away from this thread: {0}")]
     TaskMigrated(String),
+    /// A runtime thread panicked outside user code (a panic in user code
+    /// is a [`StreamsError::Processing`] error naming the node).
+    #[error("{thread} panicked: {message}")]
+    Panicked {
+        /// The thread's name.
+        thread: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// Another instance of the application asked every instance to stop
+    /// (an uncaught-exception handler answered `ShutdownApplication`).
+    #[error("the application was shut down by instance {instance}: {reason}")]
+    ApplicationShutdown {
+        /// The instance that asked.
+        instance: String,
+        /// Its error.
+        reason: String,
+    },
     /// An I/O error, with what was being done.
     #[error("{action}: {source}")]
     Io {

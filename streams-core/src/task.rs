@@ -7,6 +7,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -15,7 +16,8 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{BoxError, Result, StreamsError};
 use crate::handlers::{
-    DeserializationExceptionHandler, DeserializationHandlerResponse, dead_letter_headers,
+    DeserializationExceptionHandler, ErrorHandlerContext, HandlerResponse,
+    ProcessingExceptionHandler, dead_letter_headers, panic_message,
 };
 use crate::processor::{Cancellable, ErasedProcessor, ErasedPunctuator, PunctuationType};
 use crate::record::{Headers, RawRecord, RawView, Record, RecordMetadata};
@@ -305,6 +307,7 @@ pub(crate) struct TaskCore {
     globals: GlobalStores,
     pub(crate) collector: Arc<dyn RecordCollector>,
     deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    processing_handler: Arc<dyn ProcessingExceptionHandler>,
     /// The current record's metadata, valid while `in_record`; the topic's
     /// string is kept between records rather than allocated for each.
     metadata: RecordMetadata,
@@ -327,6 +330,7 @@ pub(crate) struct TaskSetup<'a> {
     pub(crate) collector: Arc<dyn RecordCollector>,
     pub(crate) globals: GlobalStores,
     pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) processing_handler: Arc<dyn ProcessingExceptionHandler>,
     pub(crate) wall_clock: i64,
 }
 
@@ -426,6 +430,7 @@ impl TaskCore {
             globals: setup.globals,
             collector: setup.collector,
             deserialization_handler: setup.deserialization_handler,
+            processing_handler: setup.processing_handler,
             metadata: RecordMetadata {
                 topic: String::new(),
                 partition: -1,
@@ -606,9 +611,20 @@ impl TaskCore {
                 self.nodes[node].name
             )));
         };
-        let result = processor.process(record, self, node);
+        // A panic in user code is caught where it happens, so that the
+        // node gets its processor back and the panic becomes an error
+        // naming the node, as an error returned by the processor would.
+        let result = catch_unwind(AssertUnwindSafe(|| processor.process(record, self, node)))
+            .unwrap_or_else(|panic| Err(self.panicked(node, &*panic)));
         self.nodes[node].processor = Some(processor);
         result
+    }
+
+    fn panicked(&self, node: usize, panic: &(dyn Any + Send)) -> StreamsError {
+        StreamsError::processing(
+            self.node_name(node),
+            format!("panicked: {}", panic_message(panic)),
+        )
     }
 
     /// Processes one record read from `raw.topic`, then fires due
@@ -631,13 +647,20 @@ impl TaskCore {
             .source
             .take()
             .expect("source nodes keep their source");
-        let result = source.process_raw(&mut raw, self, node);
+        // Panics downstream are caught per node; this catches the source's
+        // own (a deserializer's).
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            source.process_raw(&mut raw, self, node)
+        }))
+        .unwrap_or_else(|panic| Err(SourceError::Downstream(self.panicked(node, &*panic))));
         self.nodes[node].source = Some(source);
         self.in_record = false;
         self.processed += 1;
         match result {
             Ok(()) => {}
-            Err(SourceError::Downstream(error)) => return Err(error),
+            Err(SourceError::Downstream(error)) => {
+                self.handle_processing_error(Some(&raw.to_record()), error)?
+            }
             Err(SourceError::Deserialization(error)) => {
                 self.handle_deserialization_error(&raw.to_record(), error)?
             }
@@ -648,31 +671,74 @@ impl TaskCore {
 
     fn handle_deserialization_error(&mut self, raw: &RawRecord, error: SerdeError) -> Result<()> {
         match self.deserialization_handler.handle(raw, &error) {
-            DeserializationHandlerResponse::Continue => {
+            HandlerResponse::Continue => {
                 self.dropped_records += 1;
                 Ok(())
             }
-            DeserializationHandlerResponse::Fail => Err(StreamsError::Deserialization {
+            HandlerResponse::Fail => Err(StreamsError::Deserialization {
                 topic: raw.topic.clone(),
                 partition: raw.partition,
                 offset: raw.offset,
                 source: error,
             }),
-            DeserializationHandlerResponse::DeadLetter(topic) => {
-                let headers = dead_letter_headers(raw, &error);
-                self.dropped_records += 1;
-                self.dead_lettered_records += 1;
-                self.collector.send(ProducerRecord {
-                    topic: &topic,
-                    partition: None,
-                    key: raw.key.as_deref(),
-                    value: raw.value.as_deref(),
-                    timestamp: raw.timestamp,
-                    headers: &headers,
-                    partitioner: None,
-                })
+            HandlerResponse::DeadLetter(topic) => {
+                self.dead_letter(&topic, raw, &error.to_string(), None)
             }
         }
+    }
+
+    /// Offers a failure of user code (an error or a panic, while
+    /// processing `record` or punctuating) to the processing-exception
+    /// handler. Other errors, the runtime's own, pass through.
+    fn handle_processing_error(
+        &mut self,
+        record: Option<&RawRecord>,
+        error: StreamsError,
+    ) -> Result<()> {
+        let StreamsError::Processing { node, .. } = &error else {
+            return Err(error);
+        };
+        let context = ErrorHandlerContext {
+            node,
+            task: self.id,
+            record,
+        };
+        match (self.processing_handler.handle(&context, &error), record) {
+            (HandlerResponse::Fail, _) => Err(error),
+            (HandlerResponse::Continue, _) => {
+                self.dropped_records += 1;
+                Ok(())
+            }
+            (HandlerResponse::DeadLetter(topic), Some(record)) => {
+                let node = node.clone();
+                self.dead_letter(&topic, record, &error.to_string(), Some(&node))
+            }
+            // A punctuation has no record to send.
+            (HandlerResponse::DeadLetter(_), None) => Ok(()),
+        }
+    }
+
+    /// Sends `raw`, unchanged, to the dead-letter `topic`, with headers
+    /// naming the error and where the record came from.
+    fn dead_letter(
+        &mut self,
+        topic: &str,
+        raw: &RawRecord,
+        error: &str,
+        node: Option<&str>,
+    ) -> Result<()> {
+        let headers = dead_letter_headers(raw, error, node);
+        self.dropped_records += 1;
+        self.dead_lettered_records += 1;
+        self.collector.send(ProducerRecord {
+            topic,
+            partition: None,
+            key: raw.key.as_deref(),
+            value: raw.value.as_deref(),
+            timestamp: raw.timestamp,
+            headers: &headers,
+            partitioner: None,
+        })
     }
 
     pub(crate) fn schedule(
@@ -728,9 +794,15 @@ impl TaskCore {
             let mut callback = schedule.callback.take().expect("punctuators are put back");
             let (start, interval) = (schedule.next, schedule.interval);
             schedule.next = start + ((now - start) / interval + 1) * interval;
-            let result = callback.punctuate(now, self, node);
+            let result = catch_unwind(AssertUnwindSafe(|| callback.punctuate(now, self, node)));
             self.schedules[i].callback = Some(callback);
-            result.map_err(|e| crate::processor::node_error(self, node, e))?;
+            let result = match result {
+                Ok(result) => result.map_err(|e| crate::processor::node_error(self, node, e)),
+                Err(panic) => Err(self.panicked(node, &*panic)),
+            };
+            if let Err(error) = result {
+                self.handle_processing_error(None, error)?;
+            }
             fired = true;
             i += 1;
         }

@@ -5,6 +5,7 @@
 //! restart reads only what was published since.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,10 @@ use super::restore::{Offsets, read_checkpoint, write_checkpoint};
 use super::{Shared, now_ms, raw_record};
 use crate::config::{ClientKind, StreamsConfig};
 use crate::error::{Result, StreamsError};
-use crate::handlers::{DeserializationExceptionHandler, DeserializationHandlerResponse};
+use crate::handlers::{
+    DeserializationExceptionHandler, ErrorHandlerContext, HandlerResponse,
+    ProcessingExceptionHandler, panic_message,
+};
 use crate::record::RawRecord;
 use crate::serde::SerdeError;
 use crate::task::{GlobalStores, ProducerRecord, RecordCollector, TaskCore, TaskSetup};
@@ -41,23 +45,33 @@ impl RecordCollector for NoOutput {
 
 /// A global task writes nothing, so it cannot send dead letters: a record
 /// the handler would send to a dead-letter topic is skipped (and logged).
-struct NoDeadLetters(Arc<dyn DeserializationExceptionHandler>);
+struct NoDeadLetters<H: ?Sized>(Arc<H>);
 
-impl DeserializationExceptionHandler for NoDeadLetters {
-    fn handle(&self, record: &RawRecord, error: &SerdeError) -> DeserializationHandlerResponse {
-        match self.0.handle(record, error) {
-            DeserializationHandlerResponse::DeadLetter(topic) => {
-                log::warn!(
-                    "global store record {}[{}]@{} is skipped, not sent to {topic}: \
-                     global tasks write no dead letters",
-                    record.topic,
-                    record.partition,
-                    record.offset
-                );
-                DeserializationHandlerResponse::Continue
-            }
-            other => other,
-        }
+fn skip_dead_letter(response: HandlerResponse, record: Option<&RawRecord>) -> HandlerResponse {
+    let HandlerResponse::DeadLetter(topic) = response else {
+        return response;
+    };
+    if let Some(record) = record {
+        log::warn!(
+            "global store record {}[{}]@{} is skipped, not sent to {topic}: \
+             global tasks write no dead letters",
+            record.topic,
+            record.partition,
+            record.offset
+        );
+    }
+    HandlerResponse::Continue
+}
+
+impl DeserializationExceptionHandler for NoDeadLetters<dyn DeserializationExceptionHandler> {
+    fn handle(&self, record: &RawRecord, error: &SerdeError) -> HandlerResponse {
+        skip_dead_letter(self.0.handle(record, error), Some(record))
+    }
+}
+
+impl ProcessingExceptionHandler for NoDeadLetters<dyn ProcessingExceptionHandler> {
+    fn handle(&self, context: &ErrorHandlerContext<'_>, error: &StreamsError) -> HandlerResponse {
+        skip_dead_letter(self.0.handle(context, error), context.record)
     }
 }
 
@@ -121,6 +135,8 @@ pub(crate) fn start(
     let commit_interval = config.commit_interval()?;
     let handler: Arc<dyn DeserializationExceptionHandler> =
         Arc::new(NoDeadLetters(config.deserialization_handler()));
+    let processing_handler: Arc<dyn ProcessingExceptionHandler> =
+        Arc::new(NoDeadLetters(config.processing_handler()));
     let new_task = || -> Result<TaskCore> {
         let setup = TaskSetup {
             application_id,
@@ -129,6 +145,7 @@ pub(crate) fn start(
             collector: Arc::new(NoOutput),
             globals: Arc::default(),
             deserialization_handler: handler.clone(),
+            processing_handler: processing_handler.clone(),
             wall_clock: now_ms(),
         };
         TaskCore::new(topology, &nodes, setup)
@@ -244,6 +261,9 @@ pub(crate) fn start(
     let handle = std::thread::Builder::new()
         .name("global-thread".into())
         .spawn(move || {
+            // A panic in user code is an error of the task's; one outside
+            // it (a store's flush, say) must not end the thread unseen.
+            let body = AssertUnwindSafe(|| {
             let mut last_flush = Instant::now();
             let mut dirty = false;
             let result = loop {
@@ -290,6 +310,13 @@ pub(crate) fn start(
                 Err(error) => shared.fail(error),
             }
             let _ = task.close();
+            });
+            if let Err(panic) = catch_unwind(body) {
+                shared.fail(StreamsError::Panicked {
+                    thread: "the global thread".into(),
+                    message: panic_message(&*panic),
+                });
+            }
         })
         .map_err(|source| StreamsError::Io {
             action: "spawning the global thread".into(),

@@ -39,7 +39,8 @@ mod restore;
 mod thread;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,6 +52,7 @@ pub use restore::{NoopRestoreListener, StateRestoreListener};
 
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
+use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 use crate::task::{GlobalStores, TaskStore};
 use crate::topology::{NodeKind, TopicName, Topology};
 use clients::{InternalTopic, ensure_topics, partition_counts};
@@ -105,6 +107,12 @@ pub(crate) struct Shared {
     listener: Mutex<Option<StateListener>>,
     stopping: AtomicBool,
     error: Mutex<Option<String>>,
+    uncaught_handler: Mutex<Option<Arc<UncaughtExceptionHandler>>>,
+    /// When `start` was called (ms since the epoch): shutdown requests
+    /// older than that were for an earlier run.
+    pub(crate) started_ms: AtomicI64,
+    /// Stream threads replaced after dying.
+    pub(crate) replaced_threads: AtomicU64,
     /// Per stream thread: whether it is processing (not rebalancing).
     threads: Mutex<Vec<bool>>,
     restore_listener: Mutex<Arc<dyn StateRestoreListener>>,
@@ -183,6 +191,32 @@ impl Shared {
     pub(crate) fn thread_stopped(&self, index: usize) {
         log::info!("stream thread {index} stopped");
     }
+
+    /// What the uncaught-exception handler makes of a thread's death.
+    pub(crate) fn uncaught_exception_response(
+        &self,
+        error: &StreamsError,
+    ) -> StreamThreadExceptionResponse {
+        let handler = self
+            .uncaught_handler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match handler {
+            // A panicking handler is as if there were none.
+            Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(error)))
+                .unwrap_or(StreamThreadExceptionResponse::ShutdownClient),
+            None => StreamThreadExceptionResponse::ShutdownClient,
+        }
+    }
+
+    /// A stream thread died and its successor is starting: it holds no
+    /// tasks until the group assigns them again.
+    pub(crate) fn thread_replaced(&self, index: usize) {
+        self.replaced_threads.fetch_add(1, Ordering::Relaxed);
+        self.assignment.set(index, Default::default());
+        self.thread_rebalancing(index, true);
+    }
 }
 
 /// A streams client: runs a topology on Kafka.
@@ -219,6 +253,9 @@ impl KafkaStreams {
                 listener: Mutex::new(None),
                 stopping: AtomicBool::new(false),
                 error: Mutex::new(None),
+                uncaught_handler: Mutex::new(None),
+                started_ms: AtomicI64::new(i64::MAX),
+                replaced_threads: AtomicU64::new(0),
                 threads: Mutex::new(Vec::new()),
                 restore_listener: Mutex::new(Arc::new(NoopRestoreListener)),
                 local_stores: LocalStores::default(),
@@ -241,6 +278,40 @@ impl KafkaStreams {
             .listener
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(listener));
+    }
+
+    /// Decides what happens when a stream thread dies of an error, as Kafka
+    /// Streams' `setUncaughtExceptionHandler`: replace the thread, stop
+    /// this instance (the default), or stop every instance of the
+    /// application. A record whose processing fails is first offered to
+    /// the processing-exception handler
+    /// ([`StreamsConfig::with_processing_handler`]); only a failure it
+    /// does not absorb kills the thread. Set before `start`.
+    ///
+    /// ```no_run
+    /// use streams_core::StreamsConfig;
+    /// use streams_core::handlers::StreamThreadExceptionResponse;
+    /// use streams_core::runtime::KafkaStreams;
+    ///
+    /// # fn main() -> streams_core::Result<()> {
+    /// # let topology = streams_core::StreamsBuilder::new().build()?;
+    /// let streams = KafkaStreams::new(topology, StreamsConfig::new("app"))?;
+    /// streams.set_uncaught_exception_handler(|error| {
+    ///     eprintln!("a stream thread died: {error}");
+    ///     StreamThreadExceptionResponse::ReplaceThread
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_uncaught_exception_handler(
+        &self,
+        handler: impl Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + Sync + 'static,
+    ) {
+        *self
+            .shared
+            .uncaught_handler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(handler));
     }
 
     /// Hears store restoration progress (set before `start`).
@@ -419,6 +490,7 @@ impl KafkaStreams {
             action: format!("creating {}", state_dir.display()),
             source,
         })?;
+        self.shared.started_ms.store(now_ms(), Ordering::Relaxed);
         self.shared.transition(State::Rebalancing);
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
         let globals = match global::start(

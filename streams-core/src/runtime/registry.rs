@@ -30,6 +30,69 @@ pub(crate) fn registry_topic(application_id: &str) -> String {
     format!("{application_id}-instance-registry")
 }
 
+/// The registry key of a request that every instance shut down: not a
+/// `host:port`, so no instance announces under it.
+const SHUTDOWN_KEY: &str = "__shutdown__";
+
+/// A request that every instance of the application shut down (an
+/// uncaught-exception handler answered `ShutdownApplication`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ShutdownRequest {
+    /// The instance that asked (its process id).
+    instance: String,
+    reason: String,
+    /// When it asked (its clock, ms since the epoch): instances started
+    /// after that are not bound by it.
+    requested_ms: i64,
+}
+
+/// Asks every instance of the application to shut down, through the
+/// registry topic that they all read.
+pub(crate) fn request_shutdown(
+    config: &StreamsConfig,
+    application_id: &str,
+    error: &StreamsError,
+) -> Result<()> {
+    let producer: BaseProducer = client_config(config, ClientKind::Producer)
+        .set("linger.ms", "0")
+        .create()
+        .map_err(|e| kafka_error("creating the shutdown producer", e))?;
+    let request = ShutdownRequest {
+        instance: config
+            .get("application.server")
+            .unwrap_or("an instance")
+            .to_owned(),
+        reason: error.to_string(),
+        requested_ms: super::now_ms(),
+    };
+    let value = serde_json::to_vec(&request).unwrap_or_default();
+    let topic = registry_topic(application_id);
+    producer
+        .send(BaseRecord::to(&topic).key(SHUTDOWN_KEY).payload(&value))
+        .map_err(|(e, _)| kafka_error("asking the application to shut down", e))?;
+    producer
+        .flush(Duration::from_secs(10))
+        .map_err(|e| kafka_error("asking the application to shut down", e))?;
+    log::error!("asked every instance of {application_id} to shut down: {error}");
+    Ok(())
+}
+
+/// A shutdown request read from the registry topic: one made since this
+/// instance started stops it.
+fn on_shutdown_request(value: Option<&[u8]>, shared: &Shared) {
+    let Some(Ok(request)) = value.map(serde_json::from_slice::<ShutdownRequest>) else {
+        return;
+    };
+    if request.requested_ms < shared.started_ms.load(Ordering::Relaxed) {
+        return;
+    }
+    shared.fail(StreamsError::ApplicationShutdown {
+        instance: request.instance,
+        reason: request.reason,
+    });
+}
+
 /// One instance's announcement, as JSON on the registry topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -236,8 +299,10 @@ fn run(
     while !shared.stopping() {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => {
-                if let Some(key) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-                    shared.registry.apply(key, message.payload());
+                match message.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                    Some(SHUTDOWN_KEY) => on_shutdown_request(message.payload(), shared),
+                    Some(key) => shared.registry.apply(key, message.payload()),
+                    None => {}
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}

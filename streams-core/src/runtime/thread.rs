@@ -2,6 +2,7 @@
 //! and the tasks of the partitions assigned to it.
 
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use super::{Shared, State, now_ms, raw_record};
 use crate::TaskId;
 use crate::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
 use crate::error::{Result, StreamsError};
+use crate::handlers::{StreamThreadExceptionResponse, panic_message};
 use crate::task::{GlobalStores, RecordCollector, TaskCore, TaskSetup};
 use crate::topology::{Subtopology, Topology};
 
@@ -202,10 +204,49 @@ fn create_producer(
     Ok(producer)
 }
 
-/// Runs one stream thread until the instance stops or fails.
+/// How long a replaced thread waits before its successor starts: a record
+/// that kills every thread must not make replacements spin.
+const REPLACE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs one stream thread until the instance stops or fails. A thread that
+/// dies (an error, or a panic outside user code) is handed to the
+/// uncaught-exception handler, which may replace it with a new one: new
+/// clients, its tasks restored from their committed state.
 pub(crate) fn run(index: usize, plan: Arc<ThreadPlan>, shared: Arc<Shared>) {
-    if let Err(error) = run_inner(index, plan, &shared) {
-        shared.fail(error);
+    loop {
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_inner(index, plan.clone(), &shared)));
+        let error = match outcome {
+            Ok(Ok(())) => break,
+            Ok(Err(error)) => error,
+            Err(panic) => StreamsError::Panicked {
+                thread: format!("stream thread {index}"),
+                message: panic_message(&*panic),
+            },
+        };
+        if shared.stopping() {
+            shared.fail(error);
+            break;
+        }
+        match shared.uncaught_exception_response(&error) {
+            StreamThreadExceptionResponse::ReplaceThread => {
+                log::error!("stream thread {index} died: {error}; replacing it");
+                shared.thread_replaced(index);
+                std::thread::sleep(REPLACE_BACKOFF);
+            }
+            StreamThreadExceptionResponse::ShutdownClient => {
+                shared.fail(error);
+                break;
+            }
+            StreamThreadExceptionResponse::ShutdownApplication => {
+                if let Err(e) =
+                    super::registry::request_shutdown(&plan.config, &plan.application_id, &error)
+                {
+                    log::error!("cannot ask the other instances to shut down: {e}");
+                }
+                shared.fail(error);
+                break;
+            }
+        }
     }
     shared.thread_stopped(index);
 }
@@ -431,6 +472,7 @@ impl Engine {
             collector: self.collector.clone() as Arc<dyn RecordCollector>,
             globals: plan.globals.clone(),
             deserialization_handler: plan.config.deserialization_handler(),
+            processing_handler: plan.config.processing_handler(),
             wall_clock: now_ms(),
         };
         let core = TaskCore::new(&plan.topology, &sub.nodes, setup)?;

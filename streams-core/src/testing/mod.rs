@@ -257,6 +257,7 @@ impl TopologyTestDriver {
         };
         let collector = Arc::new(CapturingCollector::default());
         let handler = config.deserialization_handler();
+        let processing_handler = config.processing_handler();
         let build = |nodes: &[usize], id: TaskId, globals: GlobalStores| {
             let dir = state_dir.join(id.to_string());
             let setup = TaskSetup {
@@ -266,6 +267,7 @@ impl TopologyTestDriver {
                 collector: collector.clone() as Arc<dyn RecordCollector>,
                 globals,
                 deserialization_handler: handler.clone(),
+                processing_handler: processing_handler.clone(),
                 wall_clock: wall_clock_ms,
             };
             TaskCore::new(&topology, nodes, setup)
