@@ -133,7 +133,11 @@ impl ProcessingExceptionHandler for LogAndFail {
 
 impl ProcessingExceptionHandler for DeadLetterQueue {
     fn handle(&self, context: &ErrorHandlerContext<'_>, error: &StreamsError) -> HandlerResponse {
-        log::warn!("{} failed, sending it to {}: {error}", describe(context), self.topic);
+        log::warn!(
+            "{} failed, sending it to {}: {error}",
+            describe(context),
+            self.topic
+        );
         HandlerResponse::DeadLetter(self.topic.clone())
     }
 }
@@ -169,7 +173,10 @@ pub mod dead_letter {
 /// The record's own headers plus the error's and its source's.
 pub(crate) fn dead_letter_headers(record: &RawRecord, error: &str, node: Option<&str>) -> Headers {
     let mut headers = record.headers.clone();
-    headers.add(dead_letter::EXCEPTION_MESSAGE, Some(error.as_bytes().to_vec()));
+    headers.add(
+        dead_letter::EXCEPTION_MESSAGE,
+        Some(error.as_bytes().to_vec()),
+    );
     if let Some(node) = node {
         headers.add(dead_letter::NODE, Some(node.as_bytes().to_vec()));
     }

@@ -295,6 +295,31 @@ pub(crate) type StoreMap = FxHashMap<String, TaskStore>;
 
 pub(crate) type GlobalStores = Arc<StoreMap>;
 
+/// A processing error with the record it happened on.
+#[derive(Debug)]
+struct AtRecord {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    source: BoxError,
+}
+
+impl std::fmt::Display for AtRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record {}[{}]@{}: {}",
+            self.topic, self.partition, self.offset, self.source
+        )
+    }
+}
+
+impl std::error::Error for AtRecord {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 /// One sub-topology for one partition: its processors, its stores, stream
 /// time and punctuation schedules.
 pub(crate) struct TaskCore {
@@ -704,7 +729,20 @@ impl TaskCore {
             record,
         };
         match (self.processing_handler.handle(&context, &error), record) {
-            (HandlerResponse::Fail, _) => Err(error),
+            (HandlerResponse::Fail, None) => Err(error),
+            // The error that stops the thread names the record too.
+            (HandlerResponse::Fail, Some(record)) => Err(match error {
+                StreamsError::Processing { node, source } => StreamsError::Processing {
+                    node,
+                    source: Box::new(AtRecord {
+                        topic: record.topic.clone(),
+                        partition: record.partition,
+                        offset: record.offset,
+                        source,
+                    }),
+                },
+                other => other,
+            }),
             (HandlerResponse::Continue, _) => {
                 self.dropped_records += 1;
                 Ok(())

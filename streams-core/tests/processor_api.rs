@@ -287,7 +287,7 @@ fn processing_errors_name_the_node_and_stop_the_record() {
     );
     assert_eq!(
         error.to_string(),
-        "processor `check` failed: negative value -3"
+        "processor `check` failed: record in[0]@1: negative value -3"
     );
     assert_eq!(
         d.create_output_topic("out", StringSerde, I64Serde)

@@ -264,52 +264,52 @@ pub(crate) fn start(
             // A panic in user code is an error of the task's; one outside
             // it (a store's flush, say) must not end the thread unseen.
             let body = AssertUnwindSafe(|| {
-            let mut last_flush = Instant::now();
-            let mut dirty = false;
-            let result = loop {
-                if shared.stopping() {
-                    break Ok(());
-                }
-                match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(message)) => {
-                        let processed = task
-                            .advance_wall_clock(now_ms())
-                            .and_then(|_| task.process(raw_record(&message)));
-                        if let Err(error) = processed {
+                let mut last_flush = Instant::now();
+                let mut dirty = false;
+                let result = loop {
+                    if shared.stopping() {
+                        break Ok(());
+                    }
+                    match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(message)) => {
+                            let processed = task
+                                .advance_wall_clock(now_ms())
+                                .and_then(|_| task.process(raw_record(&message)));
+                            if let Err(error) = processed {
+                                break Err(error);
+                            }
+                            positions.insert(
+                                (message.topic().to_owned(), message.partition()),
+                                message.offset() + 1,
+                            );
+                            dirty = true;
+                        }
+                        Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                        Some(Err(error)) => log::warn!("global thread: {error}"),
+                    }
+                    if dirty && last_flush.elapsed() >= commit_interval {
+                        if let Err(error) =
+                            flush_and_checkpoint(&mut task, checkpoint_to.as_deref(), &positions)
+                        {
                             break Err(error);
                         }
-                        positions.insert(
-                            (message.topic().to_owned(), message.partition()),
-                            message.offset() + 1,
-                        );
-                        dirty = true;
+                        last_flush = Instant::now();
+                        dirty = false;
                     }
-                    Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                    Some(Err(error)) => log::warn!("global thread: {error}"),
-                }
-                if dirty && last_flush.elapsed() >= commit_interval {
-                    if let Err(error) =
-                        flush_and_checkpoint(&mut task, checkpoint_to.as_deref(), &positions)
-                    {
-                        break Err(error);
+                };
+                match result {
+                    // A clean stop leaves a checkpoint, so the next start reads
+                    // only what is published after it.
+                    Ok(()) => {
+                        if let Err(error) =
+                            flush_and_checkpoint(&mut task, checkpoint_to.as_deref(), &positions)
+                        {
+                            log::warn!("global thread: no checkpoint at close: {error}");
+                        }
                     }
-                    last_flush = Instant::now();
-                    dirty = false;
+                    Err(error) => shared.fail(error),
                 }
-            };
-            match result {
-                // A clean stop leaves a checkpoint, so the next start reads
-                // only what is published after it.
-                Ok(()) => {
-                    if let Err(error) =
-                        flush_and_checkpoint(&mut task, checkpoint_to.as_deref(), &positions)
-                    {
-                        log::warn!("global thread: no checkpoint at close: {error}");
-                    }
-                }
-                Err(error) => shared.fail(error),
-            }
-            let _ = task.close();
+                let _ = task.close();
             });
             if let Err(panic) = catch_unwind(body) {
                 shared.fail(StreamsError::Panicked {

@@ -298,13 +298,11 @@ fn run(
     let mut announced: Option<(u64, Instant)> = None;
     while !shared.stopping() {
         match consumer.poll(Duration::from_millis(50)) {
-            Some(Ok(message)) => {
-                match message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-                    Some(SHUTDOWN_KEY) => on_shutdown_request(message.payload(), shared),
-                    Some(key) => shared.registry.apply(key, message.payload()),
-                    None => {}
-                }
-            }
+            Some(Ok(message)) => match message.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                Some(SHUTDOWN_KEY) => on_shutdown_request(message.payload(), shared),
+                Some(key) => shared.registry.apply(key, message.payload()),
+                None => {}
+            },
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(error)) => log::debug!("instance registry: {error}"),
         }
