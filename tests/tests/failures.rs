@@ -2,7 +2,8 @@
 //! them: the processing-exception handler (a poison record goes to a
 //! dead-letter topic and nothing stops), a panic that stops the client
 //! without committing past the record, and the uncaught-exception
-//! handler's `ReplaceThread` and `ShutdownApplication`.
+//! handler's `ReplaceThread` and `ShutdownApplication`; a record larger
+//! than the producer accepts, under the production-exception handler.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use streams_core::dsl::{Consumed, Produced};
-use streams_core::handlers::{DeadLetterQueue, StreamThreadExceptionResponse, dead_letter};
+use streams_core::handlers::{
+    ContinueOnProductionError, DeadLetterQueue, StreamThreadExceptionResponse, dead_letter,
+};
 use streams_core::runtime::{KafkaStreams, State};
 use streams_core::serde::StringSerde;
 use streams_core::{StreamsBuilder, StreamsConfig, Topology};
@@ -326,4 +329,54 @@ fn shutdown_application_stops_every_instance() {
     for streams in &instances {
         assert!(streams.close(WAIT));
     }
+}
+
+#[test]
+fn a_record_too_large_to_produce_is_the_production_handlers_call() {
+    let broker = shared_broker();
+    let run = |config: fn(StreamsConfig) -> StreamsConfig| {
+        let (input, output, app) = (unique("in"), unique("out"), unique("large"));
+        broker.create_topic(&input, 1);
+        broker.create_topic(&output, 1);
+        let builder = StreamsBuilder::new();
+        builder
+            .stream(&[&input], Consumed::with(StringSerde, StringSerde))
+            // Twice the producer's default `message.max.bytes`.
+            .map_values(|v: String| match v.as_str() {
+                "poison" => "x".repeat(2_000_000),
+                _ => v,
+            })
+            .to(&output, Produced::with(StringSerde, StringSerde));
+        let state = tempfile::tempdir().unwrap();
+        let streams = KafkaStreams::new(
+            builder.build().unwrap(),
+            config(self::config(broker, &app, state.path())),
+        )
+        .unwrap();
+        streams.start().unwrap();
+        produce(broker, &input, 10, &[4]);
+        (streams, output, state)
+    };
+
+    // By default, the client stops, naming the topic.
+    let (streams, output, _state) = run(|config| config);
+    assert!(
+        streams.wait_for_state(State::Error, WAIT),
+        "{:?}",
+        streams.state()
+    );
+    let cause = streams.error().unwrap();
+    assert!(
+        cause.contains(&format!("cannot produce to {output}")),
+        "{cause}"
+    );
+    assert!(streams.close(WAIT));
+
+    // Continue: the record is lost, the others are all written.
+    let (streams, output, _state) =
+        run(|config| config.with_production_handler(ContinueOnProductionError));
+    let records = read_keys(broker, &output, 1, 9);
+    assert!(records.iter().all(|(key, _, _)| key != "k4"));
+    assert_eq!(streams.error(), None);
+    assert!(streams.close(WAIT));
 }

@@ -326,9 +326,18 @@ impl RecordCollector for KafkaCollector {
                     if let Some(reason) = self.fenced() {
                         return Err(StreamsError::TaskMigrated(reason));
                     }
+                    // A record the producer refuses at once (larger than
+                    // `message.max.bytes`, say) is the handler's call, as
+                    // one the broker refuses later is.
+                    let message = error.to_string();
+                    if self.handler.handle(record.topic, &message)
+                        == ProductionHandlerResponse::Continue
+                    {
+                        return Ok(());
+                    }
                     return Err(StreamsError::Production {
                         topic: record.topic.to_owned(),
-                        message: error.to_string(),
+                        message,
                     });
                 }
             }
