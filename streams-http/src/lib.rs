@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /state/instances` | every live instance: `host`, `port`, `storeNames`, `partitions` |
 //! | `GET /state/keyvalue/{store}/{key}` | the key's value, from this instance or fetched from the one that holds it |
-//! | `GET /state/keyvalue/{store}` | every entry of every instance, merged, with the instances that did not answer |
+//! | `GET /state/keyvalue/{store}` | a page of the entries of every instance, merged in key order: `?limit=` (default 1,000) entries from key `?from=`, with `next`, the key to continue from (`null` at the end), and the instances that did not answer |
 //! | `GET /metrics` | the runtime's metrics (and the application's) in Prometheus text |
 //! | `GET /health` | 200 while running, 503 otherwise, with the state |
 //!
@@ -169,9 +169,28 @@ trait QueryableStore: Send + Sync {
     fn key_bytes(&self, key: &str) -> Result<Vec<u8>, String>;
     /// The key's value here, as JSON.
     fn get(&self, key: &str) -> StreamsResult<Option<Value>>;
-    /// Every local entry, as JSON pairs.
-    fn all(&self) -> StreamsResult<Vec<(Value, Value)>>;
+    /// One page of local entries from the key `from` (URL text), as
+    /// JSON pairs, and the key to continue from.
+    fn page(&self, from: Option<&str>, limit: usize) -> StreamsResult<Page>;
+    /// A key as JSON (as pages show them) serialized as the store keeps
+    /// it, for ordering entries of several instances.
+    fn json_key_bytes(&self, key: &Value) -> Option<Vec<u8>> {
+        let text = match key {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        self.key_bytes(&text).ok()
+    }
 }
+
+/// Entries of one page, and the key to continue from.
+type Page = (Vec<(Value, Value)>, Option<Value>);
+
+/// Entries in a page of `/state/keyvalue/{store}` unless `limit` says.
+pub const DEFAULT_PAGE: usize = 1000;
+
+/// The largest `limit` of a page.
+pub const MAX_PAGE: usize = 100_000;
 
 struct KeyValueQuery<K, V> {
     streams: Arc<KafkaStreams>,
@@ -211,13 +230,20 @@ where
         Ok(view.get(&key)?.map(|v| to_json(&v)))
     }
 
-    fn all(&self) -> StreamsResult<Vec<(Value, Value)>> {
+    fn page(&self, from: Option<&str>, limit: usize) -> StreamsResult<Page> {
+        let from = from
+            .map(|key| self.parse(key))
+            .transpose()
+            .map_err(StreamsError::InvalidState)?;
         let view = self.streams.store::<K, V>(&self.name)?;
-        Ok(view
-            .all()?
-            .iter()
-            .map(|(k, v)| (to_json(k), to_json(v)))
-            .collect())
+        let (entries, next) = view.page(from.as_ref(), limit)?;
+        Ok((
+            entries
+                .iter()
+                .map(|(k, v)| (to_json(k), to_json(v)))
+                .collect(),
+            next.as_ref().map(to_json),
+        ))
     }
 }
 
@@ -445,31 +471,77 @@ impl QueryServer {
         }
     }
 
+    /// `GET /state/keyvalue/{store}`: one page (`limit`, default
+    /// [`DEFAULT_PAGE`]) of entries from key `from`, in the store's key
+    /// order, merged over every instance, with `next`, the key to continue
+    /// from (`null` at the end).
     fn scan(&self, request: &Request, name: &str) -> Response {
         let store = match self.store(name) {
             Ok(store) => store,
             Err(response) => return response,
         };
+        let limit = match request.param("limit").map(str::parse::<usize>) {
+            None => DEFAULT_PAGE,
+            Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+            Some(_) => {
+                return Response::error(400, format!("limit must be from 1 to {MAX_PAGE}"));
+            }
+        };
+        let from = request.param("from");
         if request.forwarded || request.param("scope") == Some("local") {
-            return match store.all() {
-                Ok(entries) => Response::json(200, &json!({ "entries": entries_json(entries) })),
+            return match store.page(from, limit) {
+                Ok((entries, next)) => Response::json(
+                    200,
+                    &json!({ "entries": entries_json(entries), "next": next }),
+                ),
                 Err(error) => store_error(&error),
             };
         }
-        let path = format!("/state/keyvalue/{}?scope=local", percent_encode(name));
+        let mut path = format!(
+            "/state/keyvalue/{}?scope=local&limit={limit}",
+            percent_encode(name)
+        );
+        if let Some(from) = from {
+            path.push_str("&from=");
+            path.push_str(&percent_encode(from));
+        }
         let fan_out = self.fan_out_to(&self.streams.metadata_for_store(name), &path);
-        let mut entries = Vec::new();
+        let mut entries: Vec<(Option<Vec<u8>>, Value)> = Vec::new();
         let mut instances = Vec::new();
+        // The smallest key an instance stopped at: entries past it are
+        // left to the next page, since that instance's are not read yet.
+        let mut bound: Option<(Vec<u8>, Value)> = None;
         for (host, answer) in &fan_out.answers {
             instances.push(host.to_string());
             if let Some(list) = answer.get("entries").and_then(Value::as_array) {
-                entries.extend(list.iter().cloned());
+                for entry in list {
+                    entries.push((store.json_key_bytes(&entry["key"]), entry.clone()));
+                }
+            }
+            if let Some(next) = answer.get("next").filter(|next| !next.is_null())
+                && let Some(bytes) = store.json_key_bytes(next)
+                && bound.as_ref().is_none_or(|(least, _)| bytes < *least)
+            {
+                bound = Some((bytes, next.clone()));
             }
         }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some((least, _)) = &bound {
+            entries.retain(|(key, _)| key.as_ref().is_none_or(|key| key < least));
+        }
+        let next = if entries.len() > limit {
+            let first_left = entries[limit].1["key"].clone();
+            entries.truncate(limit);
+            first_left
+        } else {
+            bound.map_or(Value::Null, |(_, key)| key)
+        };
+        let entries: Vec<Value> = entries.into_iter().map(|(_, entry)| entry).collect();
         Response::json(
             200,
             &json!({
                 "entries": entries,
+                "next": next,
                 "instances": instances,
                 "missing": missing_json(&fan_out.missing),
             }),

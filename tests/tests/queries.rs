@@ -225,7 +225,32 @@ fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
         assert_eq!(merged, expected());
         assert_eq!(body["missing"], serde_json::json!([]));
         assert_eq!(body["instances"].as_array().unwrap().len(), 2);
+        assert_eq!(body["next"], Value::Null, "one page holds them all");
     }
+    // Pages of 3 from either instance: every word once, in key order.
+    for instance in [&one, &two] {
+        let mut seen = Vec::new();
+        let mut path = "/state/keyvalue/word-counts?limit=3".to_owned();
+        for _ in 0..10 {
+            let (status, body) = http(&instance.host, &path);
+            assert_eq!(status, 200, "{body}");
+            let page = body["entries"].as_array().unwrap();
+            assert!(page.len() <= 3, "{body}");
+            seen.extend(page.iter().map(|e| e["key"].as_str().unwrap().to_owned()));
+            match body["next"].as_str() {
+                Some(next) => {
+                    path = format!(
+                        "/state/keyvalue/word-counts?limit=3&from={}",
+                        streams_http::percent_encode(next)
+                    )
+                }
+                None => break,
+            }
+        }
+        let words: Vec<String> = expected().into_keys().collect();
+        assert_eq!(seen, words, "pages in key order, each word once");
+    }
+    assert_eq!(http(&one.host, "/state/keyvalue/word-counts?limit=0").0, 400);
     // Unknown things are clear errors, never a crash.
     assert_eq!(http(&one.host, "/state/keyvalue/nope/a").0, 404);
     assert_eq!(http(&one.host, "/nowhere").0, 404);

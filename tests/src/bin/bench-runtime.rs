@@ -1387,7 +1387,10 @@ fn queries_ready(
         ));
     }
     for instance in instances {
-        let path = format!("/state/keyvalue/{}", percent_encode(QUERY_STORE));
+        let path = format!(
+            "/state/keyvalue/{}?limit={QUERY_KEYS}",
+            percent_encode(QUERY_STORE)
+        );
         let body = http_get(&instance.host, &path).map_err(|e| e.to_string())?;
         let merged: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let entries = merged["entries"].as_array().map_or(0, Vec::len);
@@ -1572,7 +1575,10 @@ fn measure_queries(
         QUERY_LOOKUPS,
         |i| lookup(i % 2, pick(&owned[1 - i % 2], i)),
     )?);
-    let scan = format!("/state/keyvalue/{}", percent_encode(QUERY_STORE));
+    let scan = format!(
+        "/state/keyvalue/{}?limit={QUERY_KEYS}",
+        percent_encode(QUERY_STORE)
+    );
     results.push(time_requests(
         settings,
         "HTTP merged scan",
