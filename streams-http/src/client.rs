@@ -50,24 +50,23 @@ pub fn get(
 /// The runtime that drives every peer request of the process: one thread,
 /// started on first use, that lives as long as the process.
 fn peer_runtime() -> std::io::Result<&'static tokio::runtime::Handle> {
-    static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
-    if let Some(handle) = RUNTIME.get() {
-        return Ok(handle);
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    let handle = runtime.handle().clone();
-    // Two first callers may race: the loser's runtime is dropped unused.
-    if RUNTIME.set(handle).is_ok() {
-        std::thread::Builder::new()
-            .name("http-peers".into())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
-    }
+    static RUNTIME: OnceLock<Result<tokio::runtime::Handle, String>> = OnceLock::new();
     RUNTIME
-        .get()
-        .ok_or_else(|| std::io::Error::other("the peer runtime did not start"))
+        .get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let handle = runtime.handle().clone();
+            std::thread::Builder::new()
+                .name("http-peers".into())
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))
+                .map_err(|e| e.to_string())?;
+            Ok(handle)
+        })
+        .as_ref()
+        .map_err(|e| std::io::Error::other(format!("the peer runtime did not start: {e}")))
 }
 
 /// A pooled client for calls to peer instances.
