@@ -775,7 +775,11 @@ async fn query(ctx: &Ctx, f: impl FnOnce() -> Response + Send + 'static) -> Http
     into_http(ctx.exec.query(f).await.unwrap_or_else(|error| error))
 }
 
-async fn not_found(uri: Uri) -> HttpResponse {
+async fn not_found(method: Method, uri: Uri) -> HttpResponse {
+    // Every route is a GET: any other method is not supported anywhere.
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed(method).await;
+    }
     into_http(Response::error(404, format!("no route for {}", uri.path())))
 }
 
