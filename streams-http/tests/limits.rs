@@ -213,9 +213,10 @@ fn two_thousand_connections_get_answers_or_refusals_and_health_still_answers() {
         let mut answered = 0;
         let mut refused = 0;
         for task in tasks {
-            match task.await.unwrap() {
-                true => answered += 1,
-                false => refused += 1,
+            if task.await.unwrap() {
+                answered += 1;
+            } else {
+                refused += 1;
             }
         }
         (answered, refused)
