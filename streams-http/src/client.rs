@@ -170,9 +170,7 @@ impl PeerClient {
                 let body = Limited::new(body, cap)
                     .collect()
                     .await
-                    .map_err(|e| {
-                        std::io::Error::other(format!("{host}: reading the answer: {e}"))
-                    })?
+                    .map_err(|e| std::io::Error::other(format!("{host}: reading the answer: {e}")))?
                     .to_bytes();
                 std::io::Result::Ok(HttpAnswer {
                     status,

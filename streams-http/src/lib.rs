@@ -384,7 +384,11 @@ impl QueryServer {
 
     fn health(&self) -> Response {
         let state = self.streams.state();
-        let status = if state == StreamsState::Running { 200 } else { 503 };
+        let status = if state == StreamsState::Running {
+            200
+        } else {
+            503
+        };
         Response::json(status, &json!({ "state": format!("{state:?}") }))
     }
 
@@ -619,8 +623,9 @@ impl QueryServer {
             .build()?;
         let listener = {
             let _entered = runtime.enter();
-            listen(addr, limits.accept_backlog)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?
+            listen(addr, limits.accept_backlog).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?
         };
         let local_addr = listener.local_addr()?;
         let workers = Arc::new(Semaphore::new(limits.query_workers.max(1)));
@@ -726,7 +731,10 @@ fn router(server: Arc<QueryServer>, exec: Exec) -> Router {
         .route("/state/keyvalue/{store}/{key}", get_route(key_lookup))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(ctx.clone(), app_routes_first))
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            app_routes_first,
+        ))
         .with_state(ctx)
 }
 
@@ -1186,9 +1194,21 @@ mod tests {
         assert!(fan_out.answers.is_empty(), "{:?}", fan_out.answers);
         let missing: Vec<&HostInfo> = fan_out.missing.iter().map(|(h, _)| h).collect();
         assert_eq!(missing, [&huge, &slow, &bad], "{:?}", fan_out.missing);
-        assert!(fan_out.missing[0].1.contains("cap"), "{:?}", fan_out.missing[0]);
-        assert!(fan_out.missing[1].1.contains("within"), "{:?}", fan_out.missing[1]);
-        assert!(fan_out.missing[2].1.contains("not calling"), "{:?}", fan_out.missing[2]);
+        assert!(
+            fan_out.missing[0].1.contains("cap"),
+            "{:?}",
+            fan_out.missing[0]
+        );
+        assert!(
+            fan_out.missing[1].1.contains("within"),
+            "{:?}",
+            fan_out.missing[1]
+        );
+        assert!(
+            fan_out.missing[2].1.contains("not calling"),
+            "{:?}",
+            fan_out.missing[2]
+        );
         assert!(took < deadline + Duration::from_secs(3), "took {took:?}");
         use std::sync::atomic::Ordering::Relaxed;
         assert_eq!(huge_connections.load(Relaxed), 1);

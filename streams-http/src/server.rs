@@ -121,15 +121,16 @@ async fn serve_connection(
         activity: activity.clone(),
     });
     let counted = activity.clone();
-    let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let in_flight = InFlight::new(&counted);
-        let mut router = router.clone();
-        async move {
-            let response = tower::Service::call(&mut router, request).await;
-            drop(in_flight);
-            response
-        }
-    });
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let in_flight = InFlight::new(&counted);
+            let mut router = router.clone();
+            async move {
+                let response = tower::Service::call(&mut router, request).await;
+                drop(in_flight);
+                response
+            }
+        });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -16,7 +16,9 @@ use streams_http::{HttpLimits, QueryServer, Response, RunningServer, get};
 static HEAVY: Mutex<()> = Mutex::new(());
 
 fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unstarted() -> QueryServer {
@@ -104,7 +106,12 @@ fn a_huge_chunked_body_is_refused_unread_and_memory_stays_flat() {
     let (_running, host) = serve(unstarted());
     let addr: SocketAddr = format!("{host}").parse().unwrap();
     // Warm up: the first connection allocates the runtime's buffers.
-    assert_eq!(get(&host, "/health", Duration::from_secs(5), false).unwrap().status, 503);
+    assert_eq!(
+        get(&host, "/health", Duration::from_secs(5), false)
+            .unwrap()
+            .status,
+        503
+    );
     let before = resident_bytes();
     let (answer, sent) = post_chunked(addr, 1536 << 20);
     let grown = resident_bytes().saturating_sub(before);
@@ -120,10 +127,16 @@ fn a_huge_chunked_body_is_refused_unread_and_memory_stays_flat() {
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nContent-Length: 1610612736\r\n\r\nxx")
         .unwrap();
-    let answer = String::from_utf8_lossy(&read_all(&mut stream, Duration::from_secs(30))).into_owned();
+    let answer =
+        String::from_utf8_lossy(&read_all(&mut stream, Duration::from_secs(30))).into_owned();
     assert!(answer.starts_with("HTTP/1.1 413"), "answer: {answer:?}");
     // The server still answers.
-    assert_eq!(get(&host, "/health", Duration::from_secs(5), false).unwrap().status, 503);
+    assert_eq!(
+        get(&host, "/health", Duration::from_secs(5), false)
+            .unwrap()
+            .status,
+        503
+    );
 }
 
 #[test]
@@ -151,9 +164,15 @@ fn a_client_that_trickles_its_headers_is_cut_at_the_timeout() {
     stop.store(true, Ordering::Relaxed);
     trickle.join().unwrap();
     let answer = String::from_utf8_lossy(&answer);
-    assert!(!answer.contains("200 OK") && !answer.contains("503"), "{answer:?}");
+    assert!(
+        !answer.contains("200 OK") && !answer.contains("503"),
+        "{answer:?}"
+    );
     // The whole head would take 35 s; the timeout is 1 s.
-    assert!(cut_after < Duration::from_secs(6), "cut after {cut_after:?}");
+    assert!(
+        cut_after < Duration::from_secs(6),
+        "cut after {cut_after:?}"
+    );
 }
 
 #[test]
@@ -168,9 +187,14 @@ fn an_idle_connection_is_closed() {
         .write_all(b"GET /health HTTP/1.1\r\nHost: idle\r\n\r\n")
         .unwrap();
     let started = Instant::now();
-    let answer = String::from_utf8_lossy(&read_all(&mut stream, Duration::from_secs(30))).into_owned();
+    let answer =
+        String::from_utf8_lossy(&read_all(&mut stream, Duration::from_secs(30))).into_owned();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
-    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -250,7 +274,12 @@ fn two_thousand_connections_get_answers_or_refusals_and_health_still_answers() {
     assert_eq!(health.status, 503, "not running, but answering");
     assert!(started.elapsed() < Duration::from_secs(30));
     drop(held);
-    assert_eq!(get(&host, "/health", Duration::from_secs(10), false).unwrap().status, 503);
+    assert_eq!(
+        get(&host, "/health", Duration::from_secs(10), false)
+            .unwrap()
+            .status,
+        503
+    );
 }
 
 #[test]
@@ -300,7 +329,9 @@ fn health_and_metrics_answer_while_every_query_worker_is_busy() {
         assert_eq!(request.join().unwrap().unwrap().status, 200);
     }
     assert_eq!(
-        get(&host, "/state/instances", Duration::from_secs(5), false).unwrap().status,
+        get(&host, "/state/instances", Duration::from_secs(5), false)
+            .unwrap()
+            .status,
         200
     );
 }

@@ -250,7 +250,10 @@ fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
         let words: Vec<String> = expected().into_keys().collect();
         assert_eq!(seen, words, "pages in key order, each word once");
     }
-    assert_eq!(http(&one.host, "/state/keyvalue/word-counts?limit=0").0, 400);
+    assert_eq!(
+        http(&one.host, "/state/keyvalue/word-counts?limit=0").0,
+        400
+    );
     // Unknown things are clear errors, never a crash.
     assert_eq!(http(&one.host, "/state/keyvalue/nope/a").0, 404);
     assert_eq!(http(&one.host, "/nowhere").0, 404);
@@ -509,8 +512,14 @@ fn registry_entries_with_bad_hosts_or_future_heartbeats_are_ignored() {
     let (future, future_connections) = trap();
     let (control, control_connections) = trap();
     let hostile = [
-        ("evil host:80".to_owned(), announcement("evil host", 80, now_ms())),
-        ("127.0.0.1:0".to_owned(), announcement("127.0.0.1", 0, now_ms())),
+        (
+            "evil host:80".to_owned(),
+            announcement("evil host", 80, now_ms()),
+        ),
+        (
+            "127.0.0.1:0".to_owned(),
+            announcement("127.0.0.1", 0, now_ms()),
+        ),
         (
             format!("0.0.0.0:{future}"),
             announcement("0.0.0.0", future, now_ms()),

@@ -101,7 +101,9 @@ pub fn validate_endpoint(host: &str, port: u16) -> std::result::Result<(), Strin
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
         return Err(format!("host {host:?} is not a host name or an address"));
@@ -467,12 +469,7 @@ mod tests {
         assert!(registry.alive(None, now, timeout).is_empty());
         // Small skew is fine, and good names and addresses are kept.
         registry.apply("h:8", Some(&entry("h", 8, now + 2_000)), now, timeout);
-        registry.apply(
-            "10.0.0.1:9",
-            Some(&entry("10.0.0.1", 9, now)),
-            now,
-            timeout,
-        );
+        registry.apply("10.0.0.1:9", Some(&entry("10.0.0.1", 9, now)), now, timeout);
         registry.apply(
             "a-b.example.com:10",
             Some(&entry("a-b.example.com", 10, now)),
