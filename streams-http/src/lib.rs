@@ -691,7 +691,9 @@ impl Exec {
                     return Err(Response::error(503, "every query worker is busy; retry"));
                 };
                 // The permit goes with the work: a request that times out
-                // does not free its worker before the work ends.
+                // does not free its worker before the work ends (which is
+                // why this is not tower's `ConcurrencyLimit`, whose permit
+                // is released when the request's future is dropped).
                 tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     f()
@@ -816,6 +818,8 @@ async fn app_routes_first(
 
 /// No route takes a body: one is refused before any of it is read, and
 /// the connection is closed so that hyper need not read it either.
+/// (tower-http's `RequestBodyLimitLayer` refuses a declared length at
+/// once, but a chunked body only once a handler reads it, and none does.)
 async fn refuse_bodies(request: axum::extract::Request, next: Next) -> HttpResponse {
     if request.body().is_end_stream() {
         return next.run(request).await;

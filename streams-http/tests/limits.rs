@@ -115,6 +115,11 @@ fn a_huge_chunked_body_is_refused_unread_and_memory_stays_flat() {
     let before = resident_bytes();
     let (answer, sent) = post_chunked(addr, 1536 << 20);
     let grown = resident_bytes().saturating_sub(before);
+    eprintln!(
+        "1.5 GB body: {} KB sent before the server closed; resident memory grew by {} KB",
+        sent >> 10,
+        grown >> 10
+    );
     assert!(answer.starts_with("HTTP/1.1 413"), "answer: {answer:?}");
     assert!(
         grown < 50 << 20,
