@@ -130,6 +130,7 @@ fn failed_accepts_back_off_instead_of_spinning() {
     let before = thread_cpu(&stat);
     std::thread::sleep(Duration::from_secs(2));
     let spent = thread_cpu(&stat) - before;
+    eprintln!("the server thread spent {spent:?} of CPU in 2 s of failed accepts");
     let released = unix_seconds(SystemTime::now());
     drop(hoard);
     set_open_files_limit(&soft, &hard);
