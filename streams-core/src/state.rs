@@ -416,6 +416,24 @@ impl<K: 'static, V: 'static> KeyValueStoreHandle<K, V> {
         self.typed(|s| s.range(from, to)?.collect())
     }
 
+    /// At most `limit` entries with `from <= key`, ascending by
+    /// serialized key: the store is locked for this page only.
+    pub fn range_page(&self, from: Option<&K>, limit: usize) -> Result<Vec<(K, V)>> {
+        self.typed(|s| s.range(from, None)?.take(limit).collect())
+    }
+
+    /// `key` as the store serializes it (and orders it).
+    pub fn serialize_key(&self, key: &K) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.keys
+            .serialize_into(key, &mut out)
+            .map_err(|e| StreamsError::StoreAccess {
+                name: self.handle.name.to_string(),
+                message: format!("serializing a key: {e}"),
+            })?;
+        Ok(out)
+    }
+
     /// Entries with `from <= key <= to`, descending by serialized key.
     pub fn reverse_range(&self, from: Option<&K>, to: Option<&K>) -> Result<Vec<(K, V)>> {
         self.typed(|s| s.reverse_range(from, to)?.collect())

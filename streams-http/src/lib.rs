@@ -5,15 +5,25 @@
 //! |---|---|
 //! | `GET /state/instances` | every live instance: `host`, `port`, `storeNames`, `partitions` |
 //! | `GET /state/keyvalue/{store}/{key}` | the key's value, from this instance or fetched from the one that holds it |
-//! | `GET /state/keyvalue/{store}` | every entry of every instance, merged, with the instances that did not answer |
+//! | `GET /state/keyvalue/{store}` | a page of the entries of every instance, merged in key order: `?limit=` (default 1,000) entries from key `?from=`, with `next`, the key to continue from (`null` at the end), and the instances that did not answer |
 //! | `GET /metrics` | the runtime's metrics (and the application's) in Prometheus text |
 //! | `GET /health` | 200 while running, 503 otherwise, with the state |
 //!
-//! Applications add their own routes in front with [`QueryServer::route`];
+//! Applications add their own routes in front with [`QueryServer::route`]
+//! (`/health` and `/metrics` always belong to the layer);
 //! [`QueryServer::fan_out`] asks every instance the same question, for
 //! routes that merge answers. Answers are JSON; errors are
 //! `{"error": "..."}` with a fitting status; a handler that panics is a
 //! 500, never a dead server.
+//!
+//! The server is axum's router on hyper, with the limits of
+//! [`HttpLimits`]: no route takes a body (a request with one is answered
+//! 413 without reading it), headers must arrive within a timeout, idle
+//! connections are closed, open connections are capped, failed accepts
+//! back off, and queries run on a bounded set of worker threads while
+//! `/health` and `/metrics` answer even when every worker is busy. Calls
+//! to other instances go through hyper's pooled client, each with a
+//! deadline and a cap on the answer's size.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -29,27 +39,36 @@
 //! ```
 
 mod client;
+mod limits;
+mod server;
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use axum::Router;
+use axum::body::Body as AxumBody;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::routing::get as get_route;
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
+use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde_json::{Value, json};
-use streams_core::runtime::{HostInfo, KafkaStreams, State, StreamsMetadata};
+use streams_core::runtime::{HostInfo, KafkaStreams, State as StreamsState, StreamsMetadata};
 use streams_core::state::StoreError;
 use streams_core::{Result as StreamsResult, StreamsError};
+use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
 
+use client::PeerClient;
 pub use client::{HttpAnswer, get};
+pub use limits::HttpLimits;
 
 /// The header that marks a request one instance forwarded to another: it
 /// is answered locally, never forwarded again.
@@ -150,9 +169,28 @@ trait QueryableStore: Send + Sync {
     fn key_bytes(&self, key: &str) -> Result<Vec<u8>, String>;
     /// The key's value here, as JSON.
     fn get(&self, key: &str) -> StreamsResult<Option<Value>>;
-    /// Every local entry, as JSON pairs.
-    fn all(&self) -> StreamsResult<Vec<(Value, Value)>>;
+    /// One page of local entries from the key `from` (URL text), as
+    /// JSON pairs, and the key to continue from.
+    fn page(&self, from: Option<&str>, limit: usize) -> StreamsResult<Page>;
+    /// A key as JSON (as pages show them) serialized as the store keeps
+    /// it, for ordering entries of several instances.
+    fn json_key_bytes(&self, key: &Value) -> Option<Vec<u8>> {
+        let text = match key {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        self.key_bytes(&text).ok()
+    }
 }
+
+/// Entries of one page, and the key to continue from.
+type Page = (Vec<(Value, Value)>, Option<Value>);
+
+/// Entries in a page of `/state/keyvalue/{store}` unless `limit` says.
+pub const DEFAULT_PAGE: usize = 1000;
+
+/// The largest `limit` of a page.
+pub const MAX_PAGE: usize = 100_000;
 
 struct KeyValueQuery<K, V> {
     streams: Arc<KafkaStreams>,
@@ -192,13 +230,20 @@ where
         Ok(view.get(&key)?.map(|v| to_json(&v)))
     }
 
-    fn all(&self) -> StreamsResult<Vec<(Value, Value)>> {
+    fn page(&self, from: Option<&str>, limit: usize) -> StreamsResult<Page> {
+        let from = from
+            .map(|key| self.parse(key))
+            .transpose()
+            .map_err(StreamsError::InvalidState)?;
         let view = self.streams.store::<K, V>(&self.name)?;
-        Ok(view
-            .all()?
-            .iter()
-            .map(|(k, v)| (to_json(k), to_json(v)))
-            .collect())
+        let (entries, next) = view.page(from.as_ref(), limit)?;
+        Ok((
+            entries
+                .iter()
+                .map(|(k, v)| (to_json(k), to_json(v)))
+                .collect(),
+            next.as_ref().map(to_json),
+        ))
     }
 }
 
@@ -209,13 +254,17 @@ fn to_json(value: &impl Serialize) -> Value {
 type Route = Arc<dyn Fn(&Request, &QueryServer) -> Option<Response> + Send + Sync>;
 type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// The query layer: routes, stores it can read, and the streams client.
+/// The query layer: routes, stores it can read, the streams client, and
+/// the limits it serves and calls peers with.
 #[derive(Clone)]
 pub struct QueryServer {
     streams: Arc<KafkaStreams>,
     stores: BTreeMap<String, Arc<dyn QueryableStore>>,
     routes: Vec<Route>,
     metrics: Vec<MetricsSource>,
+    limits: HttpLimits,
+    /// Made on first use, from `limits`.
+    peers: Arc<OnceLock<PeerClient>>,
 }
 
 impl std::fmt::Debug for QueryServer {
@@ -243,7 +292,21 @@ impl QueryServer {
             stores: BTreeMap::new(),
             routes: Vec::new(),
             metrics: Vec::new(),
+            limits: HttpLimits::default(),
+            peers: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Serves and calls peers with `limits` instead of
+    /// [`HttpLimits::default`].
+    pub fn limits(mut self, limits: HttpLimits) -> QueryServer {
+        self.limits = limits;
+        self.peers = Arc::new(OnceLock::new());
+        self
+    }
+
+    fn peers(&self) -> &PeerClient {
+        self.peers.get_or_init(|| PeerClient::new(&self.limits))
     }
 
     /// Makes key-value store `name` queryable: keys are parsed from the URL
@@ -270,8 +333,9 @@ impl QueryServer {
         self
     }
 
-    /// Adds a route tried before the built-in ones: `handler` answers
-    /// `Some` for requests it owns.
+    /// Adds a route tried before the built-in ones (but for `/health`
+    /// and `/metrics`, which always answer at once): `handler` answers
+    /// `Some` for requests it owns. It runs on a query worker.
     pub fn route(
         mut self,
         handler: impl Fn(&Request, &QueryServer) -> Option<Response> + Send + Sync + 'static,
@@ -291,31 +355,40 @@ impl QueryServer {
         &self.streams
     }
 
-    /// Answers one request (what the HTTP server calls for each request).
+    /// Answers one request in process, through the same router the HTTP
+    /// server uses (handlers run on the calling thread).
     pub fn handle(&self, request: &Request) -> Response {
-        for route in &self.routes {
-            if let Some(response) = route(request, self) {
-                return response;
-            }
+        let router = router(Arc::new(self.clone()), Exec::Inline);
+        let response = block_on(call(router, to_http(request)));
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let body = block_on(response.into_body().collect())
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        Response {
+            status,
+            content_type,
+            body,
         }
-        if request.method != "GET" {
-            return Response::error(405, format!("{} is not supported", request.method));
-        }
-        let segments = request.segments();
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        match segments.as_slice() {
-            ["health"] => self.health(),
-            ["metrics"] => self.prometheus(),
-            ["state", "instances"] => Response::json(200, &self.instances_json()),
-            ["state", "keyvalue", store, key] => self.key_lookup(request, store, key),
-            ["state", "keyvalue", store] => self.scan(request, store),
-            _ => Response::error(404, format!("no route for {}", request.path)),
-        }
+    }
+
+    /// The application's routes, in order; the first `Some` wins.
+    fn app_route(&self, request: &Request) -> Option<Response> {
+        self.routes.iter().find_map(|route| route(request, self))
     }
 
     fn health(&self) -> Response {
         let state = self.streams.state();
-        let status = if state == State::Running { 200 } else { 503 };
+        let status = if state == StreamsState::Running {
+            200
+        } else {
+            503
+        };
         Response::json(status, &json!({ "state": format!("{state:?}") }))
     }
 
@@ -372,7 +445,7 @@ impl QueryServer {
                     percent_encode(name),
                     percent_encode(key)
                 );
-                return match get(&owner.active_host, &path, PEER_TIMEOUT, true) {
+                return match self.peers().get(&owner.active_host, &path, true) {
                     Ok(answer) => Response {
                         status: answer.status,
                         content_type: "application/json".into(),
@@ -402,31 +475,77 @@ impl QueryServer {
         }
     }
 
+    /// `GET /state/keyvalue/{store}`: one page (`limit`, default
+    /// [`DEFAULT_PAGE`]) of entries from key `from`, in the store's key
+    /// order, merged over every instance, with `next`, the key to continue
+    /// from (`null` at the end).
     fn scan(&self, request: &Request, name: &str) -> Response {
         let store = match self.store(name) {
             Ok(store) => store,
             Err(response) => return response,
         };
+        let limit = match request.param("limit").map(str::parse::<usize>) {
+            None => DEFAULT_PAGE,
+            Some(Ok(limit)) if (1..=MAX_PAGE).contains(&limit) => limit,
+            Some(_) => {
+                return Response::error(400, format!("limit must be from 1 to {MAX_PAGE}"));
+            }
+        };
+        let from = request.param("from");
         if request.forwarded || request.param("scope") == Some("local") {
-            return match store.all() {
-                Ok(entries) => Response::json(200, &json!({ "entries": entries_json(entries) })),
+            return match store.page(from, limit) {
+                Ok((entries, next)) => Response::json(
+                    200,
+                    &json!({ "entries": entries_json(entries), "next": next }),
+                ),
                 Err(error) => store_error(&error),
             };
         }
-        let path = format!("/state/keyvalue/{}?scope=local", percent_encode(name));
+        let mut path = format!(
+            "/state/keyvalue/{}?scope=local&limit={limit}",
+            percent_encode(name)
+        );
+        if let Some(from) = from {
+            path.push_str("&from=");
+            path.push_str(&percent_encode(from));
+        }
         let fan_out = self.fan_out_to(&self.streams.metadata_for_store(name), &path);
-        let mut entries = Vec::new();
+        let mut entries: Vec<(Option<Vec<u8>>, Value)> = Vec::new();
         let mut instances = Vec::new();
+        // The smallest key an instance stopped at: entries past it are
+        // left to the next page, since that instance's are not read yet.
+        let mut bound: Option<(Vec<u8>, Value)> = None;
         for (host, answer) in &fan_out.answers {
             instances.push(host.to_string());
             if let Some(list) = answer.get("entries").and_then(Value::as_array) {
-                entries.extend(list.iter().cloned());
+                for entry in list {
+                    entries.push((store.json_key_bytes(&entry["key"]), entry.clone()));
+                }
+            }
+            if let Some(next) = answer.get("next").filter(|next| !next.is_null())
+                && let Some(bytes) = store.json_key_bytes(next)
+                && bound.as_ref().is_none_or(|(least, _)| bytes < *least)
+            {
+                bound = Some((bytes, next.clone()));
             }
         }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some((least, _)) = &bound {
+            entries.retain(|(key, _)| key.as_ref().is_none_or(|key| key < least));
+        }
+        let next = if entries.len() > limit {
+            let first_left = entries[limit].1["key"].clone();
+            entries.truncate(limit);
+            first_left
+        } else {
+            bound.map_or(Value::Null, |(_, key)| key)
+        };
+        let entries: Vec<Value> = entries.into_iter().map(|(_, entry)| entry).collect();
         Response::json(
             200,
             &json!({
                 "entries": entries,
+                "next": next,
                 "instances": instances,
                 "missing": missing_json(&fan_out.missing),
             }),
@@ -439,68 +558,92 @@ impl QueryServer {
         self.fan_out_to(&self.streams.all_metadata(), path)
     }
 
+    /// Asks each of `instances` (each once, however often it is listed)
+    /// `GET path`: peers through the pooled client, all at once, and this
+    /// instance in process.
     fn fan_out_to(&self, instances: &[StreamsMetadata], path: &str) -> FanOut {
         let me = self.streams.application_server();
-        let results: Vec<(HostInfo, Result<Value, String>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = instances
-                .iter()
-                .map(|instance| {
-                    let host = instance.host_info.clone();
-                    let local = Some(&host) == me;
-                    scope.spawn(move || {
-                        let answer = if local {
-                            let mut request = Request::get(path);
-                            request.forwarded = true;
-                            let response = self.handle(&request);
-                            (response.status, response.body)
-                        } else {
-                            match get(&host, path, PEER_TIMEOUT, true) {
-                                Ok(answer) => (answer.status, answer.body),
-                                Err(error) => return (host, Err(error.to_string())),
-                            }
-                        };
-                        let result = match answer {
-                            (200, body) => serde_json::from_slice(&body)
-                                .map_err(|e| format!("unreadable answer: {e}")),
-                            (status, body) => Err(format!(
-                                "status {status}: {}",
-                                String::from_utf8_lossy(&body)
-                            )),
-                        };
-                        (host, result)
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
+        let mut seen = BTreeSet::new();
+        let hosts: Vec<&HostInfo> = instances
+            .iter()
+            .map(|instance| &instance.host_info)
+            .filter(|host| seen.insert(*host))
+            .collect();
+        let peers = self.peers();
+        // Start every peer's request before answering the local part.
+        let pending: Vec<_> = hosts
+            .iter()
+            .map(|host| {
+                (Some(*host) != me).then(|| peers.start(host, path, true, peers.deadline()))
+            })
+            .collect();
         let mut fan_out = FanOut::default();
-        for (host, result) in results {
+        for (host, pending) in hosts.into_iter().zip(pending) {
+            let answer = match pending {
+                None => {
+                    let mut request = Request::get(path);
+                    request.forwarded = true;
+                    let response = self.handle(&request);
+                    Ok((response.status, response.body))
+                }
+                Some(Ok(receiver)) => match receiver.recv() {
+                    Ok(Ok(answer)) => Ok((answer.status, answer.body)),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err("the peer runtime stopped".to_owned()),
+                },
+                Some(Err(error)) => Err(error.to_string()),
+            };
+            let result = answer.and_then(|answer| match answer {
+                (200, body) => {
+                    serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))
+                }
+                (status, body) => Err(format!(
+                    "status {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )),
+            });
             match result {
-                Ok(value) => fan_out.answers.push((host, value)),
-                Err(error) => fan_out.missing.push((host, error)),
+                Ok(value) => fan_out.answers.push((host.clone(), value)),
+                Err(error) => fan_out.missing.push((host.clone(), error)),
             }
         }
         fan_out
     }
 
     /// Serves this layer on `addr` in a thread of its own until
-    /// [`RunningServer::stop`] or drop. A port in use is an error here.
+    /// [`RunningServer::stop`] or drop, with the limits of
+    /// [`QueryServer::limits`]. A port in use is an error here.
     pub fn serve(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
-        let listener = std::net::TcpListener::bind(addr)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+        let limits = Arc::new(self.limits.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
-            .max_blocking_threads(32)
+            // Query workers, and spare threads for `/metrics`.
+            .max_blocking_threads(limits.query_workers.max(1) + SPARE_THREADS)
             .build()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let server = Arc::new(self);
+        let listener = {
+            let _entered = runtime.enter();
+            listen(addr, limits.accept_backlog).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?
+        };
+        let local_addr = listener.local_addr()?;
+        let workers = Arc::new(Semaphore::new(limits.query_workers.max(1)));
+        let exec = Exec::Workers(workers, limits.query_queue_timeout);
+        let router = router(Arc::new(self), exec)
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                limits.request_timeout,
+            ))
+            .layer(middleware::from_fn(refuse_bodies));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let thread = std::thread::Builder::new()
             .name(format!("http-{}", local_addr.port()))
-            .spawn(move || runtime.block_on(accept_loop(listener, server, stopping)))?;
+            .spawn(move || {
+                runtime.block_on(server::accept_loop(listener, router, limits, stopped));
+                // Handlers still running on workers are not waited for long.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?;
         Ok(RunningServer {
             local_addr,
             stop,
@@ -509,77 +652,276 @@ impl QueryServer {
     }
 }
 
-async fn accept_loop(
-    listener: std::net::TcpListener,
-    server: Arc<QueryServer>,
-    stop: Arc<AtomicBool>,
-) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            log::error!("http: {error}");
-            return;
-        }
+/// Blocking threads beyond the query workers: `/metrics` runs on them.
+const SPARE_THREADS: usize = 4;
+
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
-    while !stop.load(Ordering::Relaxed) {
-        // Wake up now and then to notice a stop.
-        let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
-        let stream = match accepted {
-            Ok(Ok((stream, _))) => stream,
-            Ok(Err(error)) => {
-                log::warn!("http: accepting a connection: {error}");
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let server = server.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: hyper::Request<Incoming>| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(respond(server, request).await) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Where handlers run.
+#[derive(Clone)]
+enum Exec {
+    /// On the calling thread ([`QueryServer::handle`]).
+    Inline,
+    /// Queries on a blocking thread holding one of the worker permits,
+    /// waiting at most the given time for one.
+    Workers(Arc<Semaphore>, Duration),
+}
+
+impl Exec {
+    /// Runs query work `f`: a 503 when no worker frees up in time, a 500
+    /// when `f` panics.
+    async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        match self {
+            Exec::Inline => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|_| Response::error(500, "the handler failed")),
+            Exec::Workers(workers, wait) => {
+                let permit = tokio::time::timeout(*wait, workers.clone().acquire_owned()).await;
+                let Ok(Ok(permit)) = permit else {
+                    return Err(Response::error(503, "every query worker is busy; retry"));
+                };
+                // The permit goes with the work: a request that times out
+                // does not free its worker before the work ends (which is
+                // why this is not tower's `ConcurrencyLimit`, whose permit
+                // is released when the request's future is dropped).
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    f()
+                })
                 .await
-            {
-                log::debug!("http connection: {error}");
+                .map_err(|_| Response::error(500, "the handler failed"))
             }
-        });
+        }
+    }
+
+    /// Runs `f` without waiting for a query worker.
+    async fn spare(&self, f: impl FnOnce() -> Response + Send + 'static) -> Response {
+        match self {
+            Exec::Inline => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or_else(|_| Response::error(500, "the handler failed")),
+            Exec::Workers(..) => tokio::task::spawn_blocking(f)
+                .await
+                .unwrap_or_else(|_| Response::error(500, "the handler failed")),
+        }
     }
 }
 
-/// Runs the (blocking) handler off the I/O thread; a panic is a 500.
-async fn respond(
+#[derive(Clone)]
+struct Ctx {
     server: Arc<QueryServer>,
-    request: hyper::Request<Incoming>,
-) -> hyper::Response<Full<Bytes>> {
-    let forwarded = request.headers().contains_key(FORWARDED_HEADER);
-    let method = request.method().to_string();
-    let path = request.uri().path().to_owned();
-    let query = parse_query(request.uri().query().unwrap_or(""));
-    // Bodies are not used by any route; drain it so the connection stays usable.
-    let _ = request.into_body().collect().await;
-    let request = Request {
-        method,
-        path,
-        query,
-        forwarded,
-    };
-    let response = tokio::task::spawn_blocking(move || server.handle(&request))
-        .await
-        .unwrap_or_else(|_| Response::error(500, "the handler failed"));
-    hyper::Response::builder()
-        .status(response.status)
-        .header("content-type", response.content_type)
-        .body(Full::new(Bytes::from(response.body)))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::from_static(b"{}"))))
+    exec: Exec,
+}
+
+/// The layer's routes; application routes go first, from a middleware.
+fn router(server: Arc<QueryServer>, exec: Exec) -> Router {
+    let ctx = Ctx { server, exec };
+    Router::new()
+        .route("/health", get_route(health))
+        .route("/metrics", get_route(metrics))
+        .route("/state/instances", get_route(instances))
+        .route("/state/keyvalue/{store}", get_route(scan))
+        .route("/state/keyvalue/{store}/{key}", get_route(key_lookup))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            app_routes_first,
+        ))
+        .with_state(ctx)
+}
+
+type HttpResponse = axum::response::Response;
+
+async fn health(State(ctx): State<Ctx>) -> HttpResponse {
+    // Cheap: answered on the I/O thread, never waiting for a worker.
+    into_http(ctx.server.health())
+}
+
+async fn metrics(State(ctx): State<Ctx>) -> HttpResponse {
+    let server = ctx.server.clone();
+    into_http(ctx.exec.spare(move || server.prometheus()).await)
+}
+
+async fn instances(State(ctx): State<Ctx>) -> HttpResponse {
+    let server = ctx.server.clone();
+    query(&ctx, move || Response::json(200, &server.instances_json())).await
+}
+
+async fn scan(
+    State(ctx): State<Ctx>,
+    Path(store): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let request = request_of(&method, &uri, &headers);
+    let server = ctx.server.clone();
+    query(&ctx, move || server.scan(&request, &store)).await
+}
+
+async fn key_lookup(
+    State(ctx): State<Ctx>,
+    Path((store, key)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let request = request_of(&method, &uri, &headers);
+    let server = ctx.server.clone();
+    query(&ctx, move || server.key_lookup(&request, &store, &key)).await
+}
+
+async fn query(ctx: &Ctx, f: impl FnOnce() -> Response + Send + 'static) -> HttpResponse {
+    into_http(ctx.exec.query(f).await.unwrap_or_else(|error| error))
+}
+
+async fn not_found(method: Method, uri: Uri) -> HttpResponse {
+    // Every route is a GET: any other method is not supported anywhere.
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed(method).await;
+    }
+    into_http(Response::error(404, format!("no route for {}", uri.path())))
+}
+
+async fn method_not_allowed(method: Method) -> HttpResponse {
+    into_http(Response::error(405, format!("{method} is not supported")))
+}
+
+/// Tries the application's routes on a query worker before the layer's
+/// own (but `/health` and `/metrics` go straight to the layer).
+async fn app_routes_first(
+    State(ctx): State<Ctx>,
+    request: axum::extract::Request,
+    next: Next,
+) -> HttpResponse {
+    let path = request.uri().path();
+    if ctx.server.routes.is_empty() || path == "/health" || path == "/metrics" {
+        return next.run(request).await;
+    }
+    let asked = request_of(request.method(), request.uri(), request.headers());
+    let server = ctx.server.clone();
+    match ctx.exec.query(move || server.app_route(&asked)).await {
+        Ok(Some(response)) | Err(response) => into_http(response),
+        Ok(None) => next.run(request).await,
+    }
+}
+
+/// No route takes a body: one is refused before any of it is read, and
+/// the connection is closed so that hyper need not read it either.
+/// (tower-http's `RequestBodyLimitLayer` refuses a declared length at
+/// once, but a chunked body only once a handler reads it, and none does.)
+async fn refuse_bodies(request: axum::extract::Request, next: Next) -> HttpResponse {
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let mut response = into_http(Response::error(413, "no route takes a request body"));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// The handlers' view of an HTTP request.
+fn request_of(method: &Method, uri: &Uri, headers: &HeaderMap) -> Request {
+    Request {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query: parse_query(uri.query().unwrap_or("")),
+        forwarded: headers.contains_key(FORWARDED_HEADER),
+    }
+}
+
+/// Characters that may not appear raw in a URI's path.
+const PATH_ESCAPES: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'^')
+    .add(b'|')
+    .add(b'\\');
+
+/// An in-process request as an HTTP one, for the router.
+fn to_http(request: &Request) -> axum::http::Request<AxumBody> {
+    let mut uri = utf8_percent_encode(&request.path, PATH_ESCAPES).to_string();
+    if !request.query.is_empty() {
+        uri.push('?');
+        uri.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&request.query)
+                .finish(),
+        );
+    }
+    let method = Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::GET);
+    let mut http = axum::http::Request::builder().method(method).uri(&uri);
+    if request.forwarded {
+        http = http.header(FORWARDED_HEADER, "1");
+    }
+    http.body(AxumBody::empty()).unwrap_or_else(|_| {
+        // A path that is no URI even escaped: let the fallback say so.
+        let mut fallback = axum::http::Request::new(AxumBody::empty());
+        *fallback.uri_mut() = Uri::from_static("/invalid-path");
+        fallback
+    })
+}
+
+fn into_http(response: Response) -> HttpResponse {
+    let mut http = HttpResponse::new(AxumBody::from(response.body));
+    *http.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(value) = HeaderValue::from_str(&response.content_type) {
+        http.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    http
+}
+
+async fn call(mut router: Router, request: axum::http::Request<AxumBody>) -> HttpResponse {
+    match tower::Service::call(&mut router, request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// Runs `future` on this thread. In process, handlers run inline, so the
+/// router's futures are ready at once; parking covers any that are not.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut context) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park(),
+        }
+    }
 }
 
 /// A running HTTP server; stops on drop.
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -589,9 +931,10 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// Stops accepting and returns once the server thread ends.
+    /// Stops accepting and returns once the server thread ends (open
+    /// connections are closed with it).
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -649,49 +992,26 @@ pub fn missing_json(missing: &[(HostInfo, String)]) -> Value {
 }
 
 fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
         .collect()
 }
 
-/// Decodes `%XX` escapes (and `+` as a space in queries is not used here).
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays.
 pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(byte) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Escapes everything but unreserved characters, for a path segment.
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -796,5 +1116,148 @@ mod tests {
         assert_eq!(request.param("scope"), Some("local"));
         assert_eq!(request.param("x"), Some(""));
         assert_eq!(request.param("y"), None);
+    }
+
+    /// A peer that reads the request and answers with `answer`, sent a
+    /// byte every `pause`; counts its connections.
+    fn hostile_peer(
+        answer: &'static [u8],
+        pause: Duration,
+    ) -> (HostInfo, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = HostInfo {
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+        };
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf);
+                    if pause.is_zero() {
+                        let _ = stream.write_all(answer);
+                    } else {
+                        for byte in answer {
+                            if stream.write_all(&[*byte]).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(pause);
+                        }
+                    }
+                    // Hold the connection open, as a stuck peer would.
+                    std::thread::sleep(Duration::from_secs(30));
+                });
+            }
+        });
+        (host, connections)
+    }
+
+    fn metadata(host: &HostInfo) -> StreamsMetadata {
+        StreamsMetadata {
+            host_info: host.clone(),
+            state_store_names: BTreeSet::from(["counts".to_owned()]),
+            topic_partitions: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn hostile_peers_are_missing_within_the_deadline_and_asked_once() {
+        let deadline = Duration::from_secs(2);
+        let server = unstarted().limits(HttpLimits {
+            peer_deadline: deadline,
+            ..HttpLimits::default()
+        });
+        let (huge, huge_connections) = hostile_peer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n{",
+            Duration::ZERO,
+        );
+        let (slow, slow_connections) = hostile_peer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+            Duration::from_secs(4),
+        );
+        let bad = HostInfo {
+            host: "evil host".into(),
+            port: 80,
+        };
+        // Listed twice, asked once.
+        let instances = [
+            metadata(&huge),
+            metadata(&slow),
+            metadata(&huge),
+            metadata(&bad),
+            metadata(&slow),
+        ];
+        let started = std::time::Instant::now();
+        let fan_out = server.fan_out_to(&instances, "/state/keyvalue/counts?scope=local");
+        let took = started.elapsed();
+        assert!(fan_out.answers.is_empty(), "{:?}", fan_out.answers);
+        let missing: Vec<&HostInfo> = fan_out.missing.iter().map(|(h, _)| h).collect();
+        assert_eq!(missing, [&huge, &slow, &bad], "{:?}", fan_out.missing);
+        assert!(
+            fan_out.missing[0].1.contains("cap"),
+            "{:?}",
+            fan_out.missing[0]
+        );
+        assert!(
+            fan_out.missing[1].1.contains("within"),
+            "{:?}",
+            fan_out.missing[1]
+        );
+        assert!(
+            fan_out.missing[2].1.contains("not calling"),
+            "{:?}",
+            fan_out.missing[2]
+        );
+        assert!(took < deadline + Duration::from_secs(3), "took {took:?}");
+        use std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(huge_connections.load(Relaxed), 1);
+        assert_eq!(slow_connections.load(Relaxed), 1);
+        // The scan route reports them in `missing` the same way.
+        let json = missing_json(&fan_out.missing);
+        assert_eq!(json.as_array().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn peer_connections_are_reused() {
+        use std::io::{Read, Write};
+        // A peer that answers every request of a kept-alive connection.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = HostInfo {
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+        };
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = stream.read(&mut buf) {
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+                            if stream.write_all(answer).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let peers = PeerClient::new(&HttpLimits::default());
+        for _ in 0..5 {
+            let answer = peers.get(&host, "/state/instances", true).unwrap();
+            assert_eq!((answer.status, answer.body), (200, b"{}".to_vec()));
+        }
+        assert_eq!(connections.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

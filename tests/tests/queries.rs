@@ -225,7 +225,35 @@ fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
         assert_eq!(merged, expected());
         assert_eq!(body["missing"], serde_json::json!([]));
         assert_eq!(body["instances"].as_array().unwrap().len(), 2);
+        assert_eq!(body["next"], Value::Null, "one page holds them all");
     }
+    // Pages of 3 from either instance: every word once, in key order.
+    for instance in [&one, &two] {
+        let mut seen = Vec::new();
+        let mut path = "/state/keyvalue/word-counts?limit=3".to_owned();
+        for _ in 0..10 {
+            let (status, body) = http(&instance.host, &path);
+            assert_eq!(status, 200, "{body}");
+            let page = body["entries"].as_array().unwrap();
+            assert!(page.len() <= 3, "{body}");
+            seen.extend(page.iter().map(|e| e["key"].as_str().unwrap().to_owned()));
+            match body["next"].as_str() {
+                Some(next) => {
+                    path = format!(
+                        "/state/keyvalue/word-counts?limit=3&from={}",
+                        streams_http::percent_encode(next)
+                    )
+                }
+                None => break,
+            }
+        }
+        let words: Vec<String> = expected().into_keys().collect();
+        assert_eq!(seen, words, "pages in key order, each word once");
+    }
+    assert_eq!(
+        http(&one.host, "/state/keyvalue/word-counts?limit=0").0,
+        400
+    );
     // Unknown things are clear errors, never a crash.
     assert_eq!(http(&one.host, "/state/keyvalue/nope/a").0, 404);
     assert_eq!(http(&one.host, "/nowhere").0, 404);
@@ -436,4 +464,108 @@ fn queries_during_rebalances_get_answers_or_retriable_errors() {
     assert!(answers > 0, "some queries were answered");
     eprintln!("{answers} answers, {retriable} retriable errors during rebalances");
     assert_eq!(first.streams.state(), State::Running);
+}
+
+/// A listener that accepts and closes, counting its connections.
+fn trap() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+        }
+    });
+    (port, connections)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn announcement(host: &str, port: u16, heartbeat_ms: i64) -> String {
+    serde_json::json!({
+        "host": host,
+        "port": port,
+        "storeNames": ["word-counts"],
+        "partitions": [],
+        "heartbeatMs": heartbeat_ms,
+        "assignedMs": heartbeat_ms,
+    })
+    .to_string()
+}
+
+#[test]
+fn registry_entries_with_bad_hosts_or_future_heartbeats_are_ignored() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("hostile"));
+    broker.create_topic(&lines, 2);
+    broker.create_topic(&counts, 2);
+    let one = start(&app, &lines, &counts);
+    assert!(one.streams.wait_for_state(State::Running, WAIT));
+    let registry = format!("{app}-instance-registry");
+    let (future, future_connections) = trap();
+    let (control, control_connections) = trap();
+    let hostile = [
+        (
+            "evil host:80".to_owned(),
+            announcement("evil host", 80, now_ms()),
+        ),
+        (
+            "127.0.0.1:0".to_owned(),
+            announcement("127.0.0.1", 0, now_ms()),
+        ),
+        (
+            format!("0.0.0.0:{future}"),
+            announcement("0.0.0.0", future, now_ms()),
+        ),
+        (
+            format!("127.0.0.1:{future}"),
+            announcement("127.0.0.1", future, now_ms() + 3_600_000),
+        ),
+        // Keyed as another endpoint than its own.
+        (
+            format!("localhost:{control}"),
+            announcement("127.0.0.1", future, now_ms()),
+        ),
+    ];
+    let records: Vec<(Option<&str>, &str)> = hostile
+        .iter()
+        .map(|(k, v)| (Some(k.as_str()), v.as_str()))
+        .collect();
+    broker.produce(&registry, &records);
+    // A well-formed entry written after them (kept fresh: it expires in
+    // 2 s): once it is listed, the hostile ones have been read.
+    let control_key = format!("127.0.0.1:{control}");
+    let listed = wait_until("the control entry listed", || {
+        let entry = announcement("127.0.0.1", control, now_ms());
+        broker.produce(&registry, &[(Some(control_key.as_str()), entry.as_str())]);
+        let (_, body) = http(&one.host, "/state/instances");
+        (ports(&body).contains(&(control as u64)), body)
+    });
+    assert_eq!(
+        ports(&listed),
+        BTreeSet::from([one.host.port as u64, control as u64]),
+        "{listed}"
+    );
+    // A scan asks every live instance once: the control (which does not
+    // answer HTTP) is missing, the hostile entries are never called.
+    let entry = announcement("127.0.0.1", control, now_ms());
+    broker.produce(&registry, &[(Some(control_key.as_str()), entry.as_str())]);
+    let (status, body) = http(&one.host, "/state/keyvalue/word-counts");
+    assert_eq!(status, 200, "{body}");
+    let missing: Vec<&str> = body["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["instance"].as_str())
+        .collect();
+    assert!(missing.iter().all(|m| *m == control_key), "{body}");
+    assert_eq!(future_connections.load(Ordering::Relaxed), 0);
+    assert!(control_connections.load(Ordering::Relaxed) <= 1);
 }

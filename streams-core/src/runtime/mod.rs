@@ -48,6 +48,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use clients::drain_producer;
 pub use metrics::{MetricsSnapshot, RestoreMetrics, TaskMetrics, ThreadMetrics};
 pub use query::{HostInfo, KeyQueryMetadata, ReadOnlyKeyValueView, StreamsMetadata};
+pub use registry::validate_endpoint;
 pub use restore::{NoopRestoreListener, StateRestoreListener};
 
 use crate::config::StreamsConfig;

@@ -237,6 +237,27 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
         self.collect(|store| store.range(from, to))
     }
 
+    /// One page of every local task's entries, ascending by serialized
+    /// key across tasks: at most `limit` (at least 1) entries with
+    /// `from <= key`, and the key to continue from when there are more.
+    /// Each task's store is locked for one page at a time, never for a
+    /// whole scan.
+    pub fn page(&self, from: Option<&K>, limit: usize) -> Result<(Vec<(K, V)>, Option<K>)> {
+        let limit = limit.max(1);
+        let mut found: Vec<(Vec<u8>, K, V)> = Vec::new();
+        for store in self.stores()? {
+            let typed = self.typed(&store)?;
+            // One more than a page: whether more follow.
+            for (key, value) in typed.range_page(from, limit + 1)? {
+                found.push((typed.serialize_key(&key)?, key, value));
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut rest = found.split_off(limit.min(found.len()));
+        let next = (!rest.is_empty()).then(|| rest.swap_remove(0).1);
+        Ok((found.into_iter().map(|(_, k, v)| (k, v)).collect(), next))
+    }
+
     /// Entries whose serialized key starts with the serialized `prefix`.
     pub fn prefix_scan<P>(
         &self,

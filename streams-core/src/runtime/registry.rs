@@ -108,6 +108,72 @@ struct Announcement {
     assigned_ms: i64,
 }
 
+impl Announcement {
+    /// Whether this entry may be kept: its key is its endpoint, the
+    /// endpoint is one an instance can listen on, and its heartbeat is
+    /// not beyond `now_ms` by more than `timeout` (a clock that far ahead
+    /// would keep a dead instance alive; so would a forged stamp).
+    fn check(&self, key: &str, now_ms: i64, timeout: Duration) -> std::result::Result<(), String> {
+        validate_endpoint(&self.host, self.port)?;
+        if key != format!("{}:{}", self.host, self.port) {
+            return Err(format!(
+                "its key is not its endpoint {}:{}",
+                self.host, self.port
+            ));
+        }
+        if self.heartbeat_ms - now_ms > timeout.as_millis() as i64 {
+            return Err(format!(
+                "its heartbeat is {} ms in the future",
+                self.heartbeat_ms - now_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// Heard from within `timeout`, and not from too far in the future.
+    fn live(&self, now_ms: i64, timeout: Duration) -> bool {
+        let timeout = timeout.as_millis() as i64;
+        now_ms - self.heartbeat_ms <= timeout && self.heartbeat_ms - now_ms <= timeout
+    }
+}
+
+/// Checks that `host:port` is an endpoint a peer may be asked at: a port
+/// other than 0, and a host that is an IP address (not unspecified,
+/// multicast or broadcast) or a DNS name (labels of letters, digits and
+/// `-`, at most 253 characters).
+pub fn validate_endpoint(host: &str, port: u16) -> std::result::Result<(), String> {
+    if port == 0 {
+        return Err("port 0".into());
+    }
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = literal.parse::<std::net::IpAddr>() {
+        let bad = ip.is_unspecified()
+            || ip.is_multicast()
+            || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+        return match bad {
+            true => Err(format!("address {ip} cannot be called")),
+            false => Ok(()),
+        };
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(format!("host {host:?} is not a host name or an address"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 struct TopicPartition {
     topic: String,
@@ -160,7 +226,11 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    fn apply(&self, key: &str, value: Option<&[u8]>) {
+    /// Applies one record of the registry topic, read at `now_ms`: an
+    /// announcement (kept only if [`Announcement::check`] accepts it) or a
+    /// tombstone. Anyone who can write to the topic can write an entry, so
+    /// an entry is never trusted to name a host worth calling.
+    fn apply(&self, key: &str, value: Option<&[u8]>, now_ms: i64, timeout: Duration) {
         let mut instances = self
             .instances
             .write()
@@ -169,11 +239,25 @@ impl Registry {
             None => {
                 instances.remove(key);
             }
-            Some(Ok(announcement)) => {
-                instances.insert(key.to_owned(), announcement);
-            }
+            Some(Ok(announcement)) => match announcement.check(key, now_ms, timeout) {
+                Ok(()) => {
+                    instances.insert(key.to_owned(), announcement);
+                }
+                Err(why) => log::warn!("instance registry: ignoring entry {key}: {why}"),
+            },
             Some(Err(error)) => log::warn!("instance registry: unreadable entry {key}: {error}"),
         }
+    }
+
+    /// Forgets entries whose last heartbeat is older than `timeout`: an
+    /// instance that died without a tombstone must not stay in memory
+    /// for ever (its next heartbeat, if it comes back, adds it again).
+    fn forget_expired(&self, now_ms: i64, timeout: Duration) {
+        let timeout = timeout.as_millis() as i64;
+        self.instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, a| now_ms - a.heartbeat_ms <= timeout);
     }
 
     /// Live instances other than `me`, newest assignment first.
@@ -189,7 +273,7 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner);
         instances
             .values()
-            .filter(|a| now_ms - a.heartbeat_ms <= timeout.as_millis() as i64)
+            .filter(|a| a.live(now_ms, timeout))
             .filter(|a| me.is_none_or(|me| me.host != a.host || me.port != a.port))
             .map(|a| {
                 (
@@ -296,15 +380,27 @@ fn run(
     shared: &Shared,
 ) {
     let mut announced: Option<(u64, Instant)> = None;
+    let mut pruned = Instant::now();
     while !shared.stopping() {
         match consumer.poll(Duration::from_millis(50)) {
             Some(Ok(message)) => match message.key().and_then(|k| std::str::from_utf8(k).ok()) {
                 Some(SHUTDOWN_KEY) => on_shutdown_request(message.payload(), shared),
-                Some(key) => shared.registry.apply(key, message.payload()),
+                Some(key) => shared.registry.apply(
+                    key,
+                    message.payload(),
+                    super::now_ms(),
+                    shared.registry_timeout,
+                ),
                 None => {}
             },
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(error)) => log::debug!("instance registry: {error}"),
+        }
+        if pruned.elapsed() >= Duration::from_secs(1) {
+            shared
+                .registry
+                .forget_expired(super::now_ms(), shared.registry_timeout);
+            pruned = Instant::now();
         }
         let (Some(producer), Some((stamp, metadata))) = (producer, shared.local_metadata()) else {
             continue;
@@ -348,9 +444,9 @@ fn run(
 mod tests {
     use super::*;
 
-    fn announcement(port: u16, heartbeat_ms: i64) -> Vec<u8> {
+    fn entry(host: &str, port: u16, heartbeat_ms: i64) -> Vec<u8> {
         serde_json::to_vec(&Announcement {
-            host: "h".into(),
+            host: host.into(),
             port,
             store_names: BTreeSet::from(["s".to_owned()]),
             partitions: vec![TopicPartition {
@@ -363,28 +459,86 @@ mod tests {
         .unwrap()
     }
 
+    fn announcement(port: u16, heartbeat_ms: i64) -> Vec<u8> {
+        entry("h", port, heartbeat_ms)
+    }
+
+    fn ports(registry: &Registry, now: i64, timeout: Duration) -> Vec<u16> {
+        registry
+            .alive(None, now, timeout)
+            .into_iter()
+            .map(|(_, m)| m.host_info.port)
+            .collect()
+    }
+
     #[test]
     fn silent_instances_expire_and_tombstones_remove_at_once() {
         let registry = Registry::default();
         let timeout = Duration::from_secs(10);
-        registry.apply("h:1", Some(&announcement(1, 100_000)));
-        registry.apply("h:2", Some(&announcement(2, 105_000)));
-        registry.apply("h:3", Some(b"not json"));
-        let ports = |now| -> Vec<u16> {
-            registry
-                .alive(None, now, timeout)
-                .into_iter()
-                .map(|(_, m)| m.host_info.port)
-                .collect()
-        };
-        assert_eq!(ports(106_000), [1, 2]);
-        assert_eq!(ports(112_000), [2], "h:1 went silent");
-        registry.apply("h:2", None);
-        assert!(ports(106_000).iter().all(|p| *p != 2), "h:2 left");
+        registry.apply("h:1", Some(&announcement(1, 100_000)), 100_000, timeout);
+        registry.apply("h:2", Some(&announcement(2, 105_000)), 105_000, timeout);
+        registry.apply("h:3", Some(b"not json"), 105_000, timeout);
+        assert_eq!(ports(&registry, 106_000, timeout), [1, 2]);
+        assert_eq!(ports(&registry, 112_000, timeout), [2], "h:1 went silent");
+        registry.apply("h:2", None, 106_000, timeout);
+        assert!(
+            ports(&registry, 106_000, timeout).iter().all(|p| *p != 2),
+            "h:2 left"
+        );
         let me = HostInfo {
             host: "h".into(),
             port: 1,
         };
         assert!(registry.alive(Some(&me), 106_000, timeout).is_empty());
+    }
+
+    #[test]
+    fn expired_entries_are_forgotten() {
+        let registry = Registry::default();
+        let timeout = Duration::from_secs(10);
+        registry.apply("h:1", Some(&announcement(1, 100_000)), 100_000, timeout);
+        registry.apply("h:2", Some(&announcement(2, 108_000)), 108_000, timeout);
+        registry.forget_expired(111_000, timeout);
+        let kept: Vec<String> = registry.instances.read().unwrap().keys().cloned().collect();
+        assert_eq!(kept, ["h:2"]);
+    }
+
+    #[test]
+    fn entries_with_bad_endpoints_or_future_heartbeats_are_ignored() {
+        let registry = Registry::default();
+        let timeout = Duration::from_secs(10);
+        let now = 1_000_000;
+        for (host, port) in [
+            ("", 1),
+            ("h", 0),
+            ("evil host", 80),
+            ("a/b", 80),
+            ("-h", 80),
+            ("0.0.0.0", 80),
+            ("224.0.0.1", 80),
+            ("255.255.255.255", 80),
+            ("[::]", 80),
+            ("h\r\nX-Injected: 1", 80),
+        ] {
+            let key = format!("{host}:{port}");
+            registry.apply(&key, Some(&entry(host, port, now)), now, timeout);
+        }
+        // A key that is not the entry's endpoint would let one instance
+        // appear twice.
+        registry.apply("other:9", Some(&entry("h", 9, now)), now, timeout);
+        // A heartbeat from the far future would live for ever.
+        registry.apply("h:7", Some(&entry("h", 7, now + 3_600_000)), now, timeout);
+        assert!(registry.instances.read().unwrap().is_empty());
+        assert!(registry.alive(None, now, timeout).is_empty());
+        // Small skew is fine, and good names and addresses are kept.
+        registry.apply("h:8", Some(&entry("h", 8, now + 2_000)), now, timeout);
+        registry.apply("10.0.0.1:9", Some(&entry("10.0.0.1", 9, now)), now, timeout);
+        registry.apply(
+            "a-b.example.com:10",
+            Some(&entry("a-b.example.com", 10, now)),
+            now,
+            timeout,
+        );
+        assert_eq!(ports(&registry, now, timeout), [9, 10, 8]);
     }
 }
