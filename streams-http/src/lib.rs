@@ -7,7 +7,7 @@
 //! | `GET /state/keyvalue/{store}/{key}` | the key's value, from this instance or fetched from the one that holds it |
 //! | `GET /state/keyvalue/{store}` | a page of the entries of every instance, merged in key order: `?limit=` (default 1,000) entries from key `?from=`, with `next`, the key to continue from (`null` at the end), and the instances that did not answer |
 //! | `GET /metrics` | the runtime's metrics (and the application's) in Prometheus text |
-//! | `GET /health` | 200 while running, 503 otherwise, with the state |
+//! | `GET /health` | 200 while running, 503 otherwise, with the state and, after a failure, its reason |
 //!
 //! Applications add their own routes in front with [`QueryServer::route`]
 //! (`/health` and `/metrics` always belong to the layer);
@@ -389,7 +389,12 @@ impl QueryServer {
         } else {
             503
         };
-        Response::json(status, &json!({ "state": format!("{state:?}") }))
+        let mut body = json!({ "state": format!("{state:?}") });
+        // Why the client stopped: the first error, as `KafkaStreams::error`.
+        if let Some(reason) = self.streams.error() {
+            body["reason"] = json!(reason);
+        }
+        Response::json(status, &body)
     }
 
     fn prometheus(&self) -> Response {

@@ -17,9 +17,10 @@ use streams_core::dsl::{Consumed, Produced};
 use streams_core::handlers::{
     ContinueOnProductionError, DeadLetterQueue, StreamThreadExceptionResponse, dead_letter,
 };
-use streams_core::runtime::{KafkaStreams, State};
+use streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_core::serde::StringSerde;
 use streams_core::{StreamsBuilder, StreamsConfig, Topology};
+use streams_http::QueryServer;
 use tests::{Broker, apps, shared_broker, unique};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -208,11 +209,17 @@ fn a_panic_stops_the_client_by_default_naming_node_and_record_and_commits_nothin
     broker.create_topic(&input, 1);
     broker.create_topic(&output, 1);
     let state = tempfile::tempdir().unwrap();
-    let streams = KafkaStreams::new(
-        poisoned(&input, &output, Arc::new(AtomicBool::new(true))),
-        config(broker, &app, state.path()),
-    )
-    .unwrap();
+    let streams = Arc::new(
+        KafkaStreams::new(
+            poisoned(&input, &output, Arc::new(AtomicBool::new(true))),
+            config(broker, &app, state.path()),
+        )
+        .unwrap(),
+    );
+    let port = apps::free_port();
+    let mut http = QueryServer::new(streams.clone())
+        .serve(([127, 0, 0, 1], port).into())
+        .unwrap();
     streams.start().unwrap();
     produce(broker, &input, 6, &[3]);
     assert!(
@@ -228,6 +235,17 @@ fn a_panic_stops_the_client_by_default_naming_node_and_record_and_commits_nothin
     ] {
         assert!(cause.contains(part), "`{part}` not in: {cause}");
     }
+    // The health check tells, with the reason.
+    let host = HostInfo {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let health = streams_http::get(&host, "/health", WAIT, false).unwrap();
+    assert_eq!(health.status, 503);
+    let body: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
+    assert_eq!(body["state"], "Error");
+    assert_eq!(body["reason"].as_str(), Some(cause.as_str()));
+    http.stop();
     assert!(streams.close(WAIT));
     // Records 0..3 may be committed; the poison record and those after it
     // are not, so a restart reads the poison record again.
