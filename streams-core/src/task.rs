@@ -141,7 +141,7 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for Sour
                 raw.offset,
                 record.timestamp
             );
-            task.dropped_records += 1;
+            task.drops.invalid_timestamp += 1;
             return Ok(());
         }
         task.observe_timestamp(record.timestamp);
@@ -342,9 +342,36 @@ pub(crate) struct TaskCore {
     wall_clock: i64,
     schedules: Vec<Schedule>,
     commit_requested: bool,
-    pub(crate) dropped_records: u64,
-    pub(crate) dead_lettered_records: u64,
+    pub(crate) drops: DropCounts,
     processed: u64,
+}
+
+/// Why a task's records were dropped, and which were sent to a
+/// dead-letter topic, per handler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DropCounts {
+    /// Unreadable: the deserialization handler skipped them.
+    pub(crate) unreadable: u64,
+    /// Failed in user code: the processing handler skipped them.
+    pub(crate) failed: u64,
+    /// With a negative timestamp.
+    pub(crate) invalid_timestamp: u64,
+    /// Unreadable ones sent to a dead-letter topic (not counted above).
+    pub(crate) dead_lettered_unreadable: u64,
+    /// Failed ones sent to a dead-letter topic (not counted above).
+    pub(crate) dead_lettered_failed: u64,
+}
+
+impl DropCounts {
+    /// Every dropped record, dead-lettered ones included.
+    pub(crate) fn total(&self) -> u64 {
+        self.unreadable + self.failed + self.invalid_timestamp + self.dead_lettered()
+    }
+
+    /// Records sent to a dead-letter topic.
+    pub(crate) fn dead_lettered(&self) -> u64 {
+        self.dead_lettered_unreadable + self.dead_lettered_failed
+    }
 }
 
 /// What a task needs from its runner to start.
@@ -467,8 +494,7 @@ impl TaskCore {
             wall_clock: setup.wall_clock,
             schedules: Vec::new(),
             commit_requested: false,
-            dropped_records: 0,
-            dead_lettered_records: 0,
+            drops: DropCounts::default(),
             processed: 0,
         })
     }
@@ -697,7 +723,7 @@ impl TaskCore {
     fn handle_deserialization_error(&mut self, raw: &RawRecord, error: SerdeError) -> Result<()> {
         match self.deserialization_handler.handle(raw, &error) {
             HandlerResponse::Continue => {
-                self.dropped_records += 1;
+                self.drops.unreadable += 1;
                 Ok(())
             }
             HandlerResponse::Fail => Err(StreamsError::Deserialization {
@@ -707,6 +733,7 @@ impl TaskCore {
                 source: error,
             }),
             HandlerResponse::DeadLetter(topic) => {
+                self.drops.dead_lettered_unreadable += 1;
                 self.dead_letter(&topic, raw, &error.to_string(), None)
             }
         }
@@ -744,10 +771,11 @@ impl TaskCore {
                 other => other,
             }),
             (HandlerResponse::Continue, _) => {
-                self.dropped_records += 1;
+                self.drops.failed += 1;
                 Ok(())
             }
             (HandlerResponse::DeadLetter(topic), Some(record)) => {
+                self.drops.dead_lettered_failed += 1;
                 let node = node.clone();
                 self.dead_letter(&topic, record, &error.to_string(), Some(&node))
             }
@@ -766,8 +794,6 @@ impl TaskCore {
         node: Option<&str>,
     ) -> Result<()> {
         let headers = dead_letter_headers(raw, error, node);
-        self.dropped_records += 1;
-        self.dead_lettered_records += 1;
         self.collector.send(ProducerRecord {
             topic,
             partition: None,

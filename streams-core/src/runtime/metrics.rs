@@ -34,11 +34,21 @@ pub struct TaskMetrics {
     pub thread: usize,
     /// Records processed.
     pub records_processed: u64,
-    /// Records skipped because they could not be read (including those
-    /// sent to a dead-letter topic).
+    /// Records dropped, for any reason (including those sent to a
+    /// dead-letter topic).
     pub dropped_records: u64,
     /// Of those, records sent to a dead-letter topic.
     pub dead_lettered_records: u64,
+    /// Dropped as unreadable by the deserialization handler.
+    pub dropped_unreadable: u64,
+    /// Dropped by the processing handler after user code failed.
+    pub dropped_failed: u64,
+    /// Dropped for a negative timestamp.
+    pub dropped_invalid_timestamp: u64,
+    /// Sent to a dead-letter topic by the deserialization handler.
+    pub dead_lettered_unreadable: u64,
+    /// Sent to a dead-letter topic by the processing handler.
+    pub dead_lettered_failed: u64,
 }
 
 /// Restoration of one store partition.
@@ -238,17 +248,44 @@ impl MetricsSnapshot {
             "Records processed by a task.",
             task_rows(&|t| t.records_processed),
         );
+        // One series per reason or handler, so that a sum over the labels
+        // is the task's total.
+        let labelled = |parts: &[(&str, &dyn Fn(&TaskMetrics) -> u64)], label: &str| {
+            parts
+                .iter()
+                .flat_map(|(value, f)| {
+                    task_rows(f)
+                        .into_iter()
+                        .map(move |(labels, n)| (format!("{labels},{label}=\"{value}\""), n))
+                })
+                .collect::<Vec<_>>()
+        };
         family(
             "streams_task_dropped_records_total",
             "counter",
-            "Records a task skipped because they could not be read.",
-            task_rows(&|t| t.dropped_records),
+            "Records a task dropped (dead-lettered ones apart), by reason: unreadable \
+             (the deserialization handler), failed (the processing handler), \
+             invalid-timestamp.",
+            labelled(
+                &[
+                    ("unreadable", &|t| t.dropped_unreadable),
+                    ("failed", &|t| t.dropped_failed),
+                    ("invalid-timestamp", &|t| t.dropped_invalid_timestamp),
+                ],
+                "reason",
+            ),
         );
         family(
             "streams_task_dead_lettered_records_total",
             "counter",
-            "Records a task sent to the dead-letter topic.",
-            task_rows(&|t| t.dead_lettered_records),
+            "Records a task sent to a dead-letter topic, by handler.",
+            labelled(
+                &[
+                    ("deserialization", &|t| t.dead_lettered_unreadable),
+                    ("processing", &|t| t.dead_lettered_failed),
+                ],
+                "handler",
+            ),
         );
         family(
             "streams_consumer_lag_records",
@@ -331,8 +368,12 @@ mod tests {
                 TaskMetrics {
                     thread: 0,
                     records_processed: 10,
-                    dropped_records: 2,
+                    dropped_records: 4,
                     dead_lettered_records: 1,
+                    dropped_unreadable: 1,
+                    dropped_failed: 2,
+                    dead_lettered_failed: 1,
+                    ..TaskMetrics::default()
                 },
             )],
         );
@@ -345,7 +386,11 @@ mod tests {
             "streams_thread_process_latency_seconds_sum{application_id=\"app\",thread=\"0\"} 1.500000000",
             "streams_thread_rebalances_total{application_id=\"app\",thread=\"0\"} 1",
             "streams_task_records_processed_total{application_id=\"app\",thread=\"0\",task=\"0_1\"} 10",
-            "streams_task_dead_lettered_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\"} 1",
+            "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"unreadable\"} 1",
+            "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"failed\"} 2",
+            "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"invalid-timestamp\"} 0",
+            "streams_task_dead_lettered_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",handler=\"deserialization\"} 0",
+            "streams_task_dead_lettered_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",handler=\"processing\"} 1",
             "streams_consumer_lag_records{application_id=\"app\",topic=\"in\\\"put\",partition=\"1\"} 7",
             "streams_restore_records_total{application_id=\"app\",store=\"s\",topic=\"app-s-changelog\",partition=\"1\"} 5",
         ] {

@@ -407,8 +407,13 @@ impl Engine {
                 TaskMetrics {
                     thread: index,
                     records_processed: task.core.processed(),
-                    dropped_records: task.core.dropped_records,
-                    dead_lettered_records: task.core.dead_lettered_records,
+                    dropped_records: task.core.drops.total(),
+                    dead_lettered_records: task.core.drops.dead_lettered(),
+                    dropped_unreadable: task.core.drops.unreadable,
+                    dropped_failed: task.core.drops.failed,
+                    dropped_invalid_timestamp: task.core.drops.invalid_timestamp,
+                    dead_lettered_unreadable: task.core.drops.dead_lettered_unreadable,
+                    dead_lettered_failed: task.core.drops.dead_lettered_failed,
                 },
             )
         });

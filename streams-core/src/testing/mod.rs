@@ -454,15 +454,16 @@ impl TopologyTestDriver {
         names
     }
 
-    /// Records dropped so far: unreadable ones the handler skipped, and ones
-    /// with invalid timestamps.
+    /// Records dropped so far: unreadable ones and failed ones that the
+    /// handlers skipped or sent to a dead-letter topic, and ones with
+    /// invalid timestamps.
     pub fn dropped_records(&self) -> u64 {
         let state = self.state.borrow();
         state
             .tasks
             .iter()
             .chain(&state.global)
-            .map(|t| t.dropped_records)
+            .map(|t| t.drops.total())
             .sum()
     }
 
