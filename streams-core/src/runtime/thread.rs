@@ -10,6 +10,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
@@ -19,7 +20,10 @@ use super::clients::{
 };
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
-use super::restore::{Offsets, delete_checkpoint, read_checkpoint, restore_task, write_checkpoint};
+use super::restore::{
+    Offsets, checkpoint_mismatch, delete_checkpoint, read_checkpoint, restore_task,
+    write_checkpoint,
+};
 use super::{Shared, State, now_ms, raw_record};
 use crate::TaskId;
 use crate::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
@@ -67,6 +71,79 @@ pub(crate) struct Engine {
     stats: ThreadMetrics,
     last_publish: Instant,
     since_housekeeping: u32,
+    data_errors: DataErrors,
+}
+
+/// Consumer errors about the records of a partition (a batch that cannot
+/// be decompressed or parsed), which librdkafka reports again at every
+/// fetch of the batch instead of skipping it: the partition stalls. Kafka's
+/// Java consumer throws on such a batch and Kafka Streams' thread dies of
+/// it; here one that repeats fails the thread, so the state is `Error`
+/// and the health check says so, never a silent stall. (A repeat, not the
+/// first: a checksum error can come from a transfer and pass on a
+/// refetch.)
+#[derive(Default)]
+struct DataErrors {
+    /// The last such error and when it was seen.
+    last: Option<(RDKafkaErrorCode, Instant)>,
+    /// How many times in a row it was seen.
+    count: u32,
+    /// The consumer's positions when the run began.
+    positions: Vec<(String, i32, Option<i64>)>,
+}
+
+impl DataErrors {
+    /// Occurrences in a row that fail the thread: librdkafka fetches again
+    /// after `fetch.error.backoff.ms` (500 ms), so a stalled partition
+    /// reaches this within seconds.
+    const REPEATS: u32 = 5;
+    /// A longer gap between two occurrences starts a new run.
+    const GAP: Duration = Duration::from_secs(60);
+
+    /// Whether `code` is about a partition's records rather than the
+    /// connection or the group.
+    fn about_data(code: RDKafkaErrorCode) -> bool {
+        use RDKafkaErrorCode::*;
+        matches!(
+            code,
+            BadMessage
+                | BadCompression
+                | NotImplemented
+                | InvalidMessage
+                | UnsupportedForMessageFormat
+                | UnsupportedCompressionType
+                | InvalidRecord
+        )
+    }
+
+    /// Notes one occurrence of `code` at `now`; returns how many times in a
+    /// row it has been seen.
+    fn note(&mut self, code: RDKafkaErrorCode, now: Instant) -> u32 {
+        let repeat = self
+            .last
+            .is_some_and(|(last, at)| last == code && now.duration_since(at) <= Self::GAP);
+        self.count = if repeat { self.count + 1 } else { 1 };
+        self.last = Some((code, now));
+        self.count
+    }
+}
+
+/// The consumer's position in each assigned partition (`None` before its
+/// first record).
+fn positions<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<(String, i32, Option<i64>)> {
+    let Ok(list) = consumer.position() else {
+        return Vec::new();
+    };
+    list.elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            };
+            (e.topic().to_owned(), e.partition(), offset)
+        })
+        .collect()
 }
 
 /// Records processed between two rounds of commit checks, punctuation by
@@ -85,6 +162,9 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 pub(crate) struct ThreadContext {
     engine: Arc<Mutex<Engine>>,
     shared: Arc<Shared>,
+    /// Whether the consumer reads committed records only: its partitions
+    /// then end at the last stable offset.
+    read_committed: bool,
 }
 
 impl ClientContext for ThreadContext {
@@ -92,16 +172,47 @@ impl ClientContext for ThreadContext {
         report_client_error(&error, reason);
     }
 
-    /// librdkafka's statistics carry each partition's consumer lag.
+    /// librdkafka's statistics carry each partition's end and position.
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let lags = statistics.topics.into_iter().flat_map(|(topic, t)| {
+        let read_committed = self.read_committed;
+        let lags = statistics.topics.into_iter().flat_map(move |(topic, t)| {
             t.partitions
                 .into_iter()
                 .filter(|(p, _)| *p >= 0)
-                .map(move |(p, partition)| ((topic.clone(), p), partition.consumer_lag))
+                .map(move |(p, partition)| {
+                    ((topic.clone(), p), records_lag(&partition, read_committed))
+                })
         });
         self.shared.metrics.set_lag(lags);
     }
+}
+
+/// Kafka's `records-lag`: the partition's end (its last stable offset for a
+/// `read_committed` consumer) minus the consumer's position, the offset of
+/// the next record it hands the application. -1 (unknown) for a partition
+/// that is not being consumed. Not librdkafka's `consumer_lag`, which
+/// counts from the committed offset: up to a commit interval's worth of
+/// records behind a consumer that is caught up.
+fn records_lag(partition: &rdkafka::statistics::Partition, read_committed: bool) -> i64 {
+    let end = if read_committed && partition.ls_offset >= 0 {
+        partition.ls_offset
+    } else {
+        partition.hi_offset
+    };
+    let position = if partition.app_offset >= 0 {
+        partition.app_offset
+    } else if partition.fetch_state == "active" {
+        // Assigned, nothing handed over yet: fetching starts here.
+        partition.next_offset
+    } else {
+        -1
+    };
+    if end < 0 || position < 0 {
+        return -1;
+    }
+    // A broker may report a low end (Tansu's is the last batch's base
+    // offset plus one): never a negative lag.
+    (end - position).max(0)
 }
 
 impl ConsumerContext for ThreadContext {
@@ -237,6 +348,7 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         stats: ThreadMetrics::default(),
         last_publish: Instant::now(),
         since_housekeeping: 0,
+        data_errors: DataErrors::default(),
     }));
 
     let mut consumer_config = client_config(&plan.config, ClientKind::Consumer);
@@ -255,10 +367,13 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
     if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
         consumer_config.set("isolation.level", "read_committed");
     }
+    // librdkafka's default, unlike Java's, is read_committed.
+    let read_committed = consumer_config.get("isolation.level") != Some("read_uncommitted");
     let consumer: BaseConsumer<ThreadContext> = consumer_config
         .create_with_context(ThreadContext {
             engine: engine.clone(),
             shared: shared.clone(),
+            read_committed,
         })
         .map_err(|e| kafka_error("creating the consumer", e))?;
     let topics: Vec<&str> = plan
@@ -334,7 +449,7 @@ impl Engine {
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(error)) => log::warn!("thread {}: consumer error: {error}", self.index),
+            Some(Err(error)) => self.consumer_error(consumer, error)?,
         }
         self.since_housekeeping = 0;
         self.collector.producer.poll(Duration::ZERO);
@@ -354,6 +469,60 @@ impl Engine {
             self.publish_metrics();
         }
         Ok(())
+    }
+
+    /// Logs a consumer error, and fails the thread on one that means a
+    /// partition cannot go on (see [`DataErrors`]).
+    fn consumer_error<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        error: KafkaError,
+    ) -> Result<()> {
+        let code = match &error {
+            KafkaError::MessageConsumptionFatal(_) => {
+                return Err(kafka_error("the consumer failed fatally", error));
+            }
+            KafkaError::MessageConsumption(code) if DataErrors::about_data(*code) => *code,
+            _ => {
+                // Connection trouble and the like: librdkafka retries.
+                log::warn!("thread {}: consumer error: {error}", self.index);
+                return Ok(());
+            }
+        };
+        let seen = self.data_errors.note(code, Instant::now());
+        if seen == 1 {
+            self.data_errors.positions = positions(consumer);
+        }
+        log::error!(
+            "thread {}: consumer error ({seen} of {} in a row fail the thread): {error}",
+            self.index,
+            DataErrors::REPEATS
+        );
+        if seen < DataErrors::REPEATS {
+            return Ok(());
+        }
+        // librdkafka drops the failing partition from the error: name the
+        // partitions that have not moved since the first one.
+        let now = positions(consumer);
+        let stuck: Vec<String> = now
+            .iter()
+            .filter(|p| self.data_errors.positions.contains(p))
+            .map(|(topic, partition, offset)| match offset {
+                Some(offset) => format!("{topic}[{partition}] at offset {offset}"),
+                None => format!("{topic}[{partition}] before its first record"),
+            })
+            .collect();
+        Err(StreamsError::Kafka(format!(
+            "a consumer error repeated {seen} times: {error}; a record batch that cannot be \
+             read (for example compressed with a codec this build lacks) stops its partition, \
+             and librdkafka does not skip it; partitions without progress since the first \
+             error: {}",
+            if stuck.is_empty() {
+                "none".to_owned()
+            } else {
+                stuck.join(", ")
+            }
+        )))
     }
 
     /// Copies this thread's counters to the shared metrics.
@@ -415,7 +584,20 @@ impl Engine {
         let plan = self.plan.clone();
         let sub = &plan.subtopologies[id.subtopology as usize];
         let dir = self.task_dir(id);
-        let checkpoint = read_checkpoint(&dir);
+        let restore_consumer = self
+            .restore_consumer
+            .as_ref()
+            .ok_or_else(|| StreamsError::Kafka("the stream thread is shutting down".into()))?;
+        let mut checkpoint = read_checkpoint(&dir);
+        if let Some(offsets) = &checkpoint
+            && let Some(reason) = checkpoint_mismatch(restore_consumer, offsets)?
+        {
+            log::warn!("task {id}: {reason}: the changelog was recreated or truncated");
+            // Gone first: a crash before the next checkpoint must not find
+            // it again beside the rebuilt stores.
+            delete_checkpoint(&dir);
+            checkpoint = None;
+        }
         if checkpoint.is_none() && dir.join("rocksdb").exists() {
             // Local files that no checkpoint vouches for: restore in full.
             log::info!("task {id}: no valid checkpoint; wiping local state for a full restore");
@@ -439,10 +621,6 @@ impl Engine {
             inner: self.shared.restore_listener(),
             end: Default::default(),
         };
-        let restore_consumer = self
-            .restore_consumer
-            .as_ref()
-            .ok_or_else(|| StreamsError::Kafka("the stream thread is shutting down".into()))?;
         let changelog = restore_task(
             &core,
             restore_consumer,
@@ -691,6 +869,75 @@ impl Shared {
             self.transition(State::Rebalancing);
         } else if all_running {
             self.transition(State::Running);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::statistics::Partition;
+
+    fn partition(app: i64, committed: i64, hi: i64, ls: i64) -> Partition {
+        Partition {
+            app_offset: app,
+            committed_offset: committed,
+            hi_offset: hi,
+            ls_offset: ls,
+            next_offset: app,
+            fetch_state: "active".into(),
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn records_lag_counts_from_the_position_not_the_committed_offset() {
+        // Caught up, with the last commit 5,000 records back.
+        assert_eq!(
+            records_lag(&partition(9_000, 4_000, 9_000, 9_000), false),
+            0
+        );
+        assert_eq!(
+            records_lag(&partition(8_990, 4_000, 9_000, 9_000), false),
+            10
+        );
+        // read_committed ends at the last stable offset, when known.
+        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, 8_995), true), 5);
+        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, -1), true), 10);
+        // A broker that reports a low end: no negative lag.
+        assert_eq!(records_lag(&partition(9_004, 0, 9_000, 9_000), false), 0);
+        // Assigned, nothing handed over yet: from where fetching starts.
+        let mut fresh = partition(-1001, -1001, 50, 50);
+        fresh.next_offset = 20;
+        assert_eq!(records_lag(&fresh, false), 30);
+        // Not consumed (revoked): unknown.
+        fresh.fetch_state = "stopped".into();
+        assert_eq!(records_lag(&fresh, false), -1);
+        assert_eq!(records_lag(&partition(10, 0, -1001, -1001), false), -1);
+    }
+
+    #[test]
+    fn a_data_error_fails_on_its_fifth_time_in_a_row_and_others_never() {
+        use RDKafkaErrorCode::*;
+        let mut errors = DataErrors::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        for (i, expected) in (1..=5).enumerate() {
+            assert_eq!(errors.note(NotImplemented, at(i as u64)), expected);
+        }
+        // Another code starts a new run, and so does a long gap.
+        assert_eq!(errors.note(BadCompression, at(6)), 1);
+        assert_eq!(errors.note(BadCompression, at(7)), 2);
+        assert_eq!(errors.note(BadCompression, at(7 + 61)), 1);
+        assert!(DataErrors::about_data(NotImplemented));
+        assert!(DataErrors::about_data(InvalidMessage));
+        for transient in [
+            BrokerTransportFailure,
+            AllBrokersDown,
+            OperationTimedOut,
+            Resolve,
+        ] {
+            assert!(!DataErrors::about_data(transient), "{transient:?}");
         }
     }
 }
