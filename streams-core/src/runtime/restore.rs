@@ -212,8 +212,12 @@ fn true_end(
     Ok(end)
 }
 
+/// Removes a task's checkpoint, durably where it can: a checkpoint that
+/// came back after a power loss would vouch for stores being wiped.
 pub(crate) fn delete_checkpoint(task_dir: &Path) {
-    let _ = std::fs::remove_file(checkpoint_path(task_dir));
+    if std::fs::remove_file(checkpoint_path(task_dir)).is_ok() {
+        let _ = std::fs::File::open(task_dir).and_then(|dir| dir.sync_all());
+    }
 }
 
 /// Restores every logged store of `task` from its changelog partition,

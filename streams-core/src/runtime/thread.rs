@@ -10,13 +10,12 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
 use super::clients::{
-    EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
-    report_client_error,
+    DataErrors, EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
+    positions, report_client_error,
 };
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
@@ -72,78 +71,6 @@ pub(crate) struct Engine {
     last_publish: Instant,
     since_housekeeping: u32,
     data_errors: DataErrors,
-}
-
-/// Consumer errors about the records of a partition (a batch that cannot
-/// be decompressed or parsed), which librdkafka reports again at every
-/// fetch of the batch instead of skipping it: the partition stalls. Kafka's
-/// Java consumer throws on such a batch and Kafka Streams' thread dies of
-/// it; here one that repeats fails the thread, so the state is `Error`
-/// and the health check says so, never a silent stall. (A repeat, not the
-/// first: a checksum error can come from a transfer and pass on a
-/// refetch.)
-#[derive(Default)]
-struct DataErrors {
-    /// The last such error and when it was seen.
-    last: Option<(RDKafkaErrorCode, Instant)>,
-    /// How many times in a row it was seen.
-    count: u32,
-    /// The consumer's positions when the run began.
-    positions: Vec<(String, i32, Option<i64>)>,
-}
-
-impl DataErrors {
-    /// Occurrences in a row that fail the thread: librdkafka fetches again
-    /// after `fetch.error.backoff.ms` (500 ms), so a stalled partition
-    /// reaches this within seconds.
-    const REPEATS: u32 = 5;
-    /// A longer gap between two occurrences starts a new run.
-    const GAP: Duration = Duration::from_secs(60);
-
-    /// Whether `code` is about a partition's records rather than the
-    /// connection or the group.
-    fn about_data(code: RDKafkaErrorCode) -> bool {
-        use RDKafkaErrorCode::*;
-        matches!(
-            code,
-            BadMessage
-                | BadCompression
-                | NotImplemented
-                | InvalidMessage
-                | UnsupportedForMessageFormat
-                | UnsupportedCompressionType
-                | InvalidRecord
-        )
-    }
-
-    /// Notes one occurrence of `code` at `now`; returns how many times in a
-    /// row it has been seen.
-    fn note(&mut self, code: RDKafkaErrorCode, now: Instant) -> u32 {
-        let repeat = self
-            .last
-            .is_some_and(|(last, at)| last == code && now.duration_since(at) <= Self::GAP);
-        self.count = if repeat { self.count + 1 } else { 1 };
-        self.last = Some((code, now));
-        self.count
-    }
-}
-
-/// The consumer's position in each assigned partition (`None` before its
-/// first record).
-fn positions<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Vec<(String, i32, Option<i64>)> {
-    let Ok(list) = consumer.position() else {
-        return Vec::new();
-    };
-    list.elements()
-        .iter()
-        .map(|e| {
-            let offset = match e.offset() {
-                Offset::Offset(offset) => Some(offset),
-                _ => None,
-            };
-            (e.topic().to_owned(), e.partition(), offset)
-        })
-        .collect()
 }
 
 /// Records processed between two rounds of commit checks, punctuation by
@@ -914,30 +841,5 @@ mod tests {
         fresh.fetch_state = "stopped".into();
         assert_eq!(records_lag(&fresh, false), -1);
         assert_eq!(records_lag(&partition(10, 0, -1001, -1001), false), -1);
-    }
-
-    #[test]
-    fn a_data_error_fails_on_its_fifth_time_in_a_row_and_others_never() {
-        use RDKafkaErrorCode::*;
-        let mut errors = DataErrors::default();
-        let start = Instant::now();
-        let at = |s: u64| start + Duration::from_secs(s);
-        for (i, expected) in (1..=5).enumerate() {
-            assert_eq!(errors.note(NotImplemented, at(i as u64)), expected);
-        }
-        // Another code starts a new run, and so does a long gap.
-        assert_eq!(errors.note(BadCompression, at(6)), 1);
-        assert_eq!(errors.note(BadCompression, at(7)), 2);
-        assert_eq!(errors.note(BadCompression, at(7 + 61)), 1);
-        assert!(DataErrors::about_data(NotImplemented));
-        assert!(DataErrors::about_data(InvalidMessage));
-        for transient in [
-            BrokerTransportFailure,
-            AllBrokersDown,
-            OperationTimedOut,
-            Resolve,
-        ] {
-            assert!(!DataErrors::about_data(transient), "{transient:?}");
-        }
     }
 }
