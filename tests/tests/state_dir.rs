@@ -31,9 +31,9 @@ fn input() -> (Vec<String>, HashMap<String, i64>) {
     (lines, expected)
 }
 
-/// Runs word count once on a fresh broker with `state_dir`, and returns
-/// the last count of each word in the output.
-fn run_on_a_fresh_broker(state_dir: &std::path::Path) -> HashMap<String, i64> {
+/// Runs word count once on a fresh broker with `state_dir` and
+/// `guarantee`, and returns the last count of each word in the output.
+fn run_on_a_fresh_broker(state_dir: &std::path::Path, guarantee: &str) -> HashMap<String, i64> {
     let broker = Broker::start();
     let (lines_topic, counts_topic) = ("lines", "counts");
     broker.create_topic(lines_topic, 2);
@@ -47,7 +47,8 @@ fn run_on_a_fresh_broker(state_dir: &std::path::Path) -> HashMap<String, i64> {
         "word-count-rerun",
         broker.bootstrap_servers(),
         state_dir.to_str().unwrap(),
-    );
+    )
+    .set("processing.guarantee", guarantee);
     let streams = KafkaStreams::new(topology, config).unwrap();
     streams.start().unwrap();
     let consumer = broker.read_from_start(counts_topic, 2);
@@ -77,11 +78,11 @@ fn run_on_a_fresh_broker(state_dir: &std::path::Path) -> HashMap<String, i64> {
     latest
 }
 
-#[test]
-fn the_same_application_on_two_fresh_brokers_counts_right_both_times() {
+/// Two runs on one state directory, each on a fresh broker.
+fn two_runs(guarantee: &str) {
     let state_dir = tempfile::tempdir().unwrap();
     let (_, expected) = input();
-    let first = run_on_a_fresh_broker(state_dir.path());
+    let first = run_on_a_fresh_broker(state_dir.path(), guarantee);
     assert_eq!(first, expected, "first run");
     // The first run left its stores and checkpoints behind.
     let app_dir = state_dir.path().join("word-count-rerun");
@@ -90,6 +91,17 @@ fn the_same_application_on_two_fresh_brokers_counts_right_both_times() {
         .filter(|task| task.as_ref().unwrap().path().join(".checkpoint").exists())
         .count();
     assert!(checkpoints > 0, "no checkpoint in {}", app_dir.display());
-    let second = run_on_a_fresh_broker(state_dir.path());
+    let second = run_on_a_fresh_broker(state_dir.path(), guarantee);
     assert_eq!(second, expected, "second run, on a new broker");
+}
+
+#[test]
+fn the_same_application_on_two_fresh_brokers_counts_right_both_times() {
+    two_runs("at_least_once");
+}
+
+#[test]
+fn the_same_application_on_two_fresh_brokers_counts_right_both_times_exactly_once() {
+    // A clean close leaves checkpoints under exactly-once too.
+    two_runs("exactly_once_v2");
 }
