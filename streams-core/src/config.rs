@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `application.id` | (required) | names the consumer group, internal topics and state directory |
 //! | `bootstrap.servers` | (required to run on Kafka) | brokers to connect to |
-//! | `state.dir` | `<tmp>/kafka-streams` | where persistent stores live |
+//! | `state.dir` | `<tmp>/kafka-streams` | where persistent stores live, under `<application.id>/`; one running instance per directory (a lock file) |
 //! | `num.stream.threads` | 1 | stream threads per instance |
 //! | `commit.interval.ms` | 30000 (100 with exactly-once) | how often to commit |
 //! | `processing.guarantee` | `at_least_once` | or `exactly_once_v2` |

@@ -16,6 +16,9 @@
 //!   offset), as on Kafka;
 //! - control records are never returned.
 //!
+//! It also writes raw batches ([`produce_raw`], [`raw_batch`]), for tests
+//! of batches that no well-behaved producer writes.
+//!
 //! ```no_run
 //! let broker = tests::shared_broker();
 //! let out = tests::committed::read_committed(broker.bootstrap_servers(), "counts", 0).unwrap();
@@ -562,6 +565,78 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
         crc = TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
     }
     !crc
+}
+
+// ---------------------------------------------------------------------------
+// Writing a raw batch.
+
+/// Produce v3: the first version that carries record batches v2, and
+/// non-flexible.
+const PRODUCE_API_KEY: i16 = 0;
+const PRODUCE_VERSION: i16 = 3;
+
+/// A record batch v2 at base offset 0 whose attributes name compression
+/// `codec` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd; 5 to 7 are no codec
+/// at all) and whose `count` records are `payload`, taken as compressed
+/// as is, with a correct checksum: for tests of batches a consumer cannot
+/// read, which no well-behaved producer writes.
+pub fn raw_batch(codec: i16, count: i32, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new(); // From the attributes on: what the CRC covers.
+    body.extend_from_slice(&(codec & 0x7).to_be_bytes()); // attributes
+    body.extend_from_slice(&(count - 1).to_be_bytes()); // last offset delta
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    body.extend_from_slice(&now.to_be_bytes()); // base timestamp
+    body.extend_from_slice(&now.to_be_bytes()); // max timestamp
+    body.extend_from_slice(&(-1i64).to_be_bytes()); // producer id: none
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    body.extend_from_slice(&count.to_be_bytes());
+    body.extend_from_slice(payload);
+    let mut out = Vec::new();
+    out.extend_from_slice(&0i64.to_be_bytes()); // base offset (the broker's to set)
+    out.extend_from_slice(&((body.len() + 9) as i32).to_be_bytes());
+    out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    out.push(2); // magic
+    out.extend_from_slice(&crc32c(&body).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Appends `batch` (a record batch v2, as [`raw_batch`] makes) to
+/// `partition` of `topic` on the broker at `bootstrap`, which must lead it,
+/// and waits for the broker's answer: its error, if any, is an error.
+pub fn produce_raw(bootstrap: &str, topic: &str, partition: i32, batch: &[u8]) -> io::Result<()> {
+    let mut connection = Connection::open(bootstrap)?;
+    connection.correlation_id = 1;
+    let mut request = request_header(PRODUCE_API_KEY, PRODUCE_VERSION, 1)?;
+    request.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id: null
+    request.extend_from_slice(&(-1i16).to_be_bytes()); // acks: all
+    request.extend_from_slice(&10_000i32.to_be_bytes()); // timeout
+    request.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    put_string(&mut request, topic)?;
+    request.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    request.extend_from_slice(&partition.to_be_bytes());
+    let size = i32::try_from(batch.len()).map_err(|_| invalid("batch too large".into()))?;
+    request.extend_from_slice(&size.to_be_bytes());
+    request.extend_from_slice(batch);
+    let response = connection.round_trip(&request)?;
+    let mut r = Reader::new(&response);
+    check_correlation(&mut r, 1)?;
+    for _ in 0..r.array_len()? {
+        r.nullable_string()?; // topic
+        for _ in 0..r.array_len()? {
+            r.i32()?; // partition
+            let code = r.i16()?;
+            if code != 0 {
+                return Err(broker_error(code));
+            }
+            r.i64()?; // base offset
+            r.i64()?; // log append time
+        }
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------

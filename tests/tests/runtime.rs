@@ -700,3 +700,213 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
     );
     assert!(streams.close(WAIT));
 }
+
+#[test]
+fn a_second_instance_on_one_state_directory_is_refused_at_start() {
+    let broker = shared_broker();
+    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("locked"));
+    broker.create_topic(&lines, 1);
+    broker.create_topic(&counts, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+    let instance = || {
+        let config = apps::config(
+            &app,
+            broker.bootstrap_servers(),
+            state_dir.path().to_str().unwrap(),
+        );
+        KafkaStreams::new(apps::word_count(&lines, &counts, "s").unwrap(), config).unwrap()
+    };
+    let first = instance();
+    first.start().unwrap();
+    let second = instance();
+    let error = second.start().unwrap_err().to_string();
+    let app_dir = state_dir.path().join(&app);
+    assert!(
+        error.contains("locked by another instance")
+            && error.contains(&app_dir.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(second.state(), State::Created);
+    // The first goes on undisturbed.
+    broker.produce(&lines, &[(None, "a a")]);
+    read_until(broker, &counts, 1, expect(&[("a", 2)]));
+    assert_eq!(first.error(), None);
+    // Closing releases the directory.
+    assert!(first.close(WAIT));
+    let third = instance();
+    third.start().unwrap();
+    assert!(third.wait_for_state(State::Running, WAIT));
+    assert!(third.close(WAIT));
+}
+
+#[test]
+fn consumer_lag_counts_from_the_position_and_is_zero_once_caught_up() {
+    use streams_core::dsl::{Consumed, Produced};
+    use streams_core::serde::StringSerde;
+    let broker = shared_broker();
+    let (input, output, app) = (unique("lag-in"), unique("lag-out"), unique("lag"));
+    broker.create_topic(&input, 2);
+    broker.create_topic(&output, 2);
+    const RECORDS: usize = 2_000;
+    let keys: Vec<String> = (0..RECORDS).map(|i| format!("k{i}")).collect();
+    let records: Vec<(Option<&str>, &str)> = keys.iter().map(|k| (Some(k.as_str()), "v")).collect();
+    broker.produce(&input, &records);
+    // Slow on purpose (2 ms a record, so seconds behind the end), which
+    // lets the metric be seen while records wait.
+    let builder = streams_core::StreamsBuilder::new();
+    builder
+        .stream(&[&input], Consumed::with(StringSerde, StringSerde))
+        .peek(|_, _| std::thread::sleep(Duration::from_millis(2)))
+        .to(&output, Produced::with(StringSerde, StringSerde));
+    let state_dir = tempfile::tempdir().unwrap();
+    // No commit while it runs: a lag counted from the committed offset
+    // would stay at the whole input (or be unknown).
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    )
+    .set("commit.interval.ms", "600000")
+    .set("consumer.statistics.interval.ms", "200");
+    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
+    streams.start().unwrap();
+    let lags = || -> Vec<i64> {
+        let snapshot = streams.metrics();
+        (0..2)
+            .filter_map(|p| snapshot.consumer_lag.get(&(input.clone(), p)).copied())
+            .collect()
+    };
+    let deadline = Instant::now() + WAIT;
+    while lags().iter().sum::<i64>() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "no lag reported while records wait; the last report: {:?}",
+            lags()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every record through.
+    let consumer = broker.read_from_start(&output, 2);
+    let mut out = 0;
+    let deadline = Instant::now() + WAIT;
+    while out < RECORDS {
+        assert!(Instant::now() < deadline, "{out} of {RECORDS} records out");
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            out += 1;
+        }
+    }
+    // Caught up, with nothing committed yet: every partition reports 0.
+    let deadline = Instant::now() + WAIT;
+    while lags() != [0, 0] {
+        assert!(
+            Instant::now() < deadline,
+            "caught up, yet the lag is {:?}",
+            lags()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = streams.metrics().to_prometheus(&app);
+    let line = format!(
+        "streams_consumer_lag_records{{application_id=\"{app}\",topic=\"{input}\",partition=\"0\"}} 0"
+    );
+    assert!(text.contains(&line), "{line} missing from\n{text}");
+    assert!(streams.close(WAIT));
+}
+
+#[test]
+fn records_of_another_producer_are_all_read_whatever_their_compression() {
+    use rdkafka::producer::BaseRecord;
+    let broker = shared_broker();
+    let (ids, out, app) = (unique("codec-ids"), unique("codec-out"), unique("codec"));
+    broker.create_topic(&ids, 2);
+    broker.create_topic(&out, 2);
+    const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+    const PER_CODEC: usize = 300;
+    for codec in CODECS {
+        // A plain librdkafka producer, not the framework's: its batches
+        // (several records each, lingering) are compressed with `codec`.
+        let producer: BaseProducer = broker
+            .client_config()
+            .set("compression.type", codec)
+            .set("linger.ms", "20")
+            .create()
+            .unwrap_or_else(|e| panic!("a producer with compression.type={codec}: {e}"));
+        for i in 0..PER_CODEC {
+            let key = format!("{codec}-{i}");
+            producer
+                .send(BaseRecord::to(&ids).key(&key).payload("x"))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+    let state_dir = tempfile::tempdir().unwrap();
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    );
+    let streams = KafkaStreams::new(apps::id_count(&ids, &out, "ids").unwrap(), config).unwrap();
+    streams.start().unwrap();
+    let consumer = broker.read_from_start(&out, 2);
+    let mut counted: HashMap<String, i64> = HashMap::new();
+    let deadline = Instant::now() + WAIT;
+    while counted.len() < CODECS.len() * PER_CODEC {
+        if Instant::now() > deadline {
+            let missing: Vec<&str> = CODECS
+                .iter()
+                .filter(|c| !counted.contains_key(&format!("{c}-0")))
+                .copied()
+                .collect();
+            panic!(
+                "{} of {} records counted; codecs not read: {missing:?}; state {:?}, error {:?}",
+                counted.len(),
+                CODECS.len() * PER_CODEC,
+                streams.state(),
+                streams.error()
+            );
+        }
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let value = i64::from_be_bytes(message.payload().unwrap().try_into().unwrap());
+            counted.insert(key, value);
+        }
+    }
+    assert!(counted.values().all(|&n| n == 1), "each record once");
+    assert_eq!(streams.state(), State::Running);
+    assert!(streams.close(WAIT));
+}
+
+#[test]
+fn a_batch_that_cannot_be_read_fails_the_client_instead_of_stalling_it() {
+    let broker = shared_broker();
+    let (ids, out, app) = (unique("bad-ids"), unique("bad-out"), unique("bad-batch"));
+    broker.create_topic(&ids, 1);
+    broker.create_topic(&out, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+    let config = apps::config(
+        &app,
+        broker.bootstrap_servers(),
+        state_dir.path().to_str().unwrap(),
+    );
+    let streams = KafkaStreams::new(apps::id_count(&ids, &out, "ids").unwrap(), config).unwrap();
+    streams.start().unwrap();
+    broker.produce(&ids, &[(Some("before"), "x")]);
+    read_until(broker, &out, 1, expect(&[("before", 1)]));
+    // Gzip by its attributes, but not gzip inside: no consumer can read it.
+    let batch = tests::committed::raw_batch(1, 1, b"this is not gzip");
+    tests::committed::produce_raw(broker.bootstrap_servers(), &ids, 0, &batch).unwrap();
+    broker.produce(&ids, &[(Some("after"), "x")]);
+    assert!(
+        streams.wait_for_state(State::Error, WAIT),
+        "state {:?}",
+        streams.state()
+    );
+    let cause = streams.error().unwrap();
+    assert!(
+        cause.contains("consumer error repeated")
+            && cause.contains(&format!("{ids}[0] at offset 1")),
+        "{cause}"
+    );
+    assert!(streams.close(WAIT));
+}

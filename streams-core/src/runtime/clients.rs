@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
+use rdkafka::Offset;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -101,6 +102,80 @@ pub(crate) fn position<C: rdkafka::consumer::ConsumerContext>(
         rdkafka::Offset::Offset(offset) => Some(offset),
         _ => None,
     }
+}
+
+/// Consumer errors about the records of a partition (a batch that cannot
+/// be decompressed or parsed), which librdkafka reports again at every
+/// fetch of the batch instead of skipping it: the partition stalls. Kafka's
+/// Java consumer throws on such a batch and Kafka Streams' thread dies of
+/// it; here one that repeats fails the stream thread, so the state is `Error`
+/// and the health check says so, never a silent stall. (A repeat, not the
+/// first: a checksum error can come from a transfer and pass on a
+/// refetch.)
+#[derive(Default)]
+pub(crate) struct DataErrors {
+    /// The last such error and when it was seen.
+    last: Option<(RDKafkaErrorCode, Instant)>,
+    /// How many times in a row it was seen.
+    count: u32,
+    /// The consumer's positions when the run began.
+    pub(crate) positions: Vec<(String, i32, Option<i64>)>,
+}
+
+impl DataErrors {
+    /// Occurrences in a row that fail the thread: librdkafka fetches again
+    /// after `fetch.error.backoff.ms` (500 ms), so a stalled partition
+    /// reaches this within seconds.
+    pub(crate) const REPEATS: u32 = 5;
+    /// A longer gap between two occurrences starts a new run.
+    const GAP: Duration = Duration::from_secs(60);
+
+    /// Whether `code` is about a partition's records rather than the
+    /// connection or the group.
+    pub(crate) fn about_data(code: RDKafkaErrorCode) -> bool {
+        use RDKafkaErrorCode::*;
+        matches!(
+            code,
+            BadMessage
+                | BadCompression
+                | NotImplemented
+                | InvalidMessage
+                | UnsupportedForMessageFormat
+                | UnsupportedCompressionType
+                | InvalidRecord
+        )
+    }
+
+    /// Notes one occurrence of `code` at `now`; returns how many times in a
+    /// row it has been seen.
+    pub(crate) fn note(&mut self, code: RDKafkaErrorCode, now: Instant) -> u32 {
+        let repeat = self
+            .last
+            .is_some_and(|(last, at)| last == code && now.duration_since(at) <= Self::GAP);
+        self.count = if repeat { self.count + 1 } else { 1 };
+        self.last = Some((code, now));
+        self.count
+    }
+}
+
+/// The consumer's position in each assigned partition (`None` before its
+/// first record).
+pub(crate) fn positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+) -> Vec<(String, i32, Option<i64>)> {
+    let Ok(list) = consumer.position() else {
+        return Vec::new();
+    };
+    list.elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            };
+            (e.topic().to_owned(), e.partition(), offset)
+        })
+        .collect()
 }
 
 /// Runs a future to completion on this thread. rdkafka's admin futures are
@@ -262,5 +337,30 @@ mod tests {
         );
         producer.purge(rdkafka::producer::PurgeConfig::default().queue());
         assert!(drain_producer(&producer, Duration::from_secs(5)), "purged");
+    }
+
+    #[test]
+    fn a_data_error_fails_on_its_fifth_time_in_a_row_and_others_never() {
+        use RDKafkaErrorCode::*;
+        let mut errors = DataErrors::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        for (i, expected) in (1..=5).enumerate() {
+            assert_eq!(errors.note(NotImplemented, at(i as u64)), expected);
+        }
+        // Another code starts a new run, and so does a long gap.
+        assert_eq!(errors.note(BadCompression, at(6)), 1);
+        assert_eq!(errors.note(BadCompression, at(7)), 2);
+        assert_eq!(errors.note(BadCompression, at(7 + 61)), 1);
+        assert!(DataErrors::about_data(NotImplemented));
+        assert!(DataErrors::about_data(InvalidMessage));
+        for transient in [
+            BrokerTransportFailure,
+            AllBrokersDown,
+            OperationTimedOut,
+            Resolve,
+        ] {
+            assert!(!DataErrors::about_data(transient), "{transient:?}");
+        }
     }
 }

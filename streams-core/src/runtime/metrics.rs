@@ -67,7 +67,9 @@ pub struct MetricsSnapshot {
     pub threads: BTreeMap<usize, ThreadMetrics>,
     /// Per running task.
     pub tasks: BTreeMap<TaskId, TaskMetrics>,
-    /// Consumer lag per source (topic, partition), as last reported.
+    /// Consumer lag per source (topic, partition), as last reported: the
+    /// partition's end minus the consumer's position (Kafka's
+    /// `records-lag`), so about 0 for an instance that keeps up.
     pub consumer_lag: BTreeMap<(String, i32), i64>,
     /// Restoration per (store, changelog topic, partition).
     pub restore: BTreeMap<(String, String, i32), RestoreMetrics>,

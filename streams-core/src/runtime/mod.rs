@@ -36,6 +36,7 @@ pub mod partitioner;
 mod query;
 mod registry;
 mod restore;
+mod state_dir;
 mod thread;
 
 use std::collections::{BTreeMap, HashMap};
@@ -50,6 +51,7 @@ pub use metrics::{MetricsSnapshot, RestoreMetrics, TaskMetrics, ThreadMetrics};
 pub use query::{HostInfo, KeyQueryMetadata, ReadOnlyKeyValueView, StreamsMetadata};
 pub use registry::validate_endpoint;
 pub use restore::{NoopRestoreListener, StateRestoreListener};
+pub use state_dir::PROCESS_METADATA_FILE;
 
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
@@ -59,6 +61,7 @@ use crate::topology::{NodeKind, TopicName, Topology};
 use clients::{InternalTopic, ensure_topics, partition_counts};
 use query::{LocalStores, QueryPlan, StoreSources};
 use registry::{LocalAssignment, Registry};
+use state_dir::StateDirLock;
 use thread::ThreadPlan;
 
 /// Wall-clock time in milliseconds since the epoch.
@@ -226,6 +229,9 @@ pub struct KafkaStreams {
     config: StreamsConfig,
     shared: Arc<Shared>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// The application's state directory, held from `start` until the
+    /// threads have stopped.
+    state_dir_lock: Mutex<Option<StateDirLock>>,
 }
 
 impl std::fmt::Debug for KafkaStreams {
@@ -269,6 +275,7 @@ impl KafkaStreams {
                 metrics: metrics::Metrics::default(),
             }),
             handles: Mutex::new(Vec::new()),
+            state_dir_lock: Mutex::new(None),
         })
     }
 
@@ -470,7 +477,9 @@ impl KafkaStreams {
 
     /// Checks the topics, creates internal ones, restores global stores and
     /// starts the stream threads. Fails fast (and stays `Created`) when the
-    /// broker cannot be reached or the topology does not fit the topics.
+    /// broker cannot be reached, the topology does not fit the topics, or
+    /// another instance of the application holds its state directory
+    /// (`<state.dir>/<application.id>`, locked until `close` returns).
     pub fn start(&self) -> Result<()> {
         if self.state() != State::Created {
             return Err(StreamsError::InvalidState(format!(
@@ -487,10 +496,13 @@ impl KafkaStreams {
         });
         ensure_topics(&self.config, &plan.internal)?;
         let state_dir = self.config.state_dir().join(&application_id);
-        std::fs::create_dir_all(&state_dir).map_err(|source| StreamsError::Io {
-            action: format!("creating {}", state_dir.display()),
-            source,
-        })?;
+        // Held until the threads have stopped (see `close`): they write
+        // checkpoints to the end.
+        let lock = StateDirLock::acquire(&state_dir)?;
+        *self
+            .state_dir_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(lock);
         self.shared.started_ms.store(now_ms(), Ordering::Relaxed);
         self.shared.transition(State::Rebalancing);
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
@@ -524,7 +536,7 @@ impl KafkaStreams {
             }
         }
         let threads = self.config.num_stream_threads()?;
-        let process_id = process_id(&state_dir)?;
+        let process_id = state_dir::process_id(&state_dir)?;
         *self
             .shared
             .threads
@@ -573,6 +585,11 @@ impl KafkaStreams {
         for handle in handles.drain(..) {
             let _ = handle.join();
         }
+        // Nothing writes to the state directory any more.
+        self.state_dir_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.shared.transition(State::NotRunning);
         true
     }
@@ -625,45 +642,6 @@ pub(crate) fn raw_record<'a>(
         value: message.payload(),
         headers,
     }
-}
-
-/// The file in an application's state directory that names its process.
-pub const PROCESS_METADATA_FILE: &str = "kafka-streams-process-metadata";
-
-/// This instance's process id, kept in the state directory (as Kafka
-/// Streams keeps it) so that a restarted instance has the same
-/// transactional ids and fences a zombie predecessor. A missing or
-/// unreadable file gets a new id.
-fn process_id(state_dir: &std::path::Path) -> Result<String> {
-    let path = state_dir.join(PROCESS_METADATA_FILE);
-    let stored = std::fs::read(&path).ok().and_then(|bytes| {
-        serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()?
-            .get("processId")?
-            .as_str()
-            .filter(|id| {
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            })
-            .map(str::to_owned)
-    });
-    if let Some(id) = stored {
-        return Ok(id);
-    }
-    let id = format!("{:016x}{:016x}", random_u64(), random_u64());
-    let json = serde_json::json!({ "processId": id }).to_string();
-    std::fs::write(&path, json).map_err(|source| StreamsError::Io {
-        action: format!("writing {}", path.display()),
-        source,
-    })?;
-    Ok(id)
-}
-
-/// A random number from the standard library's randomly keyed hasher.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    hasher.finish()
 }
 
 struct TopicPlan {

@@ -15,6 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_error, position};
+use super::state_dir::write_atomically;
 use crate::error::{Result, StreamsError};
 use crate::task::TaskCore;
 
@@ -93,7 +94,8 @@ pub(crate) fn read_checkpoint(task_dir: &Path) -> Option<Offsets> {
     Some(offsets)
 }
 
-/// Writes a checkpoint atomically (a temporary file, then a rename).
+/// Writes a checkpoint atomically and durably (a temporary file, fsynced,
+/// renamed over the old one, and the directory fsynced).
 pub(crate) fn write_checkpoint(task_dir: &Path, offsets: &Offsets) -> Result<()> {
     let mut text = String::from("0\n");
     let mut entries: Vec<_> = offsets.iter().collect();
@@ -106,13 +108,116 @@ pub(crate) fn write_checkpoint(task_dir: &Path, offsets: &Offsets) -> Result<()>
         source,
     };
     std::fs::create_dir_all(task_dir).map_err(|e| io("creating", e))?;
-    let tmp = task_dir.join(".checkpoint.tmp");
-    std::fs::write(&tmp, text).map_err(|e| io("writing a checkpoint in", e))?;
-    std::fs::rename(&tmp, checkpoint_path(task_dir)).map_err(|e| io("writing a checkpoint in", e))
+    write_atomically(&checkpoint_path(task_dir), text.as_bytes())
+        .map_err(|e| io("writing a checkpoint in", e))
 }
 
+/// Why `checkpoint` does not fit the changelogs as they are now, if it
+/// does not: an offset beyond a changelog partition's end means the topic
+/// was deleted and created anew (a new cluster, an application reset), and
+/// one before its start that it was truncated. Either way the local state
+/// reflects records the changelog no longer has. Kafka Streams meets both
+/// as `OffsetOutOfRange` on its restore consumer and wipes the task's state
+/// for a full restore (`TaskCorruptedException`); the caller does the same.
+pub(crate) fn checkpoint_mismatch(
+    consumer: &EndReadingConsumer,
+    checkpoint: &Offsets,
+) -> Result<Option<String>> {
+    let mut entries: Vec<_> = checkpoint.iter().collect();
+    entries.sort();
+    for ((topic, partition), &offset) in entries {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *partition, REQUEST_TIMEOUT)
+            .map_err(|e| {
+                kafka_error(
+                    &format!("reading the end of changelog {topic}[{partition}]"),
+                    e,
+                )
+            })?;
+        if offset < low {
+            return Ok(Some(format!(
+                "the checkpoint of {topic}[{partition}] is at offset {offset}, before the changelog's start {low}"
+            )));
+        }
+        if offset <= high {
+            continue;
+        }
+        // The reported end may be low (see `true_end`): only past the
+        // true end is the checkpoint wrong.
+        let end = true_end(consumer, topic, *partition, low, high)?;
+        if offset > end {
+            return Ok(Some(format!(
+                "the checkpoint of {topic}[{partition}] is at offset {offset}, beyond the changelog's end {end}"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The offset after the last record (or transaction marker) of
+/// `topic`/`partition`, read from the log, when the broker reported
+/// `low`/`high` for it. A broker may report a high watermark below the
+/// true end (Tansu says the last batch's base offset plus one); a fetch
+/// returns whole batches, so reading from `high - 1` to the end of the
+/// partition gives it. Kafka's watermark is exact, and the read returns
+/// `high` at once.
+fn true_end(
+    consumer: &EndReadingConsumer,
+    topic: &str,
+    partition: i32,
+    low: i64,
+    high: i64,
+) -> Result<i64> {
+    if high <= low {
+        return Ok(high);
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(high - 1))
+        .map_err(|e| kafka_error("assigning", e))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| kafka_error(&format!("assigning changelog {topic}[{partition}]"), e))?;
+    let began = Instant::now();
+    let mut next = high - 1;
+    let end = loop {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => next = next.max(message.offset() + 1),
+            // An end-of-partition event counts once the position has
+            // reached the reported end (not one left from an earlier
+            // assignment); the position is past any trailing marker.
+            Some(Err(KafkaError::PartitionEOF(_)))
+                if next.max(position(consumer, topic, partition).unwrap_or(next)) >= high =>
+            {
+                break next.max(position(consumer, topic, partition).unwrap_or(next));
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                if began.elapsed() > REQUEST_TIMEOUT {
+                    return Err(StreamsError::Kafka(format!(
+                        "reading the end of changelog {topic}[{partition}] stalled at offset {next} (reported end {high})"
+                    )));
+                }
+            }
+            Some(Err(error)) => {
+                return Err(kafka_error(
+                    &format!("reading the end of changelog {topic}[{partition}]"),
+                    error,
+                ));
+            }
+        }
+    };
+    consumer
+        .unassign()
+        .map_err(|e| kafka_error("unassigning the restore consumer", e))?;
+    Ok(end)
+}
+
+/// Removes a task's checkpoint, durably where it can: a checkpoint that
+/// came back after a power loss would vouch for stores being wiped.
 pub(crate) fn delete_checkpoint(task_dir: &Path) {
-    let _ = std::fs::remove_file(checkpoint_path(task_dir));
+    if std::fs::remove_file(checkpoint_path(task_dir)).is_ok() {
+        let _ = std::fs::File::open(task_dir).and_then(|dir| dir.sync_all());
+    }
 }
 
 /// Restores every logged store of `task` from its changelog partition,

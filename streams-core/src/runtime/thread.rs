@@ -15,12 +15,15 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
 use super::clients::{
-    EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
-    report_client_error,
+    DataErrors, EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
+    positions, report_client_error,
 };
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
-use super::restore::{Offsets, delete_checkpoint, read_checkpoint, restore_task, write_checkpoint};
+use super::restore::{
+    Offsets, checkpoint_mismatch, delete_checkpoint, read_checkpoint, restore_task,
+    write_checkpoint,
+};
 use super::{Shared, State, now_ms, raw_record};
 use crate::TaskId;
 use crate::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
@@ -69,6 +72,7 @@ pub(crate) struct Engine {
     stats: ThreadMetrics,
     last_publish: Instant,
     since_housekeeping: u32,
+    data_errors: DataErrors,
 }
 
 /// Records processed between two rounds of commit checks, punctuation by
@@ -87,6 +91,9 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 pub(crate) struct ThreadContext {
     engine: Arc<Mutex<Engine>>,
     shared: Arc<Shared>,
+    /// Whether the consumer reads committed records only: its partitions
+    /// then end at the last stable offset.
+    read_committed: bool,
 }
 
 impl ClientContext for ThreadContext {
@@ -94,16 +101,47 @@ impl ClientContext for ThreadContext {
         report_client_error(&error, reason);
     }
 
-    /// librdkafka's statistics carry each partition's consumer lag.
+    /// librdkafka's statistics carry each partition's end and position.
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let lags = statistics.topics.into_iter().flat_map(|(topic, t)| {
+        let read_committed = self.read_committed;
+        let lags = statistics.topics.into_iter().flat_map(move |(topic, t)| {
             t.partitions
                 .into_iter()
                 .filter(|(p, _)| *p >= 0)
-                .map(move |(p, partition)| ((topic.clone(), p), partition.consumer_lag))
+                .map(move |(p, partition)| {
+                    ((topic.clone(), p), records_lag(&partition, read_committed))
+                })
         });
         self.shared.metrics.set_lag(lags);
     }
+}
+
+/// Kafka's `records-lag`: the partition's end (its last stable offset for a
+/// `read_committed` consumer) minus the consumer's position, the offset of
+/// the next record it hands the application. -1 (unknown) for a partition
+/// that is not being consumed. Not librdkafka's `consumer_lag`, which
+/// counts from the committed offset: up to a commit interval's worth of
+/// records behind a consumer that is caught up.
+fn records_lag(partition: &rdkafka::statistics::Partition, read_committed: bool) -> i64 {
+    let end = if read_committed && partition.ls_offset >= 0 {
+        partition.ls_offset
+    } else {
+        partition.hi_offset
+    };
+    let position = if partition.app_offset >= 0 {
+        partition.app_offset
+    } else if partition.fetch_state == "active" {
+        // Assigned, nothing handed over yet: fetching starts here.
+        partition.next_offset
+    } else {
+        -1
+    };
+    if end < 0 || position < 0 {
+        return -1;
+    }
+    // A broker may report a low end (Tansu's is the last batch's base
+    // offset plus one): never a negative lag.
+    (end - position).max(0)
 }
 
 impl ConsumerContext for ThreadContext {
@@ -278,6 +316,7 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
         stats: ThreadMetrics::default(),
         last_publish: Instant::now(),
         since_housekeeping: 0,
+        data_errors: DataErrors::default(),
     }));
 
     let mut consumer_config = client_config(&plan.config, ClientKind::Consumer);
@@ -296,10 +335,13 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
     if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
         consumer_config.set("isolation.level", "read_committed");
     }
+    // librdkafka's default, unlike Java's, is read_committed.
+    let read_committed = consumer_config.get("isolation.level") != Some("read_uncommitted");
     let consumer: BaseConsumer<ThreadContext> = consumer_config
         .create_with_context(ThreadContext {
             engine: engine.clone(),
             shared: shared.clone(),
+            read_committed,
         })
         .map_err(|e| kafka_error("creating the consumer", e))?;
     let topics: Vec<&str> = plan
@@ -375,7 +417,7 @@ impl Engine {
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(error)) => log::warn!("thread {}: consumer error: {error}", self.index),
+            Some(Err(error)) => self.consumer_error(consumer, error)?,
         }
         self.since_housekeeping = 0;
         self.collector.producer.poll(Duration::ZERO);
@@ -395,6 +437,60 @@ impl Engine {
             self.publish_metrics();
         }
         Ok(())
+    }
+
+    /// Logs a consumer error, and fails the thread on one that means a
+    /// partition cannot go on (see [`DataErrors`]).
+    fn consumer_error<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        error: KafkaError,
+    ) -> Result<()> {
+        let code = match &error {
+            KafkaError::MessageConsumptionFatal(_) => {
+                return Err(kafka_error("the consumer failed fatally", error));
+            }
+            KafkaError::MessageConsumption(code) if DataErrors::about_data(*code) => *code,
+            _ => {
+                // Connection trouble and the like: librdkafka retries.
+                log::warn!("thread {}: consumer error: {error}", self.index);
+                return Ok(());
+            }
+        };
+        let seen = self.data_errors.note(code, Instant::now());
+        if seen == 1 {
+            self.data_errors.positions = positions(consumer);
+        }
+        log::error!(
+            "thread {}: consumer error ({seen} of {} in a row fail the thread): {error}",
+            self.index,
+            DataErrors::REPEATS
+        );
+        if seen < DataErrors::REPEATS {
+            return Ok(());
+        }
+        // librdkafka drops the failing partition from the error: name the
+        // partitions that have not moved since the first one.
+        let now = positions(consumer);
+        let stuck: Vec<String> = now
+            .iter()
+            .filter(|p| self.data_errors.positions.contains(p))
+            .map(|(topic, partition, offset)| match offset {
+                Some(offset) => format!("{topic}[{partition}] at offset {offset}"),
+                None => format!("{topic}[{partition}] before its first record"),
+            })
+            .collect();
+        Err(StreamsError::Kafka(format!(
+            "a consumer error repeated {seen} times: {error}; a record batch that cannot be \
+             read (for example compressed with a codec this build lacks) stops its partition, \
+             and librdkafka does not skip it; partitions without progress since the first \
+             error: {}",
+            if stuck.is_empty() {
+                "none".to_owned()
+            } else {
+                stuck.join(", ")
+            }
+        )))
     }
 
     /// Copies this thread's counters to the shared metrics.
@@ -461,7 +557,20 @@ impl Engine {
         let plan = self.plan.clone();
         let sub = &plan.subtopologies[id.subtopology as usize];
         let dir = self.task_dir(id);
-        let checkpoint = read_checkpoint(&dir);
+        let restore_consumer = self
+            .restore_consumer
+            .as_ref()
+            .ok_or_else(|| StreamsError::Kafka("the stream thread is shutting down".into()))?;
+        let mut checkpoint = read_checkpoint(&dir);
+        if let Some(offsets) = &checkpoint
+            && let Some(reason) = checkpoint_mismatch(restore_consumer, offsets)?
+        {
+            log::warn!("task {id}: {reason}: the changelog was recreated or truncated");
+            // Gone first: a crash before the next checkpoint must not find
+            // it again beside the rebuilt stores.
+            delete_checkpoint(&dir);
+            checkpoint = None;
+        }
         if checkpoint.is_none() && dir.join("rocksdb").exists() {
             // Local files that no checkpoint vouches for: restore in full.
             log::info!("task {id}: no valid checkpoint; wiping local state for a full restore");
@@ -486,10 +595,6 @@ impl Engine {
             inner: self.shared.restore_listener(),
             end: Default::default(),
         };
-        let restore_consumer = self
-            .restore_consumer
-            .as_ref()
-            .ok_or_else(|| StreamsError::Kafka("the stream thread is shutting down".into()))?;
         let changelog = restore_task(
             &core,
             restore_consumer,
@@ -739,5 +844,49 @@ impl Shared {
         } else if all_running {
             self.transition(State::Running);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::statistics::Partition;
+
+    fn partition(app: i64, committed: i64, hi: i64, ls: i64) -> Partition {
+        Partition {
+            app_offset: app,
+            committed_offset: committed,
+            hi_offset: hi,
+            ls_offset: ls,
+            next_offset: app,
+            fetch_state: "active".into(),
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn records_lag_counts_from_the_position_not_the_committed_offset() {
+        // Caught up, with the last commit 5,000 records back.
+        assert_eq!(
+            records_lag(&partition(9_000, 4_000, 9_000, 9_000), false),
+            0
+        );
+        assert_eq!(
+            records_lag(&partition(8_990, 4_000, 9_000, 9_000), false),
+            10
+        );
+        // read_committed ends at the last stable offset, when known.
+        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, 8_995), true), 5);
+        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, -1), true), 10);
+        // A broker that reports a low end: no negative lag.
+        assert_eq!(records_lag(&partition(9_004, 0, 9_000, 9_000), false), 0);
+        // Assigned, nothing handed over yet: from where fetching starts.
+        let mut fresh = partition(-1001, -1001, 50, 50);
+        fresh.next_offset = 20;
+        assert_eq!(records_lag(&fresh, false), 30);
+        // Not consumed (revoked): unknown.
+        fresh.fetch_state = "stopped".into();
+        assert_eq!(records_lag(&fresh, false), -1);
+        assert_eq!(records_lag(&partition(10, 0, -1001, -1001), false), -1);
     }
 }
