@@ -146,6 +146,62 @@ impl DataErrors {
         )
     }
 
+    /// Logs a consumer error, and fails (an `Err` for the thread to die of)
+    /// on one about a partition's data seen [`REPEATS`](Self::REPEATS)
+    /// times in a row: a batch librdkafka cannot read stops its partition
+    /// for good, and must not be a silent stall. `who` names the thread.
+    pub(crate) fn check<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        error: KafkaError,
+        who: &str,
+    ) -> Result<()> {
+        let code = match &error {
+            KafkaError::MessageConsumptionFatal(_) => {
+                return Err(kafka_error("the consumer failed fatally", error));
+            }
+            KafkaError::MessageConsumption(code) if DataErrors::about_data(*code) => *code,
+            _ => {
+                // Connection trouble and the like: librdkafka retries.
+                log::warn!("{who}: consumer error: {error}");
+                return Ok(());
+            }
+        };
+        let seen = self.note(code, Instant::now());
+        if seen == 1 {
+            self.positions = positions(consumer);
+        }
+        log::error!(
+            "{who}: consumer error ({seen} of {} in a row fail the thread): {error}",
+            DataErrors::REPEATS
+        );
+        if seen < DataErrors::REPEATS {
+            return Ok(());
+        }
+        // librdkafka drops the failing partition from the error: name the
+        // partitions that have not moved since the first one.
+        let now = positions(consumer);
+        let stuck: Vec<String> = now
+            .iter()
+            .filter(|p| self.positions.contains(p))
+            .map(|(topic, partition, offset)| match offset {
+                Some(offset) => format!("{topic}[{partition}] at offset {offset}"),
+                None => format!("{topic}[{partition}] before its first record"),
+            })
+            .collect();
+        Err(StreamsError::Kafka(format!(
+            "a consumer error repeated {seen} times: {error}; a record batch that cannot be \
+             read (for example compressed with a codec this build lacks) stops its partition, \
+             and librdkafka does not skip it; partitions without progress since the first \
+             error: {}",
+            if stuck.is_empty() {
+                "none".to_owned()
+            } else {
+                stuck.join(", ")
+            }
+        )))
+    }
+
     /// Notes one occurrence of `code` at `now`; returns how many times in a
     /// row it has been seen.
     pub(crate) fn note(&mut self, code: RDKafkaErrorCode, now: Instant) -> u32 {

@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::clients::{
-    EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
+    DataErrors, EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
     partition_counts, position,
 };
 use super::restore::{Offsets, read_checkpoint, write_checkpoint};
@@ -266,6 +266,7 @@ pub(crate) fn start(
             let body = AssertUnwindSafe(|| {
                 let mut last_flush = Instant::now();
                 let mut dirty = false;
+                let mut data_errors = DataErrors::default();
                 let result = loop {
                     if shared.stopping() {
                         break Ok(());
@@ -285,7 +286,15 @@ pub(crate) fn start(
                             dirty = true;
                         }
                         Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-                        Some(Err(error)) => log::warn!("global thread: {error}"),
+                        // A batch it cannot read would stall the global
+                        // stores for good: that fails the client, as it
+                        // does in a stream thread.
+                        Some(Err(error)) => {
+                            if let Err(error) = data_errors.check(&consumer, error, "global thread")
+                            {
+                                break Err(error);
+                            }
+                        }
                     }
                     if dirty && last_flush.elapsed() >= commit_interval {
                         if let Err(error) =

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use super::clients::{
     DataErrors, EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
-    positions, report_client_error,
+    report_client_error,
 };
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
@@ -446,51 +446,8 @@ impl Engine {
         consumer: &BaseConsumer<C>,
         error: KafkaError,
     ) -> Result<()> {
-        let code = match &error {
-            KafkaError::MessageConsumptionFatal(_) => {
-                return Err(kafka_error("the consumer failed fatally", error));
-            }
-            KafkaError::MessageConsumption(code) if DataErrors::about_data(*code) => *code,
-            _ => {
-                // Connection trouble and the like: librdkafka retries.
-                log::warn!("thread {}: consumer error: {error}", self.index);
-                return Ok(());
-            }
-        };
-        let seen = self.data_errors.note(code, Instant::now());
-        if seen == 1 {
-            self.data_errors.positions = positions(consumer);
-        }
-        log::error!(
-            "thread {}: consumer error ({seen} of {} in a row fail the thread): {error}",
-            self.index,
-            DataErrors::REPEATS
-        );
-        if seen < DataErrors::REPEATS {
-            return Ok(());
-        }
-        // librdkafka drops the failing partition from the error: name the
-        // partitions that have not moved since the first one.
-        let now = positions(consumer);
-        let stuck: Vec<String> = now
-            .iter()
-            .filter(|p| self.data_errors.positions.contains(p))
-            .map(|(topic, partition, offset)| match offset {
-                Some(offset) => format!("{topic}[{partition}] at offset {offset}"),
-                None => format!("{topic}[{partition}] before its first record"),
-            })
-            .collect();
-        Err(StreamsError::Kafka(format!(
-            "a consumer error repeated {seen} times: {error}; a record batch that cannot be \
-             read (for example compressed with a codec this build lacks) stops its partition, \
-             and librdkafka does not skip it; partitions without progress since the first \
-             error: {}",
-            if stuck.is_empty() {
-                "none".to_owned()
-            } else {
-                stuck.join(", ")
-            }
-        )))
+        self.data_errors
+            .check(consumer, error, &format!("thread {}", self.index))
     }
 
     /// Copies this thread's counters to the shared metrics.
