@@ -1531,3 +1531,34 @@ fn sigterm_closes_as_cleanly_as_ctrl_c() {
     });
     stop_with(&mut publisher, "TERM", "model-client publish");
 }
+
+#[test]
+fn the_server_exits_non_zero_when_its_client_stops() {
+    let broker = Broker::start();
+    let state = tempfile::tempdir().unwrap();
+    let mut server = Server::start(
+        &broker,
+        "standard",
+        &tests::unique("failing"),
+        state.path(),
+        tests::apps::free_port(),
+    );
+    server.wait_healthy();
+    // A batch no consumer can read (labelled gzip, holding garbage) stops
+    // its partition for good: the stream thread fails, and so does the
+    // client, rather than stalling.
+    let batch = tests::committed::raw_batch(1, 1, b"this is not gzip");
+    tests::committed::produce_raw(broker.bootstrap_servers(), DATA, 0, &batch).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "model-server still running 60 s after an unreadable batch"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "model-server exited with {status}");
+}
