@@ -2,32 +2,17 @@
 //! it runs this process out of file descriptors, which would break any
 //! test beside it.
 
+mod common;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use streams_core::runtime::{HostInfo, KafkaStreams};
-use streams_core::serde::StringSerde;
-use streams_http::{QueryServer, get};
-
-fn unstarted() -> QueryServer {
-    let config = streams_core::StreamsConfig::new("http-accept")
-        .set("bootstrap.servers", "127.0.0.1:1")
-        .set("application.server", "127.0.0.1:7");
-    let builder = streams_core::StreamsBuilder::new();
-    builder
-        .stream(
-            &["in"],
-            streams_core::dsl::Consumed::with(StringSerde, StringSerde),
-        )
-        .group_by_key(streams_core::dsl::Grouped::default())
-        .count(streams_core::dsl::Materialized::named("counts"));
-    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
-    QueryServer::new(Arc::new(streams))
-}
+use common::unstarted;
+use streams_core::runtime::HostInfo;
+use streams_http::get;
 
 /// The soft and hard limits on open files of this process.
 fn open_files_limit() -> (String, String) {
@@ -70,7 +55,9 @@ fn unix_seconds(time: SystemTime) -> f64 {
 
 #[test]
 fn failed_accepts_back_off_instead_of_spinning() {
-    let running = unstarted().serve("127.0.0.1:0".parse().unwrap()).unwrap();
+    let running = unstarted("http-accept")
+        .serve("127.0.0.1:0".parse().unwrap())
+        .unwrap();
     let port = running.local_addr().port();
     let host = HostInfo {
         host: "127.0.0.1".into(),

@@ -2,14 +2,16 @@
 //! process (whose streams client is never started: `/health` answers 503,
 //! which is an answer).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use streams_core::runtime::{HostInfo, KafkaStreams};
-use streams_core::serde::StringSerde;
+use common::unstarted;
+use streams_core::runtime::HostInfo;
 use streams_http::{HttpLimits, QueryServer, Response, RunningServer, get};
 
 /// Tests that measure memory or load the machine run one at a time.
@@ -19,22 +21,6 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn unstarted() -> QueryServer {
-    let config = streams_core::StreamsConfig::new("http-limits")
-        .set("bootstrap.servers", "127.0.0.1:1")
-        .set("application.server", "127.0.0.1:7");
-    let builder = streams_core::StreamsBuilder::new();
-    builder
-        .stream(
-            &["in"],
-            streams_core::dsl::Consumed::with(StringSerde, StringSerde),
-        )
-        .group_by_key(streams_core::dsl::Grouped::default())
-        .count(streams_core::dsl::Materialized::named("counts"));
-    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
-    QueryServer::new(Arc::new(streams)).key_value_store::<String, i64>("counts", StringSerde)
 }
 
 fn serve(server: QueryServer) -> (RunningServer, HostInfo) {
@@ -103,7 +89,7 @@ fn post_chunked(addr: SocketAddr, total: u64) -> (String, u64) {
 #[test]
 fn a_huge_chunked_body_is_refused_unread_and_memory_stays_flat() {
     let _heavy = heavy();
-    let (_running, host) = serve(unstarted());
+    let (_running, host) = serve(unstarted("http-limits"));
     let addr: SocketAddr = format!("{host}").parse().unwrap();
     // Warm up: the first connection allocates the runtime's buffers.
     assert_eq!(
@@ -147,7 +133,7 @@ fn a_huge_chunked_body_is_refused_unread_and_memory_stays_flat() {
 #[test]
 fn a_client_that_trickles_its_headers_is_cut_at_the_timeout() {
     let timeout = Duration::from_secs(1);
-    let (_running, host) = serve(unstarted().limits(HttpLimits {
+    let (_running, host) = serve(unstarted("http-limits").limits(HttpLimits {
         header_read_timeout: timeout,
         ..HttpLimits::default()
     }));
@@ -182,7 +168,7 @@ fn a_client_that_trickles_its_headers_is_cut_at_the_timeout() {
 
 #[test]
 fn an_idle_connection_is_closed() {
-    let (_running, host) = serve(unstarted().limits(HttpLimits {
+    let (_running, host) = serve(unstarted("http-limits").limits(HttpLimits {
         idle_timeout: Duration::from_secs(1),
         ..HttpLimits::default()
     }));
@@ -211,7 +197,7 @@ fn two_thousand_connections_get_answers_or_refusals_and_health_still_answers() {
         idle_timeout: Duration::from_secs(1),
         ..HttpLimits::default()
     };
-    let (_running, host) = serve(unstarted().limits(limits));
+    let (_running, host) = serve(unstarted("http-limits").limits(limits));
     let addr: SocketAddr = format!("{host}").parse().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -291,7 +277,7 @@ fn two_thousand_connections_get_answers_or_refusals_and_health_still_answers() {
 fn health_and_metrics_answer_while_every_query_worker_is_busy() {
     let release = Arc::new(AtomicBool::new(false));
     let released = release.clone();
-    let server = unstarted()
+    let server = unstarted("http-limits")
         .limits(HttpLimits {
             query_workers: 2,
             query_queue_timeout: Duration::from_millis(500),

@@ -1,0 +1,26 @@
+//! What the HTTP layer's integration tests share.
+
+use std::sync::Arc;
+
+use streams_core::runtime::KafkaStreams;
+use streams_core::serde::StringSerde;
+use streams_http::QueryServer;
+
+/// A query server over a streams client (application `app`) that is never
+/// started, with the key-value store `counts` (`/health` answers 503,
+/// which is an answer).
+pub(crate) fn unstarted(app: &str) -> QueryServer {
+    let config = streams_core::StreamsConfig::new(app)
+        .set("bootstrap.servers", "127.0.0.1:1")
+        .set("application.server", "127.0.0.1:7");
+    let builder = streams_core::StreamsBuilder::new();
+    builder
+        .stream(
+            &["in"],
+            streams_core::dsl::Consumed::with(StringSerde, StringSerde),
+        )
+        .group_by_key(streams_core::dsl::Grouped::default())
+        .count(streams_core::dsl::Materialized::named("counts"));
+    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
+    QueryServer::new(Arc::new(streams)).key_value_store::<String, i64>("counts", StringSerde)
+}
