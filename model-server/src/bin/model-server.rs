@@ -84,9 +84,9 @@ struct Args {
     #[arg(long, env = "MODEL_SERVER_PARTITIONS", default_value_t = 2)]
     partitions: i32,
 
-    /// Wine records that cannot be decoded go to this topic (dead letters):
-    /// their bytes unchanged, with headers naming the error and the
-    /// record's topic, partition and offset.
+    /// Wine records that cannot be decoded, or whose scoring fails, go to
+    /// this topic (dead letters): their bytes unchanged, with headers naming
+    /// the error and the record's topic, partition and offset.
     #[arg(
         long,
         env = "MODEL_SERVER_ERRORS_TOPIC",
@@ -165,8 +165,12 @@ fn run(args: Args) -> Result<(), String> {
     for (key, value) in &args.config {
         config = config.set(key, value);
     }
-    // The tutorial's exercise: malformed records to a topic of their own.
-    let config = config.with_deserialization_handler(DeadLetterQueue::new(&args.errors_topic));
+    // The tutorial's exercise: malformed records to a topic of their own,
+    // and records whose scoring fails (an error or a panic) there too,
+    // rather than stopping the server.
+    let config = config
+        .with_deserialization_handler(DeadLetterQueue::new(&args.errors_topic))
+        .with_processing_handler(DeadLetterQueue::new(&args.errors_topic));
     if let Some(dir) = &args.model_dir
         && !dir.is_dir()
     {
