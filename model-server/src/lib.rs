@@ -45,6 +45,7 @@ mod linear;
 pub mod model;
 mod onnx_ml;
 pub mod serving;
+pub mod stage;
 pub mod stats;
 mod tract_model;
 mod tree_ensemble;

@@ -784,27 +784,12 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
             ts: timestamp,
             ..ServingResult::default()
         };
-        match current {
-            Some(current) => {
-                let model = &current.model;
-                let started = self.clock.raw();
-                let score = model.model.score(&wine);
-                let nanos = self.clock.delta_as_nanos(started, self.clock.raw());
-                result.model = model.name.clone();
-                result.duration_ns = nanos as i64;
-                match served_score(score) {
-                    Ok(value) => {
-                        result.result = value;
-                        result.served = true;
-                        let stats = self.stats.as_ref().expect("init takes the stores");
-                        count(stats, &mut self.written, &current, nanos as f64 / 1e6)?;
-                    }
-                    Err(reason) => result.reason = reason,
-                }
-            }
-            None => {
-                result.reason = format!("no model for data type `{}`", wine.data_type);
-            }
+        let model = current.as_ref().map(|c| &*c.model);
+        if let (Some(millis), Some(current)) =
+            (score_into(model, &wine, &self.clock, &mut result), &current)
+        {
+            let stats = self.stats.as_ref().expect("init takes the stores");
+            count(stats, &mut self.written, current, millis)?;
         }
         let counter = match result.served {
             true => &self.metrics.served,
@@ -815,6 +800,38 @@ impl Processor<(), WineRecord, (), ServingResult> for Scorer {
         result.data_type = std::mem::take(&mut wine.data_type);
         ctx.forward(Record::new((), result, timestamp))?;
         Ok(())
+    }
+}
+
+/// Scores `wine` with `model`, the current model of its data type if there
+/// is one, into `result` (its model, score, duration, and whether it was
+/// served, or why not). Returns the scoring time in milliseconds when the
+/// record was served, for the statistics. Every engine scores through this.
+pub fn score_into(
+    model: Option<&ServedModel>,
+    wine: &WineRecord,
+    clock: &quanta::Clock,
+    result: &mut ServingResult,
+) -> Option<f64> {
+    let Some(model) = model else {
+        result.reason = format!("no model for data type `{}`", wine.data_type);
+        return None;
+    };
+    let started = clock.raw();
+    let score = model.model.score(wine);
+    let nanos = clock.delta_as_nanos(started, clock.raw());
+    result.model = model.name.clone();
+    result.duration_ns = nanos as i64;
+    match served_score(score) {
+        Ok(value) => {
+            result.result = value;
+            result.served = true;
+            Some(nanos as f64 / 1e6)
+        }
+        Err(reason) => {
+            result.reason = reason;
+            None
+        }
     }
 }
 
