@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use streams_core::runtime::KafkaStreams;
 use streams_http::{QueryServer, Request, Response, missing_json};
 
+use crate::model::ServedModel;
 use crate::serving::{
     Installed, MODELS_STORE, ModelStore, StoreVariant, current_models, local_stats,
 };
@@ -165,15 +166,7 @@ fn route(request: &Request, server: &QueryServer, variant: StoreVariant) -> Opti
                 200,
                 &models
                     .iter()
-                    .map(|Installed { model, since, .. }| {
-                        json!({
-                            "name": model.name,
-                            "description": model.description,
-                            "dataType": model.data_type,
-                            "modelType": model.kind.as_str_name(),
-                            "since": since,
-                        })
-                    })
+                    .map(|Installed { model, since, .. }| model_json(model, *since))
                     .collect::<Vec<_>>(),
             ),
             Err(error) => unavailable(&error),
@@ -218,4 +211,15 @@ fn no_statistics(data_type: &str, missing: Value) -> Response {
 fn unavailable(error: &streams_core::StreamsError) -> Response {
     let status = if error.is_retriable() { 503 } else { 500 };
     Response::error(status, error)
+}
+
+/// A model as `/models` lists it, in every engine.
+pub(crate) fn model_json(model: &ServedModel, since: i64) -> Value {
+    json!({
+        "name": model.name,
+        "description": model.description,
+        "dataType": model.data_type,
+        "modelType": model.kind.as_str_name(),
+        "since": since,
+    })
 }

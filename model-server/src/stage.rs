@@ -7,11 +7,25 @@
 //! handing them over, so scoring never waits on a build.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use proto::{Message, ServingResult, WineRecord};
+use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use streams_core::StreamsConfig;
+use streams_core::config::ClientKind;
+use tokio::sync::{Notify, mpsc};
 
-use crate::model::ServedModel;
-use crate::serving::score_into;
+use serde_json::{Value, json};
+use streams_http::{Request, Response};
+
+use crate::http::model_json;
+use crate::model::{ModelLimits, ServedModel, build};
+use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, score_into};
 use crate::stats::ModelToServeStats;
 
 /// The current model of one data type, and how it has served.
@@ -24,6 +38,10 @@ struct Current {
 pub struct Stage {
     current: BTreeMap<String, Current>,
     clock: quanta::Clock,
+    served: u64,
+    not_served: u64,
+    builds: u64,
+    rejected: u64,
 }
 
 impl Default for Stage {
@@ -31,6 +49,10 @@ impl Default for Stage {
         Stage {
             current: BTreeMap::new(),
             clock: quanta::Clock::new(),
+            served: 0,
+            not_served: 0,
+            builds: 0,
+            rejected: 0,
         }
     }
 }
@@ -46,6 +68,7 @@ impl Stage {
             model.kind.as_str_name(),
             model.data_type
         );
+        self.builds += 1;
         let stats = ModelToServeStats::new(&model, now_ms, version);
         self.current
             .insert(model.data_type.clone(), Current { model, stats });
@@ -84,8 +107,49 @@ impl Stage {
             None if model.is_none() => log::debug!("No model available - skipping"),
             None => log::debug!("Not served - {}", result.reason),
         }
+        match result.served {
+            true => self.served += 1,
+            false => self.not_served += 1,
+        }
         result.data_type = wine.data_type;
         Ok(result)
+    }
+
+    /// A descriptor that did not become a model (why is logged).
+    pub fn reject(&mut self, version: i64, reason: &str) {
+        log::warn!("model at offset {version} rejected: {reason}");
+        self.rejected += 1;
+    }
+
+    /// Prometheus text of the counters: records by outcome, models built
+    /// and rejected (the streams engine's metric names).
+    pub fn prometheus(&self) -> String {
+        let mut text = String::new();
+        let mut family = |name: &str, help: &str, rows: &[(&str, u64)]| {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (labels, value) in rows {
+                text.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        family(
+            "model_server_records_total",
+            "Records scored, by outcome.",
+            &[
+                ("{outcome=\"served\"}", self.served),
+                ("{outcome=\"not_served\"}", self.not_served),
+            ],
+        );
+        family(
+            "model_server_model_builds_total",
+            "Models built and installed.",
+            &[("", self.builds)],
+        );
+        family(
+            "model_server_models_rejected_total",
+            "Model descriptors rejected.",
+            &[("", self.rejected)],
+        );
+        text
     }
 
     /// Every data type's statistics, by data type.
@@ -111,7 +175,6 @@ mod tests {
     use proto::{MessageContent, ModelDescriptor, ModelType};
 
     use super::*;
-    use crate::model::{ModelLimits, build};
 
     fn model(stem: &str, data_type: &str) -> ServedModel {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -190,4 +253,265 @@ mod tests {
         assert_eq!(stage.stats_of("wine").unwrap().usage, 0);
         assert!(stage.serve(0, 1, 0, Some(&wine("wine"))).unwrap().served);
     }
+}
+
+/// How to run the `stage` engine.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// Kafka settings, as the streams engine takes them (`bootstrap.servers`,
+    /// the application id, which is the records' consumer group, and
+    /// pass-through properties with `consumer.` and `producer.` prefixes).
+    pub config: StreamsConfig,
+    /// The checks and limits every model build goes through.
+    pub limits: ModelLimits,
+    /// Where records that are not wine records go.
+    pub errors_topic: String,
+}
+
+/// What the engine shares with its HTTP routes.
+pub type SharedStage = Arc<Mutex<Stage>>;
+
+/// Results waiting for the broker's acknowledgement, at most: a slow broker
+/// (or consumer of results) slows intake rather than growing a queue.
+const IN_FLIGHT: usize = 1_024;
+
+/// How often acknowledged offsets are committed.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs the `stage` engine until `stop` is notified: every instance reads
+/// every model (`models`, from its start, outside the group), the records
+/// of `mdata` are split across instances by the consumer group, and every
+/// record gets a result on `mscores`, committed only once the broker has
+/// acknowledged it (at-least-once).
+pub fn run(options: StageOptions, stage: SharedStage, stop: Arc<Notify>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(pipeline(options, stage, stop))
+}
+
+fn client(options: &StageOptions, kind: ClientKind) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in options.config.client_properties(kind) {
+        client.set(key, value);
+    }
+    client
+}
+
+async fn pipeline(
+    options: StageOptions,
+    stage: SharedStage,
+    stop: Arc<Notify>,
+) -> Result<(), String> {
+    let group = options
+        .config
+        .application_id()
+        .map_err(|e| e.to_string())?
+        .to_owned();
+    let records: Arc<StreamConsumer> = Arc::new(
+        client(&options, ClientKind::Consumer)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| format!("cannot create the records consumer: {e}"))?,
+    );
+    records
+        .subscribe(&[DATA_TOPIC])
+        .map_err(|e| format!("cannot subscribe to {DATA_TOPIC}: {e}"))?;
+    // Every instance reads every model, from the start: assigned, never
+    // in the group, never committed.
+    let models: StreamConsumer = client(&options, ClientKind::Consumer)
+        .set("group.id", format!("{group}-models"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("cannot create the models consumer: {e}"))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(MODELS_TOPIC, 0, Offset::Beginning)
+        .map_err(|e| e.to_string())?;
+    models
+        .assign(&assignment)
+        .map_err(|e| format!("cannot read {MODELS_TOPIC}: {e}"))?;
+    let producer: FutureProducer = client(&options, ClientKind::Producer)
+        .create()
+        .map_err(|e| format!("cannot create the producer: {e}"))?;
+
+    let (built_tx, mut built) = mpsc::channel::<(Result<ServedModel, String>, i64)>(16);
+    let (acks_tx, acks) = mpsc::channel::<Pending>(IN_FLIGHT);
+    let acker = tokio::spawn(acknowledge(acks, records.clone()));
+    let outcome = loop {
+        tokio::select! {
+            _ = stop.notified() => break Ok(()),
+            message = models.recv() => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        log::warn!("models: {e}");
+                        continue;
+                    }
+                };
+                let offset = message.offset();
+                let bytes = message.payload().unwrap_or_default().to_vec();
+                let (limits, built_tx) = (options.limits.clone(), built_tx.clone());
+                // Off the scoring path: records go on being scored with
+                // the current model while this one builds.
+                tokio::task::spawn_blocking(move || {
+                    let result = ModelDescriptor::decode(bytes.as_slice())
+                        .map_err(|e| format!("not a model descriptor: {e}"))
+                        .and_then(|d| build(&d, &limits).map_err(|e| e.to_string()));
+                    let _ = built_tx.blocking_send((result, offset));
+                });
+            }
+            Some((result, version)) = built.recv() => match result {
+                Ok(model) => lock(&stage).install(model, version, now_ms()),
+                Err(reason) => lock(&stage).reject(version, &reason),
+            },
+            message = records.recv() => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        log::warn!("records: {e}");
+                        continue;
+                    }
+                };
+                let (partition, offset) = (message.partition(), message.offset());
+                let ts = message.timestamp().to_millis().unwrap_or(0);
+                let served = lock(&stage).serve(partition, offset, ts, message.payload());
+                let (topic, bytes) = match served {
+                    Ok(result) => (SCORES_TOPIC, result.encode_to_vec()),
+                    Err(reason) => {
+                        log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
+                        (options.errors_topic.as_str(), message.payload().unwrap_or_default().to_vec())
+                    }
+                };
+                let delivery = match send(&producer, topic, &bytes).await {
+                    Ok(delivery) => delivery,
+                    Err(e) => break Err(e),
+                };
+                // Waits when IN_FLIGHT results are unacknowledged.
+                let pending = Pending { partition, offset, delivery };
+                if acks_tx.send(pending).await.is_err() {
+                    break Err("a result was not delivered; see the log".into());
+                }
+            }
+        }
+    };
+    drop(acks_tx);
+    let acked = acker.await.map_err(|e| e.to_string())?;
+    outcome.and(acked)
+}
+
+/// A result on its way, and the record it answers.
+struct Pending {
+    partition: i32,
+    offset: i64,
+    delivery: DeliveryFuture,
+}
+
+/// Queues `bytes` for `topic`, waiting while the producer's queue is full.
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    bytes: &[u8],
+) -> Result<DeliveryFuture, String> {
+    loop {
+        match producer.send_result::<(), [u8]>(FutureRecord::to(topic).payload(bytes)) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(format!("cannot send to {topic}: {e}")),
+        }
+    }
+}
+
+/// Awaits results in the order they were sent, and commits each record's
+/// offset once its result is acknowledged: a record whose result is lost
+/// is read again. Ends when the pipeline does, with a final commit.
+async fn acknowledge(
+    mut acks: mpsc::Receiver<Pending>,
+    records: Arc<StreamConsumer>,
+) -> Result<(), String> {
+    let mut done: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_commit = tokio::time::Instant::now();
+    let mut outcome = Ok(());
+    while let Some(pending) = acks.recv().await {
+        match pending.delivery.await {
+            Ok(Ok(_)) => {
+                done.insert(pending.partition, pending.offset + 1);
+            }
+            Ok(Err((e, _))) => {
+                outcome = Err(format!("a result was not delivered: {e}"));
+                break;
+            }
+            Err(_) => {
+                outcome = Err("the producer went away".into());
+                break;
+            }
+        }
+        if last_commit.elapsed() >= COMMIT_EVERY {
+            commit(&records, &done, CommitMode::Async);
+            last_commit = tokio::time::Instant::now();
+        }
+    }
+    commit(&records, &done, CommitMode::Sync);
+    outcome
+}
+
+fn commit(records: &StreamConsumer, done: &BTreeMap<i32, i64>, mode: CommitMode) {
+    let mut offsets = TopicPartitionList::new();
+    for (&partition, &next) in done {
+        let _ = offsets.add_partition_offset(DATA_TOPIC, partition, Offset::Offset(next));
+    }
+    if offsets.count() > 0
+        && let Err(e) = records.commit(&offsets, mode)
+    {
+        log::warn!("committing {DATA_TOPIC}: {e}");
+    }
+}
+
+/// The engine's HTTP routes, as the original's Akka server had them, with
+/// the streams engine's field names: `/state` (every data type's
+/// statistics), `/state/{dataType}` (404 when it has no model), `/models`,
+/// plus `/metrics` and `/health`.
+pub fn routes(stage: SharedStage) -> impl Fn(&Request) -> Option<Response> + Send + Sync + 'static {
+    move |request| {
+        let segments = request.segments();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        Some(match segments.as_slice() {
+            ["health"] => Response::json(200, &json!({ "state": "Running" })),
+            ["metrics"] => {
+                Response::text(200, "text/plain; version=0.0.4", lock(&stage).prometheus())
+            }
+            ["state"] => Response::json(200, &json!({ "stats": lock(&stage).stats() })),
+            ["state", data_type] => match lock(&stage).stats_of(data_type) {
+                Some(stats) => Response::json(200, &stats),
+                None => Response::error(404, format!("no statistics for data type `{data_type}`")),
+            },
+            ["models"] => {
+                let stage = lock(&stage);
+                let models: Vec<Value> = stage
+                    .current
+                    .values()
+                    .map(|c| model_json(&c.model, c.stats.since))
+                    .collect();
+                Response::json(200, &models)
+            }
+            _ => return None,
+        })
+    }
+}
+
+fn lock(stage: &SharedStage) -> std::sync::MutexGuard<'_, Stage> {
+    stage
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -1562,3 +1562,100 @@ fn the_server_exits_non_zero_when_its_client_stops() {
     };
     assert!(!status.success(), "model-server exited with {status}");
 }
+
+/// `model-server --engine stage` on `broker`, healthy.
+fn stage_server(broker: &Broker, app: &str) -> Server {
+    let port = tests::apps::free_port();
+    let args: Vec<String> = [
+        "--engine",
+        "stage",
+        "--bootstrap-servers",
+        broker.bootstrap_servers(),
+        "--application-id",
+        app,
+        "--port",
+        &port.to_string(),
+        "-c",
+        "consumer.session.timeout.ms=3000",
+        "-c",
+        "consumer.heartbeat.interval.ms=500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let server = Server::spawn(args, port);
+    server.wait_healthy();
+    server
+}
+
+#[test]
+fn the_stage_engine_serves_the_original_bytes_once_each() {
+    const BATCH: usize = 100;
+    let broker = Broker::start();
+    let server = stage_server(&broker, &tests::unique("stage"));
+    let rows = wine_rows();
+    let mut sender = Sender::new(&broker);
+    let mut scores = Scores::new(&broker);
+    let pmml = |stem: &str| data(&format!("models/pmml/{stem}.pmml"));
+    let models = [
+        pmml("winequalityLinearRegression"),
+        pmml("winequalityDesisionTreeRegression"),
+    ];
+    // No model yet: not served, with the reason.
+    let source = sender.send_one(DATA, None, &original_record(&rows[0]));
+    let first = &scores.wait_for(&[source], Duration::from_secs(60))[0];
+    assert!(
+        !first.served && first.reason.contains("no model"),
+        "{first:?}"
+    );
+    for (i, path) in models.iter().enumerate() {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let offline = offline_scores(&broker, path);
+        let model = std::fs::read(path).unwrap();
+        sender.send_one(
+            MODELS,
+            None,
+            &inline_descriptor(&name, "wine", pb::PMML, &model),
+        );
+        server.wait_for_model("wine", &name);
+        let batch = 1 + i * BATCH..1 + (i + 1) * BATCH;
+        let sent: Vec<usize> = batch
+            .clone()
+            .map(|row| sender.send(DATA, None, None, &original_record(&rows[row])))
+            .collect();
+        let positions = sender.flush();
+        let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
+        let results = scores.wait_for(&sources, Duration::from_secs(60));
+        for (row, result) in batch.zip(results) {
+            assert!(
+                result.served && result.model == name,
+                "row {row}: {result:?}"
+            );
+            assert_eq!(result.result.to_bits(), offline[row].to_bits(), "row {row}");
+        }
+        let stats = server.get("/state/wine").unwrap();
+        assert_eq!(stats["name"], name.as_str());
+        assert_eq!(stats["usage"], BATCH as u64);
+    }
+    scores.drain(Duration::from_secs(2));
+    assert_eq!(scores.read, 1 + 2 * BATCH, "one result per record");
+    let state = server.get("/state").unwrap();
+    assert_eq!(state["stats"].as_array().map(Vec::len), Some(1), "{state}");
+    assert_eq!(server.answer("/state/rose").map(|a| a.0), Some(404));
+    assert_eq!(server.metric("model_server_model_builds_total"), Some(2.0));
+}
+
+#[test]
+fn a_flag_of_another_engine_is_a_clear_error() {
+    let output = Command::new(SERVER)
+        .args(["--engine", "stage", "--store", "memory"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--store applies to the streams engine only"),
+        "{stderr}"
+    );
+}

@@ -619,42 +619,119 @@ impl QueryServer {
     /// [`RunningServer::stop`] or drop, with the limits of
     /// [`QueryServer::limits`]. A port in use is an error here.
     pub fn serve(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
-        let limits = Arc::new(self.limits.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            // Query workers, and spare threads for `/metrics`.
-            .max_blocking_threads(limits.query_workers.max(1) + SPARE_THREADS)
-            .build()?;
-        let listener = {
-            let _entered = runtime.enter();
-            listen(addr, limits.accept_backlog).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?
-        };
-        let local_addr = listener.local_addr()?;
-        let workers = Arc::new(Semaphore::new(limits.query_workers.max(1)));
-        let exec = Exec::Workers(workers, limits.query_queue_timeout);
-        let router = router(Arc::new(self), exec)
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                limits.request_timeout,
-            ))
-            .layer(middleware::from_fn(refuse_bodies));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name(format!("http-{}", local_addr.port()))
-            .spawn(move || {
-                runtime.block_on(server::accept_loop(listener, router, limits, stopped));
-                // Handlers still running on workers are not waited for long.
-                runtime.shutdown_timeout(Duration::from_secs(1));
-            })?;
-        Ok(RunningServer {
-            local_addr,
-            stop,
-            thread: Some(thread),
+        let limits = self.limits.clone();
+        serve_router(addr, limits, |exec| router(Arc::new(self), exec))
+    }
+}
+
+/// An HTTP server for an application that has no streams client (the
+/// model server's `stage` engine, say), on the same stack and with the
+/// same limits as [`QueryServer`]: `handler` answers every GET on a query
+/// worker (`None`: 404), other methods get 405, and bodies 413.
+///
+/// ```no_run
+/// use streams_http::{AppServer, Response};
+///
+/// let mut running = AppServer::new(|request| match request.path.as_str() {
+///     "/health" => Some(Response::json(200, &"up")),
+///     _ => None,
+/// })
+/// .serve("127.0.0.1:5500".parse().unwrap())?;
+/// running.stop();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct AppServer {
+    handler: AppHandler,
+    limits: HttpLimits,
+}
+
+type AppHandler = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
+
+impl AppServer {
+    /// A server whose routes are `handler`'s.
+    pub fn new(handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static) -> Self {
+        AppServer {
+            handler: Arc::new(handler),
+            limits: HttpLimits::default(),
+        }
+    }
+
+    /// Replaces the default limits.
+    pub fn limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves on `addr` in a thread of its own until [`RunningServer::stop`]
+    /// or drop. A port in use is an error here.
+    pub fn serve(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
+        let handler = self.handler;
+        serve_router(addr, self.limits, move |exec| {
+            Router::new()
+                .fallback(app_handler)
+                .with_state((handler, exec))
         })
     }
+}
+
+async fn app_handler(
+    State((handler, exec)): State<(AppHandler, Exec)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> HttpResponse {
+    if method != Method::GET && method != Method::HEAD {
+        return method_not_allowed(method).await;
+    }
+    let request = request_of(&method, &uri, &headers);
+    let path = uri.path().to_owned();
+    let answer = exec.query(move || handler(&request)).await;
+    into_http(match answer {
+        Ok(Some(response)) | Err(response) => response,
+        Ok(None) => Response::error(404, format!("no route for {path}")),
+    })
+}
+
+/// Serves the router `make_router` builds on `addr`, with `limits`.
+fn serve_router(
+    addr: SocketAddr,
+    limits: HttpLimits,
+    make_router: impl FnOnce(Exec) -> Router,
+) -> std::io::Result<RunningServer> {
+    let limits = Arc::new(limits);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        // Query workers, and spare threads for `/metrics`.
+        .max_blocking_threads(limits.query_workers.max(1) + SPARE_THREADS)
+        .build()?;
+    let listener = {
+        let _entered = runtime.enter();
+        listen(addr, limits.accept_backlog)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?
+    };
+    let local_addr = listener.local_addr()?;
+    let workers = Arc::new(Semaphore::new(limits.query_workers.max(1)));
+    let exec = Exec::Workers(workers, limits.query_queue_timeout);
+    let router = make_router(exec)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .layer(middleware::from_fn(refuse_bodies));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name(format!("http-{}", local_addr.port()))
+        .spawn(move || {
+            runtime.block_on(server::accept_loop(listener, router, limits, stopped));
+            // Handlers still running on workers are not waited for long.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    Ok(RunningServer {
+        local_addr,
+        stop,
+        thread: Some(thread),
+    })
 }
 
 /// Blocking threads beyond the query workers: `/metrics` runs on them.

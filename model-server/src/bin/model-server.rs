@@ -9,24 +9,41 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use model_server::cli::{create_topics, init_logging};
 use model_server::http::{ServingMetrics, query_server};
 use model_server::model::ModelLimits;
 use model_server::serving::{ServingOptions, StoreVariant, topology_with};
+use model_server::stage::{self, SharedStage, StageOptions};
 use streams_core::StreamsConfig;
 use streams_core::handlers::DeadLetterQueue;
 use streams_core::runtime::{KafkaStreams, State};
+use streams_http::AppServer;
+use tokio::sync::Notify;
 
 /// Serves machine-learning models over Kafka: scores every record of
 /// `mdata` with the current model of its data type (models arrive on
 /// `models`), writes a result for each to `mscores`, and answers queries
-/// about its state over HTTP on any instance (`/state/value`,
-/// `/state/instances`, `/models`, `/state/{dataType}`, `/metrics`,
-/// `/health`). Topics that do not exist yet are created.
+/// about its state over HTTP. Topics that do not exist yet are created.
 #[derive(Parser, Debug)]
 #[command(name = "model-server", version)]
 struct Args {
+    /// How the server is built:
+    ///
+    /// `streams` (the default): on this project's Kafka Streams framework,
+    /// the tutorial's Kafka Streams server: statistics in a state store
+    /// (`--store`), queries answered on any instance (`/state/value`,
+    /// `/state/instances`, `/models`, `/state/{dataType}`), port 8888.
+    ///
+    /// `stage`: no framework, the tutorial's Akka Streams custom stage:
+    /// one async pipeline (tokio, rdkafka's stream consumer) merges records
+    /// and models, keeps each data type's model and statistics in memory,
+    /// and answers `/state`, `/models`, `/state/{dataType}` for this
+    /// instance, port 5500.
+    #[arg(long, env = "MODEL_SERVER_ENGINE", default_value = "streams")]
+    engine: Engine,
+
     /// Where serving statistics live: `memory` (Processor API, in memory,
     /// lost on restart), `standard` (DSL, RocksDB with a changelog) or
     /// `custom` (DSL, this application's store: in memory, a snapshot
@@ -50,9 +67,9 @@ struct Args {
     )]
     application_id: String,
 
-    /// The HTTP port.
-    #[arg(long, env = "MODEL_SERVER_PORT", default_value_t = 8888)]
-    port: u16,
+    /// The HTTP port [default: 8888 with `streams`, 5500 with `stage`].
+    #[arg(long, env = "MODEL_SERVER_PORT")]
+    port: Option<u16>,
 
     /// The address the HTTP server listens on.
     #[arg(long, env = "MODEL_SERVER_BIND", default_value = "127.0.0.1")]
@@ -114,6 +131,22 @@ struct Args {
     config: Vec<(String, String)>,
 }
 
+/// The server's engine (see `--engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Engine {
+    Streams,
+    Stage,
+}
+
+/// Flags of the `streams` engine only.
+const STREAMS_ONLY: [&str; 5] = [
+    "store",
+    "state_dir",
+    "threads",
+    "guarantee",
+    "advertised_host",
+];
+
 fn seconds(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s <= 1e9 => Ok(Duration::from_secs_f64(s)),
@@ -135,8 +168,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     init_logging("model-server");
-    let args = Args::parse();
-    match run(args) {
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    // A flag given for another engine is a mistake worth saying.
+    if args.engine != Engine::Streams
+        && let Some(flag) = STREAMS_ONLY
+            .iter()
+            .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+    {
+        eprintln!(
+            "model-server: --{} applies to the streams engine only, not to --engine {:?}",
+            flag.replace('_', "-"),
+            args.engine
+        );
+        return ExitCode::from(2);
+    }
+    let result = match args.engine {
+        Engine::Streams => run(args),
+        Engine::Stage => run_stage(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("model-server: {message}");
@@ -145,10 +199,63 @@ fn main() -> ExitCode {
     }
 }
 
+/// The model checks and limits of `args`, for every engine.
+fn limits(args: &Args) -> Result<ModelLimits, String> {
+    if let Some(dir) = &args.model_dir
+        && !dir.is_dir()
+    {
+        return Err(format!("--model-dir {}: not a directory", dir.display()));
+    }
+    Ok(ModelLimits {
+        model_dir: args.model_dir.clone(),
+        max_model_bytes: args.max_model_bytes,
+        build_timeout: args.model_build_timeout,
+    })
+}
+
+/// The `stage` engine: no framework (see `model_server::stage`).
+fn run_stage(args: Args) -> Result<(), String> {
+    let port = args.port.unwrap_or(5500);
+    let mut config =
+        StreamsConfig::new(&args.application_id).set("bootstrap.servers", &args.bootstrap_servers);
+    for (key, value) in &args.config {
+        config = config.set(key, value);
+    }
+    let limits = limits(&args)?;
+    create_topics(&config, args.partitions, &[&args.errors_topic]).map_err(|e| e.to_string())?;
+    let stage: SharedStage = Arc::default();
+    let mut http = AppServer::new(stage::routes(stage.clone()))
+        .serve(SocketAddr::new(args.bind, port))
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(Notify::new());
+    let stop_on_signal = stop.clone();
+    // Ctrl-C, SIGTERM and SIGHUP: the last results are awaited and their
+    // offsets committed.
+    ctrlc::set_handler(move || stop_on_signal.notify_one())
+        .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    log::info!(
+        "serving with the stage engine on http://{} (group {}, broker {})",
+        http.local_addr(),
+        args.application_id,
+        args.bootstrap_servers
+    );
+    let options = StageOptions {
+        config,
+        limits,
+        errors_topic: args.errors_topic.clone(),
+    };
+    let result = stage::run(options, stage, stop);
+    log::info!("shutting down");
+    http.stop();
+    result
+}
+
 fn run(args: Args) -> Result<(), String> {
+    let port = args.port.unwrap_or(8888);
     let state_dir = args
         .state_dir
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("model-server-{}", args.port)));
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("model-server-{port}")));
     let guarantee = match args.guarantee.as_str() {
         "exactly-once" => "exactly_once_v2",
         _ => "at_least_once",
@@ -160,7 +267,7 @@ fn run(args: Args) -> Result<(), String> {
         .set("state.dir", state_dir.to_string_lossy())
         .set(
             "application.server",
-            format!("{}:{}", args.advertised_host, args.port),
+            format!("{}:{port}", args.advertised_host),
         );
     for (key, value) in &args.config {
         config = config.set(key, value);
@@ -171,16 +278,7 @@ fn run(args: Args) -> Result<(), String> {
     let config = config
         .with_deserialization_handler(DeadLetterQueue::new(&args.errors_topic))
         .with_processing_handler(DeadLetterQueue::new(&args.errors_topic));
-    if let Some(dir) = &args.model_dir
-        && !dir.is_dir()
-    {
-        return Err(format!("--model-dir {}: not a directory", dir.display()));
-    }
-    let limits = ModelLimits {
-        model_dir: args.model_dir.clone(),
-        max_model_bytes: args.max_model_bytes,
-        build_timeout: args.model_build_timeout,
-    };
+    let limits = limits(&args)?;
 
     // The broker is checked first: an unreachable one is one clear line.
     create_topics(&config, args.partitions, &[&args.errors_topic]).map_err(|e| e.to_string())?;
@@ -195,7 +293,7 @@ fn run(args: Args) -> Result<(), String> {
     // The port is taken before joining the group: a port in use fails
     // here, before any partition is assigned to this instance.
     let mut http = query_server(streams.clone(), args.store, metrics)
-        .serve(SocketAddr::new(args.bind, args.port))
+        .serve(SocketAddr::new(args.bind, port))
         .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = mpsc::channel();
     // Ctrl-C, SIGTERM (systemd, Docker, Kubernetes) and SIGHUP all close
