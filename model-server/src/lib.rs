@@ -39,6 +39,7 @@
 //! assert!((quality - 5.178).abs() < 0.001);
 //! ```
 
+pub mod actors;
 pub mod cli;
 pub mod http;
 mod linear;

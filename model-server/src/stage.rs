@@ -7,6 +7,8 @@
 //! handing them over, so scoring never waits on a build.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,8 +86,18 @@ impl Stage {
         ts: i64,
         value: Option<&[u8]>,
     ) -> Result<ServingResult, String> {
-        let wine = WineRecord::decode(value.unwrap_or_default())
-            .map_err(|e| format!("not a wine record: {e}"))?;
+        let wine = decode_wine(value)?;
+        Ok(self.serve_wine(partition, offset, ts, wine))
+    }
+
+    /// [`serve`](Self::serve) for a record already decoded.
+    pub fn serve_wine(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        ts: i64,
+        wine: WineRecord,
+    ) -> ServingResult {
         let mut result = ServingResult {
             partition,
             offset,
@@ -112,44 +124,30 @@ impl Stage {
             false => self.not_served += 1,
         }
         result.data_type = wine.data_type;
-        Ok(result)
+        result
+    }
+
+    /// Installs `model` with the statistics it had (read back after a
+    /// restart).
+    pub fn restore(&mut self, model: ServedModel, stats: ModelToServeStats) {
+        self.current
+            .insert(model.data_type.clone(), Current { model, stats });
+    }
+
+    /// The publication of `data_type`'s current model.
+    pub fn version(&self, data_type: &str) -> Option<i64> {
+        self.current.get(data_type).map(|c| c.stats.version)
+    }
+
+    /// Records served and not, models built and rejected.
+    fn counters(&self) -> [u64; 4] {
+        [self.served, self.not_served, self.builds, self.rejected]
     }
 
     /// A descriptor that did not become a model (why is logged).
     pub fn reject(&mut self, version: i64, reason: &str) {
         log::warn!("model at offset {version} rejected: {reason}");
         self.rejected += 1;
-    }
-
-    /// Prometheus text of the counters: records by outcome, models built
-    /// and rejected (the streams engine's metric names).
-    pub fn prometheus(&self) -> String {
-        let mut text = String::new();
-        let mut family = |name: &str, help: &str, rows: &[(&str, u64)]| {
-            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for (labels, value) in rows {
-                text.push_str(&format!("{name}{labels} {value}\n"));
-            }
-        };
-        family(
-            "model_server_records_total",
-            "Records scored, by outcome.",
-            &[
-                ("{outcome=\"served\"}", self.served),
-                ("{outcome=\"not_served\"}", self.not_served),
-            ],
-        );
-        family(
-            "model_server_model_builds_total",
-            "Models built and installed.",
-            &[("", self.builds)],
-        );
-        family(
-            "model_server_models_rejected_total",
-            "Model descriptors rejected.",
-            &[("", self.rejected)],
-        );
-        text
     }
 
     /// Every data type's statistics, by data type.
@@ -255,6 +253,42 @@ mod tests {
     }
 }
 
+/// Prometheus text of `[served, not served, built, rejected]`.
+fn prometheus([served, not_served, builds, rejected]: [u64; 4]) -> String {
+    let mut text = String::new();
+
+    let mut family = |name: &str, help: &str, rows: &[(&str, u64)]| {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for (labels, value) in rows {
+            text.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    family(
+        "model_server_records_total",
+        "Records scored, by outcome.",
+        &[
+            ("{outcome=\"served\"}", served),
+            ("{outcome=\"not_served\"}", not_served),
+        ],
+    );
+    family(
+        "model_server_model_builds_total",
+        "Models built and installed.",
+        &[("", builds)],
+    );
+    family(
+        "model_server_models_rejected_total",
+        "Model descriptors rejected.",
+        &[("", rejected)],
+    );
+    text
+}
+
+/// Parses a wine record; the error says why it is not one.
+pub(crate) fn decode_wine(value: Option<&[u8]>) -> Result<WineRecord, String> {
+    WineRecord::decode(value.unwrap_or_default()).map_err(|e| format!("not a wine record: {e}"))
+}
+
 /// How to run the `stage` engine.
 #[derive(Debug, Clone)]
 pub struct StageOptions {
@@ -273,7 +307,7 @@ pub type SharedStage = Arc<Mutex<Stage>>;
 
 /// Results waiting for the broker's acknowledgement, at most: a slow broker
 /// (or consumer of results) slows intake rather than growing a queue.
-const IN_FLIGHT: usize = 1_024;
+pub(crate) const IN_FLIGHT: usize = 1_024;
 
 /// How often acknowledged offsets are committed.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -291,9 +325,9 @@ pub fn run(options: StageOptions, stage: SharedStage, stop: Arc<Notify>) -> Resu
     runtime.block_on(pipeline(options, stage, stop))
 }
 
-fn client(options: &StageOptions, kind: ClientKind) -> ClientConfig {
+pub(crate) fn client(config: &StreamsConfig, kind: ClientKind) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (key, value) in options.config.client_properties(kind) {
+    for (key, value) in config.client_properties(kind) {
         client.set(key, value);
     }
     client
@@ -310,7 +344,7 @@ async fn pipeline(
         .map_err(|e| e.to_string())?
         .to_owned();
     let records: Arc<StreamConsumer> = Arc::new(
-        client(&options, ClientKind::Consumer)
+        client(&options.config, ClientKind::Consumer)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -322,7 +356,7 @@ async fn pipeline(
         .map_err(|e| format!("cannot subscribe to {DATA_TOPIC}: {e}"))?;
     // Every instance reads every model, from the start: assigned, never
     // in the group, never committed.
-    let models: StreamConsumer = client(&options, ClientKind::Consumer)
+    let models: StreamConsumer = client(&options.config, ClientKind::Consumer)
         .set("group.id", format!("{group}-models"))
         .set("enable.auto.commit", "false")
         .create()
@@ -334,7 +368,7 @@ async fn pipeline(
     models
         .assign(&assignment)
         .map_err(|e| format!("cannot read {MODELS_TOPIC}: {e}"))?;
-    let producer: FutureProducer = client(&options, ClientKind::Producer)
+    let producer: FutureProducer = client(&options.config, ClientKind::Producer)
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
 
@@ -391,7 +425,7 @@ async fn pipeline(
                     Err(e) => break Err(e),
                 };
                 // Waits when IN_FLIGHT results are unacknowledged.
-                let pending = Pending { partition, offset, delivery };
+                let pending = Pending { partition, offset, delivery: Box::pin(delivered(delivery)) };
                 if acks_tx.send(pending).await.is_err() {
                     break Err("a result was not delivered; see the log".into());
                 }
@@ -404,14 +438,27 @@ async fn pipeline(
 }
 
 /// A result on its way, and the record it answers.
-struct Pending {
-    partition: i32,
-    offset: i64,
-    delivery: DeliveryFuture,
+pub(crate) struct Pending {
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    /// Resolves once the broker acknowledged the result (or refused it).
+    pub(crate) delivery: Delivery,
+}
+
+/// A result's delivery, awaited.
+pub(crate) type Delivery = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Waits for `delivery`: an error when the broker refused the result.
+pub(crate) async fn delivered(delivery: DeliveryFuture) -> Result<(), String> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => Err(format!("a result was not delivered: {e}")),
+        Err(_) => Err("the producer went away".into()),
+    }
 }
 
 /// Queues `bytes` for `topic`, waiting while the producer's queue is full.
-async fn send(
+pub(crate) async fn send(
     producer: &FutureProducer,
     topic: &str,
     bytes: &[u8],
@@ -430,7 +477,7 @@ async fn send(
 /// Awaits results in the order they were sent, and commits each record's
 /// offset once its result is acknowledged: a record whose result is lost
 /// is read again. Ends when the pipeline does, with a final commit.
-async fn acknowledge(
+pub(crate) async fn acknowledge(
     mut acks: mpsc::Receiver<Pending>,
     records: Arc<StreamConsumer>,
 ) -> Result<(), String> {
@@ -439,15 +486,11 @@ async fn acknowledge(
     let mut outcome = Ok(());
     while let Some(pending) = acks.recv().await {
         match pending.delivery.await {
-            Ok(Ok(_)) => {
+            Ok(()) => {
                 done.insert(pending.partition, pending.offset + 1);
             }
-            Ok(Err((e, _))) => {
-                outcome = Err(format!("a result was not delivered: {e}"));
-                break;
-            }
-            Err(_) => {
-                outcome = Err("the producer went away".into());
+            Err(e) => {
+                outcome = Err(e);
                 break;
             }
         }
@@ -472,29 +515,45 @@ fn commit(records: &StreamConsumer, done: &BTreeMap<i32, i64>, mode: CommitMode)
     }
 }
 
-/// The engine's HTTP routes, as the original's Akka server had them, with
+/// The stages an HTTP request looks at: the one of the `stage` engine, or
+/// every actor's of the `actors` engine.
+pub type Stages = Arc<dyn Fn() -> Vec<SharedStage> + Send + Sync>;
+
+/// The engines' HTTP routes, as the original's Akka server had them, with
 /// the streams engine's field names: `/state` (every data type's
 /// statistics), `/state/{dataType}` (404 when it has no model), `/models`,
 /// plus `/metrics` and `/health`.
-pub fn routes(stage: SharedStage) -> impl Fn(&Request) -> Option<Response> + Send + Sync + 'static {
+pub fn routes(stages: Stages) -> impl Fn(&Request) -> Option<Response> + Send + Sync + 'static {
     move |request| {
         let segments = request.segments();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let stages = stages();
+        let stages: Vec<_> = stages.iter().map(lock).collect();
         Some(match segments.as_slice() {
             ["health"] => Response::json(200, &json!({ "state": "Running" })),
             ["metrics"] => {
-                Response::text(200, "text/plain; version=0.0.4", lock(&stage).prometheus())
+                let mut sum = [0; 4];
+                for stage in &stages {
+                    for (total, n) in sum.iter_mut().zip(stage.counters()) {
+                        *total += n;
+                    }
+                }
+                Response::text(200, "text/plain; version=0.0.4", prometheus(sum))
             }
-            ["state"] => Response::json(200, &json!({ "stats": lock(&stage).stats() })),
-            ["state", data_type] => match lock(&stage).stats_of(data_type) {
+            ["state"] => {
+                let mut stats: Vec<ModelToServeStats> =
+                    stages.iter().flat_map(|s| s.stats()).collect();
+                stats.sort_by(|a, b| a.data_type.cmp(&b.data_type));
+                Response::json(200, &json!({ "stats": stats }))
+            }
+            ["state", data_type] => match stages.iter().find_map(|s| s.stats_of(data_type)) {
                 Some(stats) => Response::json(200, &stats),
                 None => Response::error(404, format!("no statistics for data type `{data_type}`")),
             },
             ["models"] => {
-                let stage = lock(&stage);
-                let models: Vec<Value> = stage
-                    .current
-                    .values()
+                let models: Vec<Value> = stages
+                    .iter()
+                    .flat_map(|s| s.current.values())
                     .map(|c| model_json(&c.model, c.stats.since))
                     .collect();
                 Response::json(200, &models)
@@ -504,13 +563,13 @@ pub fn routes(stage: SharedStage) -> impl Fn(&Request) -> Option<Response> + Sen
     }
 }
 
-fn lock(stage: &SharedStage) -> std::sync::MutexGuard<'_, Stage> {
+pub(crate) fn lock(stage: &SharedStage) -> std::sync::MutexGuard<'_, Stage> {
     stage
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -1565,10 +1565,15 @@ fn the_server_exits_non_zero_when_its_client_stops() {
 
 /// `model-server --engine stage` on `broker`, healthy.
 fn stage_server(broker: &Broker, app: &str) -> Server {
+    engine_server("stage", broker, app, &[])
+}
+
+/// `model-server --engine ENGINE` on `broker` with `extra` flags, healthy.
+fn engine_server(engine: &str, broker: &Broker, app: &str, extra: &[&str]) -> Server {
     let port = tests::apps::free_port();
     let args: Vec<String> = [
         "--engine",
-        "stage",
+        engine,
         "--bootstrap-servers",
         broker.bootstrap_servers(),
         "--application-id",
@@ -1581,6 +1586,7 @@ fn stage_server(broker: &Broker, app: &str) -> Server {
         "consumer.heartbeat.interval.ms=500",
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
     .collect();
     let server = Server::spawn(args, port);
@@ -1655,7 +1661,93 @@ fn a_flag_of_another_engine_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--store applies to the streams engine only"),
+        stderr.contains("--store does not apply to --engine stage"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn the_actors_engine_resumes_with_its_persisted_model_and_two_instances_share_the_work() {
+    const BATCH: usize = 100;
+    let broker = Broker::start();
+    let app = tests::unique("actors");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let dir = |i: usize| dirs[i].path().to_string_lossy().into_owned();
+    let (first_dir, second_dir) = (dir(0), dir(1));
+    let mut first = engine_server("actors", &broker, &app, &["--state-dir", &first_dir]);
+    let rows = wine_rows();
+    let mut sender = Sender::new(&broker);
+    let mut scores = Scores::new(&broker);
+    let path = data("models/pmml/winequalityLinearRegression.pmml");
+    let name = "winequalityLinearRegression";
+    let offline = offline_scores(&broker, &path);
+    let model = std::fs::read(&path).unwrap();
+    sender.send_one(
+        MODELS,
+        None,
+        &inline_descriptor(name, "wine", pb::PMML, &model),
+    );
+    first.wait_for_model("wine", name);
+    let mut send_batch = |sender: &mut Sender, rows_sent: std::ops::Range<usize>| {
+        let sent: Vec<usize> = rows_sent
+            .clone()
+            // Over both partitions of `mdata`, as the original client's
+            // keyless records would be.
+            .map(|row| {
+                let partition = Some(row as i32 % 2);
+                sender.send(DATA, None, partition, &original_record(&rows[row]))
+            })
+            .collect();
+        let positions = sender.flush();
+        let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
+        let results = scores.wait_for(&sources, Duration::from_secs(60));
+        for (row, result) in rows_sent.zip(&results) {
+            assert!(
+                result.served && result.model == name,
+                "row {row}: {result:?}"
+            );
+            assert_eq!(result.result.to_bits(), offline[row].to_bits(), "row {row}");
+        }
+        results
+    };
+    send_batch(&mut sender, 0..BATCH);
+    let usage = first.get("/state/wine").unwrap()["usage"].as_u64();
+    assert_eq!(usage, Some(BATCH as u64));
+
+    // A restart: the actor serves with the model it persisted, and keeps
+    // its statistics, before any descriptor is read (none is built).
+    first.stop();
+    first = engine_server("actors", &broker, &app, &["--state-dir", &first_dir]);
+    let model_now = first.model("wine");
+    assert_eq!(
+        model_now.map(|m| m.0),
+        Ok(name.to_owned()),
+        "restored at start"
+    );
+    send_batch(&mut sender, BATCH..2 * BATCH);
+    assert_eq!(first.metric("model_server_model_builds_total"), Some(0.0));
+
+    // A second instance: both serve every model, and split the records.
+    let second = engine_server("actors", &broker, &app, &["--state-dir", &second_dir]);
+    second.wait_for_model("wine", name);
+    let served = |s: &Server| s.metric("model_server_records_total").unwrap_or(0.0);
+    let mut next = 2 * BATCH;
+    wait_until("both instances serving", Duration::from_secs(60), || {
+        let before = served(&first);
+        send_batch(&mut sender, next..next + BATCH);
+        next += BATCH;
+        match (served(&first) - before, served(&second)) {
+            (mine, theirs) if mine > 0.0 && theirs > 0.0 && mine < BATCH as f64 => Ok(()),
+            other => Err(format!("served by each: {other:?}")),
+        }
+    });
+    // At least once: every record has its result (checked above); records
+    // whose offsets were not yet committed when the second instance took
+    // their partition over are scored again there.
+    scores.drain(Duration::from_secs(2));
+    assert!(
+        scores.read >= next,
+        "{} results for {next} records",
+        scores.read
     );
 }

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use model_server::actors::{self, ActorStages, ActorsOptions};
 use model_server::cli::{create_topics, init_logging};
 use model_server::http::{ServingMetrics, query_server};
 use model_server::model::ModelLimits;
 use model_server::serving::{ServingOptions, StoreVariant, topology_with};
-use model_server::stage::{self, SharedStage, StageOptions};
+use model_server::stage::{self, SharedStage, StageOptions, Stages};
 use streams_core::StreamsConfig;
 use streams_core::handlers::DeadLetterQueue;
 use streams_core::runtime::{KafkaStreams, State};
@@ -41,6 +42,12 @@ struct Args {
     /// and models, keeps each data type's model and statistics in memory,
     /// and answers `/state`, `/models`, `/state/{dataType}` for this
     /// instance, port 5500.
+    ///
+    /// `actors`: no framework, the tutorial's Akka actor router: a router
+    /// task hands each record and model to the actor (a task with a bounded
+    /// mailbox) of its data type, which keeps its model and statistics in
+    /// files under `--state-dir` and resumes from them at once after a
+    /// restart; the same routes, port 5500.
     #[arg(long, env = "MODEL_SERVER_ENGINE", default_value = "streams")]
     engine: Engine,
 
@@ -67,7 +74,8 @@ struct Args {
     )]
     application_id: String,
 
-    /// The HTTP port [default: 8888 with `streams`, 5500 with `stage`].
+    /// The HTTP port [default: 8888 with `streams`, 5500 with `stage` and
+    /// `actors`].
     #[arg(long, env = "MODEL_SERVER_PORT")]
     port: Option<u16>,
 
@@ -136,16 +144,26 @@ struct Args {
 enum Engine {
     Streams,
     Stage,
+    Actors,
 }
 
-/// Flags of the `streams` engine only.
-const STREAMS_ONLY: [&str; 5] = [
-    "store",
-    "state_dir",
-    "threads",
-    "guarantee",
-    "advertised_host",
-];
+impl Engine {
+    /// The flags (clap ids) of other engines only.
+    fn foreign_flags(self) -> &'static [&'static str] {
+        const STREAMS_ONLY: [&str; 4] = ["store", "threads", "guarantee", "advertised_host"];
+        match self {
+            Engine::Streams => &[],
+            Engine::Stage => &[
+                "store",
+                "threads",
+                "guarantee",
+                "advertised_host",
+                "state_dir",
+            ],
+            Engine::Actors => &STREAMS_ONLY,
+        }
+    }
+}
 
 fn seconds(text: &str) -> Result<Duration, String> {
     match text.parse::<f64>() {
@@ -174,21 +192,22 @@ fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     // A flag given for another engine is a mistake worth saying.
-    if args.engine != Engine::Streams
-        && let Some(flag) = STREAMS_ONLY
-            .iter()
-            .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+    if let Some(flag) = args
+        .engine
+        .foreign_flags()
+        .iter()
+        .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
     {
+        let engine = format!("{:?}", args.engine).to_lowercase();
         eprintln!(
-            "model-server: --{} applies to the streams engine only, not to --engine {:?}",
+            "model-server: --{} does not apply to --engine {engine}; see --help",
             flag.replace('_', "-"),
-            args.engine
         );
         return ExitCode::from(2);
     }
     let result = match args.engine {
         Engine::Streams => run(args),
-        Engine::Stage => run_stage(args),
+        Engine::Stage | Engine::Actors => run_without_framework(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,8 +232,9 @@ fn limits(args: &Args) -> Result<ModelLimits, String> {
     })
 }
 
-/// The `stage` engine: no framework (see `model_server::stage`).
-fn run_stage(args: Args) -> Result<(), String> {
+/// The `stage` and `actors` engines: no framework (see
+/// `model_server::stage` and `model_server::actors`).
+fn run_without_framework(args: Args) -> Result<(), String> {
     let port = args.port.unwrap_or(5500);
     let mut config =
         StreamsConfig::new(&args.application_id).set("bootstrap.servers", &args.bootstrap_servers);
@@ -224,7 +244,18 @@ fn run_stage(args: Args) -> Result<(), String> {
     let limits = limits(&args)?;
     create_topics(&config, args.partitions, &[&args.errors_topic]).map_err(|e| e.to_string())?;
     let stage: SharedStage = Arc::default();
-    let mut http = AppServer::new(stage::routes(stage.clone()))
+    let actors: ActorStages = Arc::default();
+    let stages: Stages = match args.engine {
+        Engine::Actors => {
+            let actors = actors.clone();
+            Arc::new(move || actors::stages(&actors))
+        }
+        _ => {
+            let stage = stage.clone();
+            Arc::new(move || vec![stage.clone()])
+        }
+    };
+    let mut http = AppServer::new(stage::routes(stages))
         .serve(SocketAddr::new(args.bind, port))
         .map_err(|e| e.to_string())?;
     let stop = Arc::new(Notify::new());
@@ -233,18 +264,35 @@ fn run_stage(args: Args) -> Result<(), String> {
     // offsets committed.
     ctrlc::set_handler(move || stop_on_signal.notify_one())
         .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    let engine = format!("{:?}", args.engine).to_lowercase();
     log::info!(
-        "serving with the stage engine on http://{} (group {}, broker {})",
+        "serving with the {engine} engine on http://{} (group {}, broker {})",
         http.local_addr(),
         args.application_id,
         args.bootstrap_servers
     );
-    let options = StageOptions {
-        config,
-        limits,
-        errors_topic: args.errors_topic.clone(),
+    let result = match args.engine {
+        Engine::Actors => {
+            let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("model-server-actors-{port}"))
+            });
+            let options = ActorsOptions {
+                config,
+                limits,
+                errors_topic: args.errors_topic.clone(),
+                state_dir,
+            };
+            actors::run(options, actors, stop)
+        }
+        _ => {
+            let options = StageOptions {
+                config,
+                limits,
+                errors_topic: args.errors_topic.clone(),
+            };
+            stage::run(options, stage, stop)
+        }
     };
-    let result = stage::run(options, stage, stop);
     log::info!("shutting down");
     http.stop();
     result

@@ -1,0 +1,496 @@
+//! The `actors` engine, the tutorial's Akka actor router: a router task
+//! hands each record and each model descriptor to the actor of its data
+//! type, created on first use. An actor is a task with a bounded mailbox
+//! that owns its data type's current model and statistics (a
+//! [`Stage`](crate::stage::Stage)
+//! holding that one data type), and keeps them in files under the state
+//! directory, so that a restarted server serves its first record with the
+//! model it had, before any descriptor is read again.
+//!
+//! Files, per data type (named by the data type's bytes in hex):
+//! `<hex>.descriptor`, the current model's descriptor as read from
+//! `models`, written at each model change; `<hex>.stats`, its statistics
+//! as JSON, written at each model change and every few seconds. Both are
+//! written atomically (temp file, fsync, rename, fsync of the folder). A
+//! file that cannot be read back is logged and ignored.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::{Message, ModelDescriptor, WineRecord};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
+use streams_core::StreamsConfig;
+use streams_core::config::ClientKind;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::model::{ModelLimits, ServedModel, build};
+use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC};
+use crate::stage::{
+    Delivery, IN_FLIGHT, Pending, SharedStage, acknowledge, client, decode_wine, delivered, lock,
+    now_ms, send,
+};
+use crate::stats::ModelToServeStats;
+
+/// How to run the `actors` engine.
+#[derive(Debug, Clone)]
+pub struct ActorsOptions {
+    /// Kafka settings, as for the `stage` engine.
+    pub config: StreamsConfig,
+    /// The checks and limits every model build goes through.
+    pub limits: ModelLimits,
+    /// Where records that are not wine records go.
+    pub errors_topic: String,
+    /// Where actors keep their models and statistics.
+    pub state_dir: PathBuf,
+}
+
+/// Every actor's state, by data type, for the HTTP routes.
+pub type ActorStages = Arc<Mutex<BTreeMap<String, SharedStage>>>;
+
+/// Mail an actor takes, in a mailbox of this many.
+const MAILBOX: usize = 256;
+
+/// How often an actor writes its statistics down.
+const PERSIST_EVERY: Duration = Duration::from_secs(5);
+
+enum Mail {
+    /// A record to score; the result's delivery goes back on `reply`.
+    Record {
+        partition: i32,
+        offset: i64,
+        ts: i64,
+        wine: WineRecord,
+        reply: oneshot::Sender<Result<DeliveryFuture, String>>,
+    },
+    /// A descriptor read at `version` (its offset on `models`).
+    Model {
+        version: i64,
+        descriptor: ModelDescriptor,
+        bytes: Vec<u8>,
+    },
+}
+
+/// An actor's files.
+struct Files {
+    descriptor: PathBuf,
+    stats: PathBuf,
+}
+
+impl Files {
+    fn of(dir: &Path, data_type: &str) -> Files {
+        let name: String = data_type.bytes().map(|b| format!("{b:02x}")).collect();
+        Files {
+            descriptor: dir.join(format!("{name}.descriptor")),
+            stats: dir.join(format!("{name}.stats")),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a crash leaves the old file or the
+/// new one, never a part.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// What an actor persisted for its data type, built again; `None` (logged)
+/// when there is nothing, or nothing usable.
+fn restore(files: &Files, limits: &ModelLimits) -> Option<(ServedModel, ModelToServeStats)> {
+    let bytes = std::fs::read(&files.descriptor).ok()?;
+    let restored = (|| {
+        let descriptor = ModelDescriptor::decode(bytes.as_slice())
+            .map_err(|e| format!("not a model descriptor: {e}"))?;
+        let stats: ModelToServeStats = serde_json::from_slice(
+            &std::fs::read(&files.stats).map_err(|e| format!("no statistics: {e}"))?,
+        )
+        .map_err(|e| format!("unreadable statistics: {e}"))?;
+        let model = build(&descriptor, limits).map_err(|e| e.to_string())?;
+        if model.name != stats.name {
+            return Err(format!(
+                "the statistics are of `{}`, the model is `{}`",
+                stats.name, model.name
+            ));
+        }
+        Ok((model, stats))
+    })();
+    match restored {
+        Ok(restored) => Some(restored),
+        Err(reason) => {
+            log::warn!(
+                "ignoring the persisted model {}: {reason}",
+                files.descriptor.display()
+            );
+            None
+        }
+    }
+}
+
+/// One data type's actor: scores its records, installs its models, and
+/// keeps both on disk.
+struct Actor {
+    data_type: String,
+    stage: SharedStage,
+    files: Files,
+    limits: ModelLimits,
+    producer: FutureProducer,
+    /// The newest descriptor seen, built or building: an older one (a
+    /// replay of `models` after a restart) is not built again.
+    newest: i64,
+}
+
+impl Actor {
+    async fn run(mut self, mut mailbox: mpsc::Receiver<Mail>) {
+        let (built_tx, mut built) = mpsc::channel::<(i64, Vec<u8>, Result<ServedModel, String>)>(4);
+        let mut tick = tokio::time::interval(PERSIST_EVERY);
+        let mut dirty = false;
+        loop {
+            tokio::select! {
+                mail = mailbox.recv() => match mail {
+                    None => break,
+                    Some(Mail::Record { partition, offset, ts, wine, reply }) => {
+                        let result = lock(&self.stage).serve_wine(partition, offset, ts, wine);
+                        dirty |= result.served;
+                        let _ = reply.send(send(&self.producer, SCORES_TOPIC, &result.encode_to_vec()).await);
+                    }
+                    Some(Mail::Model { version, descriptor, bytes }) => {
+                        if version <= self.newest {
+                            continue;
+                        }
+                        self.newest = version;
+                        let (limits, built_tx) = (self.limits.clone(), built_tx.clone());
+                        // Off the scoring path: this actor goes on serving
+                        // with its current model meanwhile.
+                        tokio::task::spawn_blocking(move || {
+                            let result = build(&descriptor, &limits).map_err(|e| e.to_string());
+                            let _ = built_tx.blocking_send((version, bytes, result));
+                        });
+                    }
+                },
+                Some((version, bytes, result)) = built.recv() => match result {
+                    Ok(model) => {
+                        lock(&self.stage).install(model, version, now_ms());
+                        if let Err(e) = write_atomically(&self.files.descriptor, &bytes) {
+                            log::warn!("{}: cannot keep the model: {e}", self.data_type);
+                        }
+                        self.persist_stats();
+                        dirty = false;
+                    }
+                    Err(reason) => lock(&self.stage).reject(version, &reason),
+                },
+                _ = tick.tick() => {
+                    if dirty {
+                        self.persist_stats();
+                        dirty = false;
+                    }
+                }
+            }
+        }
+        self.persist_stats();
+    }
+
+    fn persist_stats(&self) {
+        let Some(stats) = lock(&self.stage).stats_of(&self.data_type) else {
+            return;
+        };
+        let json = serde_json::to_vec(&stats).unwrap_or_default();
+        if let Err(e) = write_atomically(&self.files.stats, &json) {
+            log::warn!("{}: cannot keep the statistics: {e}", self.data_type);
+        }
+    }
+}
+
+/// The router's view of the actors: their mailboxes, and their tasks to
+/// wait for at the end.
+struct Router {
+    options: ActorsOptions,
+    dir: PathBuf,
+    producer: FutureProducer,
+    stages: ActorStages,
+    mailboxes: BTreeMap<String, mpsc::Sender<Mail>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Router {
+    /// The mailbox of `data_type`'s actor, started (from what it persisted)
+    /// if it was not running.
+    async fn actor(&mut self, data_type: &str) -> mpsc::Sender<Mail> {
+        if let Some(mailbox) = self.mailboxes.get(data_type) {
+            return mailbox.clone();
+        }
+        let files = Files::of(&self.dir, data_type);
+        let limits = self.options.limits.clone();
+        let stage: SharedStage = Arc::default();
+        let mut newest = -1;
+        let restored = {
+            let (files, limits) = (Files::of(&self.dir, data_type), limits.clone());
+            tokio::task::spawn_blocking(move || restore(&files, &limits))
+                .await
+                .ok()
+                .flatten()
+        };
+        if let Some((model, stats)) = restored {
+            log::info!(
+                "Restored model - {} for data type `{data_type}`",
+                model.name
+            );
+            newest = stats.version;
+            lock(&stage).restore(model, stats);
+        }
+        let (mailbox, inbox) = mpsc::channel(MAILBOX);
+        let actor = Actor {
+            data_type: data_type.to_owned(),
+            stage: stage.clone(),
+            files,
+            limits,
+            producer: self.producer.clone(),
+            newest,
+        };
+        self.tasks.push(tokio::spawn(actor.run(inbox)));
+        self.mailboxes.insert(data_type.to_owned(), mailbox.clone());
+        lock_stages(&self.stages).insert(data_type.to_owned(), stage);
+        mailbox
+    }
+
+    /// Starts the actor of every data type that has persisted state.
+    async fn restore_all(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut data_types = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".descriptor") else {
+                continue;
+            };
+            match unhex(hex).and_then(|bytes| String::from_utf8(bytes).ok()) {
+                Some(data_type) => data_types.push(data_type),
+                None => log::warn!("ignoring {name}: not an actor's file"),
+            }
+        }
+        for data_type in data_types {
+            self.actor(&data_type).await;
+        }
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn lock_stages(stages: &ActorStages) -> std::sync::MutexGuard<'_, BTreeMap<String, SharedStage>> {
+    stages
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Every actor's stage, for the HTTP routes.
+pub fn stages(actors: &ActorStages) -> Vec<SharedStage> {
+    lock_stages(actors).values().cloned().collect()
+}
+
+/// Runs the `actors` engine until `stop` is notified: as the `stage`
+/// engine, but with one actor per data type, which keep their state on
+/// disk under `options.state_dir`.
+pub fn run(options: ActorsOptions, stages: ActorStages, stop: Arc<Notify>) -> Result<(), String> {
+    // Actors are tasks on one thread, as the stage is; model builds and
+    // restores run on the runtime's blocking threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(route(options, stages, stop))
+}
+
+async fn route(
+    options: ActorsOptions,
+    stages: ActorStages,
+    stop: Arc<Notify>,
+) -> Result<(), String> {
+    let dir = options.state_dir.join("actors");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let group = options
+        .config
+        .application_id()
+        .map_err(|e| e.to_string())?
+        .to_owned();
+    let producer: FutureProducer = client(&options.config, ClientKind::Producer)
+        .create()
+        .map_err(|e| format!("cannot create the producer: {e}"))?;
+    let mut router = Router {
+        options: options.clone(),
+        dir,
+        producer: producer.clone(),
+        stages,
+        mailboxes: BTreeMap::new(),
+        tasks: Vec::new(),
+    };
+    // Before anything is read: the first record finds its model.
+    router.restore_all().await;
+
+    let records: Arc<StreamConsumer> = Arc::new(
+        client(&options.config, ClientKind::Consumer)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| format!("cannot create the records consumer: {e}"))?,
+    );
+    records
+        .subscribe(&[DATA_TOPIC])
+        .map_err(|e| format!("cannot subscribe to {DATA_TOPIC}: {e}"))?;
+    let models: StreamConsumer = client(&options.config, ClientKind::Consumer)
+        .set("group.id", format!("{group}-models"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("cannot create the models consumer: {e}"))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(MODELS_TOPIC, 0, Offset::Beginning)
+        .map_err(|e| e.to_string())?;
+    models
+        .assign(&assignment)
+        .map_err(|e| format!("cannot read {MODELS_TOPIC}: {e}"))?;
+
+    let (acks_tx, acks) = mpsc::channel::<Pending>(IN_FLIGHT);
+    let acker = tokio::spawn(acknowledge(acks, records.clone()));
+    let outcome = loop {
+        tokio::select! {
+            _ = stop.notified() => break Ok(()),
+            message = models.recv() => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        log::warn!("models: {e}");
+                        continue;
+                    }
+                };
+                let bytes = message.payload().unwrap_or_default().to_vec();
+                let descriptor = match ModelDescriptor::decode(bytes.as_slice()) {
+                    Ok(descriptor) => descriptor,
+                    Err(e) => {
+                        log::warn!("model at offset {}: not a model descriptor: {e}", message.offset());
+                        continue;
+                    }
+                };
+                let mailbox = router.actor(&descriptor.data_type).await;
+                let mail = Mail::Model { version: message.offset(), descriptor, bytes };
+                if mailbox.send(mail).await.is_err() {
+                    break Err("an actor stopped".into());
+                }
+            }
+            message = records.recv() => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        log::warn!("records: {e}");
+                        continue;
+                    }
+                };
+                let (partition, offset) = (message.partition(), message.offset());
+                let ts = message.timestamp().to_millis().unwrap_or(0);
+                let delivery: Delivery = match decode_wine(message.payload()) {
+                    Ok(wine) => {
+                        let (reply, answer) = oneshot::channel();
+                        let mailbox = router.actor(&wine.data_type).await;
+                        let mail = Mail::Record { partition, offset, ts, wine, reply };
+                        if mailbox.send(mail).await.is_err() {
+                            break Err("an actor stopped".into());
+                        }
+                        Box::pin(async move {
+                            let delivery = answer.await.map_err(|_| "an actor stopped".to_owned())??;
+                            delivered(delivery).await
+                        })
+                    }
+                    Err(reason) => {
+                        log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
+                        let bytes = message.payload().unwrap_or_default();
+                        match send(&producer, &options.errors_topic, bytes).await {
+                            Ok(delivery) => Box::pin(delivered(delivery)),
+                            Err(e) => break Err(e),
+                        }
+                    }
+                };
+                // In the order the records were read: an offset is
+                // committed only once every result before it is delivered.
+                if acks_tx.send(Pending { partition, offset, delivery }).await.is_err() {
+                    break Err("a result was not delivered; see the log".into());
+                }
+            }
+        }
+    };
+    drop(acks_tx);
+    let acked = acker.await.map_err(|e| e.to_string())?;
+    // The actors write their statistics down as they stop.
+    router.mailboxes.clear();
+    for task in router.tasks.drain(..) {
+        let _ = task.await;
+    }
+    outcome.and(acked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_named_by_the_data_types_bytes() {
+        let files = Files::of(Path::new("/s"), "wine/red");
+        assert_eq!(
+            files.descriptor,
+            Path::new("/s/77696e652f726564.descriptor")
+        );
+        assert_eq!(unhex("77696e652f726564").unwrap(), b"wine/red");
+        assert_eq!(unhex("7"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn a_persisted_model_is_restored_and_a_corrupt_one_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/models/pmml/winequalityLinearRegression.pmml");
+        let descriptor = ModelDescriptor {
+            name: "linear".into(),
+            description: "d".into(),
+            data_type: "wine".into(),
+            modeltype: proto::ModelType::Pmml as i32,
+            message_content: Some(proto::MessageContent::Data(std::fs::read(path).unwrap())),
+        };
+        let limits = ModelLimits::default();
+        let model = build(&descriptor, &limits).unwrap();
+        let mut stats = ModelToServeStats::new(&model, 1_000, 42);
+        stats.record(0.5);
+        let files = Files::of(dir.path(), "wine");
+        write_atomically(&files.descriptor, &descriptor.encode_to_vec()).unwrap();
+        write_atomically(&files.stats, &serde_json::to_vec(&stats).unwrap()).unwrap();
+        let (restored, restored_stats) = restore(&files, &limits).unwrap();
+        assert_eq!(restored.name, "linear");
+        assert_eq!(restored_stats, stats);
+
+        // Damaged statistics, or a damaged descriptor: ignored.
+        std::fs::write(&files.stats, b"{not json").unwrap();
+        assert!(restore(&files, &limits).is_none());
+        write_atomically(&files.stats, &serde_json::to_vec(&stats).unwrap()).unwrap();
+        std::fs::write(&files.descriptor, [0x0a, 0xff]).unwrap();
+        assert!(restore(&files, &limits).is_none());
+        // Nothing persisted: nothing restored.
+        assert!(restore(&Files::of(dir.path(), "beer"), &limits).is_none());
+    }
+}
