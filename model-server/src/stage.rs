@@ -139,6 +139,11 @@ impl Stage {
         self.current.get(data_type).map(|c| c.stats.version)
     }
 
+    /// Records answered so far, served or not.
+    pub fn records(&self) -> u64 {
+        self.served + self.not_served
+    }
+
     /// Records served and not, models built and rejected.
     fn counters(&self) -> [u64; 4] {
         [self.served, self.not_served, self.builds, self.rejected]

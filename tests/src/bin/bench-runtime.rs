@@ -29,6 +29,10 @@
 //!   models are built and swapped under load. Also
 //!   reported: how many swaps happened and the longest time any record
 //!   waited to get its model (the only step a swap can delay).
+//! - `serving-stage` and `serving-actors`: the model server's engines
+//!   without a framework (`model_server::stage`, `model_server::actors`:
+//!   tokio, rdkafka's stream consumer), on the same wine records with the
+//!   same model swaps, so the three engines compare in one run. No target.
 //! - `queries` (not in `all`; it measures requests, not records, and has
 //!   a table of its own): interactive queries. Writes
 //!   10,000 keys once each to a topic of its own (PARTITIONS partitions,
@@ -112,13 +116,15 @@ use model_server::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, StoreVariant
 
 type Error = Box<dyn std::error::Error>;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 9] = [
     "raw",
     "passthrough",
     "stateless",
     "count-alos",
     "count-eos",
     "serving",
+    "serving-stage",
+    "serving-actors",
     "queries",
 ];
 /// Scenarios that `all` leaves out: `queries` measures requests, not
@@ -917,6 +923,97 @@ fn serving(settings: &Settings, metrics: Arc<ServingMetrics>) -> Result<Seen, Er
     })
 }
 
+/// The model server's `stage` or `actors` engine (`engine` is the
+/// scenario's name) on the wine records, with the same model swaps as
+/// `serving`, run in this process until it answered COUNT records.
+fn serving_engine(settings: &Settings, engine: &str) -> Result<Seen, Error> {
+    use model_server::actors::{self, ActorStages, ActorsOptions};
+    use model_server::model::ModelLimits;
+    use model_server::stage::{self, SharedStage, StageOptions};
+    let stop_publishing = std::sync::atomic::AtomicBool::new(false);
+    let dir = tempfile::tempdir()?;
+    let config = settings.streams_config(engine, "", "at_least_once");
+    let stop = Arc::new(tokio::sync::Notify::new());
+    // Every record is a wine record: nothing goes to the errors topic.
+    let errors_topic = SCORES_TOPIC.to_owned();
+    let stage: SharedStage = Arc::default();
+    let actors: ActorStages = Arc::default();
+    let answered = || -> u64 {
+        let stages = match engine {
+            "serving-actors" => actors::stages(&actors),
+            _ => vec![stage.clone()],
+        };
+        stages
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.records()))
+            .sum()
+    };
+    std::thread::scope(|scope| {
+        let publisher =
+            scope.spawn(|| publish_models(settings, &stop_publishing).map_err(|e| e.to_string()));
+        let runner = std::thread::Builder::new()
+            .name("engine-loop".into())
+            .spawn_scoped(scope, || match engine {
+                "serving-actors" => actors::run(
+                    ActorsOptions {
+                        config: config.clone(),
+                        limits: ModelLimits::default(),
+                        errors_topic: errors_topic.clone(),
+                        state_dir: dir.path().to_path_buf(),
+                    },
+                    actors.clone(),
+                    stop.clone(),
+                ),
+                _ => stage::run(
+                    StageOptions {
+                        config: config.clone(),
+                        limits: ModelLimits::default(),
+                        errors_topic: errors_topic.clone(),
+                    },
+                    stage.clone(),
+                    stop.clone(),
+                ),
+            })?;
+        let started = Instant::now();
+        let mut first = None;
+        let (mut last, mut last_progress) = (0, Instant::now());
+        let outcome = loop {
+            let now = answered();
+            if now > 0 {
+                first.get_or_insert_with(Instant::now);
+            }
+            if now >= settings.count {
+                break Ok(now);
+            }
+            if runner.is_finished() {
+                break Err("the engine stopped".to_owned());
+            }
+            if started.elapsed() > settings.scenario_timeout {
+                break Err(format!("timed out at {now} of {} records", settings.count));
+            }
+            if now != last {
+                (last, last_progress) = (now, Instant::now());
+            } else if last_progress.elapsed() > STALL {
+                break Err(format!("stuck after {now} records"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let loop_cpu = threads_cpu("engine-loop", settings.clk_tck);
+        stop.notify_one();
+        stop_publishing.store(true, Ordering::Relaxed);
+        let ran = runner.join().map_err(|_| "the engine panicked")?;
+        let swaps = publisher.join().map_err(|_| "publisher panicked")??;
+        ran?;
+        let records = outcome?;
+        println!("{engine}: {swaps} models published");
+        Ok(Seen {
+            first: first.unwrap_or_else(Instant::now),
+            records: records.min(settings.count),
+            loop_cpu,
+        })
+    })
+}
+
 fn run() -> Result<(), Error> {
     let settings = parse_args();
     if !settings.scenarios.is_empty() {
@@ -983,6 +1080,7 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
             eprintln!("round {} of {}", round.round + 1, settings.rounds);
         }
         let mut results: Vec<(String, Outcome, String)> = Vec::new();
+        let mut wine_written = round.round > 0;
         // Each round starts one scenario further along the list: a scenario
         // that always ran right after the raw loop's million writes, or
         // always last, would carry that in every round.
@@ -997,12 +1095,17 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
                 "stateless" => measure(round, || stateless(round)),
                 "count-alos" => measure(round, || count(round, scenario, "at_least_once")),
                 "count-eos" => measure(round, || count(round, scenario, "exactly_once_v2")),
-                "serving" => {
-                    // The wine records are written once and read by every round.
-                    if round.round == 0 {
+                "serving" | "serving-stage" | "serving-actors" => {
+                    // The wine records are written once and read by every
+                    // round and engine.
+                    if !wine_written {
                         produce_wine(round)?;
+                        wine_written = true;
                     }
-                    measure(round, || serving(round, Arc::default()))
+                    match scenario.as_str() {
+                        "serving" => measure(round, || serving(round, Arc::default())),
+                        engine => measure(round, || serving_engine(round, engine)),
+                    }
                 }
                 _ => unreachable!("scenarios are checked"),
             }
