@@ -247,6 +247,24 @@ mod tests {
     }
 
     #[test]
+    fn a_corrupt_model_is_rejected_and_the_previous_one_serves() {
+        let mut stage = Stage::default();
+        stage.install(model("winequalityLinearRegression", "wine"), 1, 10);
+        let corrupt = ModelDescriptor {
+            name: "corrupt".into(),
+            data_type: "wine".into(),
+            modeltype: ModelType::Pmml as i32,
+            message_content: Some(MessageContent::Data(b"<PMML".to_vec())),
+            ..ModelDescriptor::default()
+        };
+        let error = build(&corrupt, &ModelLimits::default()).unwrap_err();
+        stage.reject(2, &error.to_string());
+        let result = stage.serve(0, 0, 0, Some(&wine("wine"))).unwrap();
+        assert_eq!(result.model, "winequalityLinearRegression");
+        assert_eq!(stage.counters(), [1, 0, 1, 1]);
+    }
+
+    #[test]
     fn a_malformed_record_is_an_error_and_changes_nothing() {
         let mut stage = Stage::default();
         stage.install(model("winequalityLinearRegression", "wine"), 1, 10);

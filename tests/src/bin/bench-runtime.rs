@@ -1173,7 +1173,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         .find(|(s, _, _)| s == "raw")
         .map(|(_, o, _)| rates(o));
     println!(
-        "{:<11} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>7} {:>9} {:>5}  target",
+        "{:<15} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>7} {:>9} {:>5}  target",
         "scenario",
         "total s",
         "records/s",
@@ -1204,7 +1204,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         }
         let target = verdict(scenario, raw.map(|(_, r)| steady_rate / r));
         println!(
-            "{:<11} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>7.2} {:>9} {:>5}  {target}",
+            "{:<15} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>7.2} {:>9} {:>5}  {target}",
             name,
             outcome.total.as_secs_f64(),
             total_rate,
