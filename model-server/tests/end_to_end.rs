@@ -1688,29 +1688,30 @@ fn the_actors_engine_resumes_with_its_persisted_model_and_two_instances_share_th
         &inline_descriptor(name, "wine", pb::PMML, &model),
     );
     first.wait_for_model("wine", name);
-    let mut send_batch = |sender: &mut Sender, rows_sent: std::ops::Range<usize>| {
-        let sent: Vec<usize> = rows_sent
-            .clone()
-            // Over both partitions of `mdata`, as the original client's
-            // keyless records would be.
-            .map(|row| {
-                let partition = Some(row as i32 % 2);
-                sender.send(DATA, None, partition, &original_record(&rows[row]))
-            })
-            .collect();
-        let positions = sender.flush();
-        let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
-        let results = scores.wait_for(&sources, Duration::from_secs(60));
-        for (row, result) in rows_sent.zip(&results) {
-            assert!(
-                result.served && result.model == name,
-                "row {row}: {result:?}"
-            );
-            assert_eq!(result.result.to_bits(), offline[row].to_bits(), "row {row}");
-        }
-        results
-    };
-    send_batch(&mut sender, 0..BATCH);
+    let send_batch =
+        |sender: &mut Sender, scores: &mut Scores, rows_sent: std::ops::Range<usize>| {
+            let sent: Vec<usize> = rows_sent
+                .clone()
+                // Over both partitions of `mdata`, as the original client's
+                // keyless records would be.
+                .map(|row| {
+                    let partition = Some(row as i32 % 2);
+                    sender.send(DATA, None, partition, &original_record(&rows[row]))
+                })
+                .collect();
+            let positions = sender.flush();
+            let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
+            let results = scores.wait_for(&sources, Duration::from_secs(60));
+            for (row, result) in rows_sent.zip(&results) {
+                assert!(
+                    result.served && result.model == name,
+                    "row {row}: {result:?}"
+                );
+                assert_eq!(result.result.to_bits(), offline[row].to_bits(), "row {row}");
+            }
+            results
+        };
+    send_batch(&mut sender, &mut scores, 0..BATCH);
     let usage = first.get("/state/wine").unwrap()["usage"].as_u64();
     assert_eq!(usage, Some(BATCH as u64));
 
@@ -1724,8 +1725,11 @@ fn the_actors_engine_resumes_with_its_persisted_model_and_two_instances_share_th
         Ok(name.to_owned()),
         "restored at start"
     );
-    send_batch(&mut sender, BATCH..2 * BATCH);
+    send_batch(&mut sender, &mut scores, BATCH..2 * BATCH);
     assert_eq!(first.metric("model_server_model_builds_total"), Some(0.0));
+    // A clean stop committed what it answered: one result per record.
+    scores.drain(Duration::from_secs(2));
+    assert_eq!(scores.read, 2 * BATCH);
 
     // A second instance: both serve every model, and split the records.
     let second = engine_server("actors", &broker, &app, &["--state-dir", &second_dir]);
@@ -1734,7 +1738,7 @@ fn the_actors_engine_resumes_with_its_persisted_model_and_two_instances_share_th
     let mut next = 2 * BATCH;
     wait_until("both instances serving", Duration::from_secs(60), || {
         let before = served(&first);
-        send_batch(&mut sender, next..next + BATCH);
+        send_batch(&mut sender, &mut scores, next..next + BATCH);
         next += BATCH;
         match (served(&first) - before, served(&second)) {
             (mine, theirs) if mine > 0.0 && theirs > 0.0 && mine < BATCH as f64 => Ok(()),
