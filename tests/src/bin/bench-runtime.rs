@@ -218,6 +218,23 @@ struct Outcome {
     /// librdkafka's and RocksDB's background threads.
     loop_cpu: f64,
     broker_cpu: Option<f64>,
+    /// This process's peak resident memory during the scenario, in MiB
+    /// (the kernel's high-water mark, reset as the scenario starts).
+    peak_mib: Option<f64>,
+}
+
+/// Resets this process's peak resident memory (Linux: `5` to
+/// `/proc/self/clear_refs`), so that the next reading is one scenario's.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident memory since the last reset, in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// mimalloc, for librdkafka's and RocksDB's `malloc` too (see the
@@ -532,9 +549,11 @@ fn measure(
         .broker_pid
         .as_deref()
         .and_then(|p| cpu_seconds(p, settings.clk_tck));
+    reset_peak_memory();
     let started = Instant::now();
     let seen = body()?;
     let ended = Instant::now();
+    let peak_mib = peak_memory_mib();
     let cpu = cpu_seconds(&pid, settings.clk_tck).unwrap_or(0.0) - cpu_before;
     let broker_cpu = broker_before.and_then(|before| {
         settings
@@ -550,6 +569,7 @@ fn measure(
         cpu,
         loop_cpu: seen.loop_cpu,
         broker_cpu,
+        peak_mib,
     })
 }
 
@@ -1132,7 +1152,7 @@ fn throughput(settings: &Settings) -> Result<(), Error> {
         "ratio: records/s over the raw loop's, on the same basis (total or steady). \
          CPU s/M: user+system CPU seconds of this process per million records; loop/M: of \
          the thread that consumes, processes and produces (the raw loop's, or the stream \
-         thread); broker/M: the broker's, when BENCH_BROKER_PID is set; load: 1-minute load \
+         thread); broker/M: the broker's, when BENCH_BROKER_PID is set; peak MiB: this process's peak resident memory during the scenario; load: 1-minute load \
          average when the scenario started."
     );
     if settings.rounds > 1 {
@@ -1173,7 +1193,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         .find(|(s, _, _)| s == "raw")
         .map(|(_, o, _)| rates(o));
     println!(
-        "{:<15} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>7} {:>9} {:>5}  target",
+        "{:<15} {:>8} {:>11} {:>6} {:>8} {:>11} {:>6} {:>8} {:>7} {:>9} {:>8} {:>5}  target",
         "scenario",
         "total s",
         "records/s",
@@ -1184,6 +1204,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         "CPU s/M",
         "loop/M",
         "broker/M",
+        "peak MiB",
         "load"
     );
     let mut incomplete = Vec::new();
@@ -1204,7 +1225,7 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
         }
         let target = verdict(scenario, raw.map(|(_, r)| steady_rate / r));
         println!(
-            "{:<15} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>7.2} {:>9} {:>5}  {target}",
+            "{:<15} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>11.0} {:>6} {:>8.2} {:>7.2} {:>9} {:>8} {:>5}  {target}",
             name,
             outcome.total.as_secs_f64(),
             total_rate,
@@ -1217,6 +1238,10 @@ fn print_table(settings: &Settings, results: &[(String, Outcome, String)]) {
             outcome
                 .broker_cpu
                 .map(|c| format!("{:.2}", c * per_million))
+                .unwrap_or_else(|| "-".into()),
+            outcome
+                .peak_mib
+                .map(|m| format!("{m:.0}"))
                 .unwrap_or_else(|| "-".into()),
             load
         );
