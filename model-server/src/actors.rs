@@ -143,10 +143,22 @@ struct Actor {
     stage: SharedStage,
     files: Files,
     limits: ModelLimits,
-    producer: FutureProducer,
+    /// Where results go: the producer task, which answers on `reply`.
+    results: mpsc::Sender<Output>,
     /// The newest descriptor seen, built or building: an older one (a
     /// replay of `models` after a restart) is not built again.
     newest: i64,
+}
+
+/// A result for `mscores`, and where its delivery goes.
+type Output = (Vec<u8>, oneshot::Sender<Result<DeliveryFuture, String>>);
+
+/// Sends every result it is given, answering each with its delivery: the
+/// actors' one way out, so that they depend on channels only.
+async fn produce(producer: FutureProducer, mut results: mpsc::Receiver<Output>) {
+    while let Some((bytes, reply)) = results.recv().await {
+        let _ = reply.send(send(&producer, SCORES_TOPIC, &bytes).await);
+    }
 }
 
 impl Actor {
@@ -161,7 +173,9 @@ impl Actor {
                     Some(Mail::Record { partition, offset, ts, wine, reply }) => {
                         let result = lock(&self.stage).serve_wine(partition, offset, ts, wine);
                         dirty |= result.served;
-                        let _ = reply.send(send(&self.producer, SCORES_TOPIC, &result.encode_to_vec()).await);
+                        if self.results.send((result.encode_to_vec(), reply)).await.is_err() {
+                            break;
+                        }
                     }
                     Some(Mail::Model { version, descriptor, bytes }) => {
                         if version <= self.newest {
@@ -215,7 +229,7 @@ impl Actor {
 struct Router {
     options: ActorsOptions,
     dir: PathBuf,
-    producer: FutureProducer,
+    results: mpsc::Sender<Output>,
     stages: ActorStages,
     mailboxes: BTreeMap<String, mpsc::Sender<Mail>>,
     tasks: Vec<JoinHandle<()>>,
@@ -253,7 +267,7 @@ impl Router {
             stage: stage.clone(),
             files,
             limits,
-            producer: self.producer.clone(),
+            results: self.results.clone(),
             newest,
         };
         self.tasks.push(tokio::spawn(actor.run(inbox)));
@@ -333,10 +347,12 @@ async fn route(
     let producer: FutureProducer = client(&options.config, ClientKind::Producer)
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
+    let (results, outputs) = mpsc::channel(IN_FLIGHT);
+    let producing = tokio::spawn(produce(producer.clone(), outputs));
     let mut router = Router {
         options: options.clone(),
         dir,
-        producer: producer.clone(),
+        results,
         stages,
         mailboxes: BTreeMap::new(),
         tasks: Vec::new(),
@@ -442,6 +458,8 @@ async fn route(
     for task in router.tasks.drain(..) {
         let _ = task.await;
     }
+    drop(router);
+    let _ = producing.await;
     outcome.and(acked)
 }
 
@@ -459,6 +477,122 @@ mod tests {
         assert_eq!(unhex("77696e652f726564").unwrap(), b"wine/red");
         assert_eq!(unhex("7"), None);
         assert_eq!(unhex("zz"), None);
+    }
+
+    fn descriptor(name: &str, stem: &str) -> ModelDescriptor {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/models/pmml")
+            .join(format!("{stem}.pmml"));
+        ModelDescriptor {
+            name: name.into(),
+            description: "d".into(),
+            data_type: "wine".into(),
+            modeltype: proto::ModelType::Pmml as i32,
+            message_content: Some(proto::MessageContent::Data(std::fs::read(path).unwrap())),
+        }
+    }
+
+    fn wine() -> WineRecord {
+        WineRecord::from_features(
+            [
+                7.4, 0.7, 0.0, 1.9, 0.076, 11.0, 34.0, 0.9978, 3.51, 0.56, 9.4,
+            ],
+            "wine",
+            0,
+        )
+    }
+
+    /// An actor on in-process channels: no model, a first model, a swap, a
+    /// corrupt model, a replayed older descriptor; its files after it stops.
+    #[test]
+    fn an_actor_on_channels_serves_swaps_rejects_and_persists() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        runtime.block_on(async {
+            let stage: SharedStage = Arc::default();
+            let (results, mut outputs) = mpsc::channel(16);
+            let (mailbox, inbox) = mpsc::channel(16);
+            let actor = Actor {
+                data_type: "wine".into(),
+                stage: stage.clone(),
+                files: Files::of(dir.path(), "wine"),
+                limits: ModelLimits::default(),
+                results,
+                newest: -1,
+            };
+            let task = tokio::spawn(actor.run(inbox));
+            let mut next = 0;
+            let mut score = async || {
+                let (reply, _answer) = oneshot::channel();
+                let mail = Mail::Record {
+                    partition: 0,
+                    offset: next,
+                    ts: 0,
+                    wine: wine(),
+                    reply,
+                };
+                next += 1;
+                mailbox.send(mail).await.unwrap();
+                let (bytes, _reply) = outputs.recv().await.unwrap();
+                proto::ServingResult::decode(bytes.as_slice()).unwrap()
+            };
+            let model = |version, descriptor: ModelDescriptor| Mail::Model {
+                version,
+                bytes: descriptor.encode_to_vec(),
+                descriptor,
+            };
+            let installed = async |version| {
+                while lock(&stage).version("wine") != Some(version) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+
+            assert!(!score().await.served, "no model yet");
+            mailbox
+                .send(model(
+                    10,
+                    descriptor("linear", "winequalityLinearRegression"),
+                ))
+                .await
+                .unwrap();
+            installed(10).await;
+            assert_eq!(score().await.model, "linear");
+            mailbox
+                .send(model(
+                    20,
+                    descriptor("tree", "winequalityDesisionTreeRegression"),
+                ))
+                .await
+                .unwrap();
+            installed(20).await;
+            assert_eq!(score().await.model, "tree");
+            // A corrupt descriptor is rejected; an older one (a replay) is
+            // not even built; the tree serves on.
+            let mut corrupt = descriptor("corrupt", "winequalityLinearRegression");
+            corrupt.message_content = Some(proto::MessageContent::Data(b"<PMML".to_vec()));
+            mailbox.send(model(30, corrupt)).await.unwrap();
+            mailbox
+                .send(model(15, descriptor("old", "winequalityLinearRegression")))
+                .await
+                .unwrap();
+            while lock(&stage).counters()[3] == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(score().await.model, "tree");
+            assert_eq!(lock(&stage).counters(), [3, 1, 2, 1]);
+            drop(mailbox);
+            task.await.unwrap();
+        });
+        // What it kept: the tree, with its statistics (two records).
+        let (model, stats) =
+            restore(&Files::of(dir.path(), "wine"), &ModelLimits::default()).unwrap();
+        assert_eq!(
+            (model.name.as_str(), stats.usage, stats.version),
+            ("tree", 2, 20)
+        );
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl Stage {
     }
 
     /// Records served and not, models built and rejected.
-    fn counters(&self) -> [u64; 4] {
+    pub(crate) fn counters(&self) -> [u64; 4] {
         [self.served, self.not_served, self.builds, self.rejected]
     }
 
