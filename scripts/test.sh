@@ -14,3 +14,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 cargo test --workspace --benches --locked
+# One kill trial of each kind (about a minute; scripts/trials.sh runs 20).
+scripts/trials.sh --trials 1
