@@ -21,19 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::{Message, ModelDescriptor, WineRecord};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message as _;
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
-use rdkafka::{Message as _, Offset, TopicPartitionList};
 use streams_core::StreamsConfig;
 use streams_core::config::ClientKind;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::model::{ModelLimits, ServedModel, build};
-use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC};
+use crate::serving::{DATA_TOPIC, SCORES_TOPIC};
 use crate::stage::{
-    Delivery, IN_FLIGHT, Pending, SharedStage, acknowledge, client, decode_wine, delivered, lock,
-    now_ms, send,
+    Consumers, Delivery, IN_FLIGHT, Pending, SharedStage, acknowledge, client, decode_wine,
+    delivered, lock, now_ms, send,
 };
 use crate::stats::ModelToServeStats;
 
@@ -339,11 +338,6 @@ async fn route(
 ) -> Result<(), String> {
     let dir = options.state_dir.join("actors");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let group = options
-        .config
-        .application_id()
-        .map_err(|e| e.to_string())?
-        .to_owned();
     let producer: FutureProducer = client(&options.config, ClientKind::Producer)
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
@@ -360,29 +354,7 @@ async fn route(
     // Before anything is read: the first record finds its model.
     router.restore_all().await;
 
-    let records: Arc<StreamConsumer> = Arc::new(
-        client(&options.config, ClientKind::Consumer)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .map_err(|e| format!("cannot create the records consumer: {e}"))?,
-    );
-    records
-        .subscribe(&[DATA_TOPIC])
-        .map_err(|e| format!("cannot subscribe to {DATA_TOPIC}: {e}"))?;
-    let models: StreamConsumer = client(&options.config, ClientKind::Consumer)
-        .set("group.id", format!("{group}-models"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| format!("cannot create the models consumer: {e}"))?;
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(MODELS_TOPIC, 0, Offset::Beginning)
-        .map_err(|e| e.to_string())?;
-    models
-        .assign(&assignment)
-        .map_err(|e| format!("cannot read {MODELS_TOPIC}: {e}"))?;
+    let Consumers { records, models } = Consumers::new(&options.config)?;
 
     let (acks_tx, acks) = mpsc::channel::<Pending>(IN_FLIGHT);
     let acker = tokio::spawn(acknowledge(acks, records.clone()));

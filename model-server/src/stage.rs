@@ -359,41 +359,52 @@ pub(crate) fn client(config: &StreamsConfig, kind: ClientKind) -> ClientConfig {
     client
 }
 
+/// The two consumers of the engines without a framework.
+pub(crate) struct Consumers {
+    /// `mdata`, in the group named by the application id: instances
+    /// split the records.
+    pub(crate) records: Arc<StreamConsumer>,
+    /// `models`, assigned from the start, outside the group and never
+    /// committed: every instance reads every model.
+    pub(crate) models: StreamConsumer,
+}
+
+impl Consumers {
+    pub(crate) fn new(config: &StreamsConfig) -> Result<Consumers, String> {
+        let group = config.application_id().map_err(|e| e.to_string())?;
+        let records: Arc<StreamConsumer> = Arc::new(
+            client(config, ClientKind::Consumer)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .create()
+                .map_err(|e| format!("cannot create the records consumer: {e}"))?,
+        );
+        records
+            .subscribe(&[DATA_TOPIC])
+            .map_err(|e| format!("cannot subscribe to {DATA_TOPIC}: {e}"))?;
+        let models: StreamConsumer = client(config, ClientKind::Consumer)
+            .set("group.id", format!("{group}-models"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| format!("cannot create the models consumer: {e}"))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(MODELS_TOPIC, 0, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+        models
+            .assign(&assignment)
+            .map_err(|e| format!("cannot read {MODELS_TOPIC}: {e}"))?;
+        Ok(Consumers { records, models })
+    }
+}
+
 async fn pipeline(
     options: StageOptions,
     stage: SharedStage,
     stop: Arc<Notify>,
 ) -> Result<(), String> {
-    let group = options
-        .config
-        .application_id()
-        .map_err(|e| e.to_string())?
-        .to_owned();
-    let records: Arc<StreamConsumer> = Arc::new(
-        client(&options.config, ClientKind::Consumer)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .map_err(|e| format!("cannot create the records consumer: {e}"))?,
-    );
-    records
-        .subscribe(&[DATA_TOPIC])
-        .map_err(|e| format!("cannot subscribe to {DATA_TOPIC}: {e}"))?;
-    // Every instance reads every model, from the start: assigned, never
-    // in the group, never committed.
-    let models: StreamConsumer = client(&options.config, ClientKind::Consumer)
-        .set("group.id", format!("{group}-models"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| format!("cannot create the models consumer: {e}"))?;
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(MODELS_TOPIC, 0, Offset::Beginning)
-        .map_err(|e| e.to_string())?;
-    models
-        .assign(&assignment)
-        .map_err(|e| format!("cannot read {MODELS_TOPIC}: {e}"))?;
+    let Consumers { records, models } = Consumers::new(&options.config)?;
     let producer: FutureProducer = client(&options.config, ClientKind::Producer)
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
