@@ -192,7 +192,9 @@ impl Actor {
                 },
                 Some((version, bytes, result)) = built.recv() => match result {
                     Ok(model) => {
-                        lock(&self.stage).install(model, version, now_ms());
+                        if !lock(&self.stage).install(model, version, now_ms()) {
+                            continue;
+                        }
                         if let Err(e) = write_atomically(&self.files.descriptor, &bytes) {
                             log::warn!("{}: cannot keep the model: {e}", self.data_type);
                         }

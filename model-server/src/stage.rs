@@ -62,8 +62,21 @@ impl Default for Stage {
 impl Stage {
     /// Makes `model` (publication `version`: its descriptor's offset on
     /// the models topic) the current model of its data type from `now_ms`
-    /// on, with fresh statistics.
-    pub fn install(&mut self, model: ServedModel, version: i64, now_ms: i64) {
+    /// on, with fresh statistics; false, and nothing changes, when the
+    /// current model was published after it (builds run side by side, and
+    /// a quick one may finish before a slow one published earlier).
+    pub fn install(&mut self, model: ServedModel, version: i64, now_ms: i64) -> bool {
+        if let Some(current) = self.current.get(&model.data_type)
+            && current.stats.version > version
+        {
+            log::info!(
+                "Model {} (offset {version}) is older than {} (offset {}): not installed",
+                model.name,
+                current.model.name,
+                current.stats.version
+            );
+            return false;
+        }
         log::info!(
             "New model - {} ({}) for data type `{}`",
             model.name,
@@ -74,6 +87,7 @@ impl Stage {
         let stats = ModelToServeStats::new(&model, now_ms, version);
         self.current
             .insert(model.data_type.clone(), Current { model, stats });
+        true
     }
 
     /// Scores the wine record `value` read at `partition`/`offset` (record
@@ -228,6 +242,15 @@ mod tests {
         assert_eq!(result.model, "winequalityDesisionTreeRegression");
         let stats = stage.stats_of("wine").unwrap();
         assert_eq!((stats.usage, stats.since, stats.version), (1, 2_000, 9));
+    }
+
+    #[test]
+    fn a_build_that_finishes_after_a_newer_one_is_not_installed() {
+        let mut stage = Stage::default();
+        assert!(stage.install(model("winequalityDesisionTreeRegression", "wine"), 9, 20));
+        assert!(!stage.install(model("winequalityLinearRegression", "wine"), 7, 30));
+        let result = stage.serve(0, 0, 0, Some(&wine("wine"))).unwrap();
+        assert_eq!(result.model, "winequalityDesisionTreeRegression");
     }
 
     #[test]
@@ -436,7 +459,9 @@ async fn pipeline(
                 });
             }
             Some((result, version)) = built.recv() => match result {
-                Ok(model) => lock(&stage).install(model, version, now_ms()),
+                Ok(model) => {
+                    lock(&stage).install(model, version, now_ms());
+                }
                 Err(reason) => lock(&stage).reject(version, &reason),
             },
             message = records.recv() => {
