@@ -18,6 +18,6 @@ cargo test --workspace --benches --locked
 # scripts/trials.sh runs 20 of each kind, exactly-once too). Exactly-once
 # kill and restart is tested by tests/tests/failover.rs here: on the
 # development broker, which does not filter aborted transactions, about one
-# exactly-once trial in a hundred restores an aborted write (README,
+# exactly-once trial in fifty restores an aborted write (README,
 # "Development broker").
 scripts/trials.sh --trials 1 --kinds at-least-once,scaling
