@@ -31,8 +31,8 @@ use tokio::task::JoinHandle;
 use crate::model::{ModelLimits, ServedModel, build};
 use crate::serving::{DATA_TOPIC, SCORES_TOPIC};
 use crate::stage::{
-    Consumers, Delivery, IN_FLIGHT, Pending, SharedStage, acknowledge, client, decode_wine,
-    delivered, lock, now_ms, send,
+    Consumers, Delivery, IN_FLIGHT, Pending, Published, Replay, SharedStage, acknowledge, client,
+    decode_wine, delivered, lock, now_ms, send,
 };
 use crate::stats::ModelToServeStats;
 
@@ -357,6 +357,7 @@ async fn route(
     router.restore_all().await;
 
     let Consumers { records, models } = Consumers::new(&options.config)?;
+    let mut replay = Replay::of(&models);
 
     let (acks_tx, acks) = mpsc::channel::<Pending>(IN_FLIGHT);
     let acker = tokio::spawn(acknowledge(acks, records.clone()));
@@ -371,17 +372,19 @@ async fn route(
                         continue;
                     }
                 };
-                let bytes = message.payload().unwrap_or_default().to_vec();
-                let descriptor = match ModelDescriptor::decode(bytes.as_slice()) {
-                    Ok(descriptor) => descriptor,
-                    Err(e) => {
-                        log::warn!("model at offset {}: not a model descriptor: {e}", message.offset());
+                let published = match Published::read(&message) {
+                    Ok(published) => published,
+                    Err(reason) => {
+                        log::warn!("model at offset {} rejected: {reason}", message.offset());
                         continue;
                     }
                 };
-                let mailbox = router.actor(&descriptor.data_type).await;
-                let mail = Mail::Model { version: message.offset(), descriptor, bytes };
-                if mailbox.send(mail).await.is_err() {
+                let mut stopped = false;
+                for Published { version, descriptor, bytes } in replay.offer(published) {
+                    let mailbox = router.actor(&descriptor.data_type).await;
+                    stopped |= mailbox.send(Mail::Model { version, descriptor, bytes }).await.is_err();
+                }
+                if stopped {
                     break Err("an actor stopped".into());
                 }
             }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
@@ -254,6 +255,32 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_offers_each_data_types_last_descriptor_once_at_its_end() {
+        let published = |version, data_type: &str| Published {
+            version,
+            descriptor: ModelDescriptor {
+                name: format!("m{version}"),
+                data_type: data_type.into(),
+                ..ModelDescriptor::default()
+            },
+            bytes: Vec::new(),
+        };
+        let names = |due: Vec<Published>| -> Vec<String> {
+            due.into_iter().map(|p| p.descriptor.name).collect()
+        };
+        let mut replay = Replay::new(5);
+        for (version, data_type) in [(0, "wine"), (1, "beer"), (2, "wine"), (3, "wine")] {
+            assert!(replay.offer(published(version, data_type)).is_empty());
+        }
+        // The last record before the end: beer's last, then wine's.
+        assert_eq!(names(replay.offer(published(4, "beer"))), ["m3", "m4"]);
+        // After it, each descriptor is built as it comes.
+        assert_eq!(names(replay.offer(published(5, "wine"))), ["m5"]);
+        // Nothing to replay: at once.
+        assert_eq!(names(Replay::new(0).offer(published(0, "wine"))), ["m0"]);
+    }
+
+    #[test]
     fn two_data_types_are_served_each_by_its_own_model() {
         let mut stage = Stage::default();
         stage.install(model("winequalityLinearRegression", "red"), 1, 10);
@@ -328,6 +355,77 @@ fn prometheus([served, not_served, builds, rejected]: [u64; 4]) -> String {
         &[("", rejected)],
     );
     text
+}
+
+/// A model descriptor read from `models`.
+pub(crate) struct Published {
+    /// Its offset: which publication it is.
+    pub(crate) version: i64,
+    pub(crate) descriptor: ModelDescriptor,
+    /// As read, for the actors' files.
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Published {
+    /// The descriptor `message` carries; the error says why it is none.
+    pub(crate) fn read(message: &BorrowedMessage<'_>) -> Result<Published, String> {
+        let bytes = message.payload().unwrap_or_default().to_vec();
+        let descriptor = ModelDescriptor::decode(bytes.as_slice())
+            .map_err(|e| format!("not a model descriptor: {e}"))?;
+        Ok(Published {
+            version: message.offset(),
+            descriptor,
+            bytes,
+        })
+    }
+}
+
+/// At start every instance reads `models` from its beginning. While that
+/// replay lasts only each data type's last descriptor is kept, and they
+/// are built once it reaches the end the topic had at start: as in the
+/// streams engine, a restart builds one model per data type, not every
+/// one ever published.
+pub(crate) struct Replay {
+    /// The topic's end at start; 0 once the replay is over.
+    end: i64,
+    pending: BTreeMap<String, Published>,
+}
+
+impl Replay {
+    /// A replay up to `end` (exclusive; 0: nothing to replay).
+    pub(crate) fn new(end: i64) -> Replay {
+        Replay {
+            end,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// A replay up to the end `models` has now (a broker that reports it
+    /// too low ends the replay early: later descriptors are then built one
+    /// by one, which is only slower).
+    pub(crate) fn of(models: &StreamConsumer) -> Replay {
+        let end = models
+            .fetch_watermarks(MODELS_TOPIC, 0, Duration::from_secs(10))
+            .map_or(0, |(_, high)| high);
+        Replay::new(end)
+    }
+
+    /// Takes a descriptor; returns those to build now, oldest first.
+    pub(crate) fn offer(&mut self, published: Published) -> Vec<Published> {
+        if self.end <= 0 {
+            return vec![published];
+        }
+        let version = published.version;
+        self.pending
+            .insert(published.descriptor.data_type.clone(), published);
+        if version + 1 < self.end {
+            return Vec::new();
+        }
+        self.end = 0;
+        let mut due: Vec<Published> = std::mem::take(&mut self.pending).into_values().collect();
+        due.sort_by_key(|p| p.version);
+        due
+    }
 }
 
 /// Parses a wine record; the error says why it is not one.
@@ -432,6 +530,7 @@ async fn pipeline(
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
 
+    let mut replay = Replay::of(&models);
     let (built_tx, mut built) = mpsc::channel::<(Result<ServedModel, String>, i64)>(16);
     let (acks_tx, acks) = mpsc::channel::<Pending>(IN_FLIGHT);
     let acker = tokio::spawn(acknowledge(acks, records.clone()));
@@ -446,17 +545,22 @@ async fn pipeline(
                         continue;
                     }
                 };
-                let offset = message.offset();
-                let bytes = message.payload().unwrap_or_default().to_vec();
-                let (limits, built_tx) = (options.limits.clone(), built_tx.clone());
-                // Off the scoring path: records go on being scored with
-                // the current model while this one builds.
-                tokio::task::spawn_blocking(move || {
-                    let result = ModelDescriptor::decode(bytes.as_slice())
-                        .map_err(|e| format!("not a model descriptor: {e}"))
-                        .and_then(|d| build(&d, &limits).map_err(|e| e.to_string()));
-                    let _ = built_tx.blocking_send((result, offset));
-                });
+                let published = match Published::read(&message) {
+                    Ok(published) => published,
+                    Err(reason) => {
+                        lock(&stage).reject(message.offset(), &reason);
+                        continue;
+                    }
+                };
+                for Published { version, descriptor, .. } in replay.offer(published) {
+                    let (limits, built_tx) = (options.limits.clone(), built_tx.clone());
+                    // Off the scoring path: records go on being scored
+                    // with the current model while this one builds.
+                    tokio::task::spawn_blocking(move || {
+                        let result = build(&descriptor, &limits).map_err(|e| e.to_string());
+                        let _ = built_tx.blocking_send((result, version));
+                    });
+                }
             }
             Some((result, version)) = built.recv() => match result {
                 Ok(model) => {
