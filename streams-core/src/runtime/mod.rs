@@ -41,7 +41,7 @@ mod thread;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -115,8 +115,6 @@ pub(crate) struct Shared {
     /// When `start` was called (ms since the epoch): shutdown requests
     /// older than that were for an earlier run.
     pub(crate) started_ms: AtomicI64,
-    /// Stream threads replaced after dying.
-    pub(crate) replaced_threads: AtomicU64,
     /// Per stream thread: whether it is processing (not rebalancing).
     threads: Mutex<Vec<bool>>,
     restore_listener: Mutex<Arc<dyn StateRestoreListener>>,
@@ -217,7 +215,6 @@ impl Shared {
     /// A stream thread died and its successor is starting: it holds no
     /// tasks until the group assigns them again.
     pub(crate) fn thread_replaced(&self, index: usize) {
-        self.replaced_threads.fetch_add(1, Ordering::Relaxed);
         self.assignment.set(index, Default::default());
         self.thread_rebalancing(index, true);
     }
@@ -262,7 +259,6 @@ impl KafkaStreams {
                 error: Mutex::new(None),
                 uncaught_handler: Mutex::new(None),
                 started_ms: AtomicI64::new(i64::MAX),
-                replaced_threads: AtomicU64::new(0),
                 threads: Mutex::new(Vec::new()),
                 restore_listener: Mutex::new(Arc::new(NoopRestoreListener)),
                 local_stores: LocalStores::default(),
