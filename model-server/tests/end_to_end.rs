@@ -916,13 +916,7 @@ fn original_client_bytes_are_served() {
         // The next 125 rows, served by this model and no other: the next
         // model goes out once they all have results.
         let batch = i * BATCH..(i + 1) * BATCH;
-        let sent: Vec<usize> = batch
-            .clone()
-            .map(|row| sender.send(DATA, None, None, &original_record(&rows[row])))
-            .collect();
-        let positions = sender.flush();
-        let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
-        let results = scores.wait_for(&sources, Duration::from_secs(60));
+        let results = serve_rows(&mut sender, &mut scores, &rows, batch.clone(), |_| None);
         for (row, result) in batch.zip(results) {
             assert!(result.served, "row {row}, model {name}: {result:?}");
             assert_eq!(result.model, *name, "row {row}: {result:?}");
@@ -939,6 +933,24 @@ fn original_client_bytes_are_served() {
     }
     scores.drain(Duration::from_secs(2));
     assert_eq!(scores.read, 8 * BATCH, "one result per record");
+}
+
+/// Sends `rows[range]` as the original client writes wine records (to the
+/// partition `partition` gives each row, or the producer's choice), and
+/// waits for their results: one per row, in row order.
+fn serve_rows(
+    sender: &mut Sender,
+    scores: &mut Scores,
+    rows: &[[f64; 11]],
+    range: std::ops::Range<usize>,
+    partition: impl Fn(usize) -> Option<i32>,
+) -> Vec<ServingResult> {
+    let sent: Vec<usize> = range
+        .map(|row| sender.send(DATA, None, partition(row), &original_record(&rows[row])))
+        .collect();
+    let positions = sender.flush();
+    let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
+    scores.wait_for(&sources, Duration::from_secs(60))
 }
 
 /// Byte strings that are not wine records: each fails to decode.
@@ -1136,12 +1148,7 @@ fn since_is_wall_clock_time_and_republishing_restarts_statistics() {
     let descriptor = inline_descriptor(name, "wine", pb::PMML, &model);
     let rows = wine_rows();
     let mut serve = |sender: &mut Sender, records: std::ops::Range<usize>| {
-        let sent: Vec<usize> = records
-            .map(|r| sender.send(DATA, None, None, &original_record(&rows[r])))
-            .collect();
-        let positions = sender.flush();
-        let sources: Vec<_> = sent.iter().map(|&s| positions[s]).collect();
-        for result in scores.wait_for(&sources, Duration::from_secs(60)) {
+        for result in serve_rows(sender, &mut scores, &rows, records, |_| None) {
             assert!(result.served && result.model == name, "{result:?}");
         }
     };
@@ -1456,12 +1463,10 @@ fn sigterm_closes_as_cleanly_as_ctrl_c() {
     );
     server.wait_for_model("wine", "linear");
     let rows = wine_rows();
-    let sent: Vec<usize> = (0..200)
-        .map(|i| sender.send(DATA, None, None, &original_record(&rows[i])))
+    let sources: Vec<(i32, i64)> = serve_rows(&mut sender, &mut scores, &rows, 0..200, |_| None)
+        .iter()
+        .map(|result| (result.partition, result.offset))
         .collect();
-    let positions = sender.flush();
-    let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
-    scores.wait_for(&sources, Duration::from_secs(60));
 
     stop_with(&mut server.child, "TERM", "model-server");
 
@@ -1625,13 +1630,7 @@ fn the_stage_engine_serves_the_original_bytes_once_each() {
         );
         server.wait_for_model("wine", &name);
         let batch = 1 + i * BATCH..1 + (i + 1) * BATCH;
-        let sent: Vec<usize> = batch
-            .clone()
-            .map(|row| sender.send(DATA, None, None, &original_record(&rows[row])))
-            .collect();
-        let positions = sender.flush();
-        let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
-        let results = scores.wait_for(&sources, Duration::from_secs(60));
+        let results = serve_rows(&mut sender, &mut scores, &rows, batch.clone(), |_| None);
         for (row, result) in batch.zip(results) {
             assert!(
                 result.served && result.model == name,
@@ -1690,18 +1689,11 @@ fn the_actors_engine_resumes_with_its_persisted_model_and_two_instances_share_th
     first.wait_for_model("wine", name);
     let send_batch =
         |sender: &mut Sender, scores: &mut Scores, rows_sent: std::ops::Range<usize>| {
-            let sent: Vec<usize> = rows_sent
-                .clone()
-                // Over both partitions of `mdata`, as the original client's
-                // keyless records would be.
-                .map(|row| {
-                    let partition = Some(row as i32 % 2);
-                    sender.send(DATA, None, partition, &original_record(&rows[row]))
-                })
-                .collect();
-            let positions = sender.flush();
-            let sources: Vec<(i32, i64)> = sent.iter().map(|&s| positions[s]).collect();
-            let results = scores.wait_for(&sources, Duration::from_secs(60));
+            // Over both partitions of `mdata`, as the original client's
+            // keyless records would be.
+            let results = serve_rows(sender, scores, &rows, rows_sent.clone(), |row| {
+                Some(row as i32 % 2)
+            });
             for (row, result) in rows_sent.zip(&results) {
                 assert!(
                     result.served && result.model == name,
