@@ -51,5 +51,5 @@ pub fn create_topics(
         (SCORES_TOPIC, partitions),
     ];
     topics.extend(more.iter().map(|topic| (*topic, partitions)));
-    streams_core::runtime::create_topics_if_missing(config, &topics)
+    streams_kafka::create_topics_if_missing(config, &topics)
 }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
-use streams_core::runtime::KafkaStreams;
 use streams_http::{QueryServer, Request, Response, missing_json};
+use streams_kafka::KafkaStreams;
 
 use crate::model::ServedModel;
 use crate::serving::{

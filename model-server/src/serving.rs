@@ -943,7 +943,7 @@ pub fn topology_with(options: ServingOptions) -> StreamsResult<Topology> {
 /// This instance's serving statistics, one entry per data type (merged
 /// over its tasks, which each count the records of their partitions).
 pub fn local_stats(
-    streams: &streams_core::runtime::KafkaStreams,
+    streams: &streams_kafka::KafkaStreams,
     variant: StoreVariant,
 ) -> StreamsResult<Vec<ModelToServeStats>> {
     let entries: Vec<ModelToServeStats> = if variant == StoreVariant::Custom {
@@ -964,9 +964,7 @@ pub fn local_stats(
 }
 
 /// The models this instance serves now (every instance has them all).
-pub fn current_models(
-    streams: &streams_core::runtime::KafkaStreams,
-) -> StreamsResult<Vec<Installed>> {
+pub fn current_models(streams: &streams_kafka::KafkaStreams) -> StreamsResult<Vec<Installed>> {
     let mut models: Vec<_> = streams
         .query_custom_store(MODELS_STORE, |s: &mut ModelStore| s.all())?
         .into_iter()

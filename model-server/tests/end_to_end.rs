@@ -50,7 +50,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde_json::Value;
-use streams_core::runtime::HostInfo;
+use streams_kafka::HostInfo;
 use tests::Broker;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_model-server");

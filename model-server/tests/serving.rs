@@ -307,7 +307,7 @@ fn store_variants_parse_from_their_names() {
 
 #[test]
 fn the_model_store_cannot_be_queried_before_start() {
-    let streams = streams_core::runtime::KafkaStreams::new(
+    let streams = streams_kafka::KafkaStreams::new(
         topology(StoreVariant::Standard).unwrap(),
         StreamsConfig::new("serving-test").set("bootstrap.servers", "127.0.0.1:9"),
     )

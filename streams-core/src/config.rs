@@ -167,7 +167,8 @@ impl StreamsConfig {
         self
     }
 
-    pub(crate) fn deserialization_handler(&self) -> Arc<dyn DeserializationExceptionHandler> {
+    /// The deserialization-exception handler configured.
+    pub fn deserialization_handler(&self) -> Arc<dyn DeserializationExceptionHandler> {
         self.deserialization_handler.clone()
     }
 
@@ -191,7 +192,8 @@ impl StreamsConfig {
         self
     }
 
-    pub(crate) fn processing_handler(&self) -> Arc<dyn ProcessingExceptionHandler> {
+    /// The processing-exception handler configured.
+    pub fn processing_handler(&self) -> Arc<dyn ProcessingExceptionHandler> {
         self.processing_handler.clone()
     }
 
@@ -204,7 +206,8 @@ impl StreamsConfig {
         self
     }
 
-    pub(crate) fn production_handler(&self) -> Arc<dyn ProductionExceptionHandler> {
+    /// The production-exception handler configured.
+    pub fn production_handler(&self) -> Arc<dyn ProductionExceptionHandler> {
         self.production_handler.clone()
     }
 

@@ -245,12 +245,12 @@ pub enum StreamThreadExceptionResponse {
 }
 
 /// Decides what a stream thread's death means; see
-/// [`KafkaStreams::set_uncaught_exception_handler`](crate::runtime::KafkaStreams::set_uncaught_exception_handler).
+/// `KafkaStreams::set_uncaught_exception_handler` in the `streams-kafka` crate.
 pub type UncaughtExceptionHandler =
     dyn Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + Sync;
 
 /// A panic's payload as text.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(text) = payload.downcast_ref::<&str>() {
         (*text).to_owned()
     } else if let Some(text) = payload.downcast_ref::<String>() {

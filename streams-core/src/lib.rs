@@ -66,14 +66,13 @@
 
 pub mod config;
 pub mod dsl;
+pub mod engine;
 pub mod error;
 pub mod handlers;
 pub mod processor;
 pub mod record;
-pub mod runtime;
 pub mod serde;
 pub mod state;
-mod task;
 pub mod testing;
 pub mod topology;
 
@@ -81,8 +80,8 @@ pub use config::StreamsConfig;
 pub use dsl::StreamsBuilder;
 pub use error::{Result, StreamsError};
 pub use record::{Headers, RawRecord, Record, RecordMetadata};
+pub use record::{ProducerRecord, RecordCollector};
 pub use state_stores::{ChangelogSink, Write};
-pub use task::{ProducerRecord, RecordCollector};
 pub use topology::{Topology, TopologyDescription};
 
 /// A task's id: its sub-topology and partition, shown as `<sub>_<partition>`

@@ -145,15 +145,21 @@ pub struct RawRecord {
 /// path copies key and value bytes only when a deserializer builds values
 /// from them. An owned [`RawRecord`] is made only for a record that fails
 /// (for the deserialization handler).
-pub(crate) struct RawView<'a> {
-    pub(crate) topic: &'a str,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    pub(crate) timestamp: i64,
-    pub(crate) key: Option<&'a [u8]>,
-    pub(crate) value: Option<&'a [u8]>,
+pub struct RawView<'a> {
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Timestamp in ms.
+    pub timestamp: i64,
+    /// Key bytes or null.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes or null.
+    pub value: Option<&'a [u8]>,
     /// Moved into the record handed to the topology.
-    pub(crate) headers: Headers,
+    pub headers: Headers,
 }
 
 impl RawView<'_> {
@@ -184,4 +190,41 @@ impl RawRecord {
             headers: self.headers.clone(),
         }
     }
+}
+
+/// A table update: the key's new value and the value it replaces. `None`
+/// as `new` is a delete; `None` as `old` means the key had no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change<V> {
+    /// The value after the update.
+    pub new: Option<V>,
+    /// The value before the update.
+    pub old: Option<V>,
+}
+
+/// A record on its way to a topic.
+pub struct ProducerRecord<'a> {
+    /// Target topic.
+    pub topic: &'a str,
+    /// Target partition; `None` lets the collector choose.
+    pub partition: Option<i32>,
+    /// Key bytes or null.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes or null.
+    pub value: Option<&'a [u8]>,
+    /// Timestamp in ms.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: &'a Headers,
+    /// A sink's own partitioner, given the topic's partition count.
+    pub partitioner: Option<&'a dyn Fn(i32) -> Option<i32>>,
+}
+
+/// Where tasks send what they produce: sink output, changelog records and
+/// dead letters. The runtime's collector writes to Kafka; the test
+/// driver's keeps them in memory.
+pub trait RecordCollector: Send + Sync {
+    /// Sends one record. Errors are for records that cannot be accepted at
+    /// all; delivery failures surface when the collector is flushed.
+    fn send(&self, record: ProducerRecord<'_>) -> crate::Result<()>;
 }

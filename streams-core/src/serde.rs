@@ -107,10 +107,10 @@ impl<V> ChangeSerde<V> {
     }
 }
 
-impl<V: 'static> Serde<crate::dsl::Change<V>> for ChangeSerde<V> {
+impl<V: 'static> Serde<crate::record::Change<V>> for ChangeSerde<V> {
     fn serialize_into(
         &self,
-        change: &crate::dsl::Change<V>,
+        change: &crate::record::Change<V>,
         out: &mut Vec<u8>,
     ) -> Result<(), SerdeError> {
         let flags = u8::from(change.new.is_some()) | (u8::from(change.old.is_some()) << 1);
@@ -134,7 +134,7 @@ impl<V: 'static> Serde<crate::dsl::Change<V>> for ChangeSerde<V> {
         Ok(())
     }
 
-    fn deserialize(&self, bytes: &[u8]) -> Result<crate::dsl::Change<V>, SerdeError> {
+    fn deserialize(&self, bytes: &[u8]) -> Result<crate::record::Change<V>, SerdeError> {
         let (&flags, rest) = bytes
             .split_first()
             .ok_or_else(|| SerdeError::new("empty change record"))?;
@@ -154,7 +154,7 @@ impl<V: 'static> Serde<crate::dsl::Change<V>> for ChangeSerde<V> {
             (false, true) => (None, Some(rest)),
             (false, false) => (None, None),
         };
-        Ok(crate::dsl::Change {
+        Ok(crate::record::Change {
             new: new_bytes.map(|b| self.inner.deserialize(b)).transpose()?,
             old: old_bytes.map(|b| self.inner.deserialize(b)).transpose()?,
         })
@@ -164,7 +164,7 @@ impl<V: 'static> Serde<crate::dsl::Change<V>> for ChangeSerde<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsl::Change;
+    use crate::record::Change;
 
     #[test]
     fn change_serde_round_trips_every_shape() {

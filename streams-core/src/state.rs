@@ -238,9 +238,11 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
 }
 
 /// A shared, lockable store instance.
-pub(crate) type StoreCell = Arc<Mutex<StoreInstance>>;
+/// A store shared by its task and its queries.
+pub type StoreCell = Arc<Mutex<StoreInstance>>;
 
-pub(crate) fn lock(cell: &StoreCell) -> MutexGuard<'_, StoreInstance> {
+/// Locks a store.
+pub fn lock(cell: &StoreCell) -> MutexGuard<'_, StoreInstance> {
     // A panic while a store was locked leaves it usable: stores keep no
     // invariants across calls that a panic could break half-way.
     cell.lock().unwrap_or_else(PoisonError::into_inner)
@@ -250,7 +252,8 @@ pub(crate) fn lock(cell: &StoreCell) -> MutexGuard<'_, StoreInstance> {
 #[derive(Clone)]
 pub struct StoreHandle {
     pub(crate) name: Arc<str>,
-    pub(crate) cell: StoreCell,
+    /// The store.
+    pub cell: StoreCell,
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -484,5 +487,28 @@ mod tests {
             "the wrong type is an error, as with `with`"
         );
         assert_eq!(handle.with(name).unwrap(), "numbers");
+    }
+}
+
+/// A store of a task, as the task and its queries see it.
+#[derive(Clone)]
+pub struct TaskStore {
+    /// The store itself.
+    pub handle: StoreHandle,
+    /// A key-value store's serdes (type-erased); `None` for custom stores.
+    pub serdes: Option<Arc<dyn Any + Send + Sync>>,
+    /// The changelog topic, when the store is logged.
+    pub changelog: Option<String>,
+    /// Whether the store keeps its data on disk.
+    pub persistent: bool,
+}
+
+impl TaskStore {
+    /// The store as a typed key-value store named `name`.
+    pub fn key_value<K: 'static, V: 'static>(&self) -> Result<KeyValueStoreHandle<K, V>> {
+        let Some(serdes) = &self.serdes else {
+            return Err(self.handle.access_error("is not a key-value store".into()));
+        };
+        KeyValueStoreHandle::new(self.handle.clone(), &**serdes)
     }
 }

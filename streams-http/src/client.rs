@@ -17,7 +17,7 @@ use hyper::body::{Body, Bytes};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use streams_core::runtime::{HostInfo, validate_endpoint};
+use streams_kafka::{HostInfo, validate_endpoint};
 
 use crate::{FORWARDED_HEADER, HttpLimits};
 

@@ -27,7 +27,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use streams_core::runtime::KafkaStreams;
+//! use streams_kafka::KafkaStreams;
 //! use streams_core::serde::StringSerde;
 //! use streams_http::QueryServer;
 //! # fn app(streams: Arc<KafkaStreams>) -> std::io::Result<()> {
@@ -60,9 +60,9 @@ use hyper::body::Body as _;
 use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde_json::{Value, json};
-use streams_core::runtime::{HostInfo, KafkaStreams, State as StreamsState, StreamsMetadata};
 use streams_core::state::StoreError;
 use streams_core::{Result as StreamsResult, StreamsError};
+use streams_kafka::{HostInfo, KafkaStreams, State as StreamsState, StreamsMetadata};
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 

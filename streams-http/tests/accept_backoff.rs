@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::unstarted;
-use streams_core::runtime::HostInfo;
 use streams_http::get;
+use streams_kafka::HostInfo;
 
 /// The soft and hard limits on open files of this process.
 fn open_files_limit() -> (String, String) {

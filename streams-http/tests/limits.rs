@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::unstarted;
-use streams_core::runtime::HostInfo;
 use streams_http::{HttpLimits, QueryServer, Response, RunningServer, get};
+use streams_kafka::HostInfo;
 
 /// Tests that measure memory or load the machine run one at a time.
 static HEAVY: Mutex<()> = Mutex::new(());

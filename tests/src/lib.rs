@@ -183,9 +183,7 @@ impl Broker {
         let config = streams_core::StreamsConfig::new("test-admin")
             .set("bootstrap.servers", &self.bootstrap)
             .set("replication.factor", "1");
-        if let Err(e) =
-            streams_core::runtime::create_topics_if_missing(&config, &[(name, partitions)])
-        {
+        if let Err(e) = streams_kafka::create_topics_if_missing(&config, &[(name, partitions)]) {
             panic!("creating topic {name}: {e}");
         }
     }

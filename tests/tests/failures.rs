@@ -17,10 +17,10 @@ use streams_core::dsl::{Consumed, Produced};
 use streams_core::handlers::{
     ContinueOnProductionError, DeadLetterQueue, StreamThreadExceptionResponse, dead_letter,
 };
-use streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_core::serde::StringSerde;
 use streams_core::{StreamsBuilder, StreamsConfig, Topology};
 use streams_http::QueryServer;
+use streams_kafka::{HostInfo, KafkaStreams, State};
 use tests::{Broker, apps, shared_broker, unique};
 
 const WAIT: Duration = Duration::from_secs(60);

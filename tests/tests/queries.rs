@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use streams_core::runtime::{HostInfo, KafkaStreams, State};
 use streams_core::serde::StringSerde;
 use streams_http::{QueryServer, RunningServer, get};
+use streams_kafka::{HostInfo, KafkaStreams, State};
 use tests::{apps, shared_broker, unique};
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
-use streams_core::runtime::partitioner::partition_for_key;
-use streams_core::runtime::{KafkaStreams, State, StateRestoreListener};
+use streams_kafka::partitioner::partition_for_key;
+use streams_kafka::{KafkaStreams, State, StateRestoreListener};
 use tests::{Broker, apps, shared_broker, unique};
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use streams_core::runtime::{KafkaStreams, State};
+use streams_kafka::{KafkaStreams, State};
 use tests::{Broker, apps};
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -19,8 +19,8 @@ use model_server::serving::{ServingOptions, StoreVariant, topology_with};
 use model_server::stage::{self, SharedStage, StageOptions, Stages};
 use streams_core::StreamsConfig;
 use streams_core::handlers::DeadLetterQueue;
-use streams_core::runtime::{KafkaStreams, State};
 use streams_http::AppServer;
+use streams_kafka::{KafkaStreams, State};
 use tokio::sync::Notify;
 
 /// Serves machine-learning models over Kafka: scores every record of

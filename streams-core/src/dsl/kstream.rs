@@ -9,7 +9,7 @@ use super::{Data, FnProcessor, KGroupedStream, Serdes, Shared};
 use crate::processor::{ProcessorContext, ProcessorSupplier};
 use crate::record::Record;
 use crate::serde::SerdeRef;
-use crate::task::SinkTopic;
+use crate::topology::SinkTopic;
 use crate::topology::{TopicName, TopicNameExtractor};
 
 /// A stream of records, each independent of the others (Kafka Streams'

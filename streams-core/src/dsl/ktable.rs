@@ -6,11 +6,11 @@ use super::kstream::KStream;
 use super::options::{Consumed, Grouped, Materialized};
 use super::{Change, Data, FnProcessor, KGroupedTable, Serdes, Shared};
 use crate::error::Result;
+use crate::processor::StoreLookup;
 use crate::processor::{ProcessResult, ProcessorContext};
 use crate::record::Record;
 use crate::serde::{Nullable, SerdeRef};
 use crate::state::StoreBuilder;
-use crate::task::StoreLookup;
 use crate::topology::TopicName;
 
 /// Looks up a table's current value for a key, inside a task.

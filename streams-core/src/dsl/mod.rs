@@ -38,15 +38,7 @@ pub trait Data: Clone + Send + 'static {}
 
 impl<T: Clone + Send + 'static> Data for T {}
 
-/// A table update: the key's new value and the value it replaces. `None`
-/// as `new` is a delete; `None` as `old` means the key had no value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change<V> {
-    /// The value after the update.
-    pub new: Option<V>,
-    /// The value before the update.
-    pub old: Option<V>,
-}
+pub use crate::record::Change;
 
 pub(crate) struct BuilderState {
     pub(crate) topology: Topology,

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::TaskId;
 use crate::error::{BoxError, Result, StreamsError};
-use crate::record::{Record, RecordMetadata};
-use crate::state::{KeyValueStoreHandle, StoreHandle};
-use crate::task::TaskCore;
+use crate::record::{ProducerRecord, Record, RecordMetadata};
+use crate::state::{KeyValueStoreHandle, StoreHandle, TaskStore};
 
 /// What [`Processor`] callbacks return: user code may fail with any error.
 pub type ProcessResult = std::result::Result<(), BoxError>;
@@ -110,13 +110,13 @@ impl Cancellable {
 ///
 /// `KOut` and `VOut` are the types this processor forwards.
 pub struct ProcessorContext<'a, KOut, VOut> {
-    pub(crate) task: &'a mut TaskCore,
+    pub(crate) task: &'a mut dyn TaskContext,
     pub(crate) node: usize,
     _types: PhantomData<fn(KOut, VOut)>,
 }
 
 impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
-    pub(crate) fn new(task: &'a mut TaskCore, node: usize) -> Self {
+    pub(crate) fn new(task: &'a mut dyn TaskContext, node: usize) -> Self {
         ProcessorContext {
             task,
             node,
@@ -165,12 +165,12 @@ impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
         &self,
         name: &str,
     ) -> Result<KeyValueStoreHandle<K, V>> {
-        self.task.key_value_store(self.node, name)
+        self.lookup().key_value_store(name)
     }
 
-    pub(crate) fn lookup(&self) -> crate::task::StoreLookup<'_> {
-        crate::task::StoreLookup {
-            task: self.task,
+    pub(crate) fn lookup(&self) -> StoreLookup<'_> {
+        StoreLookup {
+            task: &*self.task,
             node: self.node,
         }
     }
@@ -178,7 +178,7 @@ impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
     /// A store of any kind connected to this processor, such as a custom
     /// store: use [`StoreHandle::with`] to reach it as its own type.
     pub fn state_store(&self, name: &str) -> Result<StoreHandle> {
-        self.task.store_handle(self.node, name)
+        Ok(self.task.find_store(self.node, name)?.handle.clone())
     }
 }
 
@@ -186,12 +186,33 @@ impl<KOut: Clone + Send + 'static, VOut: Clone + Send + 'static> ProcessorContex
     /// Sends a record to every child, depth first, as Kafka Streams does:
     /// the children (and theirs) have processed it when this returns.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
-        self.task.forward(self.node, record)
+        // Clones for all but the last child.
+        let count = self.task.children(self.node).len();
+        if count == 0 {
+            return Ok(());
+        }
+        for i in 0..count - 1 {
+            let child = self.task.children(self.node)[i];
+            self.task.process_at(child, &mut Some(record.clone()))?;
+        }
+        let last = self.task.children(self.node)[count - 1];
+        self.task.process_at(last, &mut Some(record))
     }
 
     /// Sends a record to the named child only.
     pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> Result<()> {
-        self.task.forward_to(self.node, child, record)
+        let task = &*self.task;
+        let Some(&index) = task
+            .children(self.node)
+            .iter()
+            .find(|&&c| task.node_name(c) == child)
+        else {
+            return Err(StreamsError::Topology(format!(
+                "`{child}` is not a child of `{}`",
+                task.node_name(self.node)
+            )));
+        };
+        self.task.process_at(index, &mut Some(record))
     }
 
     /// Calls `callback` every `interval` of stream or wall-clock time, with
@@ -219,9 +240,60 @@ impl<KOut: Clone + Send + 'static, VOut: Clone + Send + 'static> ProcessorContex
     }
 }
 
+/// What a [`ProcessorContext`] asks of the task running it. The task
+/// engine implements it, so the Processor API (and the topology and DSL
+/// above it) never name the engine. Nodes are a task's node indices.
+pub(crate) trait TaskContext {
+    fn application_id(&self) -> &str;
+    fn task_id(&self) -> TaskId;
+    fn node_name(&self, node: usize) -> &str;
+    fn record_metadata(&self) -> Option<&RecordMetadata>;
+    fn stream_time(&self) -> i64;
+    fn wall_clock(&self) -> i64;
+    fn request_commit(&mut self);
+    /// A store `node` may use: connected to it, or global.
+    fn find_store(&self, node: usize, name: &str) -> Result<&TaskStore>;
+    fn children(&self, node: usize) -> &[usize];
+    /// Runs `node` on `record` (an `Option<Record<K, V>>`).
+    fn process_at(&mut self, node: usize, record: &mut dyn Any) -> Result<()>;
+    fn schedule(
+        &mut self,
+        node: usize,
+        interval: i64,
+        kind: PunctuationType,
+        callback: Box<dyn ErasedPunctuator>,
+    ) -> Cancellable;
+    /// A source read a record with this timestamp: stream time may advance.
+    fn observe_timestamp(&mut self, timestamp: i64);
+    /// A source dropped a record with a negative timestamp.
+    fn count_invalid_timestamp(&mut self);
+    /// Sends a sink's record through the task's collector.
+    fn send(&mut self, record: ProducerRecord<'_>) -> Result<()>;
+}
+
+/// Store access for value getters, built in a processor's context.
+pub(crate) struct StoreLookup<'a> {
+    task: &'a dyn TaskContext,
+    node: usize,
+}
+
+impl StoreLookup<'_> {
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStoreHandle<K, V>> {
+        self.task.find_store(self.node, name)?.key_value()
+    }
+}
+
 /// A punctuation callback with its types erased.
 pub(crate) trait ErasedPunctuator: Send {
-    fn punctuate(&mut self, timestamp: i64, task: &mut TaskCore, node: usize) -> ProcessResult;
+    fn punctuate(
+        &mut self,
+        timestamp: i64,
+        task: &mut dyn TaskContext,
+        node: usize,
+    ) -> ProcessResult;
 }
 
 struct TypedPunctuator<F, KOut, VOut> {
@@ -233,7 +305,12 @@ impl<F, KOut, VOut> ErasedPunctuator for TypedPunctuator<F, KOut, VOut>
 where
     F: FnMut(i64, &mut ProcessorContext<'_, KOut, VOut>) -> ProcessResult + Send,
 {
-    fn punctuate(&mut self, timestamp: i64, task: &mut TaskCore, node: usize) -> ProcessResult {
+    fn punctuate(
+        &mut self,
+        timestamp: i64,
+        task: &mut dyn TaskContext,
+        node: usize,
+    ) -> ProcessResult {
         (self.callback)(timestamp, &mut ProcessorContext::new(task, node))
     }
 }
@@ -242,14 +319,19 @@ where
 /// between nodes as `&mut Option<Record<K, V>>` behind `dyn Any`, so a hop
 /// costs a type check and no allocation.
 pub(crate) trait ErasedProcessor: Send {
-    fn init(&mut self, task: &mut TaskCore, node: usize) -> Result<()>;
-    fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()>;
+    fn init(&mut self, task: &mut dyn TaskContext, node: usize) -> Result<()>;
+    fn process(
+        &mut self,
+        record: &mut dyn Any,
+        task: &mut dyn TaskContext,
+        node: usize,
+    ) -> Result<()>;
     fn close(&mut self) -> Result<()>;
 }
 
 /// Turns a processor's own error into a framework error naming the node,
 /// unless it already is one (an error forwarded up from a child).
-pub(crate) fn node_error(task: &TaskCore, node: usize, error: BoxError) -> StreamsError {
+pub(crate) fn node_error(task: &dyn TaskContext, node: usize, error: BoxError) -> StreamsError {
     match error.downcast::<StreamsError>() {
         Ok(error) => *error,
         Err(error) => StreamsError::processing(task.node_name(node), error),
@@ -267,12 +349,17 @@ where
     KIn: 'static,
     VIn: 'static,
 {
-    fn init(&mut self, task: &mut TaskCore, node: usize) -> Result<()> {
+    fn init(&mut self, task: &mut dyn TaskContext, node: usize) -> Result<()> {
         let result = self.processor.init(&mut ProcessorContext::new(task, node));
         result.map_err(|e| node_error(task, node, e))
     }
 
-    fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()> {
+    fn process(
+        &mut self,
+        record: &mut dyn Any,
+        task: &mut dyn TaskContext,
+        node: usize,
+    ) -> Result<()> {
         let Some(record) = record
             .downcast_mut::<Option<Record<KIn, VIn>>>()
             .and_then(Option::take)

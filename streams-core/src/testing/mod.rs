@@ -38,11 +38,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustc_hash::FxHashMap;
 
 use crate::config::StreamsConfig;
+use crate::engine::{GlobalStores, TaskCore, TaskSetup};
 use crate::error::{Result, StreamsError};
 use crate::record::{Headers, RawRecord, Record};
+use crate::record::{ProducerRecord, RecordCollector};
 use crate::serde::{Serde, SerdeRef};
 use crate::state::{KeyValueStoreHandle, StoreHandle};
-use crate::task::{GlobalStores, ProducerRecord, RecordCollector, TaskCore, TaskSetup};
 use crate::{TaskId, Topology};
 
 /// Keeps what tasks produce until the driver picks it up.
@@ -188,7 +189,7 @@ impl DriverState {
         self.run(queue)
     }
 
-    fn find_store(&self, name: &str) -> Option<&crate::task::TaskStore> {
+    fn find_store(&self, name: &str) -> Option<&crate::state::TaskStore> {
         self.tasks
             .iter()
             .chain(&self.global)

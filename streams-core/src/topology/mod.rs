@@ -9,6 +9,7 @@
 //! read twice) are reported when the node is added.
 
 mod describe;
+mod nodes;
 
 use std::any::TypeId;
 use std::collections::BTreeSet;
@@ -18,13 +19,14 @@ use std::sync::Arc;
 pub use describe::{
     GlobalStoreDescription, NodeDescription, SubtopologyDescription, TopologyDescription,
 };
+pub use nodes::SinkTopic;
+pub(crate) use nodes::{ErasedSource, SinkNode, SourceError, SourceNode};
 
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, ProcessorAdapter, ProcessorSupplier};
 use crate::record::Record;
 use crate::serde::{Serde, SerdeRef};
 use crate::state::StoreBuilder;
-use crate::task::{ErasedSource, SinkNode, SinkTopic, SourceNode};
 
 /// Picks a record's timestamp: given the record (with the timestamp it was
 /// written with) and the partition's stream time so far. A negative result
@@ -118,11 +120,15 @@ pub(crate) struct StoreDef {
 /// A sub-topology: nodes connected through parent links or shared stores.
 /// Each runs as one task per input partition.
 #[derive(Debug, Clone)]
-pub(crate) struct Subtopology {
-    pub(crate) id: u32,
-    pub(crate) nodes: Vec<usize>,
-    pub(crate) source_topics: Vec<TopicName>,
-    pub(crate) stores: Vec<String>,
+pub struct Subtopology {
+    /// Its number, in order of its first node.
+    pub id: u32,
+    /// Its nodes, as indices into the topology.
+    pub nodes: Vec<usize>,
+    /// The topics its sources read.
+    pub source_topics: Vec<TopicName>,
+    /// The stores its nodes use.
+    pub stores: Vec<String>,
 }
 
 /// A processing graph: sources, processors, sinks and state stores.
@@ -686,7 +692,7 @@ impl Topology {
 
     /// Groups the non-global nodes into sub-topologies: connected through
     /// parent links or a shared store. Numbered in order of their first node.
-    pub(crate) fn subtopologies(&self) -> Vec<Subtopology> {
+    pub fn subtopologies(&self) -> Vec<Subtopology> {
         let n = self.nodes.len();
         let mut parent: Vec<usize> = (0..n).collect();
         fn find(parent: &mut [usize], mut x: usize) -> usize {
@@ -749,10 +755,35 @@ impl Topology {
     }
 
     /// Nodes of global stores' update paths, with the store and topic.
-    pub(crate) fn global_nodes(&self) -> Vec<usize> {
+    pub fn global_nodes(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].global)
             .collect()
+    }
+
+    /// The stores node `node` uses.
+    pub fn node_stores(&self, node: usize) -> &[String] {
+        &self.nodes[node].stores
+    }
+
+    /// The topic node `node` writes to, when it is a sink to one topic
+    /// (unprefixed for an internal topic).
+    pub fn sink_topic(&self, node: usize) -> Option<&str> {
+        match &self.nodes[node].kind {
+            NodeKind::Sink { topic, .. } => Some(topic),
+            _ => None,
+        }
+    }
+
+    /// Internal repartition topics (unprefixed), with a partition count
+    /// where one was asked for.
+    pub fn repartition_topics(&self) -> &[(String, Option<i32>)] {
+        &self.repartition_topics
+    }
+
+    /// The builder of store `name`.
+    pub fn store_builder(&self, name: &str) -> Option<&dyn StoreBuilder> {
+        self.store_def(name).map(|def| &*def.builder)
     }
 
     /// Every topic the topology reads, resolved for `application_id`.

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use streams_core::runtime::KafkaStreams;
 use streams_core::serde::StringSerde;
 use streams_http::QueryServer;
+use streams_kafka::KafkaStreams;
 
 /// A query server over a streams client (application `app`) that is never
 /// started, with the key-value store `counts` (`/health` answers 503,

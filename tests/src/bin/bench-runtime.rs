@@ -104,12 +104,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
-use streams_core::runtime::{
-    HostInfo, KafkaStreams, State, create_topics_if_missing, drain_producer,
-};
 use streams_core::serde::{BytesSerde, I64Serde, Nullable, StringSerde};
 use streams_core::{StreamsBuilder, StreamsConfig};
 use streams_http::{QueryServer, RunningServer, percent_encode};
+use streams_kafka::{HostInfo, KafkaStreams, State, create_topics_if_missing, drain_producer};
 
 use model_server::http::ServingMetrics;
 use model_server::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, StoreVariant};

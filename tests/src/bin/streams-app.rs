@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use streams_core::StreamsError;
-use streams_core::runtime::KafkaStreams;
+use streams_kafka::KafkaStreams;
 
 /// Log lines on stderr, prefixed with the process id, so a test's output
 /// shows what each instance did.

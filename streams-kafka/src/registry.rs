@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::Shared;
 use super::clients::{client_config, kafka_error};
 use super::query::{HostInfo, StreamsMetadata};
-use crate::config::{ClientKind, StreamsConfig};
-use crate::error::{Result, StreamsError};
+use streams_core::config::{ClientKind, StreamsConfig};
+use streams_core::error::{Result, StreamsError};
 
 /// The registry topic of an application.
 pub(crate) fn registry_topic(application_id: &str) -> String {

@@ -16,8 +16,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_error, position};
 use super::state_dir::write_atomically;
-use crate::error::{Result, StreamsError};
-use crate::task::TaskCore;
+use streams_core::engine::TaskCore;
+use streams_core::error::{Result, StreamsError};
 
 /// Changelog offsets per (topic, partition).
 pub(crate) type Offsets = HashMap<(String, i32), i64>;

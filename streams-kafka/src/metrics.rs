@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::StateRestoreListener;
-use crate::TaskId;
+use streams_core::TaskId;
 
 /// Counters of one stream thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -4,16 +4,16 @@
 //!
 //! ```sh
 //! scripts/dev-broker.sh start            # a local broker on 127.0.0.1:9092
-//! cargo run -p streams-core --example word_count_kafka -- 127.0.0.1:9092
+//! cargo run -p streams-kafka --example word_count_kafka -- 127.0.0.1:9092
 //! ```
 
 use std::sync::mpsc;
 use std::time::Duration;
 
 use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
-use streams_core::runtime::{KafkaStreams, create_topics_if_missing};
 use streams_core::serde::{I64Serde, Nullable, StringSerde, UnitSerde};
 use streams_core::{StreamsBuilder, StreamsConfig};
+use streams_kafka::{KafkaStreams, create_topics_if_missing};
 
 fn main() -> streams_core::Result<()> {
     let bootstrap = std::env::args()

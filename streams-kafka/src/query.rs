@@ -9,10 +9,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use super::partitioner::partition_for_key;
 use super::{Shared, State};
-use crate::TaskId;
-use crate::error::{Result, StreamsError};
-use crate::state::KeyValueStoreHandle;
-use crate::task::TaskStore;
+use streams_core::TaskId;
+use streams_core::error::{Result, StreamsError};
+use streams_core::state::KeyValueStoreHandle;
+use streams_core::state::TaskStore;
 
 /// An instance's endpoint, from its `application.server` (Kafka Streams'
 /// `HostInfo`).
@@ -74,7 +74,7 @@ pub(crate) struct LocalStores {
 }
 
 impl LocalStores {
-    pub(crate) fn register(&self, task: TaskId, stores: &crate::task::StoreMap) {
+    pub(crate) fn register(&self, task: TaskId, stores: &streams_core::engine::StoreMap) {
         let mut all = self.stores.write().unwrap_or_else(PoisonError::into_inner);
         for (name, store) in stores {
             all.entry(name.clone())
@@ -211,14 +211,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
     }
 
     fn typed(&self, store: &TaskStore) -> Result<KeyValueStoreHandle<K, V>> {
-        let serdes = store
-            .serdes
-            .as_ref()
-            .ok_or_else(|| StreamsError::StoreAccess {
-                name: self.name.clone(),
-                message: "is not a key-value store".into(),
-            })?;
-        KeyValueStoreHandle::new(store.handle.clone(), &**serdes)
+        store.key_value()
     }
 
     /// The value of `key` in whichever local task holds it.

@@ -16,8 +16,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::config::{ClientKind, StreamsConfig};
-use crate::error::{Result, StreamsError};
+use streams_core::config::{ClientKind, StreamsConfig};
+use streams_core::error::{Result, StreamsError};
 
 /// How long a metadata or admin request may take before it is an error.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

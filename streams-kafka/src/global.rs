@@ -20,16 +20,17 @@ use super::clients::{
 };
 use super::restore::{Offsets, read_checkpoint, write_checkpoint};
 use super::{Shared, now_ms, raw_record};
-use crate::config::{ClientKind, StreamsConfig};
-use crate::error::{Result, StreamsError};
-use crate::handlers::{
+use streams_core::config::{ClientKind, StreamsConfig};
+use streams_core::engine::{GlobalStores, TaskCore, TaskSetup};
+use streams_core::error::{Result, StreamsError};
+use streams_core::handlers::{
     DeserializationExceptionHandler, ErrorHandlerContext, HandlerResponse,
     ProcessingExceptionHandler, panic_message,
 };
-use crate::record::RawRecord;
-use crate::serde::SerdeError;
-use crate::task::{GlobalStores, ProducerRecord, RecordCollector, TaskCore, TaskSetup};
-use crate::{TaskId, Topology};
+use streams_core::record::RawRecord;
+use streams_core::record::{ProducerRecord, RecordCollector};
+use streams_core::serde::SerdeError;
+use streams_core::{TaskId, Topology};
 
 /// Global processors only fill stores; anything they produce is a mistake.
 struct NoOutput;
@@ -82,11 +83,11 @@ impl ProcessingExceptionHandler for NoDeadLetters<dyn ProcessingExceptionHandler
 fn all_persistent(topology: &Topology, nodes: &[usize]) -> bool {
     nodes
         .iter()
-        .flat_map(|&node| topology.nodes[node].stores.iter())
+        .flat_map(|&node| topology.node_stores(node))
         .all(|store| {
             topology
-                .store_def(store)
-                .is_some_and(|def| def.builder.persistent())
+                .store_builder(store)
+                .is_some_and(|builder| builder.persistent())
         })
 }
 

@@ -16,9 +16,9 @@ use rustc_hash::FxHashMap;
 
 use super::clients::{REQUEST_TIMEOUT, drain_producer, kafka_error};
 use super::partitioner::{partition_for_key, partition_for_unkeyed};
-use crate::error::{Result, StreamsError};
-use crate::handlers::{ProductionExceptionHandler, ProductionHandlerResponse};
-use crate::task::{ProducerRecord, RecordCollector};
+use streams_core::error::{Result, StreamsError};
+use streams_core::handlers::{ProductionExceptionHandler, ProductionHandlerResponse};
+use streams_core::record::{ProducerRecord, RecordCollector};
 
 /// What the producer reported back: the next offset after the last
 /// delivered record per partition, for records sent to a partition chosen

@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, StreamsError};
+use streams_core::error::{Result, StreamsError};
 
 /// The lock file in an application's state directory.
 pub(crate) const LOCK_FILE: &str = ".lock";

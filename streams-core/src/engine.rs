@@ -1,9 +1,12 @@
-//! The task: one sub-topology's processors and stores for one partition.
+//! The task engine: one sub-topology's processors and stores for one
+//! partition, built from a [`Topology`].
 //!
-//! [`TaskCore`] is synchronous and knows nothing of Kafka. The test driver
-//! and the Kafka runtime both drive it: hand it a [`RawRecord`], it
+//! [`TaskCore`] is synchronous and knows nothing of Kafka. The
+//! [`TopologyTestDriver`](crate::testing::TopologyTestDriver) and a runtime
+//! (the `streams-kafka` crate) both drive it: hand it a [`RawView`], it
 //! deserializes, runs the processors depth first, and sends output through
-//! a [`RecordCollector`].
+//! a [`RecordCollector`]. Applications do not call it; runtimes do, as
+//! Kafka Streams' `processor.internals` serve its `KafkaStreams`.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -19,44 +22,17 @@ use crate::handlers::{
     DeserializationExceptionHandler, ErrorHandlerContext, HandlerResponse,
     ProcessingExceptionHandler, dead_letter_headers, panic_message,
 };
-use crate::processor::{Cancellable, ErasedProcessor, ErasedPunctuator, PunctuationType};
-use crate::record::{Headers, RawRecord, RawView, Record, RecordMetadata};
-use crate::serde::{SerdeError, SerdeRef};
-use crate::state::{KeyValueStoreHandle, StoreContext, StoreHandle, lock};
-use crate::topology::{
-    NodeKind, StreamPartitioner, TimestampExtractor, TopicName, TopicNameExtractor, Topology,
+use crate::processor::{
+    Cancellable, ErasedProcessor, ErasedPunctuator, PunctuationType, TaskContext,
 };
+use crate::record::{Headers, ProducerRecord, RawRecord, RawView, RecordCollector, RecordMetadata};
+use crate::serde::SerdeError;
+use crate::state::{StoreContext, StoreHandle, TaskStore, lock};
+use crate::topology::{ErasedSource, NodeKind, SourceError, Topology};
 use crate::{ChangelogSink, TaskId};
 
 /// "No stream time yet", as Kafka Streams' `UNKNOWN`.
-pub(crate) const UNKNOWN_TIME: i64 = -1;
-
-/// A record on its way to a topic.
-pub struct ProducerRecord<'a> {
-    /// Target topic.
-    pub topic: &'a str,
-    /// Target partition; `None` lets the collector choose.
-    pub partition: Option<i32>,
-    /// Key bytes or null.
-    pub key: Option<&'a [u8]>,
-    /// Value bytes or null.
-    pub value: Option<&'a [u8]>,
-    /// Timestamp in ms.
-    pub timestamp: i64,
-    /// Headers.
-    pub headers: &'a Headers,
-    /// A sink's own partitioner, given the topic's partition count.
-    pub partitioner: Option<&'a dyn Fn(i32) -> Option<i32>>,
-}
-
-/// Where tasks send what they produce: sink output, changelog records and
-/// dead letters. The runtime's collector writes to Kafka; the test
-/// driver's keeps them in memory.
-pub trait RecordCollector: Send + Sync {
-    /// Sends one record. Errors are for records that cannot be accepted at
-    /// all; delivery failures surface when the collector is flushed.
-    fn send(&self, record: ProducerRecord<'_>) -> Result<()>;
-}
+pub const UNKNOWN_TIME: i64 = -1;
 
 /// The changelog sink of one store in one task: writes to the changelog
 /// topic's partition of the task, with the current record's timestamp.
@@ -86,181 +62,6 @@ impl ChangelogSink for CollectorChangelog {
     }
 }
 
-/// Why a source could not hand a record on.
-pub(crate) enum SourceError {
-    Deserialization(SerdeError),
-    Downstream(StreamsError),
-}
-
-/// A source node with its types erased.
-pub(crate) trait ErasedSource: Send {
-    fn process_raw(
-        &mut self,
-        raw: &mut RawView<'_>,
-        task: &mut TaskCore,
-        node: usize,
-    ) -> std::result::Result<(), SourceError>;
-}
-
-pub(crate) struct SourceNode<K, V> {
-    pub(crate) keys: SerdeRef<K>,
-    pub(crate) values: SerdeRef<V>,
-    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
-}
-
-impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for SourceNode<K, V> {
-    fn process_raw(
-        &mut self,
-        raw: &mut RawView<'_>,
-        task: &mut TaskCore,
-        node: usize,
-    ) -> std::result::Result<(), SourceError> {
-        let key = self
-            .keys
-            .deserialize_nullable(raw.key)
-            .map_err(SourceError::Deserialization)?;
-        let value = self
-            .values
-            .deserialize_nullable(raw.value)
-            .map_err(SourceError::Deserialization)?;
-        // Past the last point where the handler may need the raw record.
-        let mut record = Record {
-            key,
-            value,
-            timestamp: raw.timestamp,
-            headers: std::mem::take(&mut raw.headers),
-        };
-        if let Some(extractor) = &self.extractor {
-            record.timestamp = extractor(&record, task.stream_time);
-        }
-        if record.timestamp < 0 {
-            log::warn!(
-                "dropping record {}[{}]@{} with invalid timestamp {}",
-                raw.topic,
-                raw.partition,
-                raw.offset,
-                record.timestamp
-            );
-            task.drops.invalid_timestamp += 1;
-            return Ok(());
-        }
-        task.observe_timestamp(record.timestamp);
-        task.forward(node, record).map_err(SourceError::Downstream)
-    }
-}
-
-/// Where a sink writes.
-pub(crate) enum SinkTopic<K, V> {
-    Fixed(TopicName),
-    Dynamic(TopicNameExtractor<K, V>),
-}
-
-impl<K, V> Clone for SinkTopic<K, V> {
-    fn clone(&self) -> Self {
-        match self {
-            SinkTopic::Fixed(t) => SinkTopic::Fixed(t.clone()),
-            SinkTopic::Dynamic(f) => SinkTopic::Dynamic(f.clone()),
-        }
-    }
-}
-
-pub(crate) struct SinkNode<K, V> {
-    topic: SinkTopic<K, V>,
-    resolved: Option<String>,
-    keys: SerdeRef<K>,
-    values: SerdeRef<V>,
-    partitioner: Option<StreamPartitioner<K, V>>,
-    key_buf: Vec<u8>,
-    value_buf: Vec<u8>,
-}
-
-impl<K, V> SinkNode<K, V> {
-    pub(crate) fn new(
-        topic: SinkTopic<K, V>,
-        keys: SerdeRef<K>,
-        values: SerdeRef<V>,
-        partitioner: Option<StreamPartitioner<K, V>>,
-    ) -> Self {
-        SinkNode {
-            topic,
-            resolved: None,
-            keys,
-            values,
-            partitioner,
-            key_buf: Vec::new(),
-            value_buf: Vec::new(),
-        }
-    }
-}
-
-impl<K: 'static, V: 'static> ErasedProcessor for SinkNode<K, V> {
-    fn init(&mut self, task: &mut TaskCore, _node: usize) -> Result<()> {
-        if let SinkTopic::Fixed(topic) = &self.topic {
-            self.resolved = Some(topic.resolve(task.application_id()));
-        }
-        Ok(())
-    }
-
-    fn process(&mut self, record: &mut dyn Any, task: &mut TaskCore, node: usize) -> Result<()> {
-        let Some(record) = record
-            .downcast_mut::<Option<Record<K, V>>>()
-            .and_then(Option::take)
-        else {
-            return Err(StreamsError::Topology(format!(
-                "sink `{}` received a record of the wrong type",
-                task.node_name(node)
-            )));
-        };
-        let dynamic;
-        let topic = match (&self.topic, &self.resolved) {
-            (_, Some(resolved)) => resolved.as_str(),
-            (SinkTopic::Dynamic(extractor), _) => {
-                dynamic = extractor(&record.key, &record.value);
-                dynamic.as_str()
-            }
-            (SinkTopic::Fixed(topic), None) => {
-                dynamic = topic.resolve(task.application_id());
-                dynamic.as_str()
-            }
-        };
-        self.key_buf.clear();
-        self.value_buf.clear();
-        let serialization = |source| StreamsError::Serialization {
-            target: topic.to_owned(),
-            source,
-        };
-        let has_key = self
-            .keys
-            .serialize_nullable_into(&record.key, &mut self.key_buf)
-            .map_err(serialization)?;
-        let has_value = self
-            .values
-            .serialize_nullable_into(&record.value, &mut self.value_buf)
-            .map_err(serialization)?;
-        let choose;
-        let partitioner: Option<&dyn Fn(i32) -> Option<i32>> = match &self.partitioner {
-            Some(partitioner) => {
-                choose = |count: i32| partitioner(topic, &record.key, &record.value, count);
-                Some(&choose)
-            }
-            None => None,
-        };
-        task.collector.send(ProducerRecord {
-            topic,
-            partition: None,
-            key: has_key.then_some(self.key_buf.as_slice()),
-            value: has_value.then_some(self.value_buf.as_slice()),
-            timestamp: record.timestamp,
-            headers: &record.headers,
-            partitioner,
-        })
-    }
-
-    fn close(&mut self) -> Result<()> {
-        Ok(())
-    }
-}
-
 struct TaskNode {
     name: Arc<str>,
     processor: Option<Box<dyn ErasedProcessor>>,
@@ -278,22 +79,11 @@ struct Schedule {
     cancelled: Arc<AtomicBool>,
 }
 
-/// A store of a task, as the task and its queries see it.
-#[derive(Clone)]
-pub(crate) struct TaskStore {
-    pub(crate) handle: StoreHandle,
-    pub(crate) serdes: Option<Arc<dyn Any + Send + Sync>>,
-    /// The changelog topic, when the store is logged.
-    pub(crate) changelog: Option<String>,
-    /// Whether the store keeps its data on disk.
-    pub(crate) persistent: bool,
-}
+/// A task's stores by name, looked up whenever a processor asks for one.
+pub type StoreMap = FxHashMap<String, TaskStore>;
 
 /// Global stores, shared by every task of an instance.
-/// A task's stores by name, looked up whenever a processor asks for one.
-pub(crate) type StoreMap = FxHashMap<String, TaskStore>;
-
-pub(crate) type GlobalStores = Arc<StoreMap>;
+pub type GlobalStores = Arc<StoreMap>;
 
 /// A processing error with the record it happened on.
 #[derive(Debug)]
@@ -322,7 +112,7 @@ impl std::error::Error for AtRecord {
 
 /// One sub-topology for one partition: its processors, its stores, stream
 /// time and punctuation schedules.
-pub(crate) struct TaskCore {
+pub struct TaskCore {
     application_id: Arc<str>,
     id: TaskId,
     nodes: Vec<TaskNode>,
@@ -330,7 +120,7 @@ pub(crate) struct TaskCore {
     sources: FxHashMap<String, usize>,
     stores: StoreMap,
     globals: GlobalStores,
-    pub(crate) collector: Arc<dyn RecordCollector>,
+    collector: Arc<dyn RecordCollector>,
     deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     processing_handler: Arc<dyn ProcessingExceptionHandler>,
     /// The current record's metadata, valid while `in_record`; the topic's
@@ -342,63 +132,68 @@ pub(crate) struct TaskCore {
     wall_clock: i64,
     schedules: Vec<Schedule>,
     commit_requested: bool,
-    pub(crate) drops: DropCounts,
+    /// Records dropped so far, by reason.
+    pub drops: DropCounts,
     processed: u64,
 }
 
 /// Why a task's records were dropped, and which were sent to a
 /// dead-letter topic, per handler.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct DropCounts {
+pub struct DropCounts {
     /// Unreadable: the deserialization handler skipped them.
-    pub(crate) unreadable: u64,
+    pub unreadable: u64,
     /// Failed in user code: the processing handler skipped them.
-    pub(crate) failed: u64,
+    pub failed: u64,
     /// With a negative timestamp.
-    pub(crate) invalid_timestamp: u64,
+    pub invalid_timestamp: u64,
     /// Unreadable ones sent to a dead-letter topic (not counted above).
-    pub(crate) dead_lettered_unreadable: u64,
+    pub dead_lettered_unreadable: u64,
     /// Failed ones sent to a dead-letter topic (not counted above).
-    pub(crate) dead_lettered_failed: u64,
+    pub dead_lettered_failed: u64,
 }
 
 impl DropCounts {
     /// Every dropped record, dead-lettered ones included.
-    pub(crate) fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         self.unreadable + self.failed + self.invalid_timestamp + self.dead_lettered()
     }
 
     /// Records sent to a dead-letter topic.
-    pub(crate) fn dead_lettered(&self) -> u64 {
+    pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered_unreadable + self.dead_lettered_failed
     }
 }
 
 /// What a task needs from its runner to start.
-pub(crate) struct TaskSetup<'a> {
-    pub(crate) application_id: &'a str,
-    pub(crate) id: TaskId,
-    pub(crate) task_dir: &'a Path,
-    pub(crate) collector: Arc<dyn RecordCollector>,
-    pub(crate) globals: GlobalStores,
-    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
-    pub(crate) processing_handler: Arc<dyn ProcessingExceptionHandler>,
-    pub(crate) wall_clock: i64,
+pub struct TaskSetup<'a> {
+    /// The application's id.
+    pub application_id: &'a str,
+    /// The task's id.
+    pub id: TaskId,
+    /// Where its persistent stores keep their files.
+    pub task_dir: &'a Path,
+    /// Where its sinks, changelogs and dead letters go.
+    pub collector: Arc<dyn RecordCollector>,
+    /// The instance's global stores.
+    pub globals: GlobalStores,
+    /// What to do with a record that cannot be read.
+    pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    /// What to do when user code fails.
+    pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// The wall clock at start, in ms.
+    pub wall_clock: i64,
 }
 
 /// The changelog topic of a store.
-pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
+pub fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
 }
 
 impl TaskCore {
     /// Instantiates the nodes of `nodes` (all of one sub-topology, or one
     /// global store's path) and the stores they use.
-    pub(crate) fn new(
-        topology: &Topology,
-        nodes: &[usize],
-        setup: TaskSetup<'_>,
-    ) -> Result<TaskCore> {
+    pub fn new(topology: &Topology, nodes: &[usize], setup: TaskSetup<'_>) -> Result<TaskCore> {
         let current_timestamp = Arc::new(AtomicI64::new(0));
         let mut local = HashMap::with_capacity(nodes.len());
         for (i, &global) in nodes.iter().enumerate() {
@@ -500,7 +295,7 @@ impl TaskCore {
     }
 
     /// Calls every processor's `init`, parents before children.
-    pub(crate) fn init(&mut self) -> Result<()> {
+    pub fn init(&mut self) -> Result<()> {
         for index in 0..self.nodes.len() {
             if let Some(mut processor) = self.nodes[index].processor.take() {
                 let result = processor.init(self, index);
@@ -511,41 +306,23 @@ impl TaskCore {
         Ok(())
     }
 
-    pub(crate) fn application_id(&self) -> &str {
-        &self.application_id
-    }
-
-    pub(crate) fn task_id(&self) -> TaskId {
-        self.id
-    }
-
-    pub(crate) fn node_name(&self, node: usize) -> &str {
-        &self.nodes[node].name
-    }
-
-    pub(crate) fn record_metadata(&self) -> Option<&RecordMetadata> {
-        self.in_record.then_some(&self.metadata)
-    }
-
-    pub(crate) fn stream_time(&self) -> i64 {
+    /// The largest timestamp seen so far, or [`UNKNOWN_TIME`].
+    pub fn stream_time(&self) -> i64 {
         self.stream_time
     }
 
-    pub(crate) fn wall_clock(&self) -> i64 {
-        self.wall_clock
-    }
-
-    pub(crate) fn request_commit(&mut self) {
-        self.commit_requested = true;
+    /// The task's id.
+    pub fn task_id(&self) -> TaskId {
+        self.id
     }
 
     /// Whether a processor asked for a commit since the last call.
-    pub(crate) fn take_commit_request(&mut self) -> bool {
+    pub fn take_commit_request(&mut self) -> bool {
         std::mem::take(&mut self.commit_requested)
     }
 
     /// Applies a batch of changelog records to `store` (restoration).
-    pub(crate) fn restore_batch(&self, store: &str, records: &[crate::Write<'_>]) -> Result<()> {
+    pub fn restore_batch(&self, store: &str, records: &[crate::Write<'_>]) -> Result<()> {
         let store = self
             .stores
             .get(store)
@@ -558,27 +335,21 @@ impl TaskCore {
     }
 
     /// Records processed so far.
-    pub(crate) fn processed(&self) -> u64 {
+    pub fn processed(&self) -> u64 {
         self.processed
     }
 
     /// The topics this task reads.
-    pub(crate) fn source_topics(&self) -> impl Iterator<Item = &str> {
+    pub fn source_topics(&self) -> impl Iterator<Item = &str> {
         self.sources.keys().map(String::as_str)
     }
 
-    pub(crate) fn stores(&self) -> &StoreMap {
+    /// The task's own stores.
+    pub fn stores(&self) -> &StoreMap {
         &self.stores
     }
 
-    fn observe_timestamp(&mut self, timestamp: i64) {
-        self.current_timestamp.store(timestamp, Ordering::Relaxed);
-        if timestamp > self.stream_time {
-            self.stream_time = timestamp;
-        }
-    }
-
-    fn find_store(&self, node: usize, name: &str) -> Result<&TaskStore> {
+    fn connected_store(&self, node: usize, name: &str) -> Result<&TaskStore> {
         if let Some(store) = self.stores.get(name) {
             if self.nodes[node].stores.iter().any(|s| s == name) {
                 return Ok(store);
@@ -599,78 +370,6 @@ impl TaskCore {
             })
     }
 
-    pub(crate) fn store_handle(&self, node: usize, name: &str) -> Result<StoreHandle> {
-        Ok(self.find_store(node, name)?.handle.clone())
-    }
-
-    pub(crate) fn key_value_store<K: 'static, V: 'static>(
-        &self,
-        node: usize,
-        name: &str,
-    ) -> Result<KeyValueStoreHandle<K, V>> {
-        let store = self.find_store(node, name)?;
-        let Some(serdes) = &store.serdes else {
-            return Err(StreamsError::StoreAccess {
-                name: name.to_owned(),
-                message: "is not a key-value store".into(),
-            });
-        };
-        KeyValueStoreHandle::new(store.handle.clone(), &**serdes)
-    }
-
-    /// Hands `record` to every child of `from`, cloning for all but the last.
-    pub(crate) fn forward<K: Clone + Send + 'static, V: Clone + Send + 'static>(
-        &mut self,
-        from: usize,
-        record: Record<K, V>,
-    ) -> Result<()> {
-        let count = self.nodes[from].children.len();
-        if count == 0 {
-            return Ok(());
-        }
-        for i in 0..count - 1 {
-            let child = self.nodes[from].children[i];
-            self.process_at(child, &mut Some(record.clone()))?;
-        }
-        let last = self.nodes[from].children[count - 1];
-        self.process_at(last, &mut Some(record))
-    }
-
-    pub(crate) fn forward_to<K: Clone + Send + 'static, V: Clone + Send + 'static>(
-        &mut self,
-        from: usize,
-        child: &str,
-        record: Record<K, V>,
-    ) -> Result<()> {
-        let Some(&index) = self.nodes[from]
-            .children
-            .iter()
-            .find(|&&c| &*self.nodes[c].name == child)
-        else {
-            return Err(StreamsError::Topology(format!(
-                "`{child}` is not a child of `{}`",
-                self.nodes[from].name
-            )));
-        };
-        self.process_at(index, &mut Some(record))
-    }
-
-    fn process_at(&mut self, node: usize, record: &mut dyn Any) -> Result<()> {
-        let Some(mut processor) = self.nodes[node].processor.take() else {
-            return Err(StreamsError::Topology(format!(
-                "node `{}` is re-entered",
-                self.nodes[node].name
-            )));
-        };
-        // A panic in user code is caught where it happens, so that the
-        // node gets its processor back and the panic becomes an error
-        // naming the node, as an error returned by the processor would.
-        let result = catch_unwind(AssertUnwindSafe(|| processor.process(record, self, node)))
-            .unwrap_or_else(|panic| Err(self.panicked(node, &*panic)));
-        self.nodes[node].processor = Some(processor);
-        result
-    }
-
     fn panicked(&self, node: usize, panic: &(dyn Any + Send)) -> StreamsError {
         StreamsError::processing(
             self.node_name(node),
@@ -680,7 +379,7 @@ impl TaskCore {
 
     /// Processes one record read from `raw.topic`, then fires due
     /// stream-time punctuations.
-    pub(crate) fn process(&mut self, mut raw: RawView<'_>) -> Result<()> {
+    pub fn process(&mut self, mut raw: RawView<'_>) -> Result<()> {
         let Some(&node) = self.sources.get(raw.topic) else {
             return Err(StreamsError::Topology(format!(
                 "task {} does not read topic `{}`",
@@ -805,33 +504,8 @@ impl TaskCore {
         })
     }
 
-    pub(crate) fn schedule(
-        &mut self,
-        node: usize,
-        interval: i64,
-        kind: PunctuationType,
-        callback: Box<dyn ErasedPunctuator>,
-    ) -> Cancellable {
-        let (handle, cancelled) = Cancellable::new();
-        // Stream time: as soon as there is data (aligned to 0), as Kafka
-        // Streams does; wall-clock time: one interval from now.
-        let next = match kind {
-            PunctuationType::StreamTime => 0,
-            PunctuationType::WallClockTime => self.wall_clock.saturating_add(interval),
-        };
-        self.schedules.push(Schedule {
-            node,
-            kind,
-            interval,
-            next,
-            callback: Some(callback),
-            cancelled,
-        });
-        handle
-    }
-
     /// Moves the wall clock to `now` and fires due wall-clock punctuations.
-    pub(crate) fn advance_wall_clock(&mut self, now: i64) -> Result<bool> {
+    pub fn advance_wall_clock(&mut self, now: i64) -> Result<bool> {
         self.wall_clock = now;
         self.punctuate(PunctuationType::WallClockTime, now)
     }
@@ -874,7 +548,7 @@ impl TaskCore {
     }
 
     /// Writes cached store data down and to the changelogs.
-    pub(crate) fn flush(&mut self) -> Result<()> {
+    pub fn flush(&mut self) -> Result<()> {
         for store in self.stores.values() {
             lock(&store.handle.cell).state_store().flush()?;
         }
@@ -884,7 +558,7 @@ impl TaskCore {
     /// Forwards every store's cached writes (and so its changelog
     /// records) without making the stores durable: a commit that writes no
     /// checkpoint.
-    pub(crate) fn flush_cache(&mut self) -> Result<()> {
+    pub fn flush_cache(&mut self) -> Result<()> {
         for store in self.stores.values() {
             lock(&store.handle.cell).state_store().flush_cache()?;
         }
@@ -893,7 +567,7 @@ impl TaskCore {
 
     /// Closes processors, then flushes and closes stores. The first error
     /// is returned; everything is closed regardless.
-    pub(crate) fn close(&mut self) -> Result<()> {
+    pub fn close(&mut self) -> Result<()> {
         let mut first = Ok(());
         for node in &mut self.nodes {
             if let Some(processor) = &mut node.processor
@@ -911,17 +585,96 @@ impl TaskCore {
     }
 }
 
-/// Store access for value getters, built in a processor's context.
-pub(crate) struct StoreLookup<'a> {
-    pub(crate) task: &'a TaskCore,
-    pub(crate) node: usize,
-}
+impl TaskContext for TaskCore {
+    fn application_id(&self) -> &str {
+        &self.application_id
+    }
 
-impl StoreLookup<'_> {
-    pub(crate) fn key_value_store<K: 'static, V: 'static>(
-        &self,
-        name: &str,
-    ) -> Result<KeyValueStoreHandle<K, V>> {
-        self.task.key_value_store(self.node, name)
+    fn task_id(&self) -> TaskId {
+        self.id
+    }
+
+    fn node_name(&self, node: usize) -> &str {
+        &self.nodes[node].name
+    }
+
+    fn record_metadata(&self) -> Option<&RecordMetadata> {
+        self.in_record.then_some(&self.metadata)
+    }
+
+    fn wall_clock(&self) -> i64 {
+        self.wall_clock
+    }
+
+    fn request_commit(&mut self) {
+        self.commit_requested = true;
+    }
+
+    fn observe_timestamp(&mut self, timestamp: i64) {
+        self.current_timestamp.store(timestamp, Ordering::Relaxed);
+        if timestamp > self.stream_time {
+            self.stream_time = timestamp;
+        }
+    }
+
+    fn process_at(&mut self, node: usize, record: &mut dyn Any) -> Result<()> {
+        let Some(mut processor) = self.nodes[node].processor.take() else {
+            return Err(StreamsError::Topology(format!(
+                "node `{}` is re-entered",
+                self.nodes[node].name
+            )));
+        };
+        // A panic in user code is caught where it happens, so that the
+        // node gets its processor back and the panic becomes an error
+        // naming the node, as an error returned by the processor would.
+        let result = catch_unwind(AssertUnwindSafe(|| processor.process(record, self, node)))
+            .unwrap_or_else(|panic| Err(self.panicked(node, &*panic)));
+        self.nodes[node].processor = Some(processor);
+        result
+    }
+
+    fn schedule(
+        &mut self,
+        node: usize,
+        interval: i64,
+        kind: PunctuationType,
+        callback: Box<dyn ErasedPunctuator>,
+    ) -> Cancellable {
+        let (handle, cancelled) = Cancellable::new();
+        // Stream time: as soon as there is data (aligned to 0), as Kafka
+        // Streams does; wall-clock time: one interval from now.
+        let next = match kind {
+            PunctuationType::StreamTime => 0,
+            PunctuationType::WallClockTime => self.wall_clock.saturating_add(interval),
+        };
+        self.schedules.push(Schedule {
+            node,
+            kind,
+            interval,
+            next,
+            callback: Some(callback),
+            cancelled,
+        });
+        handle
+    }
+
+    fn stream_time(&self) -> i64 {
+        self.stream_time
+    }
+
+    fn find_store(&self, node: usize, name: &str) -> Result<&TaskStore> {
+        self.connected_store(node, name)
+    }
+
+    fn children(&self, node: usize) -> &[usize] {
+        &self.nodes[node].children
+    }
+
+    fn count_invalid_timestamp(&mut self) {
+        self.drops.invalid_timestamp += 1;
+    }
+
+    fn send(&mut self, record: ProducerRecord<'_>) -> Result<()> {
+        self.collector.send(record)
     }
 }

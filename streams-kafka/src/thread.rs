@@ -25,12 +25,13 @@ use super::restore::{
     write_checkpoint,
 };
 use super::{Shared, State, now_ms, raw_record};
-use crate::TaskId;
-use crate::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
-use crate::error::{Result, StreamsError};
-use crate::handlers::{StreamThreadExceptionResponse, panic_message};
-use crate::task::{GlobalStores, RecordCollector, TaskCore, TaskSetup};
-use crate::topology::{Subtopology, Topology};
+use streams_core::TaskId;
+use streams_core::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
+use streams_core::engine::{GlobalStores, TaskCore, TaskSetup};
+use streams_core::error::{Result, StreamsError};
+use streams_core::handlers::{StreamThreadExceptionResponse, panic_message};
+use streams_core::record::RecordCollector;
+use streams_core::topology::{Subtopology, Topology};
 
 /// What every stream thread of an instance shares.
 pub(crate) struct ThreadPlan {

@@ -12,7 +12,7 @@
 //! use std::time::Duration;
 //! use streams_core::dsl::{Consumed, Produced};
 //! use streams_core::serde::StringSerde;
-//! use streams_core::runtime::KafkaStreams;
+//! use streams_kafka::KafkaStreams;
 //! use streams_core::{StreamsBuilder, StreamsConfig};
 //!
 //! let builder = StreamsBuilder::new();
@@ -53,15 +53,16 @@ pub use registry::validate_endpoint;
 pub use restore::{NoopRestoreListener, StateRestoreListener};
 pub use state_dir::PROCESS_METADATA_FILE;
 
-use crate::config::StreamsConfig;
-use crate::error::{Result, StreamsError};
-use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
-use crate::task::{GlobalStores, TaskStore};
-use crate::topology::{NodeKind, TopicName, Topology};
 use clients::{InternalTopic, ensure_topics, partition_counts};
 use query::{LocalStores, QueryPlan, StoreSources};
 use registry::{LocalAssignment, Registry};
 use state_dir::StateDirLock;
+use streams_core::config::StreamsConfig;
+use streams_core::engine::GlobalStores;
+use streams_core::error::{Result, StreamsError};
+use streams_core::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
+use streams_core::state::TaskStore;
+use streams_core::topology::{TopicName, Topology};
 use thread::ThreadPlan;
 
 /// Wall-clock time in milliseconds since the epoch.
@@ -295,7 +296,7 @@ impl KafkaStreams {
     /// ```no_run
     /// use streams_core::StreamsConfig;
     /// use streams_core::handlers::StreamThreadExceptionResponse;
-    /// use streams_core::runtime::KafkaStreams;
+    /// use streams_kafka::KafkaStreams;
     ///
     /// # fn main() -> streams_core::Result<()> {
     /// # let topology = streams_core::StreamsBuilder::new().build()?;
@@ -620,16 +621,16 @@ pub fn create_topics_if_missing(config: &StreamsConfig, topics: &[(&str, i32)]) 
 /// A consumed message as the task takes it.
 pub(crate) fn raw_record<'a>(
     message: &'a rdkafka::message::BorrowedMessage<'_>,
-) -> crate::record::RawView<'a> {
+) -> streams_core::record::RawView<'a> {
     use rdkafka::Message;
     use rdkafka::message::Headers as _;
-    let mut headers = crate::Headers::new();
+    let mut headers = streams_core::Headers::new();
     if let Some(h) = message.headers() {
         for header in h.iter() {
             headers.add(header.key, header.value.map(<[u8]>::to_vec));
         }
     }
-    crate::record::RawView {
+    streams_core::record::RawView {
         topic: message.topic(),
         partition: message.partition(),
         offset: message.offset(),
@@ -658,7 +659,7 @@ fn plan_topics(
 ) -> Result<TopicPlan> {
     let subtopologies = topology.subtopologies();
     let repartition: BTreeMap<String, Option<i32>> =
-        topology.repartition_topics.iter().cloned().collect();
+        topology.repartition_topics().iter().cloned().collect();
     let external: Vec<String> = subtopologies
         .iter()
         .flat_map(|s| s.source_topics.iter())
@@ -706,7 +707,7 @@ fn plan_topics(
             };
             let count = count.into_iter().max().unwrap_or(1);
             for &node in &sub.nodes {
-                if let NodeKind::Sink { topic, .. } = &topology.nodes[node].kind
+                if let Some(topic) = topology.sink_topic(node)
                     && repartition.contains_key(topic)
                 {
                     known.entry(format!("internal:{topic}")).or_insert(count);
@@ -746,12 +747,12 @@ fn plan_topics(
                     partitions: max,
                 },
             );
-            let def = topology
-                .store_def(store)
+            let builder = topology
+                .store_builder(store)
                 .expect("stores of sub-topologies exist");
-            if def.builder.logging_enabled() {
+            if builder.logging_enabled() {
                 internal.push(InternalTopic {
-                    name: crate::task::changelog_topic(application_id, store),
+                    name: streams_core::engine::changelog_topic(application_id, store),
                     partitions: max,
                     compacted: true,
                 });

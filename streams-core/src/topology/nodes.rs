@@ -1,0 +1,195 @@
+//! The nodes a topology is made of, as the task engine instantiates them:
+//! a source deserializes a topic's records, a sink serializes and sends
+//! them. Processors are the user's, behind the Processor API.
+
+use std::any::Any;
+
+use super::{StreamPartitioner, TimestampExtractor, TopicName, TopicNameExtractor};
+use crate::error::{Result, StreamsError};
+use crate::processor::{ErasedProcessor, ProcessorContext, TaskContext};
+use crate::record::{ProducerRecord, RawView, Record};
+use crate::serde::{SerdeError, SerdeRef};
+
+/// Why a source could not hand a record on.
+pub(crate) enum SourceError {
+    Deserialization(SerdeError),
+    Downstream(StreamsError),
+}
+
+/// A source node with its types erased.
+pub(crate) trait ErasedSource: Send {
+    fn process_raw(
+        &mut self,
+        raw: &mut RawView<'_>,
+        task: &mut dyn TaskContext,
+        node: usize,
+    ) -> std::result::Result<(), SourceError>;
+}
+
+pub(crate) struct SourceNode<K, V> {
+    pub(crate) keys: SerdeRef<K>,
+    pub(crate) values: SerdeRef<V>,
+    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
+}
+
+impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for SourceNode<K, V> {
+    fn process_raw(
+        &mut self,
+        raw: &mut RawView<'_>,
+        task: &mut dyn TaskContext,
+        node: usize,
+    ) -> std::result::Result<(), SourceError> {
+        let key = self
+            .keys
+            .deserialize_nullable(raw.key)
+            .map_err(SourceError::Deserialization)?;
+        let value = self
+            .values
+            .deserialize_nullable(raw.value)
+            .map_err(SourceError::Deserialization)?;
+        // Past the last point where the handler may need the raw record.
+        let mut record = Record {
+            key,
+            value,
+            timestamp: raw.timestamp,
+            headers: std::mem::take(&mut raw.headers),
+        };
+        if let Some(extractor) = &self.extractor {
+            record.timestamp = extractor(&record, task.stream_time());
+        }
+        if record.timestamp < 0 {
+            log::warn!(
+                "dropping record {}[{}]@{} with invalid timestamp {}",
+                raw.topic,
+                raw.partition,
+                raw.offset,
+                record.timestamp
+            );
+            task.count_invalid_timestamp();
+            return Ok(());
+        }
+        task.observe_timestamp(record.timestamp);
+        ProcessorContext::<K, V>::new(task, node)
+            .forward(record)
+            .map_err(SourceError::Downstream)
+    }
+}
+
+/// Where a sink writes: one topic, or one chosen per record.
+pub enum SinkTopic<K, V> {
+    /// Always this topic.
+    Fixed(TopicName),
+    /// A topic chosen per record from its key and value.
+    Dynamic(TopicNameExtractor<K, V>),
+}
+
+impl<K, V> Clone for SinkTopic<K, V> {
+    fn clone(&self) -> Self {
+        match self {
+            SinkTopic::Fixed(t) => SinkTopic::Fixed(t.clone()),
+            SinkTopic::Dynamic(f) => SinkTopic::Dynamic(f.clone()),
+        }
+    }
+}
+
+pub(crate) struct SinkNode<K, V> {
+    topic: SinkTopic<K, V>,
+    resolved: Option<String>,
+    keys: SerdeRef<K>,
+    values: SerdeRef<V>,
+    partitioner: Option<StreamPartitioner<K, V>>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+impl<K, V> SinkNode<K, V> {
+    pub(crate) fn new(
+        topic: SinkTopic<K, V>,
+        keys: SerdeRef<K>,
+        values: SerdeRef<V>,
+        partitioner: Option<StreamPartitioner<K, V>>,
+    ) -> Self {
+        SinkNode {
+            topic,
+            resolved: None,
+            keys,
+            values,
+            partitioner,
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> ErasedProcessor for SinkNode<K, V> {
+    fn init(&mut self, task: &mut dyn TaskContext, _node: usize) -> Result<()> {
+        if let SinkTopic::Fixed(topic) = &self.topic {
+            self.resolved = Some(topic.resolve(task.application_id()));
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        record: &mut dyn Any,
+        task: &mut dyn TaskContext,
+        node: usize,
+    ) -> Result<()> {
+        let Some(record) = record
+            .downcast_mut::<Option<Record<K, V>>>()
+            .and_then(Option::take)
+        else {
+            return Err(StreamsError::Topology(format!(
+                "sink `{}` received a record of the wrong type",
+                task.node_name(node)
+            )));
+        };
+        let dynamic;
+        let topic = match (&self.topic, &self.resolved) {
+            (_, Some(resolved)) => resolved.as_str(),
+            (SinkTopic::Dynamic(extractor), _) => {
+                dynamic = extractor(&record.key, &record.value);
+                dynamic.as_str()
+            }
+            (SinkTopic::Fixed(topic), None) => {
+                dynamic = topic.resolve(task.application_id());
+                dynamic.as_str()
+            }
+        };
+        self.key_buf.clear();
+        self.value_buf.clear();
+        let serialization = |source| StreamsError::Serialization {
+            target: topic.to_owned(),
+            source,
+        };
+        let has_key = self
+            .keys
+            .serialize_nullable_into(&record.key, &mut self.key_buf)
+            .map_err(serialization)?;
+        let has_value = self
+            .values
+            .serialize_nullable_into(&record.value, &mut self.value_buf)
+            .map_err(serialization)?;
+        let choose;
+        let partitioner: Option<&dyn Fn(i32) -> Option<i32>> = match &self.partitioner {
+            Some(partitioner) => {
+                choose = |count: i32| partitioner(topic, &record.key, &record.value, count);
+                Some(&choose)
+            }
+            None => None,
+        };
+        task.send(ProducerRecord {
+            topic,
+            partition: None,
+            key: has_key.then_some(self.key_buf.as_slice()),
+            value: has_value.then_some(self.value_buf.as_slice()),
+            timestamp: record.timestamp,
+            headers: &record.headers,
+            partitioner,
+        })
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
