@@ -41,8 +41,8 @@ fn records() -> Vec<Vec<u8>> {
 fn passthrough() -> Topology {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&[DATA_TOPIC], Consumed::with(UnitSerde, BytesSerde))
-        .to(SCORES_TOPIC, Produced::with(UnitSerde, BytesSerde));
+        .stream_with([DATA_TOPIC], Consumed::with(UnitSerde, BytesSerde))
+        .to_with(SCORES_TOPIC, Produced::with(UnitSerde, BytesSerde));
     builder.build().expect("topology")
 }
 

@@ -15,22 +15,22 @@ use streams_core::{StreamsBuilder, StreamsConfig, Topology};
 fn stateless() -> Topology {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&["in"], Consumed::with(StringSerde, I64Serde))
+        .stream_with(["in"], Consumed::with(StringSerde, I64Serde))
         .filter(|_, v| *v >= 0)
         .map_values(|v| v * 2)
         .map(|k, v| (k, v + 1))
         .filter_not(|_, v| *v == 7)
         .peek(|_, _| {})
-        .to("out", Produced::with(StringSerde, I64Serde));
+        .to_with("out", Produced::with(StringSerde, I64Serde));
     builder.build().unwrap()
 }
 
 fn count(store: Materialized<String, i64>) -> Topology {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&["in"], Consumed::with(StringSerde, I64Serde))
-        .group_by_key(Grouped::default())
-        .count(store);
+        .stream_with(["in"], Consumed::with(StringSerde, I64Serde))
+        .group_by_key_with(Grouped::default())
+        .count_with(store);
     builder.build().unwrap()
 }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use rustc_hash::FxHashMap;
 
-use crate::error::{BoxError, Result, StreamsError};
+use crate::error::{BoxError, Result, StreamsError, TopologyError};
 use crate::handlers::{
     DeserializationExceptionHandler, ErrorHandlerContext, HandlerResponse,
     ProcessingExceptionHandler, dead_letter_headers, panic_message,
@@ -381,10 +381,11 @@ impl TaskCore {
     /// stream-time punctuations.
     pub fn process(&mut self, mut raw: RawView<'_>) -> Result<()> {
         let Some(&node) = self.sources.get(raw.topic) else {
-            return Err(StreamsError::Topology(format!(
-                "task {} does not read topic `{}`",
-                self.id, raw.topic
-            )));
+            return Err(TopologyError::at_topic(
+                raw.topic,
+                format!("task {} does not read topic `{}`", self.id, raw.topic),
+            )
+            .into());
         };
         if self.metadata.topic != raw.topic {
             self.metadata.topic.clear();
@@ -619,10 +620,10 @@ impl TaskContext for TaskCore {
 
     fn process_at(&mut self, node: usize, record: &mut dyn Any) -> Result<()> {
         let Some(mut processor) = self.nodes[node].processor.take() else {
-            return Err(StreamsError::Topology(format!(
-                "node `{}` is re-entered",
-                self.nodes[node].name
-            )));
+            let name = &*self.nodes[node].name;
+            return Err(
+                TopologyError::at_node(name, format!("node `{name}` is re-entered")).into(),
+            );
         };
         // A panic in user code is caught where it happens, so that the
         // node gets its processor back and the panic becomes an error

@@ -12,9 +12,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[non_exhaustive]
 pub enum StreamsError {
     /// The topology is invalid (Kafka Streams' `TopologyException`): found
-    /// while building, before anything runs.
+    /// while building, before anything runs, or when the topics it names
+    /// do not fit it.
     #[error("invalid topology: {0}")]
-    Topology(String),
+    Topology(TopologyError),
     /// A setting is missing or wrong.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -73,9 +74,19 @@ pub enum StreamsError {
     /// store query during a rebalance); retrying later may succeed.
     #[error("{0}")]
     InvalidState(String),
-    /// A Kafka client failed.
-    #[error("kafka: {0}")]
-    Kafka(String),
+    /// A Kafka client failed while the runtime was doing `action`.
+    #[error("kafka: {action}: {source}")]
+    Kafka {
+        /// What was being done, such as "committing offsets".
+        action: String,
+        /// The client's error: with the `streams-kafka` runtime an
+        /// `rdkafka::error::KafkaError` (downcast it to read its code), or
+        /// a message when the runtime itself gave up.
+        #[source]
+        source: BoxError,
+        /// Whether the client's error code says a retry may succeed.
+        retriable: bool,
+    },
     /// This thread no longer owns its tasks (Kafka Streams'
     /// `TaskMigratedException`): its producer was fenced by a newer one, or
     /// the group moved on without it. The thread closes its tasks dirty,
@@ -118,6 +129,7 @@ impl StreamsError {
         match self {
             StreamsError::InvalidState(_) => true,
             StreamsError::Store(e) => e.is_retriable(),
+            StreamsError::Kafka { retriable, .. } => *retriable,
             _ => false,
         }
     }
@@ -130,6 +142,92 @@ impl StreamsError {
         }
     }
 }
+
+impl From<TopologyError> for StreamsError {
+    fn from(error: TopologyError) -> Self {
+        StreamsError::Topology(error)
+    }
+}
+
+/// Why a topology is invalid, with the node or topic at fault when there
+/// is one.
+///
+/// ```
+/// use streams_core::serde::StringSerde;
+/// use streams_core::{StreamsError, Topology};
+///
+/// let mut topology = Topology::new();
+/// topology.add_source("in", StringSerde, StringSerde, &["words"])?;
+/// let Err(StreamsError::Topology(error)) =
+///     topology.add_source("in", StringSerde, StringSerde, &["other"])
+/// else {
+///     panic!("a second node named `in` is refused");
+/// };
+/// assert_eq!(error.node(), Some("in"));
+/// # Ok::<(), StreamsError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyError {
+    message: String,
+    node: Option<String>,
+    topic: Option<String>,
+}
+
+impl TopologyError {
+    /// An error about the topology as a whole.
+    pub fn new(message: impl Into<String>) -> Self {
+        TopologyError {
+            message: message.into(),
+            node: None,
+            topic: None,
+        }
+    }
+
+    /// An error about node `node`.
+    pub fn at_node(node: impl Into<String>, message: impl Into<String>) -> Self {
+        TopologyError::new(message).with_node(node)
+    }
+
+    /// An error about topic `topic`.
+    pub fn at_topic(topic: impl Into<String>, message: impl Into<String>) -> Self {
+        TopologyError::new(message).with_topic(topic)
+    }
+
+    /// Names the node at fault.
+    pub fn with_node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Names the topic at fault.
+    pub fn with_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// The node at fault, if one is.
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// The topic at fault, if one is.
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// What is wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for TopologyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TopologyError {}
 
 /// The result of a framework call.
 pub type Result<T, E = StreamsError> = std::result::Result<T, E>;

@@ -16,6 +16,52 @@ pub use state_stores::{
 /// A shared, type-erased serde, as topologies keep them.
 pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 
+/// The serde the DSL uses for `T` when none is given and none is known
+/// from upstream, as Kafka Streams' `default.key.serde` and
+/// `default.value.serde`: for `String`, `i32`, `i64`, `u64`, `f64`, `()`,
+/// bytes (`Vec<u8>`), and `Option` of each (where `None` is a null, a
+/// tombstone for values). `None` for any other type: give its serde.
+///
+/// ```
+/// use streams_core::serde::default_serde;
+///
+/// let strings = default_serde::<String>().unwrap();
+/// assert_eq!(strings.serialize(&"hi".to_string()).unwrap(), b"hi");
+/// let counts = default_serde::<Option<i64>>().unwrap();
+/// let mut bytes = Vec::new();
+/// let written = counts.serialize_nullable_into(&None, &mut bytes).unwrap();
+/// assert!(!written, "None is a tombstone");
+/// assert!(default_serde::<Vec<String>>().is_none());
+/// ```
+pub fn default_serde<T: 'static>() -> Option<SerdeRef<T>> {
+    fn cast<S: 'static, T: 'static>(serde: SerdeRef<S>) -> Option<SerdeRef<T>> {
+        let boxed: Box<dyn std::any::Any> = Box::new(serde);
+        boxed.downcast::<SerdeRef<T>>().ok().map(|b| *b)
+    }
+    macro_rules! defaults {
+        ($($t:ty => $serde:expr),* $(,)?) => {
+            $(
+                if let Some(serde) = cast::<$t, T>(Arc::new($serde)) {
+                    return Some(serde);
+                }
+                if let Some(serde) = cast::<Option<$t>, T>(Arc::new(Nullable($serde))) {
+                    return Some(serde);
+                }
+            )*
+        };
+    }
+    defaults!(
+        String => StringSerde,
+        i64 => I64Serde,
+        i32 => I32Serde,
+        u64 => U64Serde,
+        f64 => F64Serde,
+        () => UnitSerde,
+        Vec<u8> => BytesSerde,
+    );
+    None
+}
+
 /// JSON through `serde_json`, for any type that derives `Serialize` and
 /// `Deserialize`.
 pub struct JsonSerde<T>(PhantomData<fn() -> T>);

@@ -34,14 +34,14 @@ fn word_count_rekeys_before_counting_through_a_repartition_topic() {
     ] {
         let builder = StreamsBuilder::new();
         builder
-            .stream(&["lines"], Consumed::with(UnitSerde, StringSerde))
+            .stream_with(["lines"], Consumed::with(UnitSerde, StringSerde))
             .flat_map_values(|l: String| {
                 l.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
             })
-            .group_by(|_, w| w.clone(), Grouped::with(StringSerde, StringSerde))
-            .count(store)
+            .group_by_with(|_, w| w.clone(), Grouped::with(StringSerde, StringSerde))
+            .count_with(store)
             .to_stream()
-            .to("counts-out", nullable_counts());
+            .to_with("counts-out", nullable_counts());
         let topology = builder.build().unwrap();
         let description = topology.describe();
         assert_eq!(description.subtopologies.len(), 2, "{description}");
@@ -82,11 +82,11 @@ fn word_count_rekeys_before_counting_through_a_repartition_topic() {
 fn group_by_key_without_rekey_needs_no_repartition() {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&["in"], Consumed::with(StringSerde, I64Serde))
-        .group_by_key(Grouped::default())
+        .stream_with(["in"], Consumed::with(StringSerde, I64Serde))
+        .group_by_key_with(Grouped::default())
         .reduce(|a, b| a + b, Materialized::named("sums").in_memory())
         .to_stream()
-        .to("sums", nullable_counts());
+        .to_with("sums", nullable_counts());
     let topology = builder.build().unwrap();
     assert_eq!(topology.describe().subtopologies.len(), 1);
     let d = TopologyTestDriver::new(topology, StreamsConfig::new("app")).unwrap();
@@ -105,8 +105,8 @@ fn group_by_key_without_rekey_needs_no_repartition() {
 fn aggregate_folds_with_initializer() {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&["in"], strings())
-        .group_by_key(Grouped::default())
+        .stream_with(["in"], strings())
+        .group_by_key_with(Grouped::default())
         .aggregate(
             String::new,
             |_, v, agg| {
@@ -119,7 +119,7 @@ fn aggregate_folds_with_initializer() {
             Materialized::with(StringSerde, StringSerde),
         )
         .to_stream()
-        .to("out", Produced::with(StringSerde, Nullable(StringSerde)));
+        .to_with("out", Produced::with(StringSerde, Nullable(StringSerde)));
     let d = driver(builder);
     d.create_input_topic("in", StringSerde, StringSerde)
         .pipe_key_value_list([(s("k"), s("a")), (s("k"), s("b"))]);
@@ -131,12 +131,13 @@ fn aggregate_folds_with_initializer() {
 
 #[test]
 fn a_rekeyed_aggregation_without_serdes_is_a_build_error() {
+    // Values of a type with no default serde (common types have one).
     let builder = StreamsBuilder::new();
     let table = builder
-        .stream(&["in"], strings())
-        .map_values(|v| v.len() as i64)
-        .group_by(|_, v| v.to_string(), Grouped::default())
-        .count(Materialized::named("c"));
+        .stream_with(["in"], strings())
+        .map_values(|v| vec![v])
+        .group_by_with(|_, v| v.join(","), Grouped::default())
+        .count_with(Materialized::named("c"));
     drop(table);
     let error = builder.build().unwrap_err().to_string();
     assert!(
@@ -150,7 +151,7 @@ fn a_rekeyed_aggregation_without_serdes_is_a_build_error() {
 fn table_keeps_latest_value_and_tombstones_delete() {
     let builder = StreamsBuilder::new();
     let table = builder.table("users", strings(), Materialized::named("users").in_memory());
-    table.to_stream().to(
+    table.to_stream().to_with(
         "changes",
         Produced::with(StringSerde, Nullable(StringSerde)),
     );
@@ -190,12 +191,12 @@ fn table_filter_turns_updates_that_stop_matching_into_deletes() {
     table
         .filter(|_, v| *v >= 10)
         .to_stream()
-        .to("high", nullable_counts());
+        .to_with("high", nullable_counts());
     table
         .filter_not(|_, v| *v >= 10)
         .map_values(|v| v * 100)
         .to_stream()
-        .to("low-x100", nullable_counts());
+        .to_with("low-x100", nullable_counts());
     drop(table);
     let d = driver(builder);
     let mut scores = d.create_input_topic("scores", StringSerde, I64Serde);
@@ -232,13 +233,13 @@ fn table_group_by_count_subtracts_rows_that_move_or_leave() {
             strings(),
             Materialized::named("user-city").in_memory(),
         )
-        .group_by(
+        .group_by_with(
             |_, city| (city.clone(), city.clone()),
             Grouped::with(StringSerde, StringSerde),
         )
-        .count(Materialized::named("city-counts").in_memory())
+        .count_with(Materialized::named("city-counts").in_memory())
         .to_stream()
-        .to("city-counts", nullable_counts());
+        .to_with("city-counts", nullable_counts());
     let d = driver(builder);
     let mut input = d.create_input_topic("user-city", StringSerde, StringSerde);
     pipe(
@@ -275,7 +276,7 @@ fn table_group_by_reduce_and_aggregate_subtract() {
         Consumed::with(StringSerde, I64Serde),
         Materialized::default().in_memory(),
     );
-    let by_bank = table.group_by(
+    let by_bank = table.group_by_with(
         |acct, v| (acct[..1].to_owned(), *v),
         Grouped::with(StringSerde, I64Serde),
     );
@@ -315,15 +316,15 @@ fn table_group_by_reduce_and_aggregate_subtract() {
 fn stream_table_join_and_left_join() {
     let builder = StreamsBuilder::new();
     let users = builder.table("users", strings(), Materialized::named("users").in_memory());
-    let clicks = builder.stream(&["clicks"], strings());
+    let clicks = builder.stream_with(["clicks"], strings());
     clicks
         .join(&users, |page, user| format!("{user} viewed {page}"))
-        .to("joined", Produced::with(StringSerde, StringSerde));
+        .to_with("joined", Produced::with(StringSerde, StringSerde));
     clicks
         .left_join(&users, |page, user| {
             format!("{} viewed {page}", user.map_or("anonymous", String::as_str))
         })
-        .to("left-joined", Produced::with(StringSerde, StringSerde));
+        .to_with("left-joined", Produced::with(StringSerde, StringSerde));
     drop((users, clicks));
     let d = driver(builder);
     let mut users = d.create_input_topic("users", StringSerde, StringSerde);
@@ -355,10 +356,10 @@ fn stream_table_join_after_rekey_repartitions_the_stream() {
     let builder = StreamsBuilder::new();
     let users = builder.table("users", strings(), Materialized::named("users").in_memory());
     builder
-        .stream(&["orders"], strings())
+        .stream_with(["orders"], strings())
         .select_key(|_, v| v.split(':').next().unwrap_or_default().to_owned())
         .join(&users, |order, user| format!("{order} by {user}"))
-        .to("out", Produced::with(StringSerde, StringSerde));
+        .to_with("out", Produced::with(StringSerde, StringSerde));
     drop(users);
     let topology = builder.build().unwrap();
     assert!(topology.describe().to_string().contains("-repartition"));
@@ -386,13 +387,13 @@ fn table_table_join_and_left_join_track_both_sides() {
     names
         .join(&emails, |n, e| format!("{n} <{e}>"))
         .to_stream()
-        .to("inner", Produced::with(StringSerde, Nullable(StringSerde)));
+        .to_with("inner", Produced::with(StringSerde, Nullable(StringSerde)));
     names
         .left_join(&emails, |n, e| {
             format!("{n} <{}>", e.map_or("?", String::as_str))
         })
         .to_stream()
-        .to("left", Produced::with(StringSerde, Nullable(StringSerde)));
+        .to_with("left", Produced::with(StringSerde, Nullable(StringSerde)));
     drop((names, emails));
     let d = driver(builder);
     let mut names = d.create_input_topic("names", StringSerde, StringSerde);
@@ -428,21 +429,21 @@ fn global_table_join_by_mapped_key() {
         strings(),
         Materialized::named("products").in_memory(),
     );
-    let orders = builder.stream(&["orders"], strings());
+    let orders = builder.stream_with(["orders"], strings());
     orders
         .join_global(
             &products,
             |_, v| v.clone(),
             |pid, name| format!("{pid}={name}"),
         )
-        .to("inner", Produced::with(StringSerde, StringSerde));
+        .to_with("inner", Produced::with(StringSerde, StringSerde));
     orders
         .left_join_global(
             &products,
             |_, v| v.clone(),
             |pid, name| format!("{pid}={}", name.map_or("unknown", String::as_str)),
         )
-        .to("left", Produced::with(StringSerde, StringSerde));
+        .to_with("left", Produced::with(StringSerde, StringSerde));
     drop((products, orders));
     let topology = builder.build().unwrap();
     let description = topology.describe();
@@ -490,7 +491,7 @@ fn tombstone_in_table_aggregation_input_and_joined_table() {
         Materialized::default().in_memory(),
     );
     a.join(&b, |x, y| x * y)
-        .group_by(|_, v| (s("all"), *v), Grouped::with(StringSerde, I64Serde))
+        .group_by_with(|_, v| (s("all"), *v), Grouped::with(StringSerde, I64Serde))
         .reduce(
             |x, y| x + y,
             |x, y| x - y,
@@ -516,9 +517,9 @@ fn tombstone_in_table_aggregation_input_and_joined_table() {
 fn counts_survive_in_rocksdb_across_many_keys() {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&["in"], Consumed::with(StringSerde, UnitSerde))
-        .group_by_key(Grouped::default())
-        .count(Materialized::named("c"));
+        .stream_with(["in"], Consumed::with(StringSerde, UnitSerde))
+        .group_by_key_with(Grouped::default())
+        .count_with(Materialized::named("c"));
     let d = driver(builder);
     let mut input = d.create_input_topic("in", StringSerde, UnitSerde);
     for i in 0..1000 {

@@ -32,11 +32,11 @@ fn out() -> Produced<String, String> {
 #[test]
 fn filter_and_filter_not() {
     let builder = StreamsBuilder::new();
-    let stream = builder.stream(&["in"], strings());
-    stream.filter(|_, v| v.starts_with('a')).to("a", out());
+    let stream = builder.stream_with(["in"], strings());
+    stream.filter(|_, v| v.starts_with('a')).to_with("a", out());
     stream
         .filter_not(|_, v| v.starts_with('a'))
-        .to("not-a", out());
+        .to_with("not-a", out());
     let d = driver(builder);
     let mut input = d.create_input_topic("in", StringSerde, StringSerde);
     input.pipe_key_value_list([
@@ -53,17 +53,17 @@ fn filter_and_filter_not() {
 #[test]
 fn map_map_values_and_select_key() {
     let builder = StreamsBuilder::new();
-    let stream = builder.stream(&["in"], strings());
-    stream.map(|k, v| (v, k)).to("swapped", out());
+    let stream = builder.stream_with(["in"], strings());
+    stream.map(|k, v| (v, k)).to_with("swapped", out());
     stream
         .map_values(|v| v.len() as i64)
-        .to("lengths", Produced::with(StringSerde, I64Serde));
+        .to_with("lengths", Produced::with(StringSerde, I64Serde));
     stream
         .map_values_with_key(|k, v| format!("{k}={v}"))
-        .to("pairs", out());
+        .to_with("pairs", out());
     stream
         .select_key(|_, v| v.to_uppercase())
-        .to("rekeyed", out());
+        .to_with("rekeyed", out());
     let d = driver(builder);
     d.create_input_topic("in", StringSerde, StringSerde)
         .pipe_input(s("k"), s("value"));
@@ -92,17 +92,17 @@ fn map_map_values_and_select_key() {
 #[test]
 fn flat_map_and_flat_map_values_keep_timestamp_and_headers() {
     let builder = StreamsBuilder::new();
-    let stream = builder.stream(&["in"], strings());
+    let stream = builder.stream_with(["in"], strings());
     stream
         .flat_map_values(|v: String| v.split(',').map(str::to_owned).collect::<Vec<_>>())
-        .to("parts", out());
+        .to_with("parts", out());
     stream
         .flat_map(|k: String, v: String| {
             v.split(',')
                 .map(|p| (format!("{k}-{p}"), p.to_owned()))
                 .collect::<Vec<_>>()
         })
-        .to("keyed-parts", out());
+        .to_with("keyed-parts", out());
     let d = driver(builder);
     let mut input = d.create_input_topic("in", StringSerde, StringSerde);
     input.pipe_record(
@@ -134,10 +134,10 @@ fn peek_and_foreach_see_every_record() {
     let builder = StreamsBuilder::new();
     let (p, e) = (seen.clone(), each.clone());
     let stream = builder
-        .stream(&["in"], strings())
+        .stream_with(["in"], strings())
         .peek(move |k, v| p.lock().unwrap().push(format!("{k}:{v}")));
     stream.foreach(move |k, _| e.lock().unwrap().push(k.clone()));
-    stream.to("out", out());
+    stream.to_with("out", out());
     let d = driver(builder);
     d.create_input_topic("in", StringSerde, StringSerde)
         .pipe_key_value_list([(s("a"), s("1")), (s("b"), s("2"))]);
@@ -154,7 +154,7 @@ fn peek_and_foreach_see_every_record() {
 fn split_sends_each_record_to_its_first_matching_branch() {
     let builder = StreamsBuilder::new();
     let branches = builder
-        .stream(&["in"], Consumed::with(StringSerde, I64Serde))
+        .stream_with(["in"], Consumed::with(StringSerde, I64Serde))
         .split(Some(Named::new("n-")))
         .branch(|_, v| *v < 0, "negative")
         .branch(|_, v| *v < 10, "small")
@@ -163,7 +163,7 @@ fn split_sends_each_record_to_its_first_matching_branch() {
     names.sort();
     assert_eq!(names, ["n-large", "n-negative", "n-small"]);
     for (name, branch) in &branches {
-        branch.to(name, Produced::with(StringSerde, I64Serde));
+        branch.to_with(name, Produced::with(StringSerde, I64Serde));
     }
     drop(branches);
     let d = driver(builder);
@@ -184,12 +184,12 @@ fn split_sends_each_record_to_its_first_matching_branch() {
 fn split_without_default_drops_unmatched() {
     let builder = StreamsBuilder::new();
     let branches = builder
-        .stream(&["in"], strings())
+        .stream_with(["in"], strings())
         .split(None)
         .branch(|_, v| v == "keep", "keep")
         .no_default_branch();
     assert_eq!(branches.len(), 1);
-    branches.values().next().unwrap().to("kept", out());
+    branches.values().next().unwrap().to_with("kept", out());
     drop(branches);
     let d = driver(builder);
     d.create_input_topic("in", StringSerde, StringSerde)
@@ -204,9 +204,9 @@ fn split_without_default_drops_unmatched() {
 #[test]
 fn merge_combines_streams_in_arrival_order() {
     let builder = StreamsBuilder::new();
-    let a = builder.stream(&["a"], strings());
-    let b = builder.stream(&["b"], strings());
-    a.merge(&b).to("merged", out());
+    let a = builder.stream_with(["a"], strings());
+    let b = builder.stream_with(["b"], strings());
+    a.merge(&b).to_with("merged", out());
     let d = driver(builder);
     let mut ia = d.create_input_topic("a", StringSerde, StringSerde);
     let mut ib = d.create_input_topic("b", StringSerde, StringSerde);
@@ -223,11 +223,11 @@ fn merge_combines_streams_in_arrival_order() {
 #[test]
 fn to_dynamic_picks_a_topic_per_record_and_partitioner_is_consulted() {
     let builder = StreamsBuilder::new();
-    let stream = builder.stream(&["in"], strings());
+    let stream = builder.stream_with(["in"], strings());
     stream.to_dynamic(|k, _| format!("topic-{k}"), out());
     let asked = Arc::new(Mutex::new(Vec::new()));
     let a = asked.clone();
-    stream.to(
+    stream.to_with(
         "partitioned",
         out().with_partitioner(move |topic, key, _, count| {
             a.lock()
@@ -256,10 +256,10 @@ fn to_dynamic_picks_a_topic_per_record_and_partitioner_is_consulted() {
 fn explicit_repartition_goes_through_an_internal_topic() {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&["in"], strings())
+        .stream_with(["in"], strings())
         .select_key(|_, v| v.clone())
         .repartition(Repartitioned::with(StringSerde, StringSerde).with_name("by-value"))
-        .to("out", out());
+        .to_with("out", out());
     let topology = builder.build().unwrap();
     let description = topology.describe().to_string();
     assert!(
@@ -289,12 +289,12 @@ fn keyless_topics_read_as_unit_keys_and_json_values() {
     }
     let builder = StreamsBuilder::new();
     builder
-        .stream(
-            &["readings"],
+        .stream_with(
+            ["readings"],
             Consumed::with(UnitSerde, JsonSerde::<Reading>::new()),
         )
         .map(|(), r: Reading| (r.sensor.clone(), (r.celsius * 9.0 / 5.0 + 32.0) as i64))
-        .to("fahrenheit", Produced::with(StringSerde, I64Serde));
+        .to_with("fahrenheit", Produced::with(StringSerde, I64Serde));
     let d = driver(builder);
     let mut input = d.create_input_topic("readings", UnitSerde, JsonSerde::<Reading>::new());
     input.pipe_value(Reading {

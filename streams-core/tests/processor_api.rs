@@ -559,12 +559,12 @@ fn global_store_and_state_store_through_the_dsl() {
         I64Serde,
     ));
     builder
-        .stream(
-            &["amounts"],
+        .stream_with(
+            ["amounts"],
             streams_core::dsl::Consumed::with(StringSerde, I64Serde),
         )
         .process(|| Convert, &["seen"])
-        .to(
+        .to_with(
             "converted",
             streams_core::dsl::Produced::with(StringSerde, StringSerde),
         );

@@ -58,6 +58,8 @@ use axum::routing::get as get_route;
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde_json::{Value, json};
 use streams_core::state::StoreError;
@@ -252,7 +254,7 @@ fn to_json(value: &impl Serialize) -> Value {
 }
 
 type Route = Arc<dyn Fn(&Request, &QueryServer) -> Option<Response> + Send + Sync>;
-type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
+type MetricsSource = Arc<dyn Fn(&mut Registry) + Send + Sync>;
 
 /// The query layer: routes, stores it can read, the streams client, and
 /// the limits it serves and calls peers with.
@@ -344,8 +346,13 @@ impl QueryServer {
         self
     }
 
-    /// Adds Prometheus text appended to `GET /metrics`.
-    pub fn metrics(mut self, source: impl Fn() -> String + Send + Sync + 'static) -> QueryServer {
+    /// Adds the application's metrics to `GET /metrics`: at each scrape,
+    /// `source` registers its families (after the runtime's) in the
+    /// registry that is then encoded.
+    pub fn metrics(
+        mut self,
+        source: impl Fn(&mut Registry) + Send + Sync + 'static,
+    ) -> QueryServer {
         self.metrics.push(Arc::new(source));
         self
     }
@@ -392,20 +399,23 @@ impl QueryServer {
         let mut body = json!({ "state": format!("{state:?}") });
         // Why the client stopped: the first error, as `KafkaStreams::error`.
         if let Some(reason) = self.streams.error() {
-            body["reason"] = json!(reason);
+            body["reason"] = json!(reason.to_string());
         }
         Response::json(status, &body)
     }
 
     fn prometheus(&self) -> Response {
-        let mut text = self
-            .streams
+        let mut registry = Registry::default();
+        self.streams
             .metrics()
-            .to_prometheus(self.streams.application_id());
+            .register(&mut registry, self.streams.application_id());
         for source in &self.metrics {
-            text.push_str(&source());
+            source(&mut registry);
         }
-        Response::text(200, "text/plain; version=0.0.4", text)
+        let mut text = String::new();
+        // Writing to a `String` cannot fail.
+        let _ = prometheus_text::encode(&mut text, &registry);
+        Response::text(200, prometheus_text::CONTENT_TYPE, text)
     }
 
     /// `GET /state/instances`: every live instance.
@@ -1115,15 +1125,15 @@ mod tests {
             .set("application.server", "127.0.0.1:7");
         let builder = streams_core::StreamsBuilder::new();
         builder
-            .stream(
-                &["in"],
+            .stream_with(
+                ["in"],
                 streams_core::dsl::Consumed::with(
                     streams_core::serde::StringSerde,
                     streams_core::serde::StringSerde,
                 ),
             )
-            .group_by_key(streams_core::dsl::Grouped::default())
-            .count(streams_core::dsl::Materialized::named("counts"));
+            .group_by_key_with(streams_core::dsl::Grouped::default())
+            .count_with(streams_core::dsl::Materialized::named("counts"));
         let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
         QueryServer::new(Arc::new(streams))
             .key_value_store::<String, i64>("counts", streams_core::serde::StringSerde)

@@ -7,34 +7,20 @@
 //! cargo run -p streams-kafka --example word_count_kafka -- 127.0.0.1:9092
 //! ```
 
+#[path = "../../streams-core/examples/word_count/topology.rs"]
+mod topology;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
-use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
-use streams_core::serde::{I64Serde, Nullable, StringSerde, UnitSerde};
-use streams_core::{StreamsBuilder, StreamsConfig};
+use streams_core::StreamsConfig;
 use streams_kafka::{KafkaStreams, create_topics_if_missing};
 
-fn main() -> streams_core::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bootstrap = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9092".to_owned());
-    let builder = StreamsBuilder::new();
-    builder
-        .stream(&["lines"], Consumed::with(UnitSerde, StringSerde))
-        .flat_map_values(|line: String| {
-            line.split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .group_by(
-            |_, word| word.clone(),
-            Grouped::with(StringSerde, StringSerde),
-        )
-        .count(Materialized::named("word-counts"))
-        .to_stream()
-        .to("counts", Produced::with(StringSerde, Nullable(I64Serde)));
-    let topology = builder.build()?;
+    let topology = topology::word_count("lines", "counts", "word-counts")?;
     println!("{}", topology.describe());
 
     let config = StreamsConfig::new("word-count-example")
@@ -47,9 +33,6 @@ fn main() -> streams_core::Result<()> {
     let (stop, stopped) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = stop.send(());
-    })
-    .map_err(|e| {
-        streams_core::StreamsError::Config(format!("cannot install the Ctrl-C handler: {e}"))
     })?;
     streams.start()?;
     eprintln!("running; press Ctrl-C to stop");

@@ -17,13 +17,70 @@ use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
 use streams_core::config::{ClientKind, StreamsConfig};
-use streams_core::error::{Result, StreamsError};
+use streams_core::error::{Result, StreamsError, TopologyError};
 
 /// How long a metadata or admin request may take before it is an error.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) fn kafka_error(context: &str, error: impl std::fmt::Display) -> StreamsError {
-    StreamsError::Kafka(format!("{context}: {error}"))
+/// A client's error while the runtime was doing `action`, retriable when
+/// its error code says so.
+pub(crate) fn kafka_error(action: &str, error: KafkaError) -> StreamsError {
+    let retriable = match &error {
+        // librdkafka says itself for transactional calls.
+        KafkaError::Transaction(e) => e.is_retriable() || is_retriable_code(e.code()),
+        KafkaError::AdminOp(code) => is_retriable_code(*code),
+        other => other.rdkafka_error_code().is_some_and(is_retriable_code),
+    };
+    StreamsError::Kafka {
+        action: action.to_owned(),
+        source: Box::new(error),
+        retriable,
+    }
+}
+
+/// The runtime gave up doing `action` for `reason` (no client error to
+/// carry): not retriable.
+pub(crate) fn kafka_failure(action: &str, reason: impl Into<String>) -> StreamsError {
+    StreamsError::Kafka {
+        action: action.to_owned(),
+        source: reason.into().into(),
+        retriable: false,
+    }
+}
+
+/// Whether a request that failed with `code` may succeed if tried again:
+/// Kafka's `RetriableException` codes, and librdkafka's local codes for
+/// timeouts, full queues and brokers that cannot be reached.
+pub(crate) fn is_retriable_code(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        BrokerTransportFailure
+            | AllBrokersDown
+            | OperationTimedOut
+            | MessageTimedOut
+            | QueueFull
+            | Resolve
+            | WaitingForCoordinator
+            | InProgress
+            | Retry
+            | RequestTimedOut
+            | NetworkException
+            | NotLeaderForPartition
+            | LeaderNotAvailable
+            | CoordinatorLoadInProgress
+            | CoordinatorNotAvailable
+            | NotCoordinator
+            | NotEnoughReplicas
+            | NotEnoughReplicasAfterAppend
+            | UnknownTopicOrPartition
+            | KafkaStorageError
+            | ConcurrentTransactions
+            | FetchSessionIdNotFound
+            | InvalidFetchSessionEpoch
+            | UnstableOffsetCommit
+            | RebalanceInProgress
+    )
 }
 
 /// Logs a client's error as librdkafka's default context does, except
@@ -189,17 +246,20 @@ impl DataErrors {
                 None => format!("{topic}[{partition}] before its first record"),
             })
             .collect();
-        Err(StreamsError::Kafka(format!(
-            "a consumer error repeated {seen} times: {error}; a record batch that cannot be \
-             read (for example compressed with a codec this build lacks) stops its partition, \
-             and librdkafka does not skip it; partitions without progress since the first \
-             error: {}",
-            if stuck.is_empty() {
-                "none".to_owned()
-            } else {
-                stuck.join(", ")
-            }
-        )))
+        Err(kafka_failure(
+            "consuming",
+            format!(
+                "a consumer error repeated {seen} times: {error}; a record batch that cannot be \
+                 read (for example compressed with a codec this build lacks) stops its \
+                 partition, and librdkafka does not skip it; partitions without progress since \
+                 the first error: {}",
+                if stuck.is_empty() {
+                    "none".to_owned()
+                } else {
+                    stuck.join(", ")
+                }
+            ),
+        ))
     }
 
     /// Notes one occurrence of `code` at `now`; returns how many times in a
@@ -308,11 +368,16 @@ pub(crate) fn ensure_topics(config: &StreamsConfig, topics: &[InternalTopic]) ->
         if let Some(Some(count)) = existing.get(&topic.name)
             && *count != topic.partitions
         {
-            return Err(StreamsError::Topology(format!(
-                "internal topic {} has {count} partitions, but the topology needs {}; \
-                 delete it (and reset the application) or restore the input topics' partition counts",
-                topic.name, topic.partitions
-            )));
+            return Err(TopologyError::at_topic(
+                &topic.name,
+                format!(
+                    "internal topic {} has {count} partitions, but the topology needs {}; \
+                     delete it (and reset the application) or restore the input topics' \
+                     partition counts",
+                    topic.name, topic.partitions
+                ),
+            )
+            .into());
         }
     }
     if missing.is_empty() {
@@ -353,7 +418,7 @@ pub(crate) fn ensure_topics(config: &StreamsConfig, topics: &[InternalTopic]) ->
             Err((name, code)) => {
                 return Err(kafka_error(
                     &format!("creating internal topic {name}"),
-                    code,
+                    KafkaError::AdminOp(code),
                 ));
             }
         }
@@ -418,5 +483,47 @@ mod tests {
         ] {
             assert!(!DataErrors::about_data(transient), "{transient:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn retriable_errors_are_told_by_their_code() {
+        let timeout = kafka_error(
+            "committing offsets",
+            KafkaError::ConsumerCommit(RDKafkaErrorCode::RequestTimedOut),
+        );
+        assert!(timeout.is_retriable());
+        assert_eq!(
+            timeout.to_string(),
+            "kafka: committing offsets: Consumer commit error: Broker: Request timed out (RequestTimedOut)"
+        );
+        let fenced = kafka_error(
+            "producing",
+            KafkaError::MessageProduction(RDKafkaErrorCode::InvalidProducerEpoch),
+        );
+        assert!(!fenced.is_retriable());
+        let admin = kafka_error(
+            "creating internal topics",
+            KafkaError::AdminOp(RDKafkaErrorCode::RequestTimedOut),
+        );
+        assert!(admin.is_retriable());
+        // The client's error is kept, to be read by code.
+        let StreamsError::Kafka { source, action, .. } = &timeout else {
+            panic!("{timeout:?}")
+        };
+        assert_eq!(action, "committing offsets");
+        let source = source
+            .downcast_ref::<KafkaError>()
+            .expect("rdkafka's error");
+        assert_eq!(
+            source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::RequestTimedOut)
+        );
+        // A failure of the runtime's own is not retriable.
+        assert!(!kafka_failure("restoring", "stalled").is_retriable());
     }
 }

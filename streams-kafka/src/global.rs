@@ -16,13 +16,13 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::clients::{
     DataErrors, EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
-    partition_counts, position,
+    kafka_failure, partition_counts, position,
 };
 use super::restore::{Offsets, read_checkpoint, write_checkpoint};
 use super::{Shared, now_ms, raw_record};
 use streams_core::config::{ClientKind, StreamsConfig};
 use streams_core::engine::{GlobalStores, TaskCore, TaskSetup};
-use streams_core::error::{Result, StreamsError};
+use streams_core::error::{Result, StreamsError, TopologyError};
 use streams_core::handlers::{
     DeserializationExceptionHandler, ErrorHandlerContext, HandlerResponse,
     ProcessingExceptionHandler, panic_message,
@@ -37,10 +37,14 @@ struct NoOutput;
 
 impl RecordCollector for NoOutput {
     fn send(&self, record: ProducerRecord<'_>) -> Result<()> {
-        Err(StreamsError::Topology(format!(
-            "a global store's processor tried to write to {}",
-            record.topic
-        )))
+        Err(TopologyError::at_topic(
+            record.topic,
+            format!(
+                "a global store's processor tried to write to {}",
+                record.topic
+            ),
+        )
+        .into())
     }
 }
 
@@ -166,8 +170,9 @@ pub(crate) fn start(
     let mut watermarks = HashMap::new();
     for topic in &topics {
         let count = counts[topic].ok_or_else(|| {
-            StreamsError::Topology(format!(
-                "global store topic {topic} does not exist; create it before starting"
+            StreamsError::from(TopologyError::at_topic(
+                topic,
+                format!("global store topic {topic} does not exist; create it before starting"),
             ))
         })?;
         for partition in 0..count {
@@ -245,9 +250,10 @@ pub(crate) fn start(
             Some(Err(error)) => return Err(kafka_error("reading global topics", error)),
             None => {
                 if last_progress.elapsed() > REQUEST_TIMEOUT {
-                    return Err(StreamsError::Kafka(format!(
-                        "bootstrapping global stores stalled; still reading {remaining:?}"
-                    )));
+                    return Err(kafka_failure(
+                        "bootstrapping global stores",
+                        format!("stalled; still reading {remaining:?}"),
+                    ));
                 }
             }
         }

@@ -17,9 +17,9 @@
 //!
 //! let builder = StreamsBuilder::new();
 //! builder
-//!     .stream(&["in"], Consumed::with(StringSerde, StringSerde))
+//!     .stream_with(&["in"], Consumed::with(StringSerde, StringSerde))
 //!     .map_values(|v| v.to_uppercase())
-//!     .to("out", Produced::with(StringSerde, StringSerde));
+//!     .to_with("out", Produced::with(StringSerde, StringSerde));
 //! let config = StreamsConfig::new("shout").set("bootstrap.servers", "127.0.0.1:9092");
 //! let streams = KafkaStreams::new(builder.build()?, config)?;
 //! streams.start()?;
@@ -47,7 +47,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use clients::drain_producer;
-pub use metrics::{MetricsSnapshot, RestoreMetrics, TaskMetrics, ThreadMetrics};
+pub use metrics::{
+    MetricLabels, MetricRows, MetricsSnapshot, RestoreMetrics, TaskMetrics, ThreadMetrics,
+};
 pub use query::{HostInfo, KeyQueryMetadata, ReadOnlyKeyValueView, StreamsMetadata};
 pub use registry::validate_endpoint;
 pub use restore::{NoopRestoreListener, StateRestoreListener};
@@ -59,7 +61,7 @@ use registry::{LocalAssignment, Registry};
 use state_dir::StateDirLock;
 use streams_core::config::StreamsConfig;
 use streams_core::engine::GlobalStores;
-use streams_core::error::{Result, StreamsError};
+use streams_core::error::{Result, StreamsError, TopologyError};
 use streams_core::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 use streams_core::state::TaskStore;
 use streams_core::topology::{TopicName, Topology};
@@ -111,7 +113,7 @@ pub(crate) struct Shared {
     changed: Condvar,
     listener: Mutex<Option<StateListener>>,
     stopping: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<Arc<StreamsError>>>,
     uncaught_handler: Mutex<Option<Arc<UncaughtExceptionHandler>>>,
     /// When `start` was called (ms since the epoch): shutdown requests
     /// older than that were for an earlier run.
@@ -184,7 +186,7 @@ impl Shared {
         {
             let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
             if slot.is_none() {
-                *slot = Some(error.to_string());
+                *slot = Some(Arc::new(error));
             }
         }
         self.stopping.store(true, Ordering::Relaxed);
@@ -440,8 +442,10 @@ impl KafkaStreams {
         query::locate_key(plan.stores.get(name)?, key, &self.all_metadata())
     }
 
-    /// The first error that stopped processing, if any.
-    pub fn error(&self) -> Option<String> {
+    /// The first error that stopped processing, if any: the error itself,
+    /// so its variant, its cause chain and [`StreamsError::is_retriable`]
+    /// can be read.
+    pub fn error(&self) -> Option<Arc<StreamsError>> {
         self.shared
             .error
             .lock()
@@ -516,7 +520,7 @@ impl KafkaStreams {
             }
             Ok(None) => Arc::default(),
             Err(error) => {
-                self.shared.fail(StreamsError::Kafka(error.to_string()));
+                self.shared.fail(starting_failed(&error));
                 return Err(error);
             }
         };
@@ -528,7 +532,7 @@ impl KafkaStreams {
         match registry::start(&self.config, &application_id, self.shared.clone()) {
             Ok(handle) => handles.push(handle),
             Err(error) => {
-                self.shared.fail(StreamsError::Kafka(error.to_string()));
+                self.shared.fail(starting_failed(&error));
                 return Err(error);
             }
         }
@@ -675,10 +679,12 @@ fn plan_topics(
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        return Err(StreamsError::Topology(format!(
+        return Err(TopologyError::new(format!(
             "source topics do not exist: {} (create them before starting)",
             missing.join(", ")
-        )));
+        ))
+        .with_topic(missing[0])
+        .into());
     }
     let mut known: HashMap<String, i32> = counts
         .into_iter()
@@ -722,9 +728,9 @@ fn plan_topics(
         let mut sizes = Vec::new();
         for topic in &sub.source_topics {
             let count = *known.get(&source_key(topic)).ok_or_else(|| {
-                StreamsError::Topology(format!(
-                    "cannot work out the partition count of {}",
-                    topic.raw()
+                StreamsError::from(TopologyError::at_topic(
+                    topic.raw(),
+                    format!("cannot work out the partition count of {}", topic.raw()),
                 ))
             })?;
             sizes.push((topic.resolve(application_id), count));
@@ -733,11 +739,16 @@ fn plan_topics(
         let max = sizes.iter().map(|(_, c)| *c).max().unwrap_or(1);
         if !sub.stores.is_empty() && sizes.iter().any(|(_, c)| *c != max) {
             let list: Vec<String> = sizes.iter().map(|(t, c)| format!("{t} ({c})")).collect();
-            return Err(StreamsError::Topology(format!(
-                "topics joined or aggregated together must be co-partitioned (same partition count), but sub-topology {} reads {}",
-                sub.id,
-                list.join(", ")
-            )));
+            return Err(TopologyError::at_topic(
+                &sizes[0].0,
+                format!(
+                    "topics joined or aggregated together must be co-partitioned (same partition \
+                     count), but sub-topology {} reads {}",
+                    sub.id,
+                    list.join(", ")
+                ),
+            )
+            .into());
         }
         for store in &sub.stores {
             stores.insert(
@@ -772,4 +783,14 @@ fn plan_topics(
         topic_to_subtopology,
         stores,
     })
+}
+
+/// What [`KafkaStreams::error`] keeps when `start` fails: the caller of
+/// `start` gets the error itself, which cannot be copied.
+fn starting_failed(error: &StreamsError) -> StreamsError {
+    StreamsError::Kafka {
+        action: "starting".to_owned(),
+        source: error.to_string().into(),
+        retriable: error.is_retriable(),
+    }
 }

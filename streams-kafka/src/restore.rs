@@ -14,7 +14,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_error, position};
+use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_error, kafka_failure, position};
 use super::state_dir::write_atomically;
 use streams_core::engine::TaskCore;
 use streams_core::error::{Result, StreamsError};
@@ -193,9 +193,10 @@ fn true_end(
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {
                 if began.elapsed() > REQUEST_TIMEOUT {
-                    return Err(StreamsError::Kafka(format!(
-                        "reading the end of changelog {topic}[{partition}] stalled at offset {next} (reported end {high})"
-                    )));
+                    return Err(kafka_failure(
+                        &format!("reading the end of changelog {topic}[{partition}]"),
+                        format!("stalled at offset {next} (reported end {high})"),
+                    ));
                 }
             }
             Some(Err(error)) => {
@@ -328,9 +329,12 @@ fn restore_store(
             }
             Some(Err(KafkaError::PartitionEOF(_))) | None => {
                 if last_progress.elapsed() > REQUEST_TIMEOUT {
-                    return Err(StreamsError::Kafka(format!(
-                        "restoring store {store} stalled at offset {next} of changelog {topic}[{partition}] (end {high})"
-                    )));
+                    return Err(kafka_failure(
+                        &format!("restoring store {store}"),
+                        format!(
+                            "stalled at offset {next} of changelog {topic}[{partition}] (end {high})"
+                        ),
+                    ));
                 }
             }
             Some(Err(error)) => {

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 
 use super::clients::{
     DataErrors, EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
-    report_client_error,
+    kafka_failure, report_client_error,
 };
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
@@ -518,7 +518,7 @@ impl Engine {
         let restore_consumer = self
             .restore_consumer
             .as_ref()
-            .ok_or_else(|| StreamsError::Kafka("the stream thread is shutting down".into()))?;
+            .ok_or_else(|| kafka_failure("restoring", "the stream thread is shutting down"))?;
         let mut checkpoint = read_checkpoint(&dir);
         if let Some(offsets) = &checkpoint
             && let Some(reason) = checkpoint_mismatch(restore_consumer, offsets)?
@@ -675,9 +675,9 @@ impl Engine {
                 if !self.collector.in_transaction() {
                     return Ok(());
                 }
-                let metadata = consumer
-                    .group_metadata()
-                    .ok_or_else(|| StreamsError::Kafka("no group metadata".into()))?;
+                let metadata = consumer.group_metadata().ok_or_else(|| {
+                    kafka_failure("committing a transaction", "no group metadata")
+                })?;
                 self.collector.commit_transaction(&offsets, &metadata)?;
                 log::debug!(
                     "thread {}: committed a transaction with offsets {}",

@@ -262,31 +262,20 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+#[path = "../../streams-core/examples/word_count/topology.rs"]
+mod word_count_topology;
+
 /// Topologies and settings shared by the end-to-end tests and the
 /// `streams-app` child process.
 pub mod apps {
     use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
-    use streams_core::serde::{I64Serde, Nullable, StringSerde, UnitSerde};
+    use streams_core::serde::{I64Serde, Nullable, StringSerde};
     use streams_core::{StreamsBuilder, StreamsConfig, Topology};
 
-    /// Lines in, a count per word out; counts kept in RocksDB.
+    /// Lines in, a count per word out; counts kept in RocksDB (the
+    /// examples' word count).
     pub fn word_count(input: &str, output: &str, store: &str) -> streams_core::Result<Topology> {
-        let builder = StreamsBuilder::new();
-        builder
-            .stream(&[input], Consumed::with(UnitSerde, StringSerde))
-            .flat_map_values(|line: String| {
-                line.split_whitespace()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .group_by(
-                |_, word| word.clone(),
-                Grouped::with(StringSerde, StringSerde),
-            )
-            .count(Materialized::named(store))
-            .to_stream()
-            .to(output, Produced::with(StringSerde, Nullable(I64Serde)));
-        builder.build()
+        crate::word_count_topology::word_count(input, output, store)
     }
 
     /// Each record's key counted in a RocksDB store; every update out.
@@ -302,11 +291,11 @@ pub mod apps {
     ) -> streams_core::Result<Topology> {
         let builder = StreamsBuilder::new();
         builder
-            .stream(&[input], Consumed::with(StringSerde, StringSerde))
-            .group_by_key(Grouped::default())
-            .count(materialized)
+            .stream_with([input], Consumed::with(StringSerde, StringSerde))
+            .group_by_key_with(Grouped::default())
+            .count_with(materialized)
             .to_stream()
-            .to(output, Produced::with(StringSerde, Nullable(I64Serde)));
+            .to_with(output, Produced::with(StringSerde, Nullable(I64Serde)));
         builder.build()
     }
 

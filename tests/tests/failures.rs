@@ -18,7 +18,7 @@ use streams_core::handlers::{
     ContinueOnProductionError, DeadLetterQueue, StreamThreadExceptionResponse, dead_letter,
 };
 use streams_core::serde::StringSerde;
-use streams_core::{StreamsBuilder, StreamsConfig, Topology};
+use streams_core::{StreamsBuilder, StreamsConfig, StreamsError, Topology};
 use streams_http::QueryServer;
 use streams_kafka::{HostInfo, KafkaStreams, State};
 use tests::{Broker, apps, shared_broker, unique};
@@ -29,14 +29,14 @@ const WAIT: Duration = Duration::from_secs(60);
 fn poisoned(input: &str, output: &str, armed: Arc<AtomicBool>) -> Topology {
     let builder = StreamsBuilder::new();
     builder
-        .stream(&[input], Consumed::with(StringSerde, StringSerde))
+        .stream_with([input], Consumed::with(StringSerde, StringSerde))
         .map_values(move |v: String| {
             if v == "poison" && armed.load(Ordering::Relaxed) {
                 panic!("poison record");
             }
             v.to_uppercase()
         })
-        .to(output, Produced::with(StringSerde, StringSerde));
+        .to_with(output, Produced::with(StringSerde, StringSerde));
     builder.build().unwrap()
 }
 
@@ -162,7 +162,7 @@ fn a_poison_record_among_ten_thousand_goes_to_the_dead_letter_topic() {
     );
     assert!(header(dead_letter::OFFSET).is_some() && header(dead_letter::PARTITION).is_some());
     for streams in &instances {
-        assert_eq!(streams.error(), None);
+        assert!(streams.error().is_none(), "{:?}", streams.error());
         assert!(matches!(
             streams.state(),
             State::Running | State::Rebalancing
@@ -227,7 +227,14 @@ fn a_panic_stops_the_client_by_default_naming_node_and_record_and_commits_nothin
         "{:?}",
         streams.state()
     );
-    let cause = streams.error().unwrap();
+    let error = streams.error().unwrap();
+    // The error itself, not its text: the node that failed, not retriable.
+    assert!(
+        matches!(&*error, StreamsError::Processing { node, .. } if node.starts_with("KSTREAM-MAPVALUES-")),
+        "{error:?}"
+    );
+    assert!(!error.is_retriable());
+    let cause = error.to_string();
     for part in [
         "KSTREAM-MAPVALUES-",
         &format!("{input}[0]@3"),
@@ -284,7 +291,7 @@ fn replace_thread_resumes_from_committed_state() {
             .any(|(key, value, _)| key == "k120" && value == "POISON")
     );
     assert_eq!(deaths.load(Ordering::Relaxed), 1);
-    assert_eq!(streams.error(), None);
+    assert!(streams.error().is_none(), "{:?}", streams.error());
     assert!(
         streams.wait_for_state(State::Running, WAIT),
         "{:?}",
@@ -336,9 +343,9 @@ fn shutdown_application_stops_every_instance() {
             streams.state()
         );
     }
-    let first = instances[0].error().unwrap();
+    let first = instances[0].error().unwrap().to_string();
     assert!(first.contains("poison record"), "{first}");
-    let second = instances[1].error().unwrap();
+    let second = instances[1].error().unwrap().to_string();
     assert!(second.contains("was shut down by instance"), "{second}");
     assert!(
         second.contains("poison record"),
@@ -358,13 +365,13 @@ fn a_record_too_large_to_produce_is_the_production_handlers_call() {
         broker.create_topic(&output, 1);
         let builder = StreamsBuilder::new();
         builder
-            .stream(&[&input], Consumed::with(StringSerde, StringSerde))
+            .stream_with([&input], Consumed::with(StringSerde, StringSerde))
             // Twice the producer's default `message.max.bytes`.
             .map_values(|v: String| match v.as_str() {
                 "poison" => "x".repeat(2_000_000),
                 _ => v,
             })
-            .to(&output, Produced::with(StringSerde, StringSerde));
+            .to_with(&output, Produced::with(StringSerde, StringSerde));
         let state = tempfile::tempdir().unwrap();
         let streams = KafkaStreams::new(
             builder.build().unwrap(),
@@ -383,7 +390,7 @@ fn a_record_too_large_to_produce_is_the_production_handlers_call() {
         "{:?}",
         streams.state()
     );
-    let cause = streams.error().unwrap();
+    let cause = streams.error().unwrap().to_string();
     assert!(
         cause.contains(&format!("cannot produce to {output}")),
         "{cause}"
@@ -395,6 +402,6 @@ fn a_record_too_large_to_produce_is_the_production_handlers_call() {
         run(|config| config.with_production_handler(ContinueOnProductionError));
     let records = read_keys(broker, &output, 1, 9);
     assert!(records.iter().all(|(key, _, _)| key != "k4"));
-    assert_eq!(streams.error(), None);
+    assert!(streams.error().is_none(), "{:?}", streams.error());
     assert!(streams.close(WAIT));
 }

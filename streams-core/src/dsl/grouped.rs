@@ -6,9 +6,10 @@ use super::kstream::KStream;
 use super::ktable::{KTable, ValueGetterSupplier};
 use super::options::{Grouped, Materialized};
 use super::{Change, Data, FnProcessor, Serdes, Shared};
+use crate::error::TopologyError;
 use crate::processor::ProcessorContext;
 use crate::record::Record;
-use crate::serde::{I64Serde, SerdeRef};
+use crate::serde::{I64Serde, SerdeRef, default_serde};
 use crate::state::StoreBuilder;
 
 /// A stream grouped by key, ready to aggregate (Kafka Streams'
@@ -140,11 +141,15 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             .keys
             .clone()
             .or_else(|| input.serdes.keys.clone());
-        let values = materialized.values.clone().or(default_values);
+        let values = materialized
+            .values
+            .clone()
+            .or(default_values)
+            .or_else(default_serde);
         let (Some(keys), Some(values)) = (keys, values) else {
-            state.borrow_mut().fail(format!(
+            state.borrow_mut().fail(TopologyError::new(format!(
                 "the store `{store}` of an aggregation needs a key serde and a value serde: give them with Materialized::with"
-            ));
+            )));
             return KTable {
                 state: state.clone(),
                 node: input.node.clone(),
@@ -194,24 +199,41 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         )
     }
 
-    /// Counts records per key.
+    /// Counts records per key in the store `materialized` describes.
     ///
     /// # Examples
     /// ```
     /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Grouped, Materialized}, serde::{StringSerde, UnitSerde}};
     /// let builder = StreamsBuilder::new();
-    /// let counts = builder.stream(&["words"], Consumed::with(UnitSerde, StringSerde))
-    ///     .group_by(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
-    ///     .count(Materialized::named("counts").in_memory());
+    /// let counts = builder.stream_with(&["words"], Consumed::with(UnitSerde, StringSerde))
+    ///     .group_by_with(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
+    ///     .count_with(Materialized::named("counts").in_memory());
     /// assert_eq!(counts.queryable_store_name(), Some("counts"));
     /// # drop(counts); builder.build().unwrap();
     /// ```
-    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         self.aggregate_with(
             materialized,
             Some(Arc::new(I64Serde)),
             Arc::new(|_, _, count| count.unwrap_or(0) + 1),
         )
+    }
+
+    /// Counts records per key in a store with a generated name (RocksDB,
+    /// cached and logged), as Kafka Streams' `count()`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::KStream;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by(|_, w| w).count().to_stream().to("counts");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn count(&self) -> KTable<K, i64> {
+        self.count_with(Materialized::default())
     }
 
     /// Combines the values of each key with `reducer` (the first value is
@@ -282,13 +304,14 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             .grouped
             .keys
             .clone()
-            .or_else(|| materialized.keys.clone());
-        let values = self.grouped.values.clone();
+            .or_else(|| materialized.keys.clone())
+            .or_else(default_serde);
+        let values = self.grouped.values.clone().or_else(default_serde);
         let (Some(keys), Some(values)) = (keys, values) else {
-            self.state.borrow_mut().fail(format!(
+            self.state.borrow_mut().fail(TopologyError::new(format!(
                 "KTable::group_by for `{store}` needs a key serde and a value serde for its repartition topic: \
                  give them with Grouped::with"
-            ));
+            )));
             return KTable {
                 state: self.state.clone(),
                 node: self.node.clone(),
@@ -315,10 +338,15 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             None,
             "KTable::group_by",
         );
-        let Some(agg_values) = materialized.values.clone().or(default_values) else {
-            self.state.borrow_mut().fail(format!(
+        let Some(agg_values) = materialized
+            .values
+            .clone()
+            .or(default_values)
+            .or_else(default_serde)
+        else {
+            self.state.borrow_mut().fail(TopologyError::new(format!(
                 "the store `{store}` of an aggregation needs a value serde: give it with Materialized::with"
-            ));
+            )));
             return KTable {
                 state: self.state.clone(),
                 node: input.node,
@@ -342,8 +370,25 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         )
     }
 
-    /// Counts rows per group.
-    pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+    /// Counts rows per group in a store with a generated name.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let cities = builder.table("home-city", Consumed::with(StringSerde, StringSerde), Materialized::named("cities"));
+    /// cities.group_by(|_, city| (city.clone(), 1_i64)).count().to_stream().to("people-per-city");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn count(&self) -> KTable<K, i64> {
+        self.count_with(Materialized::default())
+    }
+
+    /// Counts rows per group in the store `materialized` describes.
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         self.aggregate_with(
             materialized,
             Some(Arc::new(I64Serde)),

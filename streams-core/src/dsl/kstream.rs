@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::ktable::{GlobalKTable, KTable};
 use super::options::{Grouped, Named, Produced, Repartitioned};
 use super::{Data, FnProcessor, KGroupedStream, Serdes, Shared};
+use crate::error::TopologyError;
 use crate::processor::{ProcessorContext, ProcessorSupplier};
 use crate::record::Record;
 use crate::serde::SerdeRef;
@@ -117,9 +118,9 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// ```
     /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Produced}, serde::{StringSerde, I64Serde}};
     /// let builder = StreamsBuilder::new();
-    /// builder.stream(&["amounts"], Consumed::with(StringSerde, I64Serde))
+    /// builder.stream_with(&["amounts"], Consumed::with(StringSerde, I64Serde))
     ///     .filter(|_, amount| *amount > 100)
-    ///     .to("large-amounts", Produced::with(StringSerde, I64Serde));
+    ///     .to_with("large-amounts", Produced::with(StringSerde, I64Serde));
     /// # builder.build().unwrap();
     /// ```
     pub fn filter(
@@ -188,9 +189,9 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// ```
     /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Produced}, serde::{StringSerde, U64Serde}};
     /// let builder = StreamsBuilder::new();
-    /// builder.stream(&["lines"], Consumed::with(StringSerde, StringSerde))
+    /// builder.stream_with(&["lines"], Consumed::with(StringSerde, StringSerde))
     ///     .map_values(|line| line.len() as u64)
-    ///     .to("lengths", Produced::with(StringSerde, U64Serde));
+    ///     .to_with("lengths", Produced::with(StringSerde, U64Serde));
     /// # builder.build().unwrap();
     /// ```
     pub fn map_values<V2: Data>(
@@ -266,7 +267,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// ```
     /// # use streams_core::{StreamsBuilder, dsl::Consumed, serde::{StringSerde, UnitSerde}};
     /// let builder = StreamsBuilder::new();
-    /// let words = builder.stream(&["lines"], Consumed::with(UnitSerde, StringSerde))
+    /// let words = builder.stream_with(&["lines"], Consumed::with(UnitSerde, StringSerde))
     ///     .flat_map_values(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
     /// # drop(words); builder.build().unwrap();
     /// ```
@@ -369,7 +370,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// ```
     /// # use streams_core::{StreamsBuilder, dsl::{Consumed, Named}, serde::{StringSerde, I64Serde}};
     /// let builder = StreamsBuilder::new();
-    /// let branches = builder.stream(&["amounts"], Consumed::with(StringSerde, I64Serde))
+    /// let branches = builder.stream_with(&["amounts"], Consumed::with(StringSerde, I64Serde))
     ///     .split(Some(Named::new("amount-")))
     ///     .branch(|_, v| *v < 0, "negative")
     ///     .default_branch("other");
@@ -408,8 +409,52 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
     }
 
-    /// Writes the stream to `topic`.
-    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+    /// Writes the stream to `topic`, with the serdes known from upstream
+    /// (a source's, a table's) or the types' defaults. A table's stream of
+    /// changes writes its deletes as tombstones.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::KStream;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.map_values(|w| w.len() as i64).to("lengths");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn to(&self, topic: &str) {
+        let produced = self.produced("to()");
+        self.to_with(topic, produced);
+    }
+
+    /// The serdes [`KStream::to`] writes with.
+    fn produced(&self, operation: &str) -> Produced<K, V> {
+        let mut st = self.state.borrow_mut();
+        Produced {
+            keys: st.serde_or_fail(self.serdes.keys.clone(), operation),
+            values: st.serde_or_fail(self.serdes.values.clone(), operation),
+            partitioner: None,
+            name: None,
+        }
+    }
+
+    /// Writes the stream to `topic` as `produced` says.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Produced};
+    /// use streams_core::serde::{I32Serde, StringSerde};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<String, String> = builder.stream("words");
+    /// words
+    ///     .map_values(|w| w.len() as i32)
+    ///     .to_with("lengths", Produced::with(StringSerde, I32Serde).with_name("lengths-sink"));
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn to_with(&self, topic: &str, produced: Produced<K, V>) {
         self.add_sink(
             SinkTopic::Fixed(TopicName::External(topic.to_owned())),
             produced,
@@ -472,10 +517,10 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K, V> {
         let mut st = self.state.borrow_mut();
         let (Some(keys), Some(values)) = (keys, values) else {
-            st.fail(format!(
+            st.fail(TopologyError::new(format!(
                 "{operation} after a key change needs a key serde and a value serde for its repartition topic \
                  `{base}-repartition`: give them with Grouped::with or Repartitioned::with"
-            ));
+            )));
             return self.clone();
         };
         let topic = format!("{base}-repartition");
@@ -534,18 +579,83 @@ impl<K: Data, V: Data> KStream<K, V> {
         stream
     }
 
-    /// Groups by the current key, for aggregations.
-    pub fn group_by_key(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
+    /// Groups by the current key, for aggregations, with the serdes known
+    /// from upstream or the types' defaults.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::KStream;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// clicks.group_by_key().count().to_stream().to("clicks-per-user");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn group_by_key(&self) -> KGroupedStream<K, V> {
+        self.group_by_key_with(Grouped::default())
+    }
+
+    /// Groups by the current key, with the serdes and name of `grouped`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Grouped, KStream};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// clicks.group_by_key_with(Grouped::with(StringSerde, StringSerde)).count();
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn group_by_key_with(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V> {
         KGroupedStream::new(self, grouped)
     }
 
-    /// Groups by a new key computed from each record (a repartition follows).
+    /// Groups by a new key that `selector` computes from each record's key
+    /// and value (a repartition follows), as Kafka Streams' `groupBy`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::KStream;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by(|_, w| w).count();
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn group_by<K2: Data>(
         &self,
-        selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        selector: impl Fn(K, V) -> K2 + Send + Sync + 'static,
+    ) -> KGroupedStream<K2, V> {
+        self.group_by_with(selector, Grouped::default())
+    }
+
+    /// [`KStream::group_by`] with the serdes and name of `grouped` for the
+    /// repartition topic.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Grouped, KStream};
+    /// use streams_core::serde::{StringSerde, UnitSerde};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by_with(|_, w| w, Grouped::with(StringSerde, StringSerde).with_name("by-word")).count();
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn group_by_with<K2: Data>(
+        &self,
+        selector: impl Fn(K, V) -> K2 + Send + Sync + 'static,
         grouped: Grouped<K2, V>,
     ) -> KGroupedStream<K2, V> {
-        self.select_key(selector).group_by_key(grouped)
+        // The selector takes its arguments by value, as Kafka Streams'
+        // lambdas do (`|_, w| w`): a clone of each, the value being kept.
+        self.select_key(move |k, v| selector(k.clone(), v.clone()))
+            .group_by_key_with(grouped)
     }
 
     /// The stream as it must be before a join: repartitioned if its key changed.

@@ -522,8 +522,17 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Regroups the rows by a new key and value, for aggregations that
-    /// subtract a row's old value from its old group when it changes.
+    /// subtract a row's old value from its old group when it changes; the
+    /// repartition topic uses the new types' default serdes.
     pub fn group_by<K2: Data, V2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KGroupedTable<K2, V2> {
+        self.group_by_with(selector, Grouped::default())
+    }
+
+    /// [`KTable::group_by`] with the serdes and name of `grouped`.
+    pub fn group_by_with<K2: Data, V2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
         grouped: Grouped<K2, V2>,

@@ -23,14 +23,15 @@ use std::sync::Arc;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{GlobalKTable, KTable};
+
 pub use options::{
     Consumed, DEFAULT_CACHE_BYTES, Grouped, Materialized, Named, Produced, Repartitioned, StoreType,
 };
 
-use crate::error::{Result, StreamsError};
+use crate::error::{Result, StreamsError, TopologyError};
 use crate::processor::{ProcessResult, Processor, ProcessorContext};
 use crate::record::Record;
-use crate::serde::SerdeRef;
+use crate::serde::{SerdeRef, default_serde};
 use crate::topology::{TopicName, Topology};
 
 /// Types that can flow through a topology.
@@ -76,23 +77,112 @@ impl BuilderState {
         }
     }
 
-    pub(crate) fn fail(&mut self, message: String) {
-        self.record::<()>(Err(StreamsError::Topology(message)));
+    pub(crate) fn fail(&mut self, error: TopologyError) {
+        self.record::<()>(Err(error.into()));
+    }
+
+    /// `given`, else `T`'s default serde; with neither, records a build
+    /// error naming `operation` and returns a stand-in that never runs
+    /// (`build` fails first).
+    pub(crate) fn serde_or_fail<T: 'static>(
+        &mut self,
+        given: Option<SerdeRef<T>>,
+        operation: &str,
+    ) -> SerdeRef<T> {
+        if let Some(serde) = given.or_else(default_serde) {
+            return serde;
+        }
+        let type_name = std::any::type_name::<T>();
+        self.fail(TopologyError::new(format!(
+            "{operation} has no serde for {type_name}, which has no default: give one with the \
+             operation's `_with` form (Consumed::with, Produced::with)"
+        )));
+        Arc::new(NoSerde)
     }
 }
 
-/// Builds a topology with the DSL.
+/// Stands in for a missing serde in a topology that `build` refuses.
+struct NoSerde;
+
+impl<T> crate::serde::Serde<T> for NoSerde {
+    fn serialize_into(&self, _: &T, _: &mut Vec<u8>) -> Result<(), crate::serde::SerdeError> {
+        Err(crate::serde::SerdeError::new("no serde"))
+    }
+
+    fn deserialize(&self, _: &[u8]) -> Result<T, crate::serde::SerdeError> {
+        Err(crate::serde::SerdeError::new("no serde"))
+    }
+}
+
+/// One topic or many, as [`StreamsBuilder::stream`] reads them: a `&str`,
+/// a `String`, or a slice, array or `Vec` of either.
+pub trait Topics {
+    /// The topic names.
+    fn into_topics(self) -> Vec<String>;
+}
+
+impl Topics for &str {
+    fn into_topics(self) -> Vec<String> {
+        vec![self.to_owned()]
+    }
+}
+
+impl Topics for String {
+    fn into_topics(self) -> Vec<String> {
+        vec![self]
+    }
+}
+
+impl Topics for &String {
+    fn into_topics(self) -> Vec<String> {
+        vec![self.clone()]
+    }
+}
+
+impl<T: AsRef<str>> Topics for &[T] {
+    fn into_topics(self) -> Vec<String> {
+        self.iter().map(|t| t.as_ref().to_owned()).collect()
+    }
+}
+
+impl<T: AsRef<str>, const N: usize> Topics for [T; N] {
+    fn into_topics(self) -> Vec<String> {
+        self.iter().map(|t| t.as_ref().to_owned()).collect()
+    }
+}
+
+impl<T: AsRef<str>, const N: usize> Topics for &[T; N] {
+    fn into_topics(self) -> Vec<String> {
+        self.iter().map(|t| t.as_ref().to_owned()).collect()
+    }
+}
+
+impl<T: AsRef<str>> Topics for Vec<T> {
+    fn into_topics(self) -> Vec<String> {
+        self.iter().map(|t| t.as_ref().to_owned()).collect()
+    }
+}
+
+impl<T: AsRef<str>> Topics for &Vec<T> {
+    fn into_topics(self) -> Vec<String> {
+        self.iter().map(|t| t.as_ref().to_owned()).collect()
+    }
+}
+
+/// Builds a topology with the DSL. Keys and values of common types
+/// (strings, integers, `()`, bytes, and `Option`s of them) get default
+/// serdes; the `_with` forms of operations take explicit ones.
 ///
 /// ```
-/// use streams_core::{StreamsBuilder, dsl::{Consumed, Produced}};
-/// use streams_core::serde::StringSerde;
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::KStream;
 ///
 /// let builder = StreamsBuilder::new();
-/// builder
-///     .stream(&["in"], Consumed::with(StringSerde, StringSerde))
+/// let words: KStream<String, String> = builder.stream("in");
+/// words
 ///     .filter(|_, v| !v.is_empty())
 ///     .map_values(|v| v.to_uppercase())
-///     .to("out", Produced::with(StringSerde, StringSerde));
+///     .to("out");
 /// let topology = builder.build()?;
 /// assert_eq!(topology.describe().subtopologies.len(), 1);
 /// # Ok::<(), streams_core::StreamsError>(())
@@ -122,15 +212,64 @@ impl StreamsBuilder {
         }
     }
 
-    /// A stream of the records of `topics`.
-    pub fn stream<K: Data, V: Data>(
+    /// A stream of the records of `topics` (one topic or many), read with
+    /// the default serdes of `K` and `V`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::KStream;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let one: KStream<String, i64> = builder.stream("amounts");
+    /// let many: KStream<(), String> = builder.stream(["lines-a", "lines-b"]);
+    /// # drop((one, many));
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn stream<K: Data, V: Data>(&self, topics: impl Topics) -> KStream<K, V> {
+        let (keys, values) = {
+            let mut st = self.state.borrow_mut();
+            (
+                st.serde_or_fail(None, "stream()"),
+                st.serde_or_fail(None, "stream()"),
+            )
+        };
+        let consumed = Consumed {
+            keys,
+            values,
+            extractor: None,
+            name: None,
+        };
+        self.stream_with(topics, consumed)
+    }
+
+    /// A stream of the records of `topics`, read as `consumed` says.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::Consumed;
+    /// use streams_core::serde::{JsonSerde, StringSerde};
+    ///
+    /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// struct Order { amount: u32 }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream_with("orders", Consumed::with(StringSerde, JsonSerde::<Order>::new()))
+    ///     .map_values(|order| i64::from(order.amount))
+    ///     .to("amounts");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn stream_with<K: Data, V: Data>(
         &self,
-        topics: &[&str],
+        topics: impl Topics,
         consumed: Consumed<K, V>,
     ) -> KStream<K, V> {
         let topics = topics
-            .iter()
-            .map(|t| TopicName::External((*t).to_owned()))
+            .into_topics()
+            .into_iter()
+            .map(TopicName::External)
             .collect();
         KStream::source(self.state.clone(), topics, consumed)
     }
@@ -254,16 +393,17 @@ impl<K, V> Clone for Serdes<K, V> {
 }
 
 impl<K: 'static, V: 'static> Serdes<K, V> {
+    /// No serdes known: the defaults for the types, where they have one.
     pub(crate) fn none() -> Self {
         Serdes {
-            keys: None,
-            values: None,
+            keys: default_serde(),
+            values: default_serde(),
         }
     }
 
     /// The same serdes for an operator's output types, where those types
     /// are unchanged (a `select_key` from `String` to `String` keeps the key
-    /// serde); `None` where they differ.
+    /// serde); the defaults of the new types where they differ.
     pub(crate) fn retype<K2: 'static, V2: 'static>(&self) -> Serdes<K2, V2> {
         Serdes {
             keys: retype(self.keys.clone()),
@@ -272,7 +412,15 @@ impl<K: 'static, V: 'static> Serdes<K, V> {
     }
 }
 
+/// `serde` if `B` is `A`, else `B`'s default serde.
 fn retype<A: 'static, B: 'static>(serde: Option<SerdeRef<A>>) -> Option<SerdeRef<B>> {
-    let boxed: Box<dyn std::any::Any> = Box::new(serde?);
-    boxed.downcast::<SerdeRef<B>>().ok().map(|b| *b)
+    let Some(serde) = serde else {
+        return default_serde();
+    };
+    let boxed: Box<dyn std::any::Any> = Box::new(serde);
+    boxed
+        .downcast::<SerdeRef<B>>()
+        .ok()
+        .map(|b| *b)
+        .or_else(default_serde)
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::TaskId;
-use crate::error::{BoxError, Result, StreamsError};
+use crate::error::{BoxError, Result, StreamsError, TopologyError};
 use crate::record::{ProducerRecord, Record, RecordMetadata};
 use crate::state::{KeyValueStoreHandle, StoreHandle, TaskStore};
 
@@ -207,10 +207,12 @@ impl<KOut: Clone + Send + 'static, VOut: Clone + Send + 'static> ProcessorContex
             .iter()
             .find(|&&c| task.node_name(c) == child)
         else {
-            return Err(StreamsError::Topology(format!(
-                "`{child}` is not a child of `{}`",
-                task.node_name(self.node)
-            )));
+            let name = task.node_name(self.node);
+            return Err(TopologyError::at_node(
+                name,
+                format!("`{child}` is not a child of `{name}`"),
+            )
+            .into());
         };
         self.task.process_at(index, &mut Some(record))
     }
@@ -364,11 +366,15 @@ where
             .downcast_mut::<Option<Record<KIn, VIn>>>()
             .and_then(Option::take)
         else {
-            return Err(StreamsError::Topology(format!(
-                "node `{}` received a record of the wrong type (expected {})",
-                task.node_name(node),
-                std::any::type_name::<Record<KIn, VIn>>()
-            )));
+            let name = task.node_name(node);
+            return Err(TopologyError::at_node(
+                name,
+                format!(
+                    "node `{name}` received a record of the wrong type (expected {})",
+                    std::any::type_name::<Record<KIn, VIn>>()
+                ),
+            )
+            .into());
         };
         let result = self
             .processor

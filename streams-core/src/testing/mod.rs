@@ -15,9 +15,9 @@
 //!
 //! let builder = StreamsBuilder::new();
 //! builder
-//!     .stream(&["in"], Consumed::with(StringSerde, StringSerde))
+//!     .stream_with(&["in"], Consumed::with(StringSerde, StringSerde))
 //!     .map_values(|v| v.to_uppercase())
-//!     .to("out", Produced::with(StringSerde, StringSerde));
+//!     .to_with("out", Produced::with(StringSerde, StringSerde));
 //! let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("test"))?;
 //!
 //! let mut input = driver.create_input_topic("in", StringSerde, StringSerde);
@@ -39,7 +39,7 @@ use rustc_hash::FxHashMap;
 
 use crate::config::StreamsConfig;
 use crate::engine::{GlobalStores, TaskCore, TaskSetup};
-use crate::error::{Result, StreamsError};
+use crate::error::{Result, StreamsError, TopologyError};
 use crate::record::{Headers, RawRecord, Record};
 use crate::record::{ProducerRecord, RecordCollector};
 use crate::serde::{Serde, SerdeRef};
@@ -116,11 +116,15 @@ impl DriverState {
             return Err(StreamsError::InvalidState("the driver is closed".into()));
         }
         let Some(&route) = self.routes.get(&record.topic) else {
-            return Err(StreamsError::Topology(format!(
-                "topic `{}` is not read by the topology (it reads: {})",
-                record.topic,
-                self.source_topic_list()
-            )));
+            return Err(TopologyError::at_topic(
+                &record.topic,
+                format!(
+                    "topic `{}` is not read by the topology (it reads: {})",
+                    record.topic,
+                    self.source_topic_list()
+                ),
+            )
+            .into());
         };
         record.offset = self.next_offset(&record.topic);
         self.run(VecDeque::from([(route, record)]))

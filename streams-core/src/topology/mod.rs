@@ -22,7 +22,7 @@ pub use describe::{
 pub use nodes::SinkTopic;
 pub(crate) use nodes::{ErasedSource, SinkNode, SourceError, SourceNode};
 
-use crate::error::{Result, StreamsError};
+use crate::error::{Result, TopologyError};
 use crate::processor::{ErasedProcessor, ProcessorAdapter, ProcessorSupplier};
 use crate::record::Record;
 use crate::serde::{Serde, SerdeRef};
@@ -170,8 +170,8 @@ impl std::fmt::Debug for Topology {
     }
 }
 
-fn topology_error<T>(message: impl Into<String>) -> Result<T> {
-    Err(StreamsError::Topology(message.into()))
+fn topology_error<T>(error: TopologyError) -> Result<T> {
+    Err(error.into())
 }
 
 impl Topology {
@@ -186,42 +186,54 @@ impl Topology {
 
     fn check_new_name(&self, name: &str) -> Result<()> {
         if name.is_empty() {
-            return topology_error("node names must not be empty");
+            return topology_error(TopologyError::at_node(name, "node names must not be empty"));
         }
         if self.node_index(name).is_some() {
-            return topology_error(format!("a node named `{name}` already exists"));
+            return topology_error(TopologyError::at_node(
+                name,
+                format!("a node named `{name}` already exists"),
+            ));
         }
         Ok(())
     }
 
     fn parents(&self, child: &str, parents: &[&str], input: RecordType) -> Result<Vec<usize>> {
         if parents.is_empty() {
-            return topology_error(format!("`{child}` needs at least one parent"));
+            return topology_error(TopologyError::at_node(
+                child,
+                format!("`{child}` needs at least one parent"),
+            ));
         }
         let mut indices = Vec::with_capacity(parents.len());
         for parent in parents {
             let Some(index) = self.node_index(parent) else {
-                return topology_error(format!(
-                    "parent `{parent}` of `{child}` does not exist (add it first)"
+                return topology_error(TopologyError::at_node(
+                    child,
+                    format!("parent `{parent}` of `{child}` does not exist (add it first)"),
                 ));
             };
             let node = &self.nodes[index];
             if matches!(node.kind, NodeKind::Sink { .. }) {
-                return topology_error(format!(
-                    "`{parent}` is a sink and cannot be the parent of `{child}`"
+                return topology_error(TopologyError::at_node(
+                    child,
+                    format!("`{parent}` is a sink and cannot be the parent of `{child}`"),
                 ));
             }
             if node.global {
-                return topology_error(format!(
-                    "`{parent}` belongs to a global store and cannot have children"
+                return topology_error(TopologyError::at_node(
+                    child,
+                    format!("`{parent}` belongs to a global store and cannot have children"),
                 ));
             }
             if let Some(output) = node.output
                 && output != input
             {
-                return topology_error(format!(
-                    "`{child}` takes records of {} but its parent `{parent}` forwards {}",
-                    input.name, output.name
+                return topology_error(TopologyError::at_node(
+                    child,
+                    format!(
+                        "`{child}` takes records of {} but its parent `{parent}` forwards {}",
+                        input.name, output.name
+                    ),
                 ));
             }
             indices.push(index);
@@ -311,18 +323,27 @@ impl Topology {
     {
         self.check_new_name(name)?;
         if topics.is_empty() {
-            return topology_error(format!("source `{name}` needs at least one topic"));
+            return topology_error(TopologyError::at_node(
+                name,
+                format!("source `{name}` needs at least one topic"),
+            ));
         }
         let known: BTreeSet<&TopicName> = self.source_topics().collect();
         for topic in &topics {
             if topic.raw().is_empty() {
-                return topology_error(format!("source `{name}` has an empty topic name"));
+                return topology_error(TopologyError::at_node(
+                    name,
+                    format!("source `{name}` has an empty topic name"),
+                ));
             }
             if known.contains(topic) {
-                return topology_error(format!(
-                    "topic `{}` is already read by another source",
-                    topic.raw()
-                ));
+                return topology_error(
+                    TopologyError::at_topic(
+                        topic.raw(),
+                        format!("topic `{}` is already read by another source", topic.raw()),
+                    )
+                    .with_node(name),
+                );
             }
         }
         let factory: SourceFactory = Arc::new(move |_node: &str| {
@@ -350,8 +371,9 @@ impl Topology {
         partitions: Option<i32>,
     ) -> Result<()> {
         if self.repartition_topics.iter().any(|(n, _)| n == name) {
-            return topology_error(format!(
-                "repartition topic `{name}` is declared twice; name the operations apart"
+            return topology_error(TopologyError::at_topic(
+                name,
+                format!("repartition topic `{name}` is declared twice; name the operations apart"),
             ));
         }
         self.repartition_topics.push((name.to_owned(), partitions));
@@ -552,10 +574,12 @@ impl Topology {
     ) -> Result<()> {
         let name = builder.name();
         if name.is_empty() {
-            return topology_error("store names must not be empty");
+            return topology_error(TopologyError::new("store names must not be empty"));
         }
         if self.store_def(name).is_some() {
-            return topology_error(format!("a state store named `{name}` already exists"));
+            return topology_error(TopologyError::new(format!(
+                "a state store named `{name}` already exists"
+            )));
         }
         self.stores.push(StoreDef {
             builder,
@@ -586,25 +610,29 @@ impl Topology {
         for store in stores {
             match self.store_def(store) {
                 None => {
-                    return topology_error(format!(
+                    return topology_error(TopologyError::new(format!(
                         "state store `{store}` does not exist (add it first)"
-                    ));
+                    )));
                 }
                 Some(def) if def.global_topic.is_some() => {
-                    return topology_error(format!(
+                    return topology_error(TopologyError::new(format!(
                         "`{store}` is a global store: every processor can read it without connecting"
-                    ));
+                    )));
                 }
                 Some(_) => {}
             }
         }
         for processor in processors {
             let Some(index) = self.node_index(processor) else {
-                return topology_error(format!("processor `{processor}` does not exist"));
+                return topology_error(TopologyError::at_node(
+                    *processor,
+                    format!("processor `{processor}` does not exist"),
+                ));
             };
             if !matches!(self.nodes[index].kind, NodeKind::Processor { .. }) {
-                return topology_error(format!(
-                    "`{processor}` is not a processor and cannot use stores"
+                return topology_error(TopologyError::at_node(
+                    *processor,
+                    format!("`{processor}` is not a processor and cannot use stores"),
                 ));
             }
             for store in stores {
@@ -665,15 +693,21 @@ impl Topology {
         S: ProcessorSupplier<K, V, (), ()>,
     {
         if builder.logging_enabled() {
-            return topology_error(format!(
-                "global store `{}` must not be logged: its topic is its changelog",
-                builder.name()
+            return topology_error(TopologyError::at_topic(
+                topic,
+                format!(
+                    "global store `{}` must not be logged: its topic is its changelog",
+                    builder.name()
+                ),
             ));
         }
         self.check_new_name(source_name)?;
         self.check_new_name(processor_name)?;
         if source_name == processor_name {
-            return topology_error("a global store's source and processor need different names");
+            return topology_error(TopologyError::at_node(
+                source_name,
+                "a global store's source and processor need different names",
+            ));
         }
         let store_name = builder.name().to_owned();
         self.add_store(builder, Some(topic.to_owned()))?;

@@ -5,7 +5,7 @@
 use std::any::Any;
 
 use super::{StreamPartitioner, TimestampExtractor, TopicName, TopicNameExtractor};
-use crate::error::{Result, StreamsError};
+use crate::error::{Result, StreamsError, TopologyError};
 use crate::processor::{ErasedProcessor, ProcessorContext, TaskContext};
 use crate::record::{ProducerRecord, RawView, Record};
 use crate::serde::{SerdeError, SerdeRef};
@@ -139,10 +139,12 @@ impl<K: 'static, V: 'static> ErasedProcessor for SinkNode<K, V> {
             .downcast_mut::<Option<Record<K, V>>>()
             .and_then(Option::take)
         else {
-            return Err(StreamsError::Topology(format!(
-                "sink `{}` received a record of the wrong type",
-                task.node_name(node)
-            )));
+            let name = task.node_name(node);
+            return Err(TopologyError::at_node(
+                name,
+                format!("sink `{name}` received a record of the wrong type"),
+            )
+            .into());
         };
         let dynamic;
         let topic = match (&self.topic, &self.resolved) {

@@ -15,12 +15,12 @@ pub(crate) fn unstarted(app: &str) -> QueryServer {
         .set("application.server", "127.0.0.1:7");
     let builder = streams_core::StreamsBuilder::new();
     builder
-        .stream(
-            &["in"],
+        .stream_with(
+            ["in"],
             streams_core::dsl::Consumed::with(StringSerde, StringSerde),
         )
-        .group_by_key(streams_core::dsl::Grouped::default())
-        .count(streams_core::dsl::Materialized::named("counts"));
+        .group_by_key_with(streams_core::dsl::Grouped::default())
+        .count_with(streams_core::dsl::Materialized::named("counts"));
     let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
     QueryServer::new(Arc::new(streams)).key_value_store::<String, i64>("counts", StringSerde)
 }

@@ -666,7 +666,11 @@ fn run_streams(
             eprintln!("  ... {now} of {} records", settings.count);
         }
         if streams.state() == State::Error {
-            return Err(format!("streams failed: {}", streams.error().unwrap_or_default()).into());
+            return Err(format!(
+                "streams failed: {}",
+                streams.error().map(|e| e.to_string()).unwrap_or_default()
+            )
+            .into());
         }
         if now != last {
             last = now;
@@ -744,12 +748,12 @@ fn passthrough(settings: &Settings) -> Result<Seen, Error> {
     let (seen, first) = counter();
     let builder = StreamsBuilder::new();
     builder
-        .stream(
-            &[settings.input().as_str()],
+        .stream_with(
+            [settings.input().as_str()],
             Consumed::with(BytesSerde, BytesSerde),
         )
         .peek(counting(&seen, &first))
-        .to(
+        .to_with(
             &settings.output("passthrough"),
             Produced::with(BytesSerde, BytesSerde),
         );
@@ -767,14 +771,14 @@ fn stateless(settings: &Settings) -> Result<Seen, Error> {
     let (seen, first) = counter();
     let builder = StreamsBuilder::new();
     builder
-        .stream(
-            &[settings.input().as_str()],
+        .stream_with(
+            [settings.input().as_str()],
             Consumed::with(StringSerde, StringSerde),
         )
         .map_values(|value: String| value.to_ascii_uppercase())
         .filter(|_, value| !value.is_empty())
         .peek(counting(&seen, &first))
-        .to(
+        .to_with(
             &settings.output("stateless"),
             Produced::with(StringSerde, StringSerde),
         );
@@ -792,13 +796,13 @@ fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, E
     let (seen, first) = counter();
     let builder = StreamsBuilder::new();
     builder
-        .stream(
-            &[settings.input().as_str()],
+        .stream_with(
+            [settings.input().as_str()],
             Consumed::with(StringSerde, StringSerde),
         )
         .peek(counting(&seen, &first))
-        .group_by_key(Grouped::default())
-        .count({
+        .group_by_key_with(Grouped::default())
+        .count_with({
             // BENCH_CACHE_BYTES sizes the record cache in front of the
             // count store (the framework's default otherwise); 0 turns it
             // off, so every record reaches RocksDB and the changelog.
@@ -813,7 +817,7 @@ fn count(settings: &Settings, scenario: &str, guarantee: &str) -> Result<Seen, E
             }
         })
         .to_stream()
-        .to(
+        .to_with(
             &settings.output(scenario),
             Produced::with(StringSerde, Nullable(I64Serde)),
         );
@@ -1445,7 +1449,11 @@ fn queries_ready(
             return Err(format!(
                 "{} failed: {}",
                 instance.host,
-                instance.streams.error().unwrap_or_default()
+                instance
+                    .streams
+                    .error()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
             ));
         }
         if state != State::Running {
