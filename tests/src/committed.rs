@@ -5,7 +5,8 @@
 //! ABORT markers, but its Fetch responses carry an empty aborted-transactions
 //! list, so librdkafka's `read_committed` cannot hide aborted records (see
 //! README.md, "Development broker"). This module fetches the raw record
-//! batches itself over the Kafka wire protocol, with only `std`, and applies
+//! batches itself over the Kafka wire protocol (its requests, responses and
+//! records encoded and decoded by the `kafka-protocol` crate) and applies
 //! the `read_committed` rules to them:
 //!
 //! - a non-transactional record is kept;
@@ -29,9 +30,22 @@
 //! ```
 
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io::{self, Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs as _};
 use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
 
 /// One record as a `read_committed` consumer would receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +156,9 @@ const BATCH_HEADER_LEN: usize = 61;
 /// `baseOffset` and `batchLength`: the part of a batch header that is not
 /// counted in `batchLength`.
 const LOG_OVERHEAD: usize = 12;
+/// Where the part of a batch that its checksum covers starts: its
+/// attributes.
+const CRC_START: usize = 21;
 
 /// Reads `partition` of `topic` from the broker at `bootstrap` (`host:port`;
 /// the first of a comma-separated list that accepts a connection) and
@@ -298,33 +315,45 @@ pub fn parse_record_set(bytes: &[u8]) -> io::Result<Vec<RecordBatch>> {
 }
 
 /// Parses one whole record batch (v2), from its `baseOffset` to its end.
+///
+/// The header is checked here, so that an error says what is wrong with
+/// it; `kafka-protocol`'s [`RecordBatchDecoder`] decodes the records.
 pub fn parse_batch(bytes: &[u8]) -> io::Result<RecordBatch> {
-    let mut r = Reader::new(bytes);
-    let base_offset = r.i64()?;
+    if bytes.len() < BATCH_HEADER_LEN {
+        return Err(invalid(format!(
+            "a batch of {} bytes, shorter than a batch header ({BATCH_HEADER_LEN})",
+            bytes.len()
+        )));
+    }
+    // The header's fields by their byte positions. The decoder returns
+    // neither `lastOffsetDelta` nor `maxTimestamp`, and a batch without
+    // records (compaction keeps those) has no record to carry the rest.
+    let i16_at = |at: usize| i16::from_be_bytes([bytes[at], bytes[at + 1]]);
+    let i32_at = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let i64_at = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let base_offset = i64_at(0);
     let at = |what: &str| format!("batch at offset {base_offset}: {what}");
-    let length = r.i32()?;
+    let length = i32_at(8);
     if usize::try_from(length).ok() != Some(bytes.len() - LOG_OVERHEAD) {
         return Err(invalid(at(&format!(
             "length {length} does not match its {} bytes",
             bytes.len() - LOG_OVERHEAD
         ))));
     }
-    let _partition_leader_epoch = r.i32()?;
-    let magic = r.i8()?;
+    let magic = i8::from_be_bytes([bytes[16]]);
     if magic != 2 {
         return Err(invalid(at(&format!(
             "message format v{magic}, only v2 is supported"
         ))));
     }
-    let crc = r.u32()?;
-    // The checksum covers everything from the attributes on.
-    let computed = crc32c(&bytes[r.pos..]);
+    let crc = u32::from_be_bytes(bytes[17..CRC_START].try_into().expect("4 bytes"));
+    let computed = crc32c(&bytes[CRC_START..]);
     if crc != computed {
         return Err(invalid(at(&format!(
             "checksum {crc:#010x} does not match the content's {computed:#010x}"
         ))));
     }
-    let attributes = r.i16()?;
+    let attributes = i16_at(CRC_START);
     let compression = attributes & COMPRESSION_MASK;
     if compression != 0 {
         return Err(invalid(at(&format!(
@@ -332,39 +361,51 @@ pub fn parse_batch(bytes: &[u8]) -> io::Result<RecordBatch> {
              produce with compression.type=none"
         ))));
     }
-    let last_offset_delta = r.i32()?;
-    let base_timestamp = r.i64()?;
-    let max_timestamp = r.i64()?;
-    let producer_id = r.i64()?;
-    let producer_epoch = r.i16()?;
-    let _base_sequence = r.i32()?;
-    let count = r.i32()?;
+    let last_offset_delta = i32_at(23);
+    let base_timestamp = i64_at(27);
+    let max_timestamp = i64_at(35);
+    let producer_id = i64_at(43);
+    let producer_epoch = i16_at(51);
+    let count = i32_at(57);
     let count = usize::try_from(count)
         .map_err(|_| invalid(at(&format!("negative record count {count}"))))?;
-    let mut records = Vec::with_capacity(count.min(bytes.len()));
-    for index in 0..count {
-        let record = parse_record(&mut r, base_offset, base_timestamp)
-            .map_err(|e| invalid(at(&format!("record {index} of {count}: {e}"))))?;
-        records.push(if attributes & LOG_APPEND_TIME != 0 {
+    // The decoder checks neither that each record fills its length nor
+    // that the records fill the batch. This also bounds `count` before the
+    // decoder sizes a vector by it.
+    let lengths = record_lengths(&bytes[BATCH_HEADER_LEN..], count).map_err(|e| invalid(at(&e)))?;
+    let decoded =
+        RecordBatchDecoder::decode(&mut &bytes[..]).map_err(|e| invalid(at(&format!("{e:#}"))))?;
+    let mut records = Vec::with_capacity(count);
+    for (index, (record, length)) in decoded.records.into_iter().zip(lengths).enumerate() {
+        let fields = encoded_len(&record, base_offset, base_timestamp);
+        if fields != length {
+            return Err(invalid(at(&format!(
+                "record {index} of {count} is {length} bytes long but its fields take {fields}: \
+                 bytes left over, varints longer than they need be, or a repeated header key \
+                 (which the decoder keeps once)"
+            ))));
+        }
+        records.push(Record {
+            offset: record.offset,
             // The broker's append time replaces every record's own.
-            Record {
-                timestamp: max_timestamp,
-                ..record
-            }
-        } else {
-            record
+            timestamp: if attributes & LOG_APPEND_TIME != 0 {
+                max_timestamp
+            } else {
+                record.timestamp
+            },
+            key: record.key.map(|key| key.to_vec()),
+            value: record.value.map(|value| value.to_vec()),
+            headers: record
+                .headers
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value.map(|v| v.to_vec())))
+                .collect(),
         });
     }
     if attributes & CONTROL != 0 {
         for record in &records {
             control_marker(record).map_err(|e| invalid(at(&e.to_string())))?;
         }
-    }
-    if r.remaining() != 0 {
-        return Err(invalid(at(&format!(
-            "{} bytes left after its {count} records",
-            r.remaining()
-        ))));
     }
     Ok(RecordBatch {
         base_offset,
@@ -377,41 +418,77 @@ pub fn parse_batch(bytes: &[u8]) -> io::Result<RecordBatch> {
     })
 }
 
-fn parse_record(r: &mut Reader<'_>, base_offset: i64, base_timestamp: i64) -> io::Result<Record> {
-    let length = r.varint()?;
-    let length =
-        usize::try_from(length).map_err(|_| invalid(format!("negative record length {length}")))?;
-    let mut body = Reader::new(r.bytes(length)?);
-    let _attributes = body.i8()?;
-    let timestamp_delta = body.varlong()?;
-    let offset_delta = body.varint()?;
-    let key = body.nullable_bytes()?;
-    let value = body.nullable_bytes()?;
-    let header_count = body.varint()?;
-    let header_count = usize::try_from(header_count)
-        .map_err(|_| invalid(format!("negative header count {header_count}")))?;
-    let mut headers = Vec::with_capacity(header_count.min(length));
-    for _ in 0..header_count {
-        let key = body
-            .nullable_bytes()?
-            .ok_or_else(|| invalid("null header key".to_owned()))?;
-        let key =
-            String::from_utf8(key).map_err(|_| invalid("header key is not UTF-8".to_owned()))?;
-        headers.push((key, body.nullable_bytes()?));
+/// The length of each of the `count` records of a batch's record section,
+/// which they must fill exactly.
+fn record_lengths(mut records: &[u8], count: usize) -> Result<Vec<usize>, String> {
+    let mut lengths = Vec::new();
+    for index in 0..count {
+        let (length, prefix) = varint(records).ok_or_else(|| {
+            format!("record {index} of {count}: its length is cut off or too long")
+        })?;
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&n| n <= records.len() - prefix)
+            .ok_or_else(|| {
+                format!(
+                    "record {index} of {count} has length {length}, {} bytes left",
+                    records.len() - prefix
+                )
+            })?;
+        records = &records[prefix + length..];
+        lengths.push(length);
     }
-    if body.remaining() != 0 {
-        return Err(invalid(format!(
-            "{} bytes left in a record of {length}",
-            body.remaining()
-        )));
+    if !records.is_empty() {
+        return Err(format!(
+            "{} bytes left after its {count} records",
+            records.len()
+        ));
     }
-    Ok(Record {
-        offset: base_offset + i64::from(offset_delta),
-        timestamp: base_timestamp.wrapping_add(timestamp_delta),
-        key,
-        value,
-        headers,
-    })
+    Ok(lengths)
+}
+
+/// What a decoded record's fields take encoded as Kafka's clients encode
+/// them (shortest varints), to compare with the length its batch gives it.
+fn encoded_len(
+    record: &kafka_protocol::records::Record,
+    base_offset: i64,
+    base_timestamp: i64,
+) -> usize {
+    let bytes =
+        |b: Option<&[u8]>| b.map_or(varint_len(-1), |b| varint_len(b.len() as i64) + b.len());
+    1 // attributes
+        + varint_len(record.timestamp.wrapping_sub(base_timestamp))
+        + varint_len(record.offset.wrapping_sub(base_offset))
+        + bytes(record.key.as_deref())
+        + bytes(record.value.as_deref())
+        + varint_len(record.headers.len() as i64)
+        + record
+            .headers
+            .iter()
+            .map(|(key, value)| bytes(Some(key.as_bytes())) + bytes(value.as_deref()))
+            .sum::<usize>()
+}
+
+// `kafka-protocol` keeps its varint codec to itself: these two serve the
+// length checks above.
+
+/// The zigzag varint (32 bits) at the start of `bytes` and the bytes it
+/// takes; `None` when it is cut off or longer than 5 bytes.
+fn varint(bytes: &[u8]) -> Option<(i32, usize)> {
+    let mut raw = 0u32;
+    for (i, &byte) in bytes.iter().take(5).enumerate() {
+        raw |= u32::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((((raw >> 1) as i32) ^ -((raw & 1) as i32), i + 1));
+        }
+    }
+    None
+}
+
+/// The bytes the shortest zigzag varint for `n` takes.
+fn varint_len(n: i64) -> usize {
+    let raw = ((n << 1) ^ (n >> 63)) as u64;
+    (u64::BITS - raw.leading_zeros()).max(1).div_ceil(7) as usize
 }
 
 fn invalid(message: String) -> io::Error {
@@ -423,163 +500,22 @@ fn in_partition(topic: &str, partition: i32, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{topic}/{partition}: {e}"))
 }
 
-/// A bounds-checked big-endian reader over a byte slice.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn bytes(&mut self, n: usize) -> io::Result<&'a [u8]> {
-        let Some(slice) = self.buf.get(self.pos..).and_then(|rest| rest.get(..n)) else {
-            return Err(invalid(format!(
-                "needs {n} bytes at position {}, {} left",
-                self.pos,
-                self.remaining()
-            )));
-        };
-        self.pos += n;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
-        Ok(self.bytes(N)?.try_into().expect("N bytes"))
-    }
-
-    fn i8(&mut self) -> io::Result<i8> {
-        Ok(i8::from_be_bytes(self.array()?))
-    }
-
-    fn i16(&mut self) -> io::Result<i16> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-
-    fn i32(&mut self) -> io::Result<i32> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-
-    fn u32(&mut self) -> io::Result<u32> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-
-    fn i64(&mut self) -> io::Result<i64> {
-        Ok(i64::from_be_bytes(self.array()?))
-    }
-
-    /// A string with an i16 length, -1 meaning null.
-    fn nullable_string(&mut self) -> io::Result<Option<&'a [u8]>> {
-        let len = self.i16()?;
-        match usize::try_from(len) {
-            Ok(n) => Ok(Some(self.bytes(n)?)),
-            Err(_) => Ok(None),
-        }
-    }
-
-    /// An array's length, -1 (null) read as empty.
-    fn array_len(&mut self) -> io::Result<usize> {
-        Ok(usize::try_from(self.i32()?).unwrap_or(0))
-    }
-
-    /// An unsigned LEB128 value of at most `max_bytes` bytes.
-    fn unsigned_varint(&mut self, max_bytes: usize) -> io::Result<u64> {
-        let start = self.pos;
-        let mut value = 0u64;
-        for i in 0..max_bytes {
-            let Some(&byte) = self.buf.get(self.pos) else {
-                return Err(invalid(format!("varint at position {start} is cut off")));
-            };
-            self.pos += 1;
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(invalid(format!(
-            "varint at position {start} is longer than {max_bytes} bytes"
-        )))
-    }
-
-    /// A zigzag-encoded 32-bit varint.
-    fn varint(&mut self) -> io::Result<i32> {
-        let start = self.pos;
-        let raw = u32::try_from(self.unsigned_varint(5)?)
-            .map_err(|_| invalid(format!("varint at position {start} exceeds 32 bits")))?;
-        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
-    }
-
-    /// A zigzag-encoded 64-bit varint.
-    fn varlong(&mut self) -> io::Result<i64> {
-        let start = self.pos;
-        let raw = self.unsigned_varint(10)?;
-        // The tenth byte may only carry the 64th bit.
-        if self.pos - start == 10 && self.buf[self.pos - 1] > 1 {
-            return Err(invalid(format!(
-                "varlong at position {start} exceeds 64 bits"
-            )));
-        }
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
-    }
-
-    /// Bytes prefixed by a varint length, -1 meaning null.
-    fn nullable_bytes(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let at = self.pos;
-        match self.varint()? {
-            -1 => Ok(None),
-            n if n < -1 => Err(invalid(format!("length {n} at position {at}"))),
-            n => Ok(Some(self.bytes(n as usize)?.to_vec())),
-        }
-    }
-}
-
 /// CRC-32C (Castagnoli), the checksum of record batches v2.
 pub fn crc32c(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut crc = i as u32;
-            let mut bit = 0;
-            while bit < 8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0x82f6_3b78
-                } else {
-                    crc >> 1
-                };
-                bit += 1;
-            }
-            table[i] = crc;
-            i += 1;
-        }
-        table
-    };
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc = TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
+    ::crc32c::crc32c(bytes)
 }
 
 // ---------------------------------------------------------------------------
 // Writing a raw batch.
-
-/// Produce v3: the first version that carries record batches v2, and
-/// non-flexible.
-const PRODUCE_API_KEY: i16 = 0;
-const PRODUCE_VERSION: i16 = 3;
 
 /// A record batch v2 at base offset 0 whose attributes name compression
 /// `codec` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd; 5 to 7 are no codec
 /// at all) and whose `count` records are `payload`, taken as compressed
 /// as is, with a correct checksum: for tests of batches a consumer cannot
 /// read, which no well-behaved producer writes.
+///
+/// Written by hand: `kafka-protocol`'s encoder compresses what it is given
+/// and knows no codec numbers beyond 4.
 pub fn raw_batch(codec: i16, count: i32, payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::new(); // From the attributes on: what the CRC covers.
     body.extend_from_slice(&(codec & 0x7).to_be_bytes()); // attributes
@@ -609,31 +545,32 @@ pub fn raw_batch(codec: i16, count: i32, payload: &[u8]) -> Vec<u8> {
 /// and waits for the broker's answer: its error, if any, is an error.
 pub fn produce_raw(bootstrap: &str, topic: &str, partition: i32, batch: &[u8]) -> io::Result<()> {
     let mut connection = Connection::open(bootstrap)?;
-    connection.correlation_id = 1;
-    let mut request = request_header(PRODUCE_API_KEY, PRODUCE_VERSION, 1)?;
-    request.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id: null
-    request.extend_from_slice(&(-1i16).to_be_bytes()); // acks: all
-    request.extend_from_slice(&10_000i32.to_be_bytes()); // timeout
-    request.extend_from_slice(&1i32.to_be_bytes()); // one topic
-    put_string(&mut request, topic)?;
-    request.extend_from_slice(&1i32.to_be_bytes()); // one partition
-    request.extend_from_slice(&partition.to_be_bytes());
-    let size = i32::try_from(batch.len()).map_err(|_| invalid("batch too large".into()))?;
-    request.extend_from_slice(&size.to_be_bytes());
-    request.extend_from_slice(batch);
-    let response = connection.round_trip(&request)?;
-    let mut r = Reader::new(&response);
-    check_correlation(&mut r, 1)?;
-    for _ in 0..r.array_len()? {
-        r.nullable_string()?; // topic
-        for _ in 0..r.array_len()? {
-            r.i32()?; // partition
-            let code = r.i16()?;
-            if code != 0 {
-                return Err(broker_error(code));
-            }
-            r.i64()?; // base offset
-            r.i64()?; // log append time
+    let request = ProduceRequest::default()
+        .with_acks(-1) // All in-sync replicas.
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch.to_vec().into())),
+                ]),
+        ]);
+    let response = connection.round_trip(ApiKey::Produce, PRODUCE_VERSION, &request)?;
+    let response: ProduceResponse = parse_response(
+        &response,
+        ApiKey::Produce,
+        PRODUCE_VERSION,
+        connection.correlation_id,
+    )?;
+    for partition in response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+    {
+        if partition.error_code != 0 {
+            return Err(broker_error(partition.error_code));
         }
     }
     Ok(())
@@ -645,24 +582,18 @@ pub fn produce_raw(bootstrap: &str, topic: &str, partition: i32, batch: &[u8]) -
 /// Fetch v4: the first version with isolation levels and the last stable
 /// offset, and non-flexible (no tagged fields), which every broker since
 /// Kafka 0.11 and the development broker accept.
-const FETCH_API_KEY: i16 = 1;
 const FETCH_VERSION: i16 = 4;
 /// Metadata v4: the first version that can ask not to create a missing
-/// topic, and non-flexible.
-const METADATA_API_KEY: i16 = 3;
+/// topic.
 const METADATA_VERSION: i16 = 4;
+/// Produce v3: the first version that carries record batches v2.
+const PRODUCE_VERSION: i16 = 3;
 const CLIENT_ID: &str = "tests-committed-reader";
 const FETCH_MAX_WAIT_MS: i32 = 10;
 /// How long without progress before giving up.
 const NO_PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest per-partition fetch size tried when one batch does not fit.
 const MAX_PARTITION_BYTES: i32 = 64 << 20;
-
-/// One partition's part of a Fetch response.
-struct FetchedPartition {
-    high_watermark: i64,
-    records: Vec<u8>,
-}
 
 /// Every batch of the partition, in offset order, up to its high watermark.
 fn fetch_all(bootstrap: &str, topic: &str, partition: i32) -> io::Result<Vec<RecordBatch>> {
@@ -685,7 +616,8 @@ fn fetch_all(bootstrap: &str, topic: &str, partition: i32) -> io::Result<Vec<Rec
         let fetched = connection
             .fetch(topic, partition, next_offset, partition_bytes)
             .map_err(|e| in_partition(topic, partition, e))?;
-        let parsed = parse_record_set(&fetched.records).map_err(|e| {
+        let record_set = fetched.records.as_deref().unwrap_or_default();
+        let parsed = parse_record_set(record_set).map_err(|e| {
             in_partition(
                 topic,
                 partition,
@@ -708,7 +640,7 @@ fn fetch_all(bootstrap: &str, topic: &str, partition: i32) -> io::Result<Vec<Rec
             last_progress = Instant::now();
             continue;
         }
-        if whole_batches == 0 && !fetched.records.is_empty() {
+        if whole_batches == 0 && !record_set.is_empty() {
             // Not even one whole batch fitted: ask for more.
             if partition_bytes >= MAX_PARTITION_BYTES {
                 return Err(in_partition(
@@ -800,11 +732,11 @@ impl Connection {
     /// `host:port` of the broker leading `topic`/`partition`; an error when
     /// either does not exist.
     fn partition_leader(&mut self, topic: &str, partition: i32) -> io::Result<String> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let mut request = request_header(METADATA_API_KEY, METADATA_VERSION, self.correlation_id)?;
-        request.extend_from_slice(&1i32.to_be_bytes()); // one topic
-        put_string(&mut request, topic)?;
-        request.push(0); // allow_auto_topic_creation: false
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+            ]))
+            .with_allow_auto_topic_creation(false);
         let address = self.address.clone();
         let context = |e: io::Error| {
             io::Error::new(
@@ -812,7 +744,9 @@ impl Connection {
                 format!("metadata v{METADATA_VERSION} from {address}: {e}"),
             )
         };
-        let response = self.round_trip(&request).map_err(context)?;
+        let response = self
+            .round_trip(ApiKey::Metadata, METADATA_VERSION, &request)
+            .map_err(context)?;
         parse_metadata_response(&response, self.correlation_id, topic, partition).map_err(context)
     }
 
@@ -822,15 +756,8 @@ impl Connection {
         partition: i32,
         offset: i64,
         partition_bytes: i32,
-    ) -> io::Result<FetchedPartition> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let request = fetch_request(
-            self.correlation_id,
-            topic,
-            partition,
-            offset,
-            partition_bytes,
-        )?;
+    ) -> io::Result<PartitionData> {
+        let request = fetch_request(topic, partition, offset, partition_bytes);
         let address = self.address.clone();
         let context = |e: io::Error| {
             io::Error::new(
@@ -838,16 +765,23 @@ impl Connection {
                 format!("fetch v{FETCH_VERSION} at offset {offset} from {address}: {e}"),
             )
         };
-        let response = self.round_trip(&request).map_err(context)?;
+        let response = self
+            .round_trip(ApiKey::Fetch, FETCH_VERSION, &request)
+            .map_err(context)?;
         parse_fetch_response(&response, self.correlation_id, topic, partition).map_err(context)
     }
 
-    /// Sends a request (without its size prefix) and returns the response
-    /// body (without its size prefix).
-    fn round_trip(&mut self, request: &[u8]) -> io::Result<Vec<u8>> {
-        let size = i32::try_from(request.len()).expect("a small request");
-        self.stream.write_all(&size.to_be_bytes())?;
-        self.stream.write_all(request)?;
+    /// Sends `request` as version `version` of `api` and returns the
+    /// response (without its size prefix), for [`parse_response`].
+    fn round_trip(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &impl Encodable,
+    ) -> io::Result<Vec<u8>> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let frame = request_frame(api, version, self.correlation_id, request)?;
+        self.stream.write_all(&frame)?;
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size)?;
         let size = i32::from_be_bytes(size);
@@ -859,22 +793,59 @@ impl Connection {
     }
 }
 
-fn put_string(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
-    let len = i16::try_from(s.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{s:?} is too long")))?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_owned()))
 }
 
-/// Request header v1: api key, version, correlation id, client id.
-fn request_header(api_key: i16, version: i16, correlation_id: i32) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(128);
-    out.extend_from_slice(&api_key.to_be_bytes());
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&correlation_id.to_be_bytes());
-    put_string(&mut out, CLIENT_ID)?;
-    Ok(out)
+/// A request as sent: its size, its header (the version `api` and
+/// `version` call for) and `body`.
+fn request_frame(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &impl Encodable,
+) -> io::Result<Vec<u8>> {
+    let unencodable = |e: &dyn Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{api:?} v{version} request: {e:#}"),
+        )
+    };
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut frame = vec![0; 4]; // The size, set below.
+    header
+        .encode(&mut frame, api.request_header_version(version))
+        .map_err(|e| unencodable(&e))?;
+    body.encode(&mut frame, version)
+        .map_err(|e| unencodable(&e))?;
+    let size = i32::try_from(frame.len() - 4).map_err(|_| unencodable(&"too large"))?;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(frame)
+}
+
+/// Decodes `response` (without its size prefix) as the answer to request
+/// `correlation_id`, version `version` of `api`.
+fn parse_response<R: Decodable>(
+    response: &[u8],
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+) -> io::Result<R> {
+    let malformed = |e: &dyn Display| invalid(format!("{api:?} v{version} response: {e:#}"));
+    let mut buf = response;
+    let header = ResponseHeader::decode(&mut buf, api.response_header_version(version))
+        .map_err(|e| malformed(&e))?;
+    if header.correlation_id != correlation_id {
+        return Err(invalid(format!(
+            "response to request {} while waiting for {correlation_id}",
+            header.correlation_id
+        )));
+    }
+    R::decode(&mut buf, version).map_err(|e| malformed(&e))
 }
 
 /// The leader's `host:port` for `topic`/`partition` in a Metadata v4
@@ -885,177 +856,121 @@ fn parse_metadata_response(
     topic: &str,
     partition: i32,
 ) -> io::Result<String> {
-    let mut r = Reader::new(response);
-    check_correlation(&mut r, correlation_id)?;
-    let _throttle_time_ms = r.i32()?;
-    let mut brokers = HashMap::new();
-    for _ in 0..r.array_len()? {
-        let node_id = r.i32()?;
-        let host = r.nullable_string()?.unwrap_or_default();
-        let port = r.i32()?;
-        let _rack = r.nullable_string()?;
-        brokers.insert(node_id, format!("{}:{port}", String::from_utf8_lossy(host)));
-    }
-    let _cluster_id = r.nullable_string()?;
-    let _controller_id = r.i32()?;
-    for _ in 0..r.array_len()? {
-        let error_code = r.i16()?;
-        let name = r.nullable_string()?.unwrap_or_default();
-        let _is_internal = r.i8()?;
-        let mut partitions = Vec::new();
-        for _ in 0..r.array_len()? {
-            let error_code = r.i16()?;
-            let index = r.i32()?;
-            let leader = r.i32()?;
-            for _ in 0..2 {
-                // Replicas, then in-sync replicas.
-                for _ in 0..r.array_len()? {
-                    r.i32()?;
-                }
-            }
-            partitions.push((index, error_code, leader));
-        }
-        if name != topic.as_bytes() {
-            continue;
-        }
-        if error_code == 3 {
+    let response: MetadataResponse =
+        parse_response(response, ApiKey::Metadata, METADATA_VERSION, correlation_id)?;
+    let Some(found) = response
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|name| name.0.as_str() == topic))
+    else {
+        return Err(invalid(
+            "the response does not include the topic".to_owned(),
+        ));
+    };
+    match ResponseError::try_from_code(found.error_code) {
+        None => {}
+        Some(ResponseError::UnknownTopicOrPartition) => {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 "the topic does not exist".to_owned(),
             ));
         }
-        if error_code != 0 {
-            return Err(broker_error(error_code));
-        }
-        let Some(&(_, error_code, leader)) = partitions.iter().find(|p| p.0 == partition) else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "the partition does not exist: the topic has {} partitions",
-                    partitions.len()
-                ),
-            ));
-        };
-        if error_code != 0 {
-            return Err(broker_error(error_code));
-        }
-        return brokers.remove(&leader).ok_or_else(|| {
+        Some(_) => return Err(broker_error(found.error_code)),
+    }
+    let Some(found_partition) = found
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "the partition does not exist: the topic has {} partitions",
+                found.partitions.len()
+            ),
+        ));
+    };
+    if found_partition.error_code != 0 {
+        return Err(broker_error(found_partition.error_code));
+    }
+    let leader = found_partition.leader_id;
+    response
+        .brokers
+        .iter()
+        .find(|b| b.node_id == leader)
+        .map(|b| format!("{}:{}", b.host, b.port))
+        .ok_or_else(|| {
             io::Error::other(format!(
-                "the leader, broker {leader}, is not among the brokers"
+                "the leader, broker {}, is not among the brokers",
+                leader.0
             ))
-        });
-    }
-    Err(invalid(
-        "the response does not include the topic".to_owned(),
-    ))
-}
-
-fn check_correlation(r: &mut Reader<'_>, expected: i32) -> io::Result<()> {
-    let got = r.i32()?;
-    if got != expected {
-        return Err(invalid(format!(
-            "response to request {got} while waiting for {expected}"
-        )));
-    }
-    Ok(())
+        })
 }
 
 fn broker_error(code: i16) -> io::Error {
-    io::Error::other(format!(
-        "broker answered error {code} ({})",
-        error_name(code)
-    ))
+    let name = ResponseError::try_from_code(code).map_or_else(String::new, |e| e.to_string());
+    io::Error::other(format!("broker answered error {code} ({name})"))
 }
 
-/// A Fetch v4 request for one partition, with request header v1, in
-/// read_uncommitted mode: the markers and aborted records are wanted too.
-fn fetch_request(
-    correlation_id: i32,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    partition_bytes: i32,
-) -> io::Result<Vec<u8>> {
-    let mut out = request_header(FETCH_API_KEY, FETCH_VERSION, correlation_id)?;
-    out.extend_from_slice(&(-1i32).to_be_bytes()); // replica_id: a consumer
-    // The development broker answers a zero max_wait_ms with no partitions
-    // at all, and waits out max_wait_ms when there is nothing to return:
-    // keep it short but not zero.
-    out.extend_from_slice(&FETCH_MAX_WAIT_MS.to_be_bytes());
-    out.extend_from_slice(&1i32.to_be_bytes()); // min_bytes
-    out.extend_from_slice(&partition_bytes.to_be_bytes()); // max_bytes
-    out.push(0); // isolation_level: read_uncommitted
-    out.extend_from_slice(&1i32.to_be_bytes()); // one topic
-    put_string(&mut out, topic)?;
-    out.extend_from_slice(&1i32.to_be_bytes()); // one partition
-    out.extend_from_slice(&partition.to_be_bytes());
-    out.extend_from_slice(&offset.to_be_bytes());
-    out.extend_from_slice(&partition_bytes.to_be_bytes());
-    Ok(out)
+/// A Fetch request for one partition, in read_uncommitted mode: the
+/// markers and aborted records are wanted too.
+fn fetch_request(topic: &str, partition: i32, offset: i64, partition_bytes: i32) -> FetchRequest {
+    FetchRequest::default()
+        // The development broker answers a zero max_wait_ms with no
+        // partitions at all, and waits out max_wait_ms when there is
+        // nothing to return: keep it short but not zero.
+        .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(partition_bytes)
+        .with_isolation_level(0)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(partition_bytes),
+                ]),
+        ])
 }
 
-/// Picks `topic`/`partition` out of a Fetch v4 response (response header
-/// v0), turning a partition error code into an error.
+/// Picks `topic`/`partition` out of a Fetch v4 response, turning a
+/// partition error code into an error.
 fn parse_fetch_response(
     response: &[u8],
     correlation_id: i32,
     topic: &str,
     partition: i32,
-) -> io::Result<FetchedPartition> {
-    let mut r = Reader::new(response);
-    check_correlation(&mut r, correlation_id)?;
-    let _throttle_time_ms = r.i32()?;
-    let mut found = None;
-    for _ in 0..r.array_len()? {
-        let name = r.nullable_string()?.unwrap_or_default();
-        for _ in 0..r.array_len()? {
-            let index = r.i32()?;
-            let error_code = r.i16()?;
-            let high_watermark = r.i64()?;
-            let _last_stable_offset = r.i64()?;
-            for _ in 0..r.array_len()? {
-                // Aborted transactions: empty on the development broker,
-                // and the markers in the log say the same anyway.
-                let _producer_id = r.i64()?;
-                let _first_offset = r.i64()?;
-            }
-            let records_len = r.i32()?;
-            let records = match usize::try_from(records_len) {
-                Ok(n) => r.bytes(n)?.to_vec(),
-                Err(_) => Vec::new(), // -1: null
-            };
-            if name == topic.as_bytes() && index == partition {
-                if error_code != 0 {
-                    return Err(broker_error(error_code));
-                }
-                found = Some(FetchedPartition {
-                    high_watermark,
-                    records,
-                });
-            }
-        }
+) -> io::Result<PartitionData> {
+    let size = response.len();
+    let response: FetchResponse =
+        parse_response(response, ApiKey::Fetch, FETCH_VERSION, correlation_id)?;
+    // Its aborted-transactions list is not read: empty on the development
+    // broker, and the markers in the log say the same anyway.
+    let found = response
+        .responses
+        .into_iter()
+        .filter(|t| t.topic.0.as_str() == topic)
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == partition)
+        .ok_or_else(|| {
+            invalid(format!(
+                "the response does not include the partition ({size} bytes)"
+            ))
+        })?;
+    if found.error_code != 0 {
+        return Err(broker_error(found.error_code));
     }
-    found.ok_or_else(|| {
-        invalid(format!(
-            "the response does not include the partition ({} bytes)",
-            response.len()
-        ))
-    })
-}
-
-fn error_name(code: i16) -> &'static str {
-    match code {
-        1 => "OFFSET_OUT_OF_RANGE",
-        3 => "UNKNOWN_TOPIC_OR_PARTITION: no such topic or partition",
-        5 => "LEADER_NOT_AVAILABLE",
-        6 => "NOT_LEADER_OR_FOLLOWER: this reader only talks to the bootstrap broker",
-        35 => "UNSUPPORTED_VERSION",
-        _ => "see the Kafka protocol's error codes",
-    }
+    Ok(found)
 }
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::records::{
+        Compression, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
     use super::*;
 
     /// A record to encode: offset delta, key, value, headers.
@@ -1066,30 +981,8 @@ mod tests {
         &'a [(&'a str, Option<&'a [u8]>)],
     );
 
-    fn zigzag(value: i64) -> u64 {
-        ((value << 1) ^ (value >> 63)) as u64
-    }
-
-    fn put_varlong(out: &mut Vec<u8>, value: i64) {
-        let mut raw = zigzag(value);
-        while raw >= 0x80 {
-            out.push((raw as u8 & 0x7f) | 0x80);
-            raw >>= 7;
-        }
-        out.push(raw as u8);
-    }
-
-    fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
-        match bytes {
-            None => put_varlong(out, -1),
-            Some(b) => {
-                put_varlong(out, b.len() as i64);
-                out.extend_from_slice(b);
-            }
-        }
-    }
-
-    /// Encodes a v2 batch by hand, as a producer or the broker would.
+    /// Encodes a v2 batch as a producer or the broker would, with the
+    /// record at offset delta `d` stamped `base_timestamp + 3 * d`.
     fn batch(
         base_offset: i64,
         producer_id: i64,
@@ -1097,38 +990,52 @@ mod tests {
         base_timestamp: i64,
         records: &[Raw<'_>],
     ) -> Vec<u8> {
-        let mut body = Vec::new(); // From the attributes on: what the CRC covers.
-        body.extend_from_slice(&attributes.to_be_bytes());
-        let last_delta = records.iter().map(|r| r.0).max().unwrap_or(0);
-        body.extend_from_slice(&last_delta.to_be_bytes());
-        body.extend_from_slice(&base_timestamp.to_be_bytes());
-        body.extend_from_slice(&(base_timestamp + 9).to_be_bytes());
-        body.extend_from_slice(&producer_id.to_be_bytes());
-        body.extend_from_slice(&0i16.to_be_bytes());
-        body.extend_from_slice(&0i32.to_be_bytes());
-        body.extend_from_slice(&(records.len() as i32).to_be_bytes());
-        for &(delta, key, value, headers) in records {
-            let mut record = vec![0u8];
-            put_varlong(&mut record, i64::from(delta) * 3); // timestamp delta
-            put_varlong(&mut record, i64::from(delta));
-            put_bytes(&mut record, key);
-            put_bytes(&mut record, value);
-            put_varlong(&mut record, headers.len() as i64);
-            for &(k, v) in headers {
-                put_bytes(&mut record, Some(k.as_bytes()));
-                put_bytes(&mut record, v);
-            }
-            put_varlong(&mut body, record.len() as i64);
-            body.extend_from_slice(&record);
-        }
+        let records: Vec<kafka_protocol::records::Record> = records
+            .iter()
+            .map(
+                |&(delta, key, value, headers)| kafka_protocol::records::Record {
+                    transactional: attributes & TRANSACTIONAL != 0,
+                    control: attributes & CONTROL != 0,
+                    delete_horizon: false,
+                    partition_leader_epoch: 7,
+                    producer_id,
+                    producer_epoch: 0,
+                    timestamp_type: TimestampType::Creation,
+                    offset: base_offset + i64::from(delta),
+                    // Offset minus sequence is the same for every record, or
+                    // the encoder splits them into several batches.
+                    sequence: delta,
+                    timestamp: base_timestamp + i64::from(delta) * 3,
+                    key: key.map(|k| k.to_vec().into()),
+                    value: value.map(|v| v.to_vec().into()),
+                    headers: headers
+                        .iter()
+                        .map(|&(k, v)| {
+                            (
+                                StrBytes::from_string(k.to_owned()),
+                                v.map(|v| v.to_vec().into()),
+                            )
+                        })
+                        .collect(),
+                },
+            )
+            .collect();
         let mut out = Vec::new();
-        out.extend_from_slice(&base_offset.to_be_bytes());
-        out.extend_from_slice(&((body.len() + 9) as i32).to_be_bytes());
-        out.extend_from_slice(&7i32.to_be_bytes()); // partition leader epoch
-        out.push(2);
-        out.extend_from_slice(&crc32c(&body).to_be_bytes());
-        out.extend_from_slice(&body);
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
         out
+    }
+
+    /// Sets a batch's length and checksum to match its bytes, after a test
+    /// changed them.
+    fn reseal(bytes: &mut [u8]) {
+        let length = (bytes.len() - LOG_OVERHEAD) as i32;
+        bytes[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = crc32c(&bytes[CRC_START..]);
+        bytes[17..CRC_START].copy_from_slice(&crc.to_be_bytes());
     }
 
     fn plain(base: i64, values: &[&str]) -> Vec<u8> {
@@ -1186,7 +1093,7 @@ mod tests {
     }
 
     #[test]
-    fn varints_decode_edge_cases() {
+    fn varints_decode_and_measure_edge_cases() {
         let cases: &[(&[u8], i32)] = &[
             (&[0x00], 0),
             (&[0x01], -1),
@@ -1197,54 +1104,24 @@ mod tests {
             (&[0x81, 0x01], -65),
             (&[0xfe, 0xff, 0xff, 0xff, 0x0f], i32::MAX),
             (&[0xff, 0xff, 0xff, 0xff, 0x0f], i32::MIN),
-            // A non-minimal encoding is still the same value.
-            (&[0x82, 0x80, 0x00], 1),
         ];
         for &(bytes, expected) in cases {
-            let mut r = Reader::new(bytes);
-            assert_eq!(r.varint().unwrap(), expected, "{bytes:02x?}");
-            assert_eq!(r.remaining(), 0, "{bytes:02x?}");
+            assert_eq!(varint(bytes), Some((expected, bytes.len())), "{bytes:02x?}");
+            assert_eq!(varint_len(i64::from(expected)), bytes.len(), "{bytes:02x?}");
         }
-        // Cut off, too long, and beyond 32 bits.
+        // A non-minimal encoding is still the same value, and what follows
+        // is not read.
+        assert_eq!(varint(&[0x82, 0x80, 0x00, 0x05]), Some((1, 3)));
+        // Cut off, and too long.
         for bytes in [
             &[][..],
             &[0x80][..],
-            &[0xff, 0xff][..],
             &[0x80, 0x80, 0x80, 0x80, 0x80, 0x00][..],
-            &[0xff, 0xff, 0xff, 0xff, 0x1f][..],
         ] {
-            assert!(Reader::new(bytes).varint().is_err(), "{bytes:02x?}");
+            assert_eq!(varint(bytes), None, "{bytes:02x?}");
         }
-    }
-
-    #[test]
-    fn varlongs_decode_edge_cases() {
-        for value in [
-            0,
-            -1,
-            1,
-            300,
-            -300,
-            i64::from(i32::MAX) + 1,
-            i64::MAX,
-            i64::MIN,
-        ] {
-            let mut bytes = Vec::new();
-            put_varlong(&mut bytes, value);
-            let mut r = Reader::new(&bytes);
-            assert_eq!(r.varlong().unwrap(), value);
-            assert_eq!(r.remaining(), 0);
-        }
-        let mut max = Vec::new();
-        put_varlong(&mut max, i64::MIN);
-        assert_eq!(max.len(), 10);
-        // A tenth byte with more than the 64th bit, and an eleventh byte.
-        let mut over = max.clone();
-        *over.last_mut().unwrap() = 0x02;
-        assert!(Reader::new(&over).varlong().is_err());
-        let mut long = vec![0x80; 10];
-        long.push(0);
-        assert!(Reader::new(&long).varlong().is_err());
+        assert_eq!(varint_len(i64::MIN), 10);
+        assert_eq!(varint_len(i64::MAX), 10);
     }
 
     #[test]
@@ -1296,7 +1173,12 @@ mod tests {
 
     #[test]
     fn log_append_time_replaces_record_timestamps() {
-        let bytes = batch(0, -1, LOG_APPEND_TIME, 500, &[(0, None, Some(b"x"), &[])]);
+        let mut bytes = batch(0, -1, 0, 500, &[(0, None, Some(b"x"), &[])]);
+        // What the broker writes for a topic with log-append time: the
+        // attribute, and its append time as the batch's max timestamp.
+        bytes[CRC_START + 1] |= LOG_APPEND_TIME as u8;
+        bytes[35..43].copy_from_slice(&509i64.to_be_bytes());
+        reseal(&mut bytes);
         let out = view(&[bytes]);
         assert_eq!(out.records[0].timestamp, 509);
     }
@@ -1397,7 +1279,7 @@ mod tests {
         assert!(e.to_string().contains("checksum"), "{e}");
         assert!(e.to_string().contains("offset 5"), "{e}");
 
-        let compressed = data(5, -1, 1, &["a"]); // gzip
+        let compressed = raw_batch(1, 1, b"this is not gzip");
         let e = parse_record_set(&compressed).unwrap_err();
         assert!(e.to_string().contains("compressed"), "{e}");
 
@@ -1422,15 +1304,51 @@ mod tests {
     }
 
     #[test]
+    fn bytes_the_decoder_would_skip_are_errors() {
+        // A byte after the last record.
+        let mut after = plain(0, &["a"]);
+        after.push(0);
+        reseal(&mut after);
+        let e = parse_record_set(&after).unwrap_err();
+        assert!(
+            e.to_string().contains("1 bytes left after its 1 records"),
+            "{e}"
+        );
+
+        // A byte at the end of a record, inside its length (a one-byte
+        // zigzag varint here, so one more is two more).
+        let mut inside = plain(0, &["a"]);
+        inside[BATCH_HEADER_LEN] += 2;
+        inside.push(0);
+        reseal(&mut inside);
+        let e = parse_record_set(&inside).unwrap_err();
+        assert!(
+            e.to_string().contains("record 0 of 1 is 9 bytes long"),
+            "{e}"
+        );
+
+        // Two headers with one key, which the decoder would merge.
+        let headers: &[(&str, Option<&[u8]>)] = &[("h1", Some(b"x")), ("h2", Some(b"y"))];
+        let mut repeated = batch(0, -1, 0, 0, &[(0, None, Some(b"v"), headers)]);
+        let at = repeated.windows(2).rposition(|w| w == b"h2").unwrap();
+        repeated[at + 1] = b'1';
+        reseal(&mut repeated);
+        let e = parse_record_set(&repeated).unwrap_err();
+        assert!(e.to_string().contains("repeated header key"), "{e}");
+    }
+
+    #[test]
     fn a_fetch_response_is_parsed_and_its_errors_named() {
         let records = plain(0, &["a"]);
+        // Fetch v4 with response header v0.
         let response = |error: i16| {
             let mut r = Vec::new();
             r.extend_from_slice(&9i32.to_be_bytes()); // correlation id
             r.extend_from_slice(&0i32.to_be_bytes()); // throttle
-            r.extend_from_slice(&1i32.to_be_bytes());
-            put_string(&mut r, "t").unwrap();
-            r.extend_from_slice(&2i32.to_be_bytes());
+            r.extend_from_slice(&1i32.to_be_bytes()); // one topic
+            r.extend_from_slice(&1i16.to_be_bytes());
+            r.push(b't');
+            r.extend_from_slice(&2i32.to_be_bytes()); // two partitions
             for (partition, bytes) in [(0i32, &[][..]), (1, &records[..])] {
                 r.extend_from_slice(&partition.to_be_bytes());
                 r.extend_from_slice(&error.to_be_bytes());
@@ -1443,11 +1361,14 @@ mod tests {
             r
         };
         let ok = parse_fetch_response(&response(0), 9, "t", 1).unwrap();
-        assert_eq!((ok.high_watermark, ok.records), (1, records.clone()));
+        assert_eq!(
+            (ok.high_watermark, ok.records.as_deref()),
+            (1, Some(&records[..]))
+        );
         assert!(parse_fetch_response(&response(0), 8, "t", 1).is_err());
         assert!(parse_fetch_response(&response(0), 9, "t", 2).is_err());
-        let e = parse_fetch_response(&response(3), 9, "t", 1).err().unwrap();
-        assert!(e.to_string().contains("UNKNOWN_TOPIC_OR_PARTITION"), "{e}");
+        let e = parse_fetch_response(&response(3), 9, "t", 1).unwrap_err();
+        assert!(e.to_string().contains("UnknownTopicOrPartition"), "{e}");
     }
 
     fn hex(s: &str) -> Vec<u8> {
@@ -1485,22 +1406,30 @@ mod tests {
 
     #[test]
     fn the_fetch_request_has_the_v4_layout() {
-        let request = fetch_request(5, "t", 2, 17, 1024).unwrap();
-        let mut r = Reader::new(&request);
-        assert_eq!((r.i16().unwrap(), r.i16().unwrap()), (1, 4));
-        assert_eq!(r.i32().unwrap(), 5);
-        let client = r.i16().unwrap() as usize;
-        assert_eq!(r.bytes(client).unwrap(), CLIENT_ID.as_bytes());
-        assert_eq!(r.i32().unwrap(), -1);
-        r.bytes(12).unwrap(); // max wait, min bytes, max bytes
-        assert_eq!(r.i8().unwrap(), 0);
-        assert_eq!(r.i32().unwrap(), 1);
-        assert_eq!(r.i16().unwrap(), 1);
-        assert_eq!(r.bytes(1).unwrap(), b"t");
-        assert_eq!(r.i32().unwrap(), 1);
-        assert_eq!(r.i32().unwrap(), 2);
-        assert_eq!(r.i64().unwrap(), 17);
-        assert_eq!(r.i32().unwrap(), 1024);
-        assert_eq!(r.remaining(), 0);
+        let request = fetch_request("t", 2, 17, 1024);
+        let frame = request_frame(ApiKey::Fetch, FETCH_VERSION, 5, &request).unwrap();
+        let mut expected = Vec::new();
+        // Request header v1: api key, version, correlation id, client id.
+        expected.extend_from_slice(&1i16.to_be_bytes());
+        expected.extend_from_slice(&4i16.to_be_bytes());
+        expected.extend_from_slice(&5i32.to_be_bytes());
+        expected.extend_from_slice(&(CLIENT_ID.len() as i16).to_be_bytes());
+        expected.extend_from_slice(CLIENT_ID.as_bytes());
+        // Replica id (a consumer), max wait, min bytes, max bytes, and
+        // isolation level read_uncommitted.
+        for n in [-1, FETCH_MAX_WAIT_MS, 1, 1024] {
+            expected.extend_from_slice(&n.to_be_bytes());
+        }
+        expected.push(0);
+        // One topic, "t", with one partition: index, offset, max bytes.
+        expected.extend_from_slice(&1i32.to_be_bytes());
+        expected.extend_from_slice(&1i16.to_be_bytes());
+        expected.push(b't');
+        expected.extend_from_slice(&1i32.to_be_bytes());
+        expected.extend_from_slice(&2i32.to_be_bytes());
+        expected.extend_from_slice(&17i64.to_be_bytes());
+        expected.extend_from_slice(&1024i32.to_be_bytes());
+        assert_eq!(frame[..4], (expected.len() as i32).to_be_bytes());
+        assert_eq!(frame[4..], expected[..]);
     }
 }
