@@ -37,6 +37,7 @@ mod query;
 mod registry;
 mod restore;
 mod state_dir;
+mod supplier;
 mod thread;
 
 use std::collections::{BTreeMap, HashMap};
@@ -136,6 +137,29 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state of a client that has not started.
+    pub(crate) fn new(endpoint: Option<HostInfo>, registry_timeout: Duration) -> Self {
+        Shared {
+            state: Mutex::new(State::Created),
+            changed: Condvar::new(),
+            listener: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            error: Mutex::new(None),
+            uncaught_handler: Mutex::new(None),
+            started_ms: AtomicI64::new(i64::MAX),
+            threads: Mutex::new(Vec::new()),
+            restore_listener: Mutex::new(Arc::new(NoopRestoreListener)),
+            local_stores: LocalStores::default(),
+            assignment: LocalAssignment::default(),
+            registry: Registry::default(),
+            endpoint,
+            registry_timeout,
+            query_plan: OnceLock::new(),
+            globals: OnceLock::new(),
+            metrics: metrics::Metrics::default(),
+        }
+    }
+
     pub(crate) fn state(&self) -> State {
         *self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -254,25 +278,7 @@ impl KafkaStreams {
         Ok(KafkaStreams {
             topology: Arc::new(topology),
             config,
-            shared: Arc::new(Shared {
-                state: Mutex::new(State::Created),
-                changed: Condvar::new(),
-                listener: Mutex::new(None),
-                stopping: AtomicBool::new(false),
-                error: Mutex::new(None),
-                uncaught_handler: Mutex::new(None),
-                started_ms: AtomicI64::new(i64::MAX),
-                threads: Mutex::new(Vec::new()),
-                restore_listener: Mutex::new(Arc::new(NoopRestoreListener)),
-                local_stores: LocalStores::default(),
-                assignment: LocalAssignment::default(),
-                registry: Registry::default(),
-                endpoint,
-                registry_timeout,
-                query_plan: OnceLock::new(),
-                globals: OnceLock::new(),
-                metrics: metrics::Metrics::default(),
-            }),
+            shared: Arc::new(Shared::new(endpoint, registry_timeout)),
             handles: Mutex::new(Vec::new()),
             state_dir_lock: Mutex::new(None),
         })
@@ -554,6 +560,7 @@ impl KafkaStreams {
             commit_interval: self.config.commit_interval()?,
             globals,
             process_id,
+            supplier: Arc::new(supplier::RdKafkaSupplier),
         });
         for index in 0..threads {
             let (plan, shared) = (thread_plan.clone(), self.shared.clone());

@@ -7,30 +7,24 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
-use super::clients::{
-    DataErrors, EndReadingConsumer, EndReadingContext, REQUEST_TIMEOUT, client_config, kafka_error,
-    kafka_failure, report_client_error,
-};
-use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
+use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_failure};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
 use super::restore::{
     Offsets, checkpoint_mismatch, delete_checkpoint, read_checkpoint, restore_task,
     write_checkpoint,
 };
-use super::{Shared, State, now_ms, raw_record};
+use super::supplier::{
+    ClientSupplier, CommitOffset, GroupConsumer, RebalanceListener, TaskProducer,
+};
+use super::{Shared, State, now_ms};
 use streams_core::TaskId;
-use streams_core::config::{ClientKind, ProcessingGuarantee, StreamsConfig};
+use streams_core::config::{ProcessingGuarantee, StreamsConfig};
 use streams_core::engine::{GlobalStores, TaskCore, TaskSetup};
 use streams_core::error::{Result, StreamsError};
 use streams_core::handlers::{StreamThreadExceptionResponse, panic_message};
-use streams_core::record::RecordCollector;
+use streams_core::record::{RawView, RecordCollector};
 use streams_core::topology::{Subtopology, Topology};
 
 /// What every stream thread of an instance shares.
@@ -47,6 +41,8 @@ pub(crate) struct ThreadPlan {
     pub(crate) globals: GlobalStores,
     /// Identifies this instance's transactional producers.
     pub(crate) process_id: String,
+    /// Where the threads get their clients.
+    pub(crate) supplier: Arc<dyn ClientSupplier>,
 }
 
 struct RunningTask {
@@ -64,7 +60,7 @@ pub(crate) struct Engine {
     plan: Arc<ThreadPlan>,
     shared: Arc<Shared>,
     index: usize,
-    collector: Arc<KafkaCollector>,
+    collector: Arc<dyn TaskProducer>,
     tasks: BTreeMap<TaskId, RunningTask>,
     pending_assignment: Option<Vec<(String, i32)>>,
     /// Taken at shutdown, to be closed beside the group consumer.
@@ -73,7 +69,6 @@ pub(crate) struct Engine {
     stats: ThreadMetrics,
     last_publish: Instant,
     since_housekeeping: u32,
-    data_errors: DataErrors,
 }
 
 /// Records processed between two rounds of commit checks, punctuation by
@@ -87,43 +82,13 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     engine.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The consumer's context: hands rebalances to the engine, consumer lag
-/// to the metrics.
-pub(crate) struct ThreadContext {
-    engine: Arc<Mutex<Engine>>,
-    shared: Arc<Shared>,
-    /// Whether the consumer reads committed records only: its partitions
-    /// then end at the last stable offset.
-    read_committed: bool,
-}
-
-impl ClientContext for ThreadContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        report_client_error(&error, reason);
-    }
-
-    /// librdkafka's statistics carry each partition's end and position.
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let read_committed = self.read_committed;
-        let lags = statistics.topics.into_iter().flat_map(move |(topic, t)| {
-            t.partitions
-                .into_iter()
-                .filter(|(p, _)| *p >= 0)
-                .map(move |(p, partition)| {
-                    ((topic.clone(), p), records_lag(&partition, read_committed))
-                })
-        });
-        self.shared.metrics.set_lag(lags);
-    }
-}
-
 /// Kafka's `records-lag`: the partition's end (its last stable offset for a
 /// `read_committed` consumer) minus the consumer's position, the offset of
 /// the next record it hands the application. -1 (unknown) for a partition
 /// that is not being consumed. Not librdkafka's `consumer_lag`, which
 /// counts from the committed offset: up to a commit interval's worth of
 /// records behind a consumer that is caught up.
-fn records_lag(partition: &rdkafka::statistics::Partition, read_committed: bool) -> i64 {
+pub(crate) fn records_lag(partition: &rdkafka::statistics::Partition, read_committed: bool) -> i64 {
     let end = if read_committed && partition.ls_offset >= 0 {
         partition.ls_offset
     } else {
@@ -145,102 +110,57 @@ fn records_lag(partition: &rdkafka::statistics::Partition, read_committed: bool)
     (end - position).max(0)
 }
 
-impl ConsumerContext for ThreadContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+/// Hands the consumer's rebalances to the engine.
+struct EngineListener {
+    engine: Arc<Mutex<Engine>>,
+}
+
+impl RebalanceListener for EngineListener {
+    fn on_partitions_revoked(&self, consumer: &dyn GroupConsumer, partitions: &[(String, i32)]) {
         let mut engine = lock(&self.engine);
         engine.shared.thread_rebalancing(engine.index, true);
-        if let Rebalance::Revoke(partitions) = rebalance {
-            log::info!(
-                "thread {}: partitions revoked: {}",
-                engine.index,
-                describe(partitions)
-            );
-            let revoked = engine.revoke_all(consumer).map_err(|e| engine.migrated(e));
-            if let Err(error) = revoked.or_else(|e| engine.recover_if_migrated(e)) {
-                engine.shared.fail(error);
-            }
+        log::info!(
+            "thread {}: partitions revoked: {}",
+            engine.index,
+            describe(partitions)
+        );
+        let revoked = engine.revoke_all(consumer).map_err(|e| engine.migrated(e));
+        if let Err(error) = revoked.or_else(|e| engine.recover_if_migrated(e)) {
+            engine.shared.fail(error);
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            let mut engine = lock(&self.engine);
-            log::info!(
-                "thread {}: partitions assigned: {}",
-                engine.index,
-                describe(partitions)
-            );
-            let list = partitions
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
-            engine.pending_assignment = Some(list);
-            engine.stats.rebalances += 1;
-        }
+    fn on_partitions_assigned(&self, partitions: &[(String, i32)]) {
+        let mut engine = lock(&self.engine);
+        engine.shared.thread_rebalancing(engine.index, true);
+        log::info!(
+            "thread {}: partitions assigned: {}",
+            engine.index,
+            describe(partitions)
+        );
+        engine.pending_assignment = Some(partitions.to_vec());
+        engine.stats.rebalances += 1;
     }
 }
 
-fn describe_offsets(partitions: &TopicPartitionList) -> String {
-    let list: Vec<String> = partitions
-        .elements()
+fn describe_offsets(offsets: &[CommitOffset]) -> String {
+    let list: Vec<String> = offsets
         .iter()
-        .map(|e| format!("{}[{}]={:?}", e.topic(), e.partition(), e.offset()))
+        .map(|(topic, partition, offset)| format!("{topic}[{partition}]={offset}"))
         .collect();
     list.join(", ")
 }
 
-fn describe(partitions: &TopicPartitionList) -> String {
+fn describe(partitions: &[(String, i32)]) -> String {
     let list: Vec<String> = partitions
-        .elements()
         .iter()
-        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .map(|(topic, partition)| format!("{topic}[{partition}]"))
         .collect();
     if list.is_empty() {
         "none".into()
     } else {
         list.join(", ")
     }
-}
-
-/// The thread's producer (transactional under exactly-once, with a
-/// transactional id stable across restarts of this instance, so that a new
-/// incarnation fences its predecessor) wrapped as the tasks' collector.
-fn create_collector(plan: &ThreadPlan, index: usize) -> Result<Arc<KafkaCollector>> {
-    let tracker = Arc::new(DeliveryTracker::default());
-    let producer = create_producer(plan, index, tracker.clone())?;
-    Ok(Arc::new(KafkaCollector::new(
-        producer,
-        tracker,
-        plan.config.production_handler(),
-        plan.guarantee == ProcessingGuarantee::ExactlyOnceV2,
-    )))
-}
-
-fn create_producer(
-    plan: &ThreadPlan,
-    index: usize,
-    tracker: Arc<DeliveryTracker>,
-) -> Result<BaseProducer<TrackingContext>> {
-    let mut config = client_config(&plan.config, ClientKind::Producer);
-    // Idempotence is a default (`PRODUCER_DEFAULTS`) that at-least-once
-    // may turn off; `validate` keeps it on under exactly-once.
-    config.set("partitioner", "murmur2_random");
-    if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        config.set(
-            "transactional.id",
-            format!("{}-{}-{index}", plan.application_id, plan.process_id),
-        );
-    }
-    let producer: BaseProducer<TrackingContext> = config
-        .create_with_context(TrackingContext { tracker })
-        .map_err(|e| kafka_error("creating a producer", e))?;
-    if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        producer
-            .init_transactions(REQUEST_TIMEOUT)
-            .map_err(|e| kafka_error("initialising transactions", e))?;
-    }
-    Ok(producer)
 }
 
 /// How long a replaced thread waits before its successor starts: a record
@@ -290,94 +210,48 @@ pub(crate) fn run(index: usize, plan: Arc<ThreadPlan>, shared: Arc<Shared>) {
     shared.thread_stopped(index);
 }
 
-fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Result<()> {
-    let collector = create_collector(&plan, index)?;
-    let mut restore_config = client_config(&plan.config, ClientKind::Consumer);
-    // librdkafka wants a group for assign(); this one never joins or commits.
-    restore_config.set(
-        "group.id",
-        format!("{}-restore-consumer", plan.application_id),
-    );
-    restore_config
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
-    let restore_consumer: EndReadingConsumer = restore_config
-        .create_with_context(EndReadingContext)
-        .map_err(|e| kafka_error("creating the restore consumer", e))?;
-    let engine = Arc::new(Mutex::new(Engine {
-        plan: plan.clone(),
-        shared: shared.clone(),
+/// How long one poll waits for a record.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A thread's engine and group consumer, subscribed.
+type Started = (Arc<Mutex<Engine>>, Box<dyn GroupConsumer>);
+
+/// Gets the thread's clients from the plan's supplier and subscribes.
+fn start(index: usize, plan: &Arc<ThreadPlan>, shared: &Arc<Shared>) -> Result<Started> {
+    let supplier = &plan.supplier;
+    let collector = supplier.producer(plan, index)?;
+    let restore_consumer = supplier.restore_consumer(plan)?;
+    let engine = Arc::new(Mutex::new(Engine::new(
+        plan.clone(),
+        shared.clone(),
         index,
         collector,
-        tasks: BTreeMap::new(),
-        pending_assignment: None,
-        restore_consumer: Some(restore_consumer),
-        last_commit: Instant::now(),
-        stats: ThreadMetrics::default(),
-        last_publish: Instant::now(),
-        since_housekeeping: 0,
-        data_errors: DataErrors::default(),
-    }));
-
-    let mut consumer_config = client_config(&plan.config, ClientKind::Consumer);
-    consumer_config
-        .set("group.id", &plan.application_id)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range");
-    if !consumer_config
-        .config_map()
-        .contains_key("statistics.interval.ms")
-    {
-        // Consumer lag for the metrics.
-        consumer_config.set("statistics.interval.ms", "5000");
-    }
-    if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-        consumer_config.set("isolation.level", "read_committed");
-    }
-    // librdkafka's default, unlike Java's, is read_committed.
-    let read_committed = consumer_config.get("isolation.level") != Some("read_uncommitted");
-    let consumer: BaseConsumer<ThreadContext> = consumer_config
-        .create_with_context(ThreadContext {
-            engine: engine.clone(),
-            shared: shared.clone(),
-            read_committed,
-        })
-        .map_err(|e| kafka_error("creating the consumer", e))?;
-    let topics: Vec<&str> = plan
-        .topic_to_subtopology
-        .keys()
-        .map(String::as_str)
-        .collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| kafka_error("subscribing", e))?;
+        restore_consumer,
+    )));
+    let listener = Arc::new(EngineListener {
+        engine: engine.clone(),
+    });
+    let consumer = supplier.consumer(plan, index, shared, listener)?;
+    let topics = plan.source_topics();
+    consumer.subscribe(&topics)?;
     log::info!("thread {index}: subscribed to {}", topics.join(", "));
+    Ok((engine, consumer))
+}
+
+fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Result<()> {
+    let (engine, consumer) = start(index, &plan, shared)?;
+    let topics = plan.source_topics();
 
     let mut result = Ok(());
     while !shared.stopping() {
-        let polled = consumer.poll(Duration::from_millis(50));
-        let mut guard = lock(&engine);
-        let step = guard.step(&consumer, polled).map_err(|e| guard.migrated(e));
-        let migrated = matches!(step, Err(StreamsError::TaskMigrated(_)));
-        if let Err(error) = step.or_else(|e| guard.recover_if_migrated(e)) {
+        if let Err(error) = poll_once(&engine, &*consumer, &topics) {
             result = Err(error);
             break;
-        }
-        drop(guard);
-        if migrated {
-            // Rejoin so the group hands our tasks back (or to others).
-            consumer.unsubscribe();
-            if let Err(error) = consumer.subscribe(&topics) {
-                result = Err(kafka_error("subscribing again", error));
-                break;
-            }
         }
     }
     let mut guard = lock(&engine);
     if result.is_ok() {
-        result = guard.revoke_all(&consumer);
+        result = guard.revoke_all(&*consumer);
     } else {
         guard.close_all_dirty();
     }
@@ -396,32 +270,86 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
     result
 }
 
+/// One round of the thread's loop: a poll (a record processed, or
+/// rebalances handled), then commits and punctuation when due. Tasks that
+/// migrated away are closed dirty and the consumer rejoins the group.
+fn poll_once(engine: &Mutex<Engine>, consumer: &dyn GroupConsumer, topics: &[&str]) -> Result<()> {
+    let polled = consumer.poll(POLL, &mut |raw| lock(engine).on_record(consumer, raw));
+    let mut guard = lock(engine);
+    let step = match polled {
+        // Under load, the rest runs once per HOUSEKEEPING_EVERY records:
+        // it reads clocks and serves the producer's queue.
+        Ok(Some(false)) => Ok(()),
+        Ok(_) => guard.housekeeping(consumer),
+        Err(error) => Err(error),
+    }
+    .map_err(|e| guard.migrated(e));
+    let migrated = matches!(step, Err(StreamsError::TaskMigrated(_)));
+    step.or_else(|e| guard.recover_if_migrated(e))?;
+    drop(guard);
+    if migrated {
+        // Rejoin so the group hands our tasks back (or to others).
+        consumer.unsubscribe();
+        consumer.subscribe(topics)?;
+    }
+    Ok(())
+}
+
+impl ThreadPlan {
+    /// The topics the threads subscribe to.
+    fn source_topics(&self) -> Vec<&str> {
+        self.topic_to_subtopology
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 impl Engine {
-    /// Handles what one poll returned, then commits and punctuates when due.
-    fn step<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        polled: Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>>,
-    ) -> Result<()> {
+    fn new(
+        plan: Arc<ThreadPlan>,
+        shared: Arc<Shared>,
+        index: usize,
+        collector: Arc<dyn TaskProducer>,
+        restore_consumer: Option<EndReadingConsumer>,
+    ) -> Self {
+        Engine {
+            plan,
+            shared,
+            index,
+            collector,
+            tasks: BTreeMap::new(),
+            pending_assignment: None,
+            restore_consumer,
+            last_commit: Instant::now(),
+            stats: ThreadMetrics::default(),
+            last_publish: Instant::now(),
+            since_housekeeping: 0,
+        }
+    }
+
+    /// Creates the tasks of partitions assigned since the last call.
+    fn apply_assignment(&mut self) -> Result<()> {
         if let Some(assignment) = self.pending_assignment.take() {
             self.assign(assignment)?;
             self.shared.thread_rebalancing(self.index, false);
         }
-        match polled {
-            Some(Ok(message)) => {
-                self.process(&message)?;
-                // Under load, the rest runs once per HOUSEKEEPING_EVERY
-                // records: it reads clocks and serves the producer's queue.
-                self.since_housekeeping += 1;
-                if self.since_housekeeping < HOUSEKEEPING_EVERY {
-                    return Ok(());
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
-            Some(Err(error)) => self.consumer_error(consumer, error)?,
-        }
+        Ok(())
+    }
+
+    /// Processes one record; returns whether housekeeping is due.
+    fn on_record(&mut self, _consumer: &dyn GroupConsumer, raw: RawView<'_>) -> Result<bool> {
+        self.apply_assignment()?;
+        self.process(raw)?;
+        self.since_housekeeping += 1;
+        Ok(self.since_housekeeping >= HOUSEKEEPING_EVERY)
+    }
+
+    /// Commits and punctuates when due; serves delivery reports.
+    fn housekeeping(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
+        self.apply_assignment()?;
         self.since_housekeeping = 0;
-        self.collector.producer.poll(Duration::ZERO);
+        self.collector.poll();
         let now = now_ms();
         for task in self.tasks.values_mut() {
             task.core.advance_wall_clock(now)?;
@@ -439,18 +367,6 @@ impl Engine {
         }
         Ok(())
     }
-
-    /// Logs a consumer error, and fails the thread on one that means a
-    /// partition cannot go on (see [`DataErrors`]).
-    fn consumer_error<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        error: KafkaError,
-    ) -> Result<()> {
-        self.data_errors
-            .check(consumer, error, &format!("thread {}", self.index))
-    }
-
     /// Copies this thread's counters to the shared metrics.
     fn publish_metrics(&mut self) {
         self.last_publish = Instant::now();
@@ -515,13 +431,10 @@ impl Engine {
         let plan = self.plan.clone();
         let sub = &plan.subtopologies[id.subtopology as usize];
         let dir = self.task_dir(id);
-        let restore_consumer = self
-            .restore_consumer
-            .as_ref()
-            .ok_or_else(|| kafka_failure("restoring", "the stream thread is shutting down"))?;
+        let restore_consumer = self.restore_consumer.as_ref();
         let mut checkpoint = read_checkpoint(&dir);
-        if let Some(offsets) = &checkpoint
-            && let Some(reason) = checkpoint_mismatch(restore_consumer, offsets)?
+        if let (Some(offsets), Some(consumer)) = (&checkpoint, restore_consumer)
+            && let Some(reason) = checkpoint_mismatch(consumer, offsets)?
         {
             log::warn!("task {id}: {reason}: the changelog was recreated or truncated");
             // Gone first: a crash before the next checkpoint must not find
@@ -553,12 +466,18 @@ impl Engine {
             inner: self.shared.restore_listener(),
             end: Default::default(),
         };
-        let changelog = restore_task(
-            &core,
-            restore_consumer,
-            &checkpoint.unwrap_or_default(),
-            &listener,
-        )?;
+        let changelog = match restore_consumer {
+            Some(consumer) => {
+                restore_task(&core, consumer, &checkpoint.unwrap_or_default(), &listener)?
+            }
+            None if core.stores().values().all(|s| s.changelog.is_none()) => Offsets::default(),
+            None => {
+                return Err(kafka_failure(
+                    "restoring",
+                    "no restore consumer (the stream thread is shutting down)",
+                ));
+            }
+        };
         if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Under exactly-once the local state may run ahead of committed
             // transactions: only a clean close vouches for it.
@@ -575,9 +494,7 @@ impl Engine {
         Ok(task)
     }
 
-    fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
-        // Its topic is read from librdkafka (and checked as UTF-8) once.
-        let raw = raw_record(message);
+    fn process(&mut self, raw: RawView<'_>) -> Result<()> {
         let (topic, partition, next) = (raw.topic, raw.partition, raw.offset + 1);
         let Some(&subtopology) = self.plan.topic_to_subtopology.get(topic) else {
             return Ok(());
@@ -616,20 +533,16 @@ impl Engine {
         Ok(())
     }
 
-    fn offsets_to_commit(&self) -> Result<TopicPartitionList> {
-        let mut list = TopicPartitionList::new();
-        for task in self.tasks.values() {
-            for (topic, partition, offset) in &task.consumed {
-                list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                    .map_err(|e| kafka_error("offsets", e))?;
-            }
-        }
-        Ok(list)
+    fn offsets_to_commit(&self) -> Vec<CommitOffset> {
+        self.tasks
+            .values()
+            .flat_map(|task| task.consumed.iter().cloned())
+            .collect()
     }
 
     /// Flushes stores and output, then commits consumed offsets (in the
     /// transaction under exactly-once), then writes checkpoints.
-    fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+    fn commit(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
         let started = Instant::now();
         let committed = self.commit_inner(consumer);
         // The interval counts from the end of a commit: a commit as slow
@@ -642,7 +555,7 @@ impl Engine {
         committed
     }
 
-    fn commit_inner<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+    fn commit_inner(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
         for task in self.tasks.values_mut() {
             match self.plan.guarantee {
                 // Checkpoints follow: the stores must hold what they claim.
@@ -655,19 +568,12 @@ impl Engine {
                 ProcessingGuarantee::ExactlyOnceV2 => task.core.flush_cache()?,
             }
         }
-        let offsets = self.offsets_to_commit()?;
+        let offsets = self.offsets_to_commit();
         match self.plan.guarantee {
             ProcessingGuarantee::AtLeastOnce => {
                 self.collector.flush(REQUEST_TIMEOUT)?;
-                if offsets.count() > 0 {
-                    consumer.commit(&offsets, CommitMode::Sync).map_err(|e| {
-                        match e.rdkafka_error_code() {
-                            Some(code) if is_migration(code) => {
-                                StreamsError::TaskMigrated(format!("committing offsets: {e}"))
-                            }
-                            _ => kafka_error("committing offsets", e),
-                        }
-                    })?;
+                if !offsets.is_empty() {
+                    consumer.commit(&offsets)?;
                 }
                 self.write_checkpoints()?;
             }
@@ -696,7 +602,7 @@ impl Engine {
         for task in self.tasks.values_mut() {
             let mut offsets = task.changelog.clone();
             for (topic, partition) in task.changelog.keys() {
-                if let Some(next) = self.collector.tracker.next_offset(topic, *partition) {
+                if let Some(next) = self.collector.next_offset(topic, *partition) {
                     let entry = offsets.entry((topic.clone(), *partition)).or_insert(next);
                     *entry = (*entry).max(next);
                 }
@@ -715,7 +621,7 @@ impl Engine {
     }
 
     /// Commits, then closes every task cleanly (with checkpoints).
-    fn revoke_all<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+    fn revoke_all(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
         if self.tasks.is_empty() {
             return Ok(());
         }
@@ -782,7 +688,7 @@ impl Engine {
         );
         self.close_all_dirty();
         if self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-            self.collector = create_collector(&self.plan, self.index)?;
+            self.collector = self.plan.supplier.producer(&self.plan, self.index)?;
         }
         Ok(())
     }
@@ -848,3 +754,7 @@ mod tests {
         assert_eq!(records_lag(&partition(10, 0, -1001, -1001), false), -1);
     }
 }
+
+#[cfg(test)]
+#[path = "thread_tests.rs"]
+mod client_seam_tests;
