@@ -1,37 +1,25 @@
 //! What the `model-server` and `model-client` binaries share: a logger to
 //! standard error and the topics they create.
 
+use std::io::Write as _;
+
 use streams_core::StreamsConfig;
 
 use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC};
 
-struct StderrLog {
-    program: &'static str,
-}
-
-impl log::Log for StderrLog {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        // librdkafka's own chatter stays at warnings.
-        metadata.level() <= log::Level::Warn
-            || (metadata.level() <= log::Level::Info && !metadata.target().starts_with("rdkafka"))
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!("[{}] {} {}", self.program, record.level(), record.args());
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-/// Sends log lines (info and above) to standard error, prefixed with
-/// `program`.
+/// Sends log lines (info and above; the `rdkafka` crate's own from
+/// warnings) to standard error, prefixed with `program`. `RUST_LOG`
+/// overrides the levels (e.g. `RUST_LOG=debug`, `RUST_LOG=rdkafka=info`).
 pub fn init_logging(program: &'static str) {
-    let logger = Box::leak(Box::new(StderrLog { program }));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
-    }
+    let _ = env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Info)
+        .filter_module("rdkafka", log::LevelFilter::Warn)
+        .filter_module("librdkafka", log::LevelFilter::Warn)
+        .parse_default_env()
+        .format(move |out, record| {
+            writeln!(out, "[{program}] {} {}", record.level(), record.args())
+        })
+        .try_init();
 }
 
 /// Creates `mdata` and `mscores` with `partitions` partitions and `models`

@@ -16,9 +16,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use streams_http::{QueryServer, Request, Response, missing_json};
-use streams_kafka::KafkaStreams;
+use streams_kafka::{KafkaStreams, MetricRows};
 
 use crate::model::ServedModel;
 use crate::serving::{
@@ -46,72 +49,65 @@ pub struct ServingMetrics {
 }
 
 impl ServingMetrics {
-    fn prometheus(&self, streams: &KafkaStreams) -> String {
-        let mut text = String::new();
-        let served = self.served.load(Ordering::Relaxed);
-        let not_served = self.not_served.load(Ordering::Relaxed);
-        text.push_str("# HELP model_server_records_total Records scored, by outcome.\n");
-        text.push_str("# TYPE model_server_records_total counter\n");
-        text.push_str(&format!(
-            "model_server_records_total{{outcome=\"served\"}} {served}\n"
-        ));
-        text.push_str(&format!(
-            "model_server_records_total{{outcome=\"not_served\"}} {not_served}\n"
-        ));
-        let longest = self.longest_lookup_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        text.push_str(
-            "# HELP model_server_model_lookup_seconds_max The longest a record waited for its model.\n",
+    /// Adds the serving path's families to `registry`. (Help texts lack
+    /// their final period: `Registry::register` adds it.)
+    fn register(&self, streams: &KafkaStreams, registry: &mut Registry) {
+        let outcome = |value: &str| vec![("outcome", value.to_owned())];
+        registry.register(
+            "model_server_records",
+            "Records scored, by outcome",
+            MetricRows::new([
+                (
+                    outcome("served"),
+                    ConstCounter::new(self.served.load(Ordering::Relaxed)),
+                ),
+                (
+                    outcome("not_served"),
+                    ConstCounter::new(self.not_served.load(Ordering::Relaxed)),
+                ),
+            ]),
         );
-        text.push_str("# TYPE model_server_model_lookup_seconds_max gauge\n");
-        text.push_str(&format!(
-            "model_server_model_lookup_seconds_max {longest}\n"
-        ));
-        text.push_str(
-            "# HELP model_server_slow_model_lookups_total Records that waited over 1 ms for their model.\n",
+        registry.register(
+            "model_server_model_lookup_seconds_max",
+            "The longest a record waited for its model",
+            ConstGauge::new(self.longest_lookup_ns.load(Ordering::Relaxed) as f64 / 1e9),
         );
-        text.push_str("# TYPE model_server_slow_model_lookups_total counter\n");
-        text.push_str(&format!(
-            "model_server_slow_model_lookups_total {}\n",
-            self.slow_lookups.load(Ordering::Relaxed)
-        ));
+        registry.register(
+            "model_server_slow_model_lookups",
+            "Records that waited over 1 ms for their model",
+            ConstCounter::new(self.slow_lookups.load(Ordering::Relaxed)),
+        );
         let (rejected, builds) = streams
             .query_custom_store(MODELS_STORE, |s: &mut ModelStore| {
                 (s.rejected(), s.builds())
             })
             .map(|r| r.into_iter().fold((0, 0), |(a, b), (r, n)| (a + r, b + n)))
             .unwrap_or((0, 0));
-        text.push_str(
-            "# HELP model_server_models_rejected_total Model descriptors that did not become a model.\n",
+        registry.register(
+            "model_server_models_rejected",
+            "Model descriptors that did not become a model",
+            ConstCounter::new(rejected),
         );
-        text.push_str("# TYPE model_server_models_rejected_total counter\n");
-        text.push_str(&format!("model_server_models_rejected_total {rejected}\n"));
-        text.push_str(
-            "# HELP model_server_model_builds_total Models built or tried since start, rejected ones included.\n",
+        registry.register(
+            "model_server_model_builds",
+            "Models built or tried since start, rejected ones included",
+            ConstCounter::new(builds),
         );
-        text.push_str("# TYPE model_server_model_builds_total counter\n");
-        text.push_str(&format!("model_server_model_builds_total {builds}\n"));
         if let Ok(models) = current_models(streams) {
-            text.push_str("# HELP model_server_model_info The model serving each data type.\n");
-            text.push_str("# TYPE model_server_model_info gauge\n");
-            for Installed { model, .. } in models {
-                text.push_str(&format!(
-                    "model_server_model_info{{data_type=\"{}\",model=\"{}\",type=\"{}\"}} 1\n",
-                    escape(&model.data_type),
-                    escape(&model.name),
-                    model.kind.as_str_name()
-                ));
-            }
+            registry.register(
+                "model_server_model_info",
+                "The model serving each data type",
+                MetricRows::new(models.into_iter().map(|Installed { model, .. }| {
+                    let labels = vec![
+                        ("data_type", model.data_type.clone()),
+                        ("model", model.name.clone()),
+                        ("type", model.kind.as_str_name().to_owned()),
+                    ];
+                    (labels, ConstGauge::new(1))
+                })),
+            );
         }
-        text
     }
-}
-
-/// A Prometheus label value.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The query layer with the model server's routes.
@@ -123,7 +119,7 @@ pub fn query_server(
     let for_metrics = streams.clone();
     QueryServer::new(streams)
         .route(move |request, server| route(request, server, variant))
-        .metrics(move || metrics.prometheus(&for_metrics))
+        .metrics(move |registry| metrics.register(&for_metrics, registry))
 }
 
 fn route(request: &Request, server: &QueryServer, variant: StoreVariant) -> Option<Response> {

@@ -72,32 +72,37 @@ impl Serde<ServingResult> for ServingResultSerde {
 }
 
 /// Where serving statistics are kept, as in the original's three
-/// variants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// variants. Named `memory`, `standard` and `custom`, or by the
+/// original's one-letter options (`m`, `s`, `c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum StoreVariant {
     /// An in-memory store without a changelog: lost on restart.
+    #[value(
+        alias = "m",
+        help = "Processor API, in memory, lost on restart (or `m`)"
+    )]
     Memory,
     /// A RocksDB store with a changelog and a record cache (written back
     /// at each commit): survives restarts. The default.
     #[default]
+    #[value(alias = "s", help = "DSL, RocksDB with a changelog (or `s`)")]
     Standard,
     /// This application's own store ([`StatsStore`]): in memory, with a
     /// snapshot per data type logged at each commit and restored at start.
+    #[value(
+        alias = "c",
+        help = "DSL, this application's store: in memory, a snapshot logged at each \
+                commit and restored at start (or `c`)"
+    )]
     Custom,
 }
 
 impl std::str::FromStr for StoreVariant {
     type Err = String;
-    /// The names, or the original's one-letter options (`m`, `s`, `c`).
+    /// As on the command line: a name or a one-letter option.
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "memory" | "m" => Ok(StoreVariant::Memory),
-            "standard" | "s" => Ok(StoreVariant::Standard),
-            "custom" | "c" => Ok(StoreVariant::Custom),
-            other => Err(format!(
-                "unknown store `{other}`: use memory, standard or custom (m, s or c)"
-            )),
-        }
+        <Self as clap::ValueEnum>::from_str(s, false)
+            .map_err(|_| format!("unknown store `{s}`: use memory, standard or custom (m, s or c)"))
     }
 }
 
@@ -934,9 +939,9 @@ pub fn topology_with(options: ServingOptions) -> StreamsResult<Topology> {
         ),
     };
     builder
-        .stream(&[DATA_TOPIC], Consumed::with(UnitSerde, WineRecordSerde))
+        .stream_with([DATA_TOPIC], Consumed::with(UnitSerde, WineRecordSerde))
         .process(scorer, &[STATS_STORE])
-        .to(SCORES_TOPIC, Produced::with(UnitSerde, ServingResultSerde));
+        .to_with(SCORES_TOPIC, Produced::with(UnitSerde, ServingResultSerde));
     builder.build()
 }
 

@@ -12,6 +12,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::registry::Registry;
 use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -25,6 +28,7 @@ use tokio::sync::{Notify, mpsc};
 
 use serde_json::{Value, json};
 use streams_http::{Request, Response};
+use streams_kafka::MetricRows;
 
 use crate::http::model_json;
 use crate::model::{ModelLimits, ServedModel, build};
@@ -315,6 +319,23 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_prometheus_text() {
+        assert_eq!(
+            prometheus([1, 2, 3, 4]),
+            "# HELP model_server_records_total Records scored, by outcome.\n\
+             # TYPE model_server_records_total counter\n\
+             model_server_records_total{outcome=\"served\"} 1\n\
+             model_server_records_total{outcome=\"not_served\"} 2\n\
+             # HELP model_server_model_builds_total Models built and installed.\n\
+             # TYPE model_server_model_builds_total counter\n\
+             model_server_model_builds_total 3\n\
+             # HELP model_server_models_rejected_total Model descriptors rejected.\n\
+             # TYPE model_server_models_rejected_total counter\n\
+             model_server_models_rejected_total 4\n"
+        );
+    }
+
+    #[test]
     fn a_malformed_record_is_an_error_and_changes_nothing() {
         let mut stage = Stage::default();
         stage.install(model("winequalityLinearRegression", "wine"), 1, 10);
@@ -326,34 +347,32 @@ mod tests {
     }
 }
 
-/// Prometheus text of `[served, not served, built, rejected]`.
+/// Prometheus text of `[served, not served, built, rejected]`. (Help
+/// texts lack their final period: `Registry::register` adds it.)
 fn prometheus([served, not_served, builds, rejected]: [u64; 4]) -> String {
+    let mut registry = Registry::default();
+    let outcome = |value: &str| vec![("outcome", value.to_owned())];
+    registry.register(
+        "model_server_records",
+        "Records scored, by outcome",
+        MetricRows::new([
+            (outcome("served"), ConstCounter::new(served)),
+            (outcome("not_served"), ConstCounter::new(not_served)),
+        ]),
+    );
+    registry.register(
+        "model_server_model_builds",
+        "Models built and installed",
+        ConstCounter::new(builds),
+    );
+    registry.register(
+        "model_server_models_rejected",
+        "Model descriptors rejected",
+        ConstCounter::new(rejected),
+    );
     let mut text = String::new();
-
-    let mut family = |name: &str, help: &str, rows: &[(&str, u64)]| {
-        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-        for (labels, value) in rows {
-            text.push_str(&format!("{name}{labels} {value}\n"));
-        }
-    };
-    family(
-        "model_server_records_total",
-        "Records scored, by outcome.",
-        &[
-            ("{outcome=\"served\"}", served),
-            ("{outcome=\"not_served\"}", not_served),
-        ],
-    );
-    family(
-        "model_server_model_builds_total",
-        "Models built and installed.",
-        &[("", builds)],
-    );
-    family(
-        "model_server_models_rejected_total",
-        "Model descriptors rejected.",
-        &[("", rejected)],
-    );
+    // Writing to a `String` cannot fail.
+    let _ = prometheus_text::encode(&mut text, &registry);
     text
 }
 
@@ -704,7 +723,7 @@ pub fn routes(stages: Stages) -> impl Fn(&Request) -> Option<Response> + Send + 
                         *total += n;
                     }
                 }
-                Response::text(200, "text/plain; version=0.0.4", prometheus(sum))
+                Response::text(200, prometheus_text::CONTENT_TYPE, prometheus(sum))
             }
             ["state"] => {
                 let mut stats: Vec<ModelToServeStats> =

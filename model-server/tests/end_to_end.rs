@@ -578,7 +578,10 @@ fn bad_flags_a_broker_that_is_down_and_a_port_in_use_are_clear_errors() {
     };
     let (code, err) = run(&["--store", "rocks"]);
     assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("memory, standard or custom"), "{err}");
+    assert!(
+        err.contains("[possible values: memory, standard, custom]"),
+        "{err}"
+    );
     let (code, err) = run(&["--guarantee", "twice"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("at-least-once"), "{err}");

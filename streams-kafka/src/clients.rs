@@ -499,7 +499,7 @@ mod error_tests {
         assert!(timeout.is_retriable());
         assert_eq!(
             timeout.to_string(),
-            "kafka: committing offsets: Consumer commit error: Broker: Request timed out (RequestTimedOut)"
+            "kafka: committing offsets: Consumer commit error: RequestTimedOut (Broker: Request timed out)"
         );
         let fenced = kafka_error(
             "producing",

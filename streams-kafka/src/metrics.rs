@@ -1,13 +1,20 @@
 //! Runtime metrics per stream thread and task: records processed, process
 //! and commit latency, rebalances, dropped and dead-lettered records,
-//! consumer lag and restoration progress; rendered as Prometheus text.
+//! consumer lag and restoration progress; rendered as Prometheus text
+//! by `prometheus-client`.
 //!
 //! Stream threads count in plain fields of their own and publish a copy
 //! here now and then, so the processing path never touches shared state.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::prometheus_text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 use super::StateRestoreListener;
 use streams_core::TaskId;
@@ -185,165 +192,187 @@ impl StateRestoreListener for RecordingRestoreListener<'_> {
 }
 
 impl MetricsSnapshot {
-    /// The metrics in Prometheus' text format, labelled with the
+    /// The metrics in Prometheus' text format (0.0.4), labelled with the
     /// application id.
     pub fn to_prometheus(&self, application_id: &str) -> String {
-        let app = escape(application_id);
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "{name}{{application_id=\"{app}\"{labels}}} {value}");
-            }
+        let mut registry = Registry::default();
+        self.register(&mut registry, application_id);
+        let mut text = String::new();
+        // Writing to a `String` cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+
+    /// Adds the metrics' families to `registry`, each series labelled with
+    /// the application id first. (Help texts lack their final period:
+    /// `Registry::register` adds it.)
+    pub fn register(&self, registry: &mut Registry, application_id: &str) {
+        let app = || vec![("application_id", application_id.to_owned())];
+        let thread_rows = |f: fn(&ThreadMetrics) -> u64| {
+            self.threads.iter().map(move |(i, t)| {
+                let mut labels = app();
+                labels.push(("thread", i.to_string()));
+                (labels, f(t))
+            })
         };
-        let thread_rows = |f: &dyn Fn(&ThreadMetrics) -> String| {
-            self.threads
-                .iter()
-                .map(|(i, t)| (format!(",thread=\"{i}\""), f(t)))
-                .collect::<Vec<_>>()
+        // Sums of seconds, named without `_total`: as counters they would
+        // get one, so they are untyped.
+        let seconds = |f: fn(&ThreadMetrics) -> u64| MetricRows {
+            kind: MetricType::Unknown,
+            rows: thread_rows(f)
+                .map(|(labels, nanos)| (labels, ConstGauge::new(nanos as f64 / 1e9)))
+                .collect(),
         };
-        family(
-            "streams_thread_records_processed_total",
-            "counter",
-            "Records processed by a stream thread.",
-            thread_rows(&|t| t.records_processed.to_string()),
+        registry.register(
+            "streams_thread_records_processed",
+            "Records processed by a stream thread",
+            counters(thread_rows(|t| t.records_processed)),
         );
-        family(
+        registry.register(
             "streams_thread_process_latency_seconds_sum",
-            "counter",
-            "Time a stream thread spent processing records.",
-            thread_rows(&|t| seconds(t.process_nanos)),
+            "Time a stream thread spent processing records",
+            seconds(|t| t.process_nanos),
         );
-        family(
-            "streams_thread_commits_total",
-            "counter",
-            "Commits by a stream thread.",
-            thread_rows(&|t| t.commits.to_string()),
+        registry.register(
+            "streams_thread_commits",
+            "Commits by a stream thread",
+            counters(thread_rows(|t| t.commits)),
         );
-        family(
+        registry.register(
             "streams_thread_commit_latency_seconds_sum",
-            "counter",
-            "Time a stream thread spent committing.",
-            thread_rows(&|t| seconds(t.commit_nanos)),
+            "Time a stream thread spent committing",
+            seconds(|t| t.commit_nanos),
         );
-        family(
-            "streams_thread_rebalances_total",
-            "counter",
-            "Rebalances a stream thread went through.",
-            thread_rows(&|t| t.rebalances.to_string()),
+        registry.register(
+            "streams_thread_rebalances",
+            "Rebalances a stream thread went through",
+            counters(thread_rows(|t| t.rebalances)),
         );
-        let task_rows = |f: &dyn Fn(&TaskMetrics) -> u64| {
-            self.tasks
-                .iter()
-                .map(|(id, t)| {
-                    (
-                        format!(",thread=\"{}\",task=\"{id}\"", t.thread),
-                        f(t).to_string(),
-                    )
-                })
-                .collect::<Vec<_>>()
+        let task_labels = |id: &TaskId, t: &TaskMetrics| {
+            let mut labels = app();
+            labels.push(("thread", t.thread.to_string()));
+            labels.push(("task", id.to_string()));
+            labels
         };
-        family(
-            "streams_task_records_processed_total",
-            "counter",
-            "Records processed by a task.",
-            task_rows(&|t| t.records_processed),
+        registry.register(
+            "streams_task_records_processed",
+            "Records processed by a task",
+            counters(
+                self.tasks
+                    .iter()
+                    .map(|(id, t)| (task_labels(id, t), t.records_processed)),
+            ),
         );
         // One series per reason or handler, so that a sum over the labels
         // is the task's total.
-        let labelled = |parts: &[(&str, &dyn Fn(&TaskMetrics) -> u64)], label: &str| {
-            parts
-                .iter()
-                .flat_map(|(value, f)| {
-                    task_rows(f)
-                        .into_iter()
-                        .map(move |(labels, n)| (format!("{labels},{label}=\"{value}\""), n))
+        let labelled = |label: &'static str, parts: &[(&'static str, fn(&TaskMetrics) -> u64)]| {
+            counters(parts.iter().flat_map(|&(value, f)| {
+                self.tasks.iter().map(move |(id, t)| {
+                    let mut labels = task_labels(id, t);
+                    labels.push((label, value.to_owned()));
+                    (labels, f(t))
                 })
-                .collect::<Vec<_>>()
+            }))
         };
-        family(
-            "streams_task_dropped_records_total",
-            "counter",
+        registry.register(
+            "streams_task_dropped_records",
             "Records a task dropped (dead-lettered ones apart), by reason: unreadable \
              (the deserialization handler), failed (the processing handler), \
-             invalid-timestamp.",
+             invalid-timestamp",
             labelled(
-                &[
-                    ("unreadable", &|t| t.dropped_unreadable),
-                    ("failed", &|t| t.dropped_failed),
-                    ("invalid-timestamp", &|t| t.dropped_invalid_timestamp),
-                ],
                 "reason",
-            ),
-        );
-        family(
-            "streams_task_dead_lettered_records_total",
-            "counter",
-            "Records a task sent to a dead-letter topic, by handler.",
-            labelled(
                 &[
-                    ("deserialization", &|t| t.dead_lettered_unreadable),
-                    ("processing", &|t| t.dead_lettered_failed),
+                    ("unreadable", |t| t.dropped_unreadable),
+                    ("failed", |t| t.dropped_failed),
+                    ("invalid-timestamp", |t| t.dropped_invalid_timestamp),
                 ],
-                "handler",
             ),
         );
-        family(
+        registry.register(
+            "streams_task_dead_lettered_records",
+            "Records a task sent to a dead-letter topic, by handler",
+            labelled(
+                "handler",
+                &[
+                    ("deserialization", |t| t.dead_lettered_unreadable),
+                    ("processing", |t| t.dead_lettered_failed),
+                ],
+            ),
+        );
+        registry.register(
             "streams_consumer_lag_records",
-            "gauge",
-            "Records between a source partition's position and its end.",
-            self.consumer_lag
-                .iter()
-                .map(|((topic, p), lag)| {
-                    (
-                        format!(",topic=\"{}\",partition=\"{p}\"", escape(topic)),
-                        lag.to_string(),
-                    )
-                })
-                .collect(),
+            "Records between a source partition's position and its end",
+            gauges(self.consumer_lag.iter().map(|((topic, p), &lag)| {
+                let mut labels = app();
+                labels.push(("topic", topic.clone()));
+                labels.push(("partition", p.to_string()));
+                (labels, lag)
+            })),
         );
-        let restore_rows = |f: &dyn Fn(&RestoreMetrics) -> u64| {
-            self.restore
-                .iter()
-                .map(|((store, topic, p), r)| {
-                    (
-                        format!(
-                            ",store=\"{}\",topic=\"{}\",partition=\"{p}\"",
-                            escape(store),
-                            escape(topic)
-                        ),
-                        f(r).to_string(),
-                    )
-                })
-                .collect::<Vec<_>>()
+        let restore_rows = |f: fn(&RestoreMetrics) -> u64| {
+            self.restore.iter().map(move |((store, topic, p), r)| {
+                let mut labels = app();
+                labels.push(("store", store.clone()));
+                labels.push(("topic", topic.clone()));
+                labels.push(("partition", p.to_string()));
+                (labels, f(r))
+            })
         };
-        family(
-            "streams_restore_records_total",
-            "counter",
-            "Changelog records restored into a store partition.",
-            restore_rows(&|r| r.restored),
+        registry.register(
+            "streams_restore_records",
+            "Changelog records restored into a store partition",
+            counters(restore_rows(|r| r.restored)),
         );
-        family(
+        registry.register(
             "streams_restore_remaining_records",
-            "gauge",
-            "Changelog records still to restore into a store partition.",
-            restore_rows(&|r| r.remaining),
+            "Changelog records still to restore into a store partition",
+            gauges(restore_rows(|r| r.remaining)),
         );
-        out
     }
 }
 
-fn seconds(nanos: u64) -> String {
-    format!("{:.9}", nanos as f64 / 1e9)
+fn counters(rows: impl IntoIterator<Item = (MetricLabels, u64)>) -> MetricRows<ConstCounter> {
+    MetricRows::new(rows.into_iter().map(|(l, n)| (l, ConstCounter::new(n))))
 }
 
-/// Escapes a Prometheus label value.
-pub(crate) fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn gauges<N>(rows: impl IntoIterator<Item = (MetricLabels, N)>) -> MetricRows<ConstGauge<N>> {
+    MetricRows::new(rows.into_iter().map(|(l, n)| (l, ConstGauge::new(n))))
+}
+
+/// The label names and values of one series, in order.
+pub type MetricLabels = Vec<(&'static str, String)>;
+
+/// A metric family built from a snapshot at scrape time: one series per
+/// row, in the order given. (`prometheus_client`'s `Family` keeps its
+/// series in a hash map, so in no fixed order, and hides a family that
+/// has none.)
+#[derive(Debug)]
+pub struct MetricRows<M> {
+    kind: MetricType,
+    rows: Vec<(MetricLabels, M)>,
+}
+
+impl<M: TypedMetric> MetricRows<M> {
+    /// The family of `rows`, of `M`'s type (e.g. `ConstCounter`).
+    pub fn new(rows: impl IntoIterator<Item = (MetricLabels, M)>) -> Self {
+        MetricRows {
+            kind: M::TYPE,
+            rows: rows.into_iter().collect(),
+        }
+    }
+}
+
+impl<M: EncodeMetric> EncodeMetric for MetricRows<M> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
+        for (labels, metric) in &self.rows {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.kind
+    }
 }
 
 #[cfg(test)]
@@ -385,7 +414,7 @@ mod tests {
         let text = metrics.snapshot().to_prometheus("app");
         for line in [
             "streams_thread_records_processed_total{application_id=\"app\",thread=\"0\"} 10",
-            "streams_thread_process_latency_seconds_sum{application_id=\"app\",thread=\"0\"} 1.500000000",
+            "streams_thread_process_latency_seconds_sum{application_id=\"app\",thread=\"0\"} 1.5",
             "streams_thread_rebalances_total{application_id=\"app\",thread=\"0\"} 1",
             "streams_task_records_processed_total{application_id=\"app\",thread=\"0\",task=\"0_1\"} 10",
             "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"unreadable\"} 1",
@@ -399,6 +428,23 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(!text.contains("gone"), "an unassigned partition has no lag");
+        for header in [
+            "# HELP streams_thread_records_processed_total Records processed by a stream thread.\n\
+             # TYPE streams_thread_records_processed_total counter\n",
+            "# HELP streams_task_dropped_records_total Records a task dropped (dead-lettered ones \
+             apart), by reason: unreadable (the deserialization handler), failed (the processing \
+             handler), invalid-timestamp.\n",
+            "# TYPE streams_thread_process_latency_seconds_sum untyped\n",
+            "# TYPE streams_consumer_lag_records gauge\n",
+        ] {
+            assert!(text.contains(header), "missing {header} in\n{text}");
+        }
+        // A family without series still says what it is.
+        let empty = MetricsSnapshot::default().to_prometheus("app");
+        assert!(
+            empty.contains("# TYPE streams_restore_remaining_records gauge\n"),
+            "{empty}"
+        );
         // A thread that publishes again replaces its tasks.
         metrics.publish_thread(0, ThreadMetrics::default(), []);
         assert!(metrics.snapshot().tasks.is_empty());

@@ -93,8 +93,8 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
         /// Its type [default: from the extension: .onnx, .pmml, .pb].
-        #[arg(long = "type", value_parser = ["onnx", "tensorflow", "pmml"])]
-        kind: Option<String>,
+        #[arg(long = "type")]
+        kind: Option<Kind>,
         /// The rows to score.
         #[arg(long)]
         input: PathBuf,
@@ -157,7 +157,7 @@ fn main() -> ExitCode {
             count,
             Duration::from_millis(idle_ms),
         ),
-        Command::Score { model, kind, input } => score(&model, kind.as_deref(), &input),
+        Command::Score { model, kind, input } => score(&model, kind, &input),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,14 +168,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// The model type a file's extension (or `--type`) names.
-fn model_type(path: &Path, kind: Option<&str>) -> Result<ModelType, String> {
+/// A model type (see `score --type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    Onnx,
+    Tensorflow,
+    Pmml,
+}
+
+/// The model type `--type` names, else the file's extension.
+fn model_type(path: &Path, kind: Option<Kind>) -> Result<ModelType, String> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    match kind.unwrap_or(ext) {
-        "onnx" => Ok(ModelType::Onnx),
-        "pmml" => Ok(ModelType::Pmml),
-        "pb" | "tensorflow" => Ok(ModelType::Tensorflow),
-        _ => Err(format!(
+    match (kind, ext) {
+        (Some(Kind::Onnx), _) | (None, "onnx") => Ok(ModelType::Onnx),
+        (Some(Kind::Pmml), _) | (None, "pmml") => Ok(ModelType::Pmml),
+        (Some(Kind::Tensorflow), _) | (None, "pb" | "tensorflow") => Ok(ModelType::Tensorflow),
+        (None, _) => Err(format!(
             "{}: cannot tell the model type from `.{ext}`; give --type onnx|tensorflow|pmml",
             path.display()
         )),
@@ -560,7 +568,7 @@ fn decode(
     json!({ "partition": partition, "offset": offset, "key": key, "value": value })
 }
 
-fn score(model: &Path, kind: Option<&str>, input: &Path) -> Result<(), String> {
+fn score(model: &Path, kind: Option<Kind>, input: &Path) -> Result<(), String> {
     let kind = model_type(model, kind)?;
     // The file is the user's choice: read it from where it is, whatever
     // its size.

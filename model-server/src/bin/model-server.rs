@@ -51,10 +51,7 @@ struct Args {
     #[arg(long, env = "MODEL_SERVER_ENGINE", default_value = "streams")]
     engine: Engine,
 
-    /// Where serving statistics live: `memory` (Processor API, in memory,
-    /// lost on restart), `standard` (DSL, RocksDB with a changelog) or
-    /// `custom` (DSL, this application's store: in memory, a snapshot
-    /// logged at each commit and restored at start).
+    /// Where serving statistics live.
     #[arg(long, env = "MODEL_SERVER_STORE", default_value = "standard")]
     store: StoreVariant,
 
@@ -101,9 +98,8 @@ struct Args {
     threads: u32,
 
     /// Processing guarantee.
-    #[arg(long, env = "MODEL_SERVER_GUARANTEE", default_value = "at-least-once",
-          value_parser = ["at-least-once", "exactly-once"])]
-    guarantee: String,
+    #[arg(long, env = "MODEL_SERVER_GUARANTEE", default_value = "at-least-once")]
+    guarantee: Guarantee,
 
     /// Partitions of `mdata` and `mscores` when this server creates them.
     #[arg(long, env = "MODEL_SERVER_PARTITIONS", default_value_t = 2)]
@@ -161,6 +157,23 @@ impl Engine {
                 "state_dir",
             ],
             Engine::Actors => &STREAMS_ONLY,
+        }
+    }
+}
+
+/// The processing guarantee (see `--guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Guarantee {
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// Its `processing.guarantee` setting.
+    fn config_value(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once_v2",
         }
     }
 }
@@ -304,14 +317,10 @@ fn run(args: Args) -> Result<(), String> {
         .state_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("model-server-{port}")));
-    let guarantee = match args.guarantee.as_str() {
-        "exactly-once" => "exactly_once_v2",
-        _ => "at_least_once",
-    };
     let mut config = StreamsConfig::new(&args.application_id)
         .set("bootstrap.servers", &args.bootstrap_servers)
         .set("num.stream.threads", args.threads.to_string())
-        .set("processing.guarantee", guarantee)
+        .set("processing.guarantee", args.guarantee.config_value())
         .set("state.dir", state_dir.to_string_lossy())
         .set(
             "application.server",

@@ -6,80 +6,83 @@
 //! record's key counted); the topics default to `lines`/`counts` and
 //! `ids`/`id-counts`. Prints `STATE <state>` on every transition.
 
+use std::io::Write as _;
 use std::time::Duration;
 
+use clap::Parser;
 use streams_core::StreamsError;
 use streams_kafka::KafkaStreams;
 
-/// Log lines on stderr, prefixed with the process id, so a test's output
-/// shows what each instance did.
-struct StderrLog;
+/// A streams application run as a child process by the end-to-end tests.
+#[derive(Parser, Debug)]
+#[command(name = "streams-app")]
+struct Args {
+    /// The application.
+    mode: Mode,
+    /// `bootstrap.servers`.
+    bootstrap: String,
+    /// `application.id`.
+    application_id: String,
+    /// `state.dir`.
+    state_dir: String,
+    /// `processing.guarantee`, as the config spells it (`at_least_once`,
+    /// `exactly_once_v2`).
+    guarantee: String,
+    /// The input topic [default: `lines` or `ids`].
+    #[arg(requires = "output")]
+    input: Option<String>,
+    /// The output topic [default: `counts` or `id-counts`].
+    output: Option<String>,
+}
 
-impl log::Log for StderrLog {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Info
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            eprintln!(
-                "[streams-app {}] {} {}",
-                std::process::id(),
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// Lines -> word counts.
+    Wordcount,
+    /// Each record's key counted.
+    Idcount,
+}
+
+/// Log lines (info and above, or as `RUST_LOG` says) on stderr, prefixed
+/// with the process id, so a test's output shows what each instance did.
+fn init_logging() {
+    let pid = std::process::id();
+    let _ = env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Info)
+        .parse_default_env()
+        .format(move |out, record| {
+            writeln!(
+                out,
+                "[streams-app {pid}] {} {}",
                 record.level(),
                 record.args()
-            );
-        }
-    }
-    fn flush(&self) {}
+            )
+        })
+        .try_init();
 }
 
 fn main() -> Result<(), StreamsError> {
-    static LOG: StderrLog = StderrLog;
-    let _ = log::set_logger(&LOG).map(|()| log::set_max_level(log::LevelFilter::Info));
-    let args: Vec<String> = std::env::args().collect();
-    let (mode, bootstrap, app_id, state_dir, guarantee, topics) = match args.as_slice() {
-        [_, mode, bootstrap, app_id, state_dir, guarantee] => {
-            (mode, bootstrap, app_id, state_dir, guarantee, None)
-        }
-        [
-            _,
-            mode,
-            bootstrap,
-            app_id,
-            state_dir,
-            guarantee,
-            input,
-            output,
-        ] => (
-            mode,
-            bootstrap,
-            app_id,
-            state_dir,
-            guarantee,
-            Some((input.as_str(), output.as_str())),
-        ),
-        _ => {
-            eprintln!(
-                "usage: streams-app wordcount|idcount BOOTSTRAP APPLICATION_ID STATE_DIR GUARANTEE [INPUT OUTPUT]"
-            );
-            std::process::exit(2);
-        }
-    };
-    let topology = match mode.as_str() {
-        "wordcount" => {
+    init_logging();
+    let args = Args::parse();
+    let topics = args.input.as_deref().zip(args.output.as_deref());
+    let (topology, store) = match args.mode {
+        Mode::Wordcount => {
             let (input, output) = topics.unwrap_or(("lines", "counts"));
-            tests::apps::word_count(input, output, "word-counts")?
+            (
+                tests::apps::word_count(input, output, "word-counts")?,
+                "word-counts",
+            )
         }
-        "idcount" => {
+        Mode::Idcount => {
             let (input, output) = topics.unwrap_or(("ids", "id-counts"));
-            tests::apps::id_count(input, output, "id-store")?
-        }
-        other => {
-            eprintln!("unknown mode {other}");
-            std::process::exit(2);
+            (
+                tests::apps::id_count(input, output, "id-store")?,
+                "id-store",
+            )
         }
     };
-    let mut config = tests::apps::config(app_id, bootstrap, state_dir)
-        .set("processing.guarantee", guarantee.as_str());
+    let mut config = tests::apps::config(&args.application_id, &args.bootstrap, &args.state_dir)
+        .set("processing.guarantee", args.guarantee.as_str());
     // With QUERY_PORT set, the instance serves interactive queries there.
     let query_port: Option<u16> = std::env::var("QUERY_PORT")
         .ok()
@@ -93,14 +96,7 @@ fn main() -> Result<(), StreamsError> {
     let _server = match query_port {
         Some(port) => Some(
             streams_http::QueryServer::new(streams.clone())
-                .key_value_store::<String, i64>(
-                    if mode == "wordcount" {
-                        "word-counts"
-                    } else {
-                        "id-store"
-                    },
-                    streams_core::serde::StringSerde,
-                )
+                .key_value_store::<String, i64>(store, streams_core::serde::StringSerde)
                 .serve(([127, 0, 0, 1], port).into())
                 .map_err(|source| StreamsError::Io {
                     action: "serving queries".into(),

@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tests::Broker;
@@ -68,24 +69,26 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(45);
 /// How often the output is read while a trial runs.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
 enum Kind {
     AtLeastOnce,
     ExactlyOnce,
     Scaling,
 }
 
-impl Kind {
-    const ALL: [Kind; 3] = [Kind::AtLeastOnce, Kind::ExactlyOnce, Kind::Scaling];
-
-    fn name(self) -> &'static str {
-        match self {
-            Kind::AtLeastOnce => "at-least-once",
-            Kind::ExactlyOnce => "exactly-once",
-            Kind::Scaling => "scaling",
-        }
+/// Its name on the command line (`at-least-once`, ...).
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that the table's widths apply.
+        f.pad(
+            self.to_possible_value()
+                .expect("no kind is skipped")
+                .get_name(),
+        )
     }
+}
 
+impl Kind {
     fn guarantee(self) -> &'static str {
         match self {
             Kind::ExactlyOnce => "exactly_once_v2",
@@ -114,65 +117,29 @@ impl Kind {
     }
 }
 
+/// Kill trials of a counting application on a private broker.
+#[derive(Parser)]
+#[command(name = "trials")]
 struct Options {
+    /// Trials of each kind.
+    #[arg(long, default_value_t = 20)]
     trials: usize,
+    /// The kinds of trial, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Kind::AtLeastOnce, Kind::ExactlyOnce, Kind::Scaling])]
     kinds: Vec<Kind>,
+    /// How long a killed instance stays down, in milliseconds [default:
+    /// 1000 under exactly-once, else 4000].
+    #[arg(long = "restart-after-ms", value_name = "MS", value_parser = millis)]
     restart_after: Option<Duration>,
     /// Keep the instances' logs even when every check passed.
+    #[arg(long)]
     keep_logs: bool,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: trials [--trials N] [--kinds at-least-once,exactly-once,scaling] [--restart-after-ms MS] [--keep-logs]"
-    );
-    std::process::exit(2);
-}
-
-fn parse_options() -> Options {
-    let mut options = Options {
-        trials: 20,
-        kinds: Kind::ALL.to_vec(),
-        restart_after: None,
-        keep_logs: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .unwrap_or_else(|| usage())
-        };
-        match flag.as_str() {
-            "--trials" => {
-                options.trials = value().parse().unwrap_or_else(|_| usage());
-            }
-            "--kinds" => {
-                options.kinds = value()
-                    .split(',')
-                    .map(|name| {
-                        Kind::ALL
-                            .into_iter()
-                            .find(|k| k.name() == name)
-                            .unwrap_or_else(|| usage())
-                    })
-                    .collect();
-            }
-            "--restart-after-ms" => {
-                let ms = value().parse().unwrap_or_else(|_| usage());
-                options.restart_after = Some(Duration::from_millis(ms));
-            }
-            "--keep-logs" => options.keep_logs = true,
-            "-h" | "--help" => usage(),
-            _ => usage(),
-        }
-    }
-    options
+fn millis(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("`{text}` is not a number of milliseconds"))
 }
 
 /// One instance of `streams-app idcount`, a child process.
@@ -576,7 +543,7 @@ fn run_trial(
     logs: &Path,
 ) -> Outcome {
     let begun = Instant::now();
-    let app_id = format!("trials-{}-{}-{number}", kind.name(), std::process::id());
+    let app_id = format!("trials-{kind}-{}-{number}", std::process::id());
     let logs = logs.join(&app_id);
     std::fs::create_dir_all(&logs).expect("create the log folder");
     let setup = Setup {
@@ -868,7 +835,7 @@ struct Row {
 }
 
 fn main() {
-    let options = parse_options();
+    let options = Options::parse();
     let built = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.join("streams-app")))
@@ -900,7 +867,7 @@ fn main() {
         options
             .kinds
             .iter()
-            .map(|k| k.name())
+            .map(Kind::to_string)
             .collect::<Vec<_>>()
             .join(", "),
         LOAD
@@ -920,7 +887,7 @@ fn main() {
             };
             eprintln!(
                 "trials: {} {number}/{}: {:.1}s, {} records, lost {}, duplicated {}, repeated outputs {}, longest without output {:.2}s (one partition {:.2}s); {}; {verdict}",
-                kind.name(),
+                kind,
                 options.trials,
                 outcome.elapsed.as_secs_f64(),
                 outcome.records,
@@ -959,7 +926,7 @@ fn main() {
     for (kind, row) in &rows {
         println!(
             "{:<14} {:>6} {:>6} {:>8} {:>5} {:>10} {:>11} {:>12.2}s {:>12.2}s {:>12.1}s",
-            kind.name(),
+            kind,
             row.trials,
             row.failed,
             row.records,
