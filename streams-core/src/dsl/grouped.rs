@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use super::kstream::KStream;
+use super::kstream_aggregate::{KStreamAggregate, StreamStep};
 use super::ktable::{KTable, ValueGetterSupplier};
+use super::ktable_aggregate::{KTableAggregate, TableStep};
 use super::options::{Grouped, Materialized};
-use super::{Change, Data, FnProcessor, Serdes, Shared};
+use super::{Change, Data, Serdes, Shared};
 use crate::error::TopologyError;
-use crate::processor::ProcessorContext;
-use crate::record::Record;
+use crate::processor::Processor;
 use crate::serde::{I64Serde, SerdeRef, default_serde};
 use crate::state::StoreBuilder;
 
@@ -20,57 +21,30 @@ pub struct KGroupedStream<K, V> {
     name: Option<String>,
 }
 
-/// One aggregation step of a stream: key, value, the aggregate so far.
-type StreamStep<K, V, VA> = Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>;
-
-/// One aggregation step of a table: key, change, the aggregate so far;
-/// `None` deletes the aggregate.
-type TableStep<K, V, VA> = Arc<dyn Fn(&K, Change<V>, Option<VA>) -> Option<VA> + Send + Sync>;
-
-/// Adds the store of an aggregation and a processor that applies `step` to
-/// every record, returning the resulting table.
+/// Adds the store of an aggregation and the processor `make` gives, which
+/// keeps it, returning the resulting table.
 #[allow(clippy::too_many_arguments)]
-fn add_aggregation<K: Data, VIn: Data, VA: Data>(
+fn add_aggregation<K, VIn, VA, P>(
     state: &Shared,
     parent: &str,
     prefix: &str,
     store: &str,
     builder: Arc<dyn StoreBuilder>,
-    step: TableStep<K, VIn, VA>,
+    make: impl Fn() -> P + Send + Sync + 'static,
     keys: SerdeRef<K>,
     values: SerdeRef<VA>,
-) -> KTable<K, VA> {
+) -> KTable<K, VA>
+where
+    K: Data,
+    VIn: Data,
+    VA: Data,
+    P: Processor<K, VIn, K, Change<VA>> + 'static,
+{
     let mut st = state.borrow_mut();
     let name = st.next_name(prefix);
-    let store_name = store.to_owned();
-    let supplier = move || {
-        let (step, store) = (step.clone(), store_name.clone());
-        let mut handle = None;
-        FnProcessor::new(
-            move |r: Record<K, Change<VIn>>, ctx: &mut ProcessorContext<'_, K, Change<VA>>| {
-                if handle.is_none() {
-                    handle = Some(ctx.key_value_store::<K, VA>(&store)?);
-                }
-                let handle = handle.as_ref().expect("set above");
-                let old = handle.get(&r.key)?;
-                let new = step(&r.key, r.value, old.clone());
-                match &new {
-                    Some(value) => handle.put(&r.key, value)?,
-                    None => drop(handle.delete(&r.key)?),
-                }
-                ctx.forward(Record {
-                    key: r.key,
-                    value: Change { new, old },
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })?;
-                Ok(())
-            },
-        )
-    };
     let result = st
         .topology
-        .add_processor_node(&name, supplier, &[parent], false)
+        .add_processor_node(&name, make, &[parent], false)
         .and_then(|_| st.topology.add_store(builder, None))
         .and_then(|()| {
             st.topology
@@ -158,42 +132,16 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                 store: None,
             };
         };
-        // Streams send plain values: wrap them as changes with no old value.
-        let wrapped = input.add_node(
-            "KSTREAM-AGGREGATE-INPUT-",
-            None,
-            &[&input.node],
-            || {
-                FnProcessor::new(
-                    |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, Change<V>>| {
-                        let value = Change {
-                            new: Some(r.value),
-                            old: None,
-                        };
-                        ctx.forward(Record {
-                            key: r.key,
-                            value,
-                            timestamp: r.timestamp,
-                            headers: r.headers,
-                        })?;
-                        Ok(())
-                    },
-                )
-            },
-            false,
-            Serdes::<K, Change<V>>::none(),
-        );
         let builder: Arc<dyn StoreBuilder> =
             Arc::new(materialized.builder(&store, keys.clone(), values.clone()));
-        let table_step: TableStep<K, V, VA> =
-            Arc::new(move |k, change, agg| change.new.map(|v| step(k, v, agg)));
+        let name = store.clone();
         add_aggregation(
             state,
-            &wrapped.node,
+            &input.node,
             "KSTREAM-AGGREGATE-",
             &store,
             builder,
-            table_step,
+            move || KStreamAggregate::new(&name, step.clone()),
             keys,
             values,
         )
@@ -358,13 +306,14 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         let store_keys = materialized.keys.clone().unwrap_or_else(|| keys.clone());
         let builder: Arc<dyn StoreBuilder> =
             Arc::new(materialized.builder(&store, store_keys, agg_values.clone()));
+        let name = store.clone();
         add_aggregation(
             &self.state,
             &input.node,
             "KTABLE-AGGREGATE-",
             &store,
             builder,
-            step,
+            move || KTableAggregate::new(&name, step.clone()),
             keys,
             agg_values,
         )

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::kstream_global_ktable_join::KStreamGlobalKTableJoin;
+use super::kstream_ktable_join::KStreamKTableJoin;
 use super::ktable::{GlobalKTable, KTable};
 use super::options::{Grouped, Named, Produced, Repartitioned};
 use super::{Data, FnProcessor, KGroupedStream, Serdes, Shared};
@@ -688,25 +690,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         };
         let joined = stream.add(
             prefix,
-            move || {
-                let (joiner, make) = (joiner.clone(), getter.make.clone());
-                let mut lookup = None;
-                FnProcessor::new(
-                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
-                        if lookup.is_none() {
-                            lookup = Some(make(&ctx.lookup())?);
-                        }
-                        let other = (lookup.as_ref().expect("set above"))(&r.key)?;
-                        if inner && other.is_none() {
-                            return Ok(());
-                        }
-                        if let Some(value) = joiner(&r.value, other.as_ref()) {
-                            ctx.forward(r.with_value(value))?;
-                        }
-                        Ok(())
-                    },
-                )
-            },
+            move || KStreamKTableJoin::new(getter.clone(), joiner.clone(), inner),
             false,
             stream.serdes.retype(),
         );
@@ -760,26 +744,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         };
         self.add(
             prefix,
-            move || {
-                let (key_mapper, joiner, store) =
-                    (key_mapper.clone(), joiner.clone(), store.clone());
-                let mut handle = None;
-                FnProcessor::new(
-                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, VR>| {
-                        if handle.is_none() {
-                            handle = Some(ctx.key_value_store::<GK, GV>(&store)?);
-                        }
-                        let global_key = key_mapper(&r.key, &r.value);
-                        let other = handle.as_ref().expect("set above").get(&global_key)?;
-                        if inner && other.is_none() {
-                            return Ok(());
-                        }
-                        let value = joiner(&r.value, other.as_ref());
-                        ctx.forward(r.with_value(value))?;
-                        Ok(())
-                    },
-                )
-            },
+            move || KStreamGlobalKTableJoin::new(&store, key_mapper.clone(), joiner.clone(), inner),
             false,
             self.serdes.retype(),
         )

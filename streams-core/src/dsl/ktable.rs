@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::kstream::KStream;
+use super::ktable_ktable_join::{KTableKTableJoin, joined_getter};
 use super::options::{Consumed, Grouped, Materialized};
 use super::{Change, Data, FnProcessor, KGroupedTable, Serdes, Shared};
 use crate::error::Result;
@@ -378,71 +379,13 @@ impl<K: Data, V: Data> KTable<K, V> {
                 st.next_name("KTABLE-MERGE-"),
             )
         };
-        // This side's update joined with the other table's current value.
-        let (j, other_getter) = (joiner.clone(), other.getter.make.clone());
-        let this_supplier = move || {
-            let (joiner, make) = (j.clone(), other_getter.clone());
-            let mut lookup = None;
-            FnProcessor::new(
-                move |r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
-                    if lookup.is_none() {
-                        lookup = Some(make(&ctx.lookup())?);
-                    }
-                    let other = (lookup.as_ref().expect("set above"))(&r.key)?;
-                    if !left && other.is_none() {
-                        return Ok(());
-                    }
-                    let join = |v: &Option<V>| v.as_ref().and_then(|v| joiner(v, other.as_ref()));
-                    let change = Change {
-                        new: join(&r.value.new),
-                        old: join(&r.value.old),
-                    };
-                    if change.new.is_some() || change.old.is_some() {
-                        ctx.forward(Record {
-                            key: r.key,
-                            value: change,
-                            timestamp: r.timestamp,
-                            headers: r.headers,
-                        })?;
-                    }
-                    Ok(())
-                },
-            )
-        };
-        // The other side's update joined with this table's current value.
-        let (j, this_getter) = (joiner.clone(), self.getter.make.clone());
-        let other_supplier = move || {
-            let (joiner, make) = (j.clone(), this_getter.clone());
-            let mut lookup = None;
-            FnProcessor::new(
-                move |r: Record<K, Change<VO>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
-                    if lookup.is_none() {
-                        lookup = Some(make(&ctx.lookup())?);
-                    }
-                    let Some(this) = (lookup.as_ref().expect("set above"))(&r.key)? else {
-                        return Ok(());
-                    };
-                    let join = |o: &Option<VO>| match o {
-                        Some(o) => joiner(&this, Some(o)),
-                        None if left => joiner(&this, None),
-                        None => None,
-                    };
-                    let change = Change {
-                        new: join(&r.value.new),
-                        old: join(&r.value.old),
-                    };
-                    if change.new.is_some() || change.old.is_some() {
-                        ctx.forward(Record {
-                            key: r.key,
-                            value: change,
-                            timestamp: r.timestamp,
-                            headers: r.headers,
-                        })?;
-                    }
-                    Ok(())
-                },
-            )
-        };
+        let (this_getter, other_getter) = (self.getter.clone(), other.getter.clone());
+        let j = joiner.clone();
+        let this_supplier =
+            move || KTableKTableJoin::this_side(other_getter.clone(), j.clone(), left);
+        let j = joiner.clone();
+        let other_supplier =
+            move || KTableKTableJoin::other_side(this_getter.clone(), j.clone(), left);
         {
             let mut st = self.state.borrow_mut();
             let this_stores: Vec<&str> = other.getter.stores.iter().map(String::as_str).collect();
@@ -463,29 +406,7 @@ impl<K: Data, V: Data> KTable<K, V> {
                 .and_then(|()| st.topology.connect_processor_and_state_stores_inner(&[&other_side], &other_stores));
             st.record(result);
         }
-        // The joined table's own getter joins the two getters.
-        let (this_make, other_make) = (self.getter.make.clone(), other.getter.make.clone());
-        let getter = ValueGetterSupplier {
-            stores: self
-                .getter
-                .stores
-                .iter()
-                .chain(&other.getter.stores)
-                .cloned()
-                .collect(),
-            make: Arc::new(move |lookup| {
-                let (this, other) = (this_make(lookup)?, other_make(lookup)?);
-                let joiner = joiner.clone();
-                Ok(Box::new(move |key: &K| {
-                    let Some(v) = this(key)? else { return Ok(None) };
-                    let o = other(key)?;
-                    if !left && o.is_none() {
-                        return Ok(None);
-                    }
-                    Ok(joiner(&v, o.as_ref()))
-                }))
-            }),
-        };
+        let getter = joined_getter(&self.getter, &other.getter, joiner, left);
         KTable {
             state: self.state.clone(),
             node: merge,

@@ -13,7 +13,12 @@
 
 mod grouped;
 mod kstream;
+mod kstream_aggregate;
+mod kstream_global_ktable_join;
+mod kstream_ktable_join;
 mod ktable;
+mod ktable_aggregate;
+mod ktable_ktable_join;
 mod options;
 
 use std::cell::RefCell;
@@ -423,4 +428,111 @@ fn retype<A: 'static, B: 'static>(serde: Option<SerdeRef<A>>) -> Option<SerdeRef
         .ok()
         .map(|b| *b)
         .or_else(default_serde)
+}
+
+/// Test drivers for the DSL's processors, one at a time.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use super::Change;
+    use crate::processor::{ProcessResult, Processor, ProcessorContext};
+    use crate::serde::{ChangeSerde, Serde, default_serde};
+    use crate::state::Stores;
+    use crate::testing::TopologyTestDriver;
+    use crate::{StreamsConfig, Topology};
+
+    /// A driver for the processor `make` gives, between the topic `in` and
+    /// the topic `out` (its changes), with an in-memory store `agg` of keys
+    /// and aggregates.
+    pub(crate) fn one_processor<K, VIn, VA, P>(
+        keys: impl Serde<K> + Clone + 'static,
+        values: impl Serde<VIn> + 'static,
+        aggregates: impl Serde<VA> + Clone + 'static,
+        make: impl Fn() -> P + Send + Sync + 'static,
+    ) -> TopologyTestDriver
+    where
+        K: Clone + Send + 'static,
+        VIn: Clone + Send + 'static,
+        VA: Clone + Send + 'static,
+        P: Processor<K, VIn, K, Change<VA>> + 'static,
+    {
+        let mut topology = Topology::new();
+        let store = Stores::key_value_store_builder(
+            Stores::in_memory_key_value_store("agg"),
+            keys.clone(),
+            aggregates.clone(),
+        )
+        .with_logging_disabled();
+        topology
+            .add_source("source", keys.clone(), values, &["in"])
+            .and_then(|t| t.add_processor("processor", make, &["source"]))
+            .and_then(|t| t.add_state_store(store, &["processor"]))
+            .and_then(|t| {
+                t.add_sink(
+                    "sink",
+                    "out",
+                    keys,
+                    ChangeSerde::new(Arc::new(aggregates)),
+                    &["processor"],
+                )
+            })
+            .expect("a valid topology");
+        TopologyTestDriver::new(topology, StreamsConfig::new("test")).expect("a driver")
+    }
+
+    /// Makes processors that put each record into the store `store`, as a
+    /// table's or a global store's source does.
+    pub(crate) fn store_writer<K, V>(store: &str) -> impl Fn() -> StoreWriter<K, V> + Send + Sync
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        let store = store.to_owned();
+        move || StoreWriter {
+            store: store.clone(),
+            handle: None,
+        }
+    }
+
+    /// See [`store_writer`].
+    pub(crate) struct StoreWriter<K, V> {
+        store: String,
+        handle: Option<crate::state::KeyValueStoreHandle<K, V>>,
+    }
+
+    impl<K, V> Processor<K, V, (), ()> for StoreWriter<K, V>
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        fn init(&mut self, ctx: &mut ProcessorContext<'_, (), ()>) -> ProcessResult {
+            self.handle = Some(ctx.key_value_store(&self.store)?);
+            Ok(())
+        }
+
+        fn process(
+            &mut self,
+            r: crate::Record<K, V>,
+            _ctx: &mut ProcessorContext<'_, (), ()>,
+        ) -> ProcessResult {
+            let handle = self.handle.as_ref().expect("init looks the store up");
+            handle.put(&r.key, &r.value)?;
+            Ok(())
+        }
+    }
+
+    /// The changes written to `out` so far: key, new value, old value.
+    pub(crate) fn changes<K: 'static, V: 'static>(
+        driver: &TopologyTestDriver,
+    ) -> Vec<(K, Option<V>, Option<V>)> {
+        let keys = default_serde::<K>().expect("a key type with a default serde");
+        let values = default_serde::<V>().expect("a value type with a default serde");
+        driver
+            .create_output_topic("out", keys, ChangeSerde::new(values))
+            .read_records_to_list()
+            .into_iter()
+            .map(|r| (r.key, r.value.new, r.value.old))
+            .collect()
+    }
 }
