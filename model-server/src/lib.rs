@@ -50,3 +50,9 @@ pub mod stage;
 pub mod stats;
 mod tract_model;
 mod tree_ensemble;
+
+// The test files' helpers (the data folder, the tutorial's PMML files), for
+// the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;

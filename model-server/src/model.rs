@@ -442,15 +442,7 @@ mod tests {
 
     #[test]
     fn every_pmml_file_builds_inline_and_from_a_location() {
-        for stem in [
-            "winequalityLinearRegression",
-            "winequalityGeneralizedLinearRegressionGaussian",
-            "winequalityGeneralizedLinearRegressionGamma",
-            "winequalityDesisionTreeRegression",
-            "winequalityDecisionTreeClassification",
-            "winequalityMultilayerPerceptron",
-            "winequalityRandonForrestClassification",
-        ] {
+        for stem in crate::test_common::PMML_STEMS {
             let path = pmml_file(stem);
             let inline = build(&descriptor(
                 ModelType::Pmml,

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{data, reference_columns};
+use common::{PMML_STEMS, data, reference_columns};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_model-client");
 
@@ -37,15 +37,7 @@ fn pmml_files_score_offline_as_the_reference_evaluator() {
     let wine = data("winequality_red.csv");
     let wine = wine.to_string_lossy();
     let (_, columns) = reference_columns("models/pmml/reference_predictions.csv");
-    for stem in [
-        "winequalityLinearRegression",
-        "winequalityGeneralizedLinearRegressionGaussian",
-        "winequalityGeneralizedLinearRegressionGamma",
-        "winequalityDesisionTreeRegression",
-        "winequalityDecisionTreeClassification",
-        "winequalityMultilayerPerceptron",
-        "winequalityRandonForrestClassification",
-    ] {
+    for stem in PMML_STEMS {
         let (ok, values, err) = score(&format!("models/pmml/{stem}.pmml"), Some("pmml"), &wine);
         assert!(ok, "{stem}: {err}");
         // The forest's reference is its segments averaged (see

@@ -43,7 +43,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{data, pb, reference_columns, wait_until, wine_rows};
+use common::{data, pb, pmml_file, reference_columns, wait_until, wine_rows};
 use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -83,34 +83,43 @@ impl Server {
         port: u16,
         extra: &[&str],
     ) -> Server {
-        let args: Vec<String> = [
+        let state_dir = state_dir.to_string_lossy();
+        let flags: &[&str] = &[
             "--store",
             store,
-            "--bootstrap-servers",
-            broker.bootstrap_servers(),
-            "--application-id",
-            app,
-            "--port",
-            &port.to_string(),
             "--state-dir",
-            &state_dir.to_string_lossy(),
+            &state_dir,
             "-c",
             "commit.interval.ms=200",
             "-c",
             "replication.factor=1",
-            "-c",
-            "consumer.session.timeout.ms=3000",
-            "-c",
-            "consumer.heartbeat.interval.ms=500",
             "-c",
             "consumer.topic.metadata.refresh.interval.ms=1000",
             "-c",
             "registry.heartbeat.interval.ms=200",
             "-c",
             "registry.instance.timeout.ms=2000",
+        ];
+        Server::spawn_on(broker, app, port, &[flags, extra].concat())
+    }
+
+    /// A server of application `app` on `broker`, serving HTTP on `port`,
+    /// with a short group session, and `flags`.
+    fn spawn_on(broker: &Broker, app: &str, port: u16, flags: &[&str]) -> Server {
+        let args = [
+            "--bootstrap-servers",
+            broker.bootstrap_servers(),
+            "--application-id",
+            app,
+            "--port",
+            &port.to_string(),
+            "-c",
+            "consumer.session.timeout.ms=3000",
+            "-c",
+            "consumer.heartbeat.interval.ms=500",
         ]
         .iter()
-        .chain(extra)
+        .chain(flags)
         .map(|s| s.to_string())
         .collect();
         Server::spawn(args, port)
@@ -127,10 +136,7 @@ impl Server {
     }
 
     fn host(&self) -> HostInfo {
-        HostInfo {
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
+        tests::apps::loopback(self.port)
     }
 
     /// `GET path` as JSON, or `None` while the server does not answer 200.
@@ -731,6 +737,13 @@ impl Sender {
     }
 }
 
+/// Publishes `model` inline as `name` (a model of type `kind`) for `wine`,
+/// as the original client does, and waits until `server` serves it.
+fn publish_model(sender: &mut Sender, server: &Server, name: &str, kind: i64, model: &[u8]) {
+    sender.send_one(MODELS, None, &inline_descriptor(name, "wine", kind, model));
+    server.wait_for_model("wine", name);
+}
+
 /// What the server wrote to `mscores`, read from the start as it comes,
 /// by the (partition, offset) of the record each result is about.
 struct Scores {
@@ -907,14 +920,7 @@ fn original_client_bytes_are_served() {
         let offline = offline_scores(&broker, path);
         assert_eq!(offline.len(), rows.len(), "{name}: one score per row");
         let model = std::fs::read(path).unwrap();
-        sender.send(
-            MODELS,
-            None,
-            None,
-            &inline_descriptor(name, "wine", *kind, &model),
-        );
-        sender.flush();
-        server.wait_for_model("wine", name);
+        publish_model(&mut sender, &server, name, *kind, &model);
 
         // The next 125 rows, served by this model and no other: the next
         // model goes out once they all have results.
@@ -1033,16 +1039,9 @@ fn malformed_records_go_to_the_dead_letter_topic() {
     const BAD: usize = 1_000;
     let (broker, _state, server) = one_server("standard", &[]);
     let mut sender = Sender::new(&broker);
-    let linear = std::fs::read(data("models/pmml/winequalityLinearRegression.pmml")).unwrap();
+    let linear = std::fs::read(pmml_file("winequalityLinearRegression")).unwrap();
     let name = "winequalityLinearRegression";
-    sender.send(
-        MODELS,
-        None,
-        None,
-        &inline_descriptor(name, "wine", pb::PMML, &linear),
-    );
-    sender.flush();
-    server.wait_for_model("wine", name);
+    publish_model(&mut sender, &server, name, pb::PMML, &linear);
 
     // Every eleventh record is malformed, over both partitions.
     let rows = wine_rows();
@@ -1147,7 +1146,7 @@ fn since_is_wall_clock_time_and_republishing_restarts_statistics() {
     let mut sender = Sender::new(&broker);
     let mut scores = Scores::new(&broker);
     let name = "winequalityLinearRegression";
-    let model = std::fs::read(data("models/pmml/winequalityLinearRegression.pmml")).unwrap();
+    let model = std::fs::read(pmml_file("winequalityLinearRegression")).unwrap();
     let descriptor = inline_descriptor(name, "wine", pb::PMML, &model);
     let rows = wine_rows();
     let mut serve = |sender: &mut Sender, records: std::ops::Range<usize>| {
@@ -1322,9 +1321,8 @@ fn hostile_descriptors_are_rejected_and_the_previous_model_keeps_serving() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("models");
     std::fs::create_dir(&dir).unwrap();
-    let pmml = |stem: &str| data(&format!("models/pmml/{stem}.pmml"));
-    let linear = pmml("winequalityLinearRegression");
-    let forest = pmml("winequalityRandonForrestClassification");
+    let linear = pmml_file("winequalityLinearRegression");
+    let forest = pmml_file("winequalityRandonForrestClassification");
     let forest_bytes = std::fs::read(&forest).unwrap();
     assert!(forest_bytes.len() > 100_000);
     // Valid models, outside the directory or too large.
@@ -1333,7 +1331,7 @@ fn hostile_descriptors_are_rejected_and_the_previous_model_keeps_serving() {
     std::fs::create_dir(dir.join("subdir")).unwrap();
     std::fs::copy(&forest, dir.join("big.pmml")).unwrap();
     // And one inside it that may be read.
-    let tree = pmml("winequalityDesisionTreeRegression");
+    let tree = pmml_file("winequalityDesisionTreeRegression");
     std::fs::copy(&tree, dir.join("tree.pmml")).unwrap();
 
     let dir_text = dir.to_string_lossy().into_owned();
@@ -1351,12 +1349,7 @@ fn hostile_descriptors_are_rejected_and_the_previous_model_keeps_serving() {
     let mut sender = Sender::new(&broker);
     let mut scores = Scores::new(&broker);
     let valid = std::fs::read(&linear).unwrap();
-    sender.send_one(
-        MODELS,
-        None,
-        &inline_descriptor("valid", "wine", pb::PMML, &valid),
-    );
-    server.wait_for_model("wine", "valid");
+    publish_model(&mut sender, &server, "valid", pb::PMML, &valid);
     let rows = wine_rows();
     let mut next_row = 0;
     let mut served_by = |sender: &mut Sender, name: &str, what: &str| {
@@ -1458,13 +1451,8 @@ fn sigterm_closes_as_cleanly_as_ctrl_c() {
     server.wait_healthy();
     let mut sender = Sender::new(&broker);
     let mut scores = Scores::new(&broker);
-    let model = std::fs::read(data("models/pmml/winequalityLinearRegression.pmml")).unwrap();
-    sender.send_one(
-        MODELS,
-        None,
-        &inline_descriptor("linear", "wine", pb::PMML, &model),
-    );
-    server.wait_for_model("wine", "linear");
+    let model = std::fs::read(pmml_file("winequalityLinearRegression")).unwrap();
+    publish_model(&mut sender, &server, "linear", pb::PMML, &model);
     let rows = wine_rows();
     let sources: Vec<(i32, i64)> = serve_rows(&mut sender, &mut scores, &rows, 0..200, |_| None)
         .iter()
@@ -1579,25 +1567,7 @@ fn stage_server(broker: &Broker, app: &str) -> Server {
 /// `model-server --engine ENGINE` on `broker` with `extra` flags, healthy.
 fn engine_server(engine: &str, broker: &Broker, app: &str, extra: &[&str]) -> Server {
     let port = tests::apps::free_port();
-    let args: Vec<String> = [
-        "--engine",
-        engine,
-        "--bootstrap-servers",
-        broker.bootstrap_servers(),
-        "--application-id",
-        app,
-        "--port",
-        &port.to_string(),
-        "-c",
-        "consumer.session.timeout.ms=3000",
-        "-c",
-        "consumer.heartbeat.interval.ms=500",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
-    let server = Server::spawn(args, port);
+    let server = Server::spawn_on(broker, app, port, &[&["--engine", engine], extra].concat());
     server.wait_healthy();
     server
 }
@@ -1610,10 +1580,9 @@ fn the_stage_engine_serves_the_original_bytes_once_each() {
     let rows = wine_rows();
     let mut sender = Sender::new(&broker);
     let mut scores = Scores::new(&broker);
-    let pmml = |stem: &str| data(&format!("models/pmml/{stem}.pmml"));
     let models = [
-        pmml("winequalityLinearRegression"),
-        pmml("winequalityDesisionTreeRegression"),
+        pmml_file("winequalityLinearRegression"),
+        pmml_file("winequalityDesisionTreeRegression"),
     ];
     // No model yet: not served, with the reason.
     let source = sender.send_one(DATA, None, &original_record(&rows[0]));
@@ -1626,12 +1595,7 @@ fn the_stage_engine_serves_the_original_bytes_once_each() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let offline = offline_scores(&broker, path);
         let model = std::fs::read(path).unwrap();
-        sender.send_one(
-            MODELS,
-            None,
-            &inline_descriptor(&name, "wine", pb::PMML, &model),
-        );
-        server.wait_for_model("wine", &name);
+        publish_model(&mut sender, &server, &name, pb::PMML, &model);
         let batch = 1 + i * BATCH..1 + (i + 1) * BATCH;
         let results = serve_rows(&mut sender, &mut scores, &rows, batch.clone(), |_| None);
         for (row, result) in batch.zip(results) {
@@ -1680,16 +1644,11 @@ fn the_actors_engine_resumes_with_its_persisted_model_and_two_instances_share_th
     let rows = wine_rows();
     let mut sender = Sender::new(&broker);
     let mut scores = Scores::new(&broker);
-    let path = data("models/pmml/winequalityLinearRegression.pmml");
+    let path = pmml_file("winequalityLinearRegression");
     let name = "winequalityLinearRegression";
     let offline = offline_scores(&broker, &path);
     let model = std::fs::read(&path).unwrap();
-    sender.send_one(
-        MODELS,
-        None,
-        &inline_descriptor(name, "wine", pb::PMML, &model),
-    );
-    first.wait_for_model("wine", name);
+    publish_model(&mut sender, &first, name, pb::PMML, &model);
     let send_batch =
         |sender: &mut Sender, scores: &mut Scores, rows_sent: std::ops::Range<usize>| {
             // Over both partitions of `mdata`, as the original client's

@@ -3,6 +3,8 @@
 //! republished, descriptors without a key or with a key that disagrees, a
 //! score that is not finite, a corrupt model and a malformed record.
 
+mod common;
+
 use model_server::model::{ModelLimits, build};
 use model_server::serving::{
     DATA_TOPIC, MODELS_STORE, MODELS_TOPIC, ModelStore, SCORES_TOPIC, STATS_STORE, StatsStore,
@@ -14,12 +16,10 @@ use streams_core::StreamsConfig;
 use streams_core::serde::{BytesSerde, Nullable, ProtobufSerde, Serde, StringSerde, UnitSerde};
 use streams_core::testing::TopologyTestDriver;
 
+use common::pmml_file;
+
 fn pmml(stem: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../data/models/pmml/{stem}.pmml",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read(pmml_file(stem)).unwrap()
 }
 
 fn descriptor(name: &str, data_type: &str, data: Vec<u8>) -> ModelDescriptor {

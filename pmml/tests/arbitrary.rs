@@ -4,26 +4,14 @@
 //! cut off, or with whole elements repeated (which deepens nesting and
 //! multiplies segments).
 
-// The data folder's helpers, shared with the model server's tests.
-#[path = "../../model-server/tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::data;
+use common::data_folder::{PMML_STEMS as FILES, pmml_file};
 use pmml::Pmml;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-
-const FILES: [&str; 7] = [
-    "winequalityDecisionTreeClassification",
-    "winequalityDesisionTreeRegression",
-    "winequalityGeneralizedLinearRegressionGamma",
-    "winequalityGeneralizedLinearRegressionGaussian",
-    "winequalityLinearRegression",
-    "winequalityMultilayerPerceptron",
-    "winequalityRandonForrestClassification",
-];
 
 /// How long one hostile document may take to parse, bind and score four
 /// rows here: far above what any of them needs, so that only a runaway
@@ -31,7 +19,7 @@ const FILES: [&str; 7] = [
 const BOUND: Duration = Duration::from_secs(20);
 
 fn read(stem: &str) -> Vec<u8> {
-    std::fs::read(data(&format!("models/pmml/{stem}.pmml"))).unwrap()
+    std::fs::read(pmml_file(stem)).unwrap()
 }
 
 /// Parses, binds and scores rows of extreme values: nothing may panic

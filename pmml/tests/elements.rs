@@ -4,30 +4,25 @@
 //! value replacement, the log link, tanh and normalized neural inputs and
 //! outputs, weighted averages and majority votes.
 
-use pmml::{Pmml, Prediction};
+mod common;
 
+use pmml::Prediction;
+
+/// A document with the target `y`, the class `c` (`a` or `b`), the inputs
+/// `x1` and `x2`, and the `dictionary`'s fields.
 fn doc(dictionary: &str, model: &str) -> String {
-    format!(
-        r#"<?xml version="1.0"?>
-<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
-  <DataDictionary>
-    <DataField name="y" optype="continuous" dataType="double"/>
-    <DataField name="c" optype="categorical" dataType="string"><Value value="a"/><Value value="b"/></DataField>
-    <DataField name="x1" optype="continuous" dataType="double"/>
+    common::doc(
+        &format!(
+            r#"<DataField name="c" optype="categorical" dataType="string"><Value value="a"/><Value value="b"/></DataField>
     <DataField name="x2" optype="continuous" dataType="double"/>
-    {dictionary}
-  </DataDictionary>
-  {model}
-</PMML>"#
+    {dictionary}"#
+        ),
+        model,
     )
 }
 
 fn score(text: &str, row: &[f64]) -> Option<Prediction> {
-    Pmml::parse(text)
-        .unwrap()
-        .bind(&["x1", "x2"])
-        .unwrap()
-        .score(row)
+    common::score(text, &["x1", "x2"], row)
 }
 
 fn value(text: &str, row: &[f64]) -> Option<f64> {

@@ -4,23 +4,13 @@
 //! a model takes. Every test runs on the test harness's own thread (2 MiB
 //! of stack), where scoring recursion happens too.
 
+mod common;
+
 use pmml::{
     MAX_ATTRIBUTES, MAX_ELEMENT_DEPTH, MAX_NAMESPACES, MAX_NESTING, Pmml, PmmlError, Prediction,
 };
 
-fn doc(dictionary: &str, model: &str) -> String {
-    format!(
-        r#"<?xml version="1.0"?>
-<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
-  <DataDictionary>
-    <DataField name="y" optype="continuous" dataType="double"/>
-    <DataField name="x1" optype="continuous" dataType="double"/>
-    {dictionary}
-  </DataDictionary>
-  {model}
-</PMML>"#
-    )
-}
+use common::{doc, score};
 
 const SCHEMA: &str = r#"<MiningSchema><MiningField name="y" usageType="target"/><MiningField name="x1"/></MiningSchema>"#;
 
@@ -91,12 +81,7 @@ fn segment_document(levels: usize) -> String {
 }
 
 fn value(text: &str, x1: f64) -> Option<f64> {
-    Pmml::parse(text)
-        .unwrap()
-        .bind(&["x1"])
-        .unwrap()
-        .score(&[x1])
-        .and_then(|p| p.value())
+    score(text, &["x1"], &[x1]).and_then(|p| p.value())
 }
 
 fn refusal(text: &str) -> (String, usize) {

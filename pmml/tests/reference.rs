@@ -15,13 +15,11 @@
 //!   `score` attribute (the specification's rule), which pypmml also
 //!   returns.
 
-// The data folder's helpers, shared with the model server's tests.
-#[path = "../../model-server/tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashMap;
 
-use common::{data, reference_columns, wine_rows as rows};
+use common::data_folder::{data, pmml_file, reference_columns, wine_rows as rows};
 use pmml::{Pmml, Prediction};
 
 /// The wine record's fields, as the models name them.
@@ -33,7 +31,7 @@ fn reference() -> HashMap<String, Vec<String>> {
 }
 
 fn model(stem: &str) -> pmml::Scorer {
-    let text = std::fs::read_to_string(data(&format!("models/pmml/{stem}.pmml"))).unwrap();
+    let text = std::fs::read_to_string(pmml_file(stem)).unwrap();
     Pmml::parse(&text).unwrap().bind(&FEATURES).unwrap()
 }
 

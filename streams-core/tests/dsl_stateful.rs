@@ -2,6 +2,8 @@
 //! including the cases users trip on: tombstones, re-keying before a
 //! count, left joins with no table value yet.
 
+mod common;
+
 use std::collections::HashMap;
 
 use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
@@ -9,18 +11,7 @@ use streams_core::serde::{I64Serde, Nullable, StringSerde, UnitSerde};
 use streams_core::testing::{TestInputTopic, TopologyTestDriver};
 use streams_core::{StreamsBuilder, StreamsConfig};
 
-fn s(v: &str) -> String {
-    v.to_owned()
-}
-
-fn driver(builder: StreamsBuilder) -> TopologyTestDriver {
-    TopologyTestDriver::with_wall_clock(builder.build().unwrap(), StreamsConfig::new("app"), 0)
-        .unwrap()
-}
-
-fn strings() -> Consumed<String, String> {
-    Consumed::with(StringSerde, StringSerde)
-}
+use common::{driver, numbers, s, strings};
 
 fn nullable_counts() -> Produced<String, Option<i64>> {
     Produced::with(StringSerde, Nullable(I64Serde))
@@ -82,7 +73,7 @@ fn word_count_rekeys_before_counting_through_a_repartition_topic() {
 fn group_by_key_without_rekey_needs_no_repartition() {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(["in"], Consumed::with(StringSerde, I64Serde))
+        .stream_with(["in"], numbers())
         .group_by_key_with(Grouped::default())
         .reduce(|a, b| a + b, Materialized::named("sums").in_memory())
         .to_stream()
@@ -183,11 +174,7 @@ fn table_keeps_latest_value_and_tombstones_delete() {
 #[test]
 fn table_filter_turns_updates_that_stop_matching_into_deletes() {
     let builder = StreamsBuilder::new();
-    let table = builder.table(
-        "scores",
-        Consumed::with(StringSerde, I64Serde),
-        Materialized::default(),
-    );
+    let table = builder.table("scores", numbers(), Materialized::default());
     table
         .filter(|_, v| *v >= 10)
         .to_stream()
@@ -271,11 +258,7 @@ fn table_group_by_count_subtracts_rows_that_move_or_leave() {
 #[test]
 fn table_group_by_reduce_and_aggregate_subtract() {
     let builder = StreamsBuilder::new();
-    let table = builder.table(
-        "balances",
-        Consumed::with(StringSerde, I64Serde),
-        Materialized::default().in_memory(),
-    );
+    let table = builder.table("balances", numbers(), Materialized::default().in_memory());
     let by_bank = table.group_by_with(
         |acct, v| (acct[..1].to_owned(), *v),
         Grouped::with(StringSerde, I64Serde),
@@ -480,16 +463,8 @@ fn global_table_join_by_mapped_key() {
 fn tombstone_in_table_aggregation_input_and_joined_table() {
     // A table joined with another, then aggregated: deletes flow through.
     let builder = StreamsBuilder::new();
-    let a = builder.table(
-        "a",
-        Consumed::with(StringSerde, I64Serde),
-        Materialized::default().in_memory(),
-    );
-    let b = builder.table(
-        "b",
-        Consumed::with(StringSerde, I64Serde),
-        Materialized::default().in_memory(),
-    );
+    let a = builder.table("a", numbers(), Materialized::default().in_memory());
+    let b = builder.table("b", numbers(), Materialized::default().in_memory());
     a.join(&b, |x, y| x * y)
         .group_by_with(|_, v| (s("all"), *v), Grouped::with(StringSerde, I64Serde))
         .reduce(

@@ -1,5 +1,7 @@
 //! Stateless DSL operators through the TopologyTestDriver.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -8,22 +10,7 @@ use streams_core::serde::{I64Serde, JsonSerde, StringSerde, UnitSerde};
 use streams_core::testing::TopologyTestDriver;
 use streams_core::{Headers, Record, StreamsBuilder, StreamsConfig};
 
-fn s(v: &str) -> String {
-    v.to_owned()
-}
-
-fn driver(builder: StreamsBuilder) -> TopologyTestDriver {
-    TopologyTestDriver::with_wall_clock(
-        builder.build().unwrap(),
-        StreamsConfig::new("dsl-test"),
-        1_000,
-    )
-    .unwrap()
-}
-
-fn strings() -> Consumed<String, String> {
-    Consumed::with(StringSerde, StringSerde)
-}
+use common::{driver, numbers, s, strings};
 
 fn out() -> Produced<String, String> {
     Produced::with(StringSerde, StringSerde)
@@ -154,7 +141,7 @@ fn peek_and_foreach_see_every_record() {
 fn split_sends_each_record_to_its_first_matching_branch() {
     let builder = StreamsBuilder::new();
     let branches = builder
-        .stream_with(["in"], Consumed::with(StringSerde, I64Serde))
+        .stream_with(["in"], numbers())
         .split(Some(Named::new("n-")))
         .branch(|_, v| *v < 0, "negative")
         .branch(|_, v| *v < 10, "small")

@@ -3,6 +3,8 @@
 //! name the node, and the processing-exception handler decides: fail (the
 //! default), continue, or send the record to a dead-letter topic.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,6 +14,8 @@ use streams_core::processor::{ProcessResult, Processor, ProcessorContext, Punctu
 use streams_core::serde::{I64Serde, Serde, SerdeError, StringSerde};
 use streams_core::testing::TopologyTestDriver;
 use streams_core::{Record, StreamsConfig, StreamsError, Topology};
+
+use common::{out_values, through};
 
 /// Forwards positive values; fails on negative ones, panics on 0.
 struct Poisoned;
@@ -32,15 +36,7 @@ impl Processor<String, i64, String, i64> for Poisoned {
 
 /// in -> src -> poisoned -> sink -> out.
 fn driver(config: StreamsConfig) -> TopologyTestDriver {
-    let mut topology = Topology::new();
-    topology
-        .add_source("src", StringSerde, I64Serde, &["in"])
-        .unwrap()
-        .add_processor("poisoned", || Poisoned, &["src"])
-        .unwrap()
-        .add_sink("sink", "out", StringSerde, I64Serde, &["poisoned"])
-        .unwrap();
-    TopologyTestDriver::new(topology, config).unwrap()
+    through("poisoned", || Poisoned, config)
 }
 
 #[test]
@@ -61,11 +57,7 @@ fn by_default_a_panic_fails_naming_the_node_and_the_next_record_is_processed() {
     assert!(error.to_string().contains("-1 is negative"), "{error}");
     // The node kept its processor: the panic did not leave it empty.
     input.pipe_input("k".into(), 5);
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [5]
-    );
+    assert_eq!(out_values(&d), [5]);
 }
 
 #[test]
@@ -75,11 +67,7 @@ fn log_and_continue_skips_failed_records() {
     for v in [1, 0, 2, -3, 4] {
         input.pipe_input("k".into(), v);
     }
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [1, 2, 4]
-    );
+    assert_eq!(out_values(&d), [1, 2, 4]);
     assert_eq!(d.dropped_records(), 2);
 }
 
@@ -90,11 +78,7 @@ fn dead_letters_of_processing_name_the_node_and_the_source() {
     for v in [1, 0, 2] {
         input.pipe_input("k".into(), v);
     }
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [1, 2]
-    );
+    assert_eq!(out_values(&d), [1, 2]);
     let letters = d.read_raw("dlq");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].key.as_deref(), Some(&b"k"[..]));
@@ -103,13 +87,7 @@ fn dead_letters_of_processing_name_the_node_and_the_source() {
         Some(&0i64.to_be_bytes()[..]),
         "the original bytes"
     );
-    let header = |name| {
-        letters[0]
-            .headers
-            .last(name)
-            .flatten()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
+    let header = |name| common::header(&letters[0], name);
     assert_eq!(header(dead_letter::NODE).as_deref(), Some("poisoned"));
     assert_eq!(header(dead_letter::TOPIC).as_deref(), Some("in"));
     assert_eq!(header(dead_letter::PARTITION).as_deref(), Some("0"));
@@ -150,11 +128,7 @@ fn a_panicking_deserializer_is_a_processing_error_of_its_source() {
     for v in [3, 0, 4] {
         input.pipe_input("k".into(), v);
     }
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [3, 4]
-    );
+    assert_eq!(out_values(&d), [3, 4]);
     let letters = d.read_raw("dlq");
     assert_eq!(letters.len(), 1);
     let node = letters[0].headers.last(dead_letter::NODE).flatten();
@@ -196,21 +170,10 @@ fn a_panicking_punctuator_is_offered_to_the_handler_and_keeps_its_schedule() {
     let calls = Arc::new(AtomicUsize::new(0));
     let build = |config: StreamsConfig| {
         let calls = calls.clone();
-        let mut topology = Topology::new();
-        topology
-            .add_source("src", StringSerde, I64Serde, &["in"])
-            .unwrap()
-            .add_processor(
-                "punctuating",
-                move || BadPunctuator {
-                    calls: calls.clone(),
-                },
-                &["src"],
-            )
-            .unwrap()
-            .add_sink("sink", "out", StringSerde, I64Serde, &["punctuating"])
-            .unwrap();
-        TopologyTestDriver::new(topology, config).unwrap()
+        let make = move || BadPunctuator {
+            calls: calls.clone(),
+        };
+        through("punctuating", make, config)
     };
 
     // The default fails, naming the node.
@@ -230,9 +193,5 @@ fn a_panicking_punctuator_is_offered_to_the_handler_and_keeps_its_schedule() {
     assert_eq!(calls.load(Ordering::Relaxed), 3);
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
     input.pipe_input("k".into(), 1);
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [1]
-    );
+    assert_eq!(out_values(&d), [1]);
 }

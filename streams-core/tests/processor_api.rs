@@ -1,6 +1,8 @@
 //! The Processor API through the TopologyTestDriver: stores, punctuation,
 //! record metadata, wiring errors and bad input.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,13 +11,11 @@ use streams_core::processor::{
     Cancellable, ProcessResult, Processor, ProcessorContext, PunctuationType,
 };
 use streams_core::serde::{I64Serde, StringSerde};
-use streams_core::state::{KeyValueStoreHandle, Stores};
+use streams_core::state::{KeyValueStoreBuilder, KeyValueStoreHandle, Stores};
 use streams_core::testing::TopologyTestDriver;
 use streams_core::{Record, StreamsConfig, StreamsError, Topology};
 
-fn s(v: &str) -> String {
-    v.to_owned()
-}
+use common::{numbers, out_values, passthrough, s, strings, through};
 
 /// Sums values per key in a store; on each punctuation forwards every sum.
 struct Summer {
@@ -267,15 +267,7 @@ fn processing_errors_name_the_node_and_stop_the_record() {
             Ok(())
         }
     }
-    let mut topology = Topology::new();
-    topology
-        .add_source("src", StringSerde, I64Serde, &["in"])
-        .unwrap()
-        .add_processor("check", || Fails, &["src"])
-        .unwrap()
-        .add_sink("sink", "out", StringSerde, I64Serde, &["check"])
-        .unwrap();
-    let d = TopologyTestDriver::new(topology, StreamsConfig::new("p")).unwrap();
+    let d = through("check", || Fails, StreamsConfig::new("p"));
     let mut input = d.create_input_topic("in", StringSerde, I64Serde);
     input.pipe_input(s("ok"), 1);
     let error = input
@@ -289,21 +281,7 @@ fn processing_errors_name_the_node_and_stop_the_record() {
         error.to_string(),
         "processor `check` failed: record in[0]@1: negative value -3"
     );
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [1]
-    );
-}
-
-fn passthrough(config: StreamsConfig) -> TopologyTestDriver {
-    let mut topology = Topology::new();
-    topology
-        .add_source("src", StringSerde, I64Serde, &["in"])
-        .unwrap()
-        .add_sink("sink", "out", StringSerde, I64Serde, &["src"])
-        .unwrap();
-    TopologyTestDriver::new(topology, config).unwrap()
+    assert_eq!(out_values(&d), [1]);
 }
 
 #[test]
@@ -315,11 +293,7 @@ fn unreadable_records_are_skipped_by_default() {
         .unwrap();
     input.pipe_raw(Some(b"k"), None).unwrap(); // a null where an i64 is expected
     input.pipe_input(s("k"), 7);
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [7]
-    );
+    assert_eq!(out_values(&d), [7]);
     assert_eq!(d.dropped_records(), 2);
 }
 
@@ -346,13 +320,7 @@ fn dead_letters_carry_the_original_bytes_and_the_error() {
     let letters = d.read_raw("in-dlq");
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].value.as_deref(), Some(&b"xyz"[..]));
-    let header = |name| {
-        letters[0]
-            .headers
-            .last(name)
-            .flatten()
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    };
+    let header = |name| common::header(&letters[0], name);
     assert_eq!(header(dead_letter::TOPIC).as_deref(), Some("in"));
     assert_eq!(header(dead_letter::PARTITION).as_deref(), Some("0"));
     assert_eq!(header(dead_letter::OFFSET).as_deref(), Some("0"));
@@ -361,11 +329,25 @@ fn dead_letters_carry_the_original_bytes_and_the_error() {
             .unwrap()
             .contains("8 bytes")
     );
-    assert_eq!(
-        d.create_output_topic("out", StringSerde, I64Serde)
-            .read_values_to_list(),
-        [2]
-    );
+    assert_eq!(out_values(&d), [2]);
+}
+
+/// A builder of the in-memory store `rates` (string keys and values),
+/// logged: as a global store it needs `with_logging_disabled`.
+fn rates_store() -> KeyValueStoreBuilder<String, String> {
+    Stores::key_value_store_builder(
+        Stores::in_memory_key_value_store("rates"),
+        StringSerde,
+        StringSerde,
+    )
+}
+
+/// The rate of `key` in global store `rates`, empty when it has none.
+fn rate<K, V>(ctx: &ProcessorContext<'_, K, V>, key: &String) -> Result<String, StreamsError> {
+    Ok(ctx
+        .key_value_store::<String, String>("rates")?
+        .get(key)?
+        .unwrap_or_default())
 }
 
 /// Keeps global store `rates` from its topic.
@@ -392,10 +374,7 @@ fn global_store_through_the_processor_api_is_readable_by_every_task() {
             r: Record<String, i64>,
             ctx: &mut ProcessorContext<'_, String, String>,
         ) -> ProcessResult {
-            let rate = ctx
-                .key_value_store::<String, String>("rates")?
-                .get(&r.key)?
-                .unwrap_or_default();
+            let rate = rate(ctx, &r.key)?;
             let value = format!("{} at {rate}", r.value);
             ctx.forward(r.with_value(value))?;
             Ok(())
@@ -404,12 +383,7 @@ fn global_store_through_the_processor_api_is_readable_by_every_task() {
     let mut topology = Topology::new();
     topology
         .add_global_store(
-            Stores::key_value_store_builder(
-                Stores::in_memory_key_value_store("rates"),
-                StringSerde,
-                StringSerde,
-            )
-            .with_logging_disabled(),
+            rates_store().with_logging_disabled(),
             "rates-source",
             StringSerde,
             StringSerde,
@@ -438,30 +412,16 @@ fn global_store_through_the_processor_api_is_readable_by_every_task() {
 
 #[test]
 fn a_logged_global_store_is_rejected() {
-    struct Nothing;
-    impl Processor<String, String, (), ()> for Nothing {
-        fn process(
-            &mut self,
-            _: Record<String, String>,
-            _: &mut ProcessorContext<'_, (), ()>,
-        ) -> ProcessResult {
-            Ok(())
-        }
-    }
     let mut topology = Topology::new();
     let error = topology
         .add_global_store(
-            Stores::key_value_store_builder(
-                Stores::in_memory_key_value_store("g"),
-                StringSerde,
-                StringSerde,
-            ),
+            rates_store(),
             "s",
             StringSerde,
             StringSerde,
             "t",
             "p",
-            || Nothing,
+            || RatesLoader,
         )
         .unwrap_err();
     assert!(error.to_string().contains("must not be logged"), "{error}");
@@ -529,10 +489,7 @@ fn global_store_and_state_store_through_the_dsl() {
             r: Record<String, i64>,
             ctx: &mut ProcessorContext<'_, String, String>,
         ) -> ProcessResult {
-            let rate = ctx
-                .key_value_store::<String, String>("rates")?
-                .get(&r.key)?
-                .unwrap_or_default();
+            let rate = rate(ctx, &r.key)?;
             let seen = ctx.key_value_store::<String, i64>("seen")?;
             let n = seen.get(&r.key)?.unwrap_or(0) + 1;
             seen.put(&r.key, &n)?;
@@ -543,14 +500,9 @@ fn global_store_and_state_store_through_the_dsl() {
     }
     let builder = streams_core::StreamsBuilder::new();
     builder.add_global_store(
-        Stores::key_value_store_builder(
-            Stores::in_memory_key_value_store("rates"),
-            StringSerde,
-            StringSerde,
-        )
-        .with_logging_disabled(),
+        rates_store().with_logging_disabled(),
         "rates",
-        streams_core::dsl::Consumed::with(StringSerde, StringSerde),
+        strings(),
         || RatesLoader,
     );
     builder.add_state_store(Stores::key_value_store_builder(
@@ -559,10 +511,7 @@ fn global_store_and_state_store_through_the_dsl() {
         I64Serde,
     ));
     builder
-        .stream_with(
-            ["amounts"],
-            streams_core::dsl::Consumed::with(StringSerde, I64Serde),
-        )
+        .stream_with(["amounts"], numbers())
         .process(|| Convert, &["seen"])
         .to_with(
             "converted",
@@ -583,16 +532,7 @@ fn global_store_and_state_store_through_the_dsl() {
     );
     // A logged global store is refused here too: its topic is its changelog.
     let builder = streams_core::StreamsBuilder::new();
-    builder.add_global_store(
-        Stores::key_value_store_builder(
-            Stores::in_memory_key_value_store("rates"),
-            StringSerde,
-            StringSerde,
-        ),
-        "rates",
-        streams_core::dsl::Consumed::with(StringSerde, StringSerde),
-        || RatesLoader,
-    );
+    builder.add_global_store(rates_store(), "rates", strings(), || RatesLoader);
     assert!(builder.build().is_err());
 }
 

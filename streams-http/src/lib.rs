@@ -1106,6 +1106,14 @@ pub fn percent_encode(text: &str) -> String {
     utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
+// The unit tests set up as the integration tests do, with their helpers,
+// which name this crate as those tests see it.
+#[cfg(test)]
+extern crate self as streams_http;
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod test_common;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1120,23 +1128,7 @@ mod tests {
     }
 
     fn unstarted() -> QueryServer {
-        let config = streams_core::StreamsConfig::new("http-unit")
-            .set("bootstrap.servers", "127.0.0.1:1")
-            .set("application.server", "127.0.0.1:7");
-        let builder = streams_core::StreamsBuilder::new();
-        builder
-            .stream_with(
-                ["in"],
-                streams_core::dsl::Consumed::with(
-                    streams_core::serde::StringSerde,
-                    streams_core::serde::StringSerde,
-                ),
-            )
-            .group_by_key_with(streams_core::dsl::Grouped::default())
-            .count_with(streams_core::dsl::Materialized::named("counts"));
-        let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
-        QueryServer::new(Arc::new(streams))
-            .key_value_store::<String, i64>("counts", streams_core::serde::StringSerde)
+        crate::test_common::unstarted("http-unit")
     }
 
     #[test]
@@ -1174,11 +1166,7 @@ mod tests {
             server.handle(&Request::get("/hello")).body_json(),
             Some(json!("hi"))
         );
-        let mut running = server.serve("127.0.0.1:0".parse().unwrap()).unwrap();
-        let host = HostInfo {
-            host: "127.0.0.1".into(),
-            port: running.local_addr().port(),
-        };
+        let (mut running, host) = crate::test_common::serve(server);
         let answer = get(&host, "/boom", Duration::from_secs(5), false).unwrap();
         assert_eq!(answer.status, 500);
         // The server is still there.

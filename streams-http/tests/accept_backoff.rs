@@ -10,9 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::unstarted;
+use common::{serve, unstarted};
 use streams_http::get;
-use streams_kafka::HostInfo;
 
 /// The soft and hard limits on open files of this process.
 fn open_files_limit() -> (String, String) {
@@ -55,14 +54,8 @@ fn unix_seconds(time: SystemTime) -> f64 {
 
 #[test]
 fn failed_accepts_back_off_instead_of_spinning() {
-    let running = unstarted("http-accept")
-        .serve("127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let port = running.local_addr().port();
-    let host = HostInfo {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    let (_running, host) = serve(unstarted("http-accept"));
+    let port = host.port;
     // One request on a connection that both sides close (a pooled one
     // would close during the test and free descriptors).
     let mut warm_up = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

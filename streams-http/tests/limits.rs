@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::unstarted;
-use streams_http::{HttpLimits, QueryServer, Response, RunningServer, get};
-use streams_kafka::HostInfo;
+use common::{serve, unstarted};
+use streams_http::{HttpLimits, Response, get};
 
 /// Tests that measure memory or load the machine run one at a time.
 static HEAVY: Mutex<()> = Mutex::new(());
@@ -21,15 +20,6 @@ fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn serve(server: QueryServer) -> (RunningServer, HostInfo) {
-    let running = server.serve("127.0.0.1:0".parse().unwrap()).unwrap();
-    let host = HostInfo {
-        host: "127.0.0.1".into(),
-        port: running.local_addr().port(),
-    };
-    (running, host)
 }
 
 fn resident_bytes() -> u64 {

@@ -6,6 +6,12 @@
 //! test process, so even a killed test run leaves no broker behind).
 //! [`Broker::start`] starts a broker of a test's own, stopped on drop.
 //!
+//! The setup the end-to-end tests and the benchmark and trial binaries share
+//! is here too: unique topics ([`Broker::unique_topics`]), settings
+//! ([`Broker::streams_config`], [`apps`]), a client with a query server
+//! ([`QueryInstance`]), and what a `streams-app` child process reports
+//! ([`app_process`]).
+//!
 //! The broker is Tansu (see README.md, "Development broker"), installed by
 //! `scripts/setup.sh`. When it is missing, tests fail with a message that
 //! says so; they are never skipped.
@@ -18,15 +24,22 @@
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use streams_core::serde::StringSerde;
+use streams_core::{StreamsConfig, Topology};
+use streams_http::{QueryServer, RunningServer};
+use streams_kafka::{HostInfo, KafkaStreams};
 
 pub mod committed;
+
+/// How long the end-to-end tests wait for a client's state or its output.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Where the broker binary is: `$TANSU_BIN`, else the project's tools folder.
 pub fn broker_binary() -> PathBuf {
@@ -188,6 +201,26 @@ impl Broker {
         }
     }
 
+    /// Topics named after `prefixes`, made [`unique`], each created with
+    /// `partitions` partitions.
+    pub fn unique_topics<const N: usize>(
+        &self,
+        prefixes: [&str; N],
+        partitions: i32,
+    ) -> [String; N] {
+        prefixes.map(|prefix| {
+            let topic = unique(prefix);
+            self.create_topic(&topic, partitions);
+            topic
+        })
+    }
+
+    /// The tests' settings ([`apps::config`]) for application `app` on
+    /// this broker, with its state under `state_dir`.
+    pub fn streams_config(&self, app: &str, state_dir: &Path) -> StreamsConfig {
+        apps::config(app, &self.bootstrap, state_dir.to_str().unwrap())
+    }
+
     /// Writes `records` (key, value) to `topic` and waits until they are
     /// delivered.
     pub fn produce(&self, topic: &str, records: &[(Option<&str>, &str)]) {
@@ -271,6 +304,7 @@ pub mod apps {
     use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
     use streams_core::serde::{I64Serde, Nullable, StringSerde};
     use streams_core::{StreamsBuilder, StreamsConfig, Topology};
+    use streams_kafka::{HostInfo, KafkaStreams};
 
     /// Lines in, a count per word out; counts kept in RocksDB (the
     /// examples' word count).
@@ -315,6 +349,21 @@ pub mod apps {
         super::free_port()
     }
 
+    /// Port `port` on 127.0.0.1.
+    pub fn loopback(port: u16) -> HostInfo {
+        HostInfo {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    /// A client of `topology` on `config`, started.
+    pub fn start(topology: Topology, config: StreamsConfig) -> KafkaStreams {
+        let streams = KafkaStreams::new(topology, config).unwrap();
+        streams.start().unwrap();
+        streams
+    }
+
     /// Settings for tests: short group timeouts and commit interval.
     pub fn config(application_id: &str, bootstrap: &str, state_dir: &str) -> StreamsConfig {
         StreamsConfig::new(application_id)
@@ -325,5 +374,94 @@ pub mod apps {
             .set("consumer.session.timeout.ms", "3000")
             .set("consumer.heartbeat.interval.ms", "500")
             .set("consumer.topic.metadata.refresh.interval.ms", "1000")
+    }
+}
+
+/// A started streams client with a query server, on its
+/// `application.server` port, for one of its key-value stores.
+pub struct QueryInstance {
+    /// The client.
+    pub streams: Arc<KafkaStreams>,
+    /// The query server; it stops on drop.
+    pub server: RunningServer,
+    /// Where the query server listens.
+    pub host: HostInfo,
+    /// The client's state directory, removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl QueryInstance {
+    /// Starts `topology` on the settings `config` makes for a fresh state
+    /// directory, with `application.server` on a free loopback port and a
+    /// fast instance registry ([`apps::query_config`]), and serves queries
+    /// of its store `store` (string keys, i64 values) on that port.
+    pub fn start(
+        topology: Topology,
+        config: impl FnOnce(&str) -> StreamsConfig,
+        store: &str,
+    ) -> Result<QueryInstance, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let port = apps::free_port();
+        let config = apps::query_config(config(dir.path().to_str().ok_or("state dir")?), port);
+        let streams = Arc::new(KafkaStreams::new(topology, config)?);
+        streams.start()?;
+        let server = QueryServer::new(streams.clone())
+            .key_value_store::<String, i64>(store, StringSerde)
+            .serve(([127, 0, 0, 1], port).into())?;
+        Ok(QueryInstance {
+            streams,
+            server,
+            host: apps::loopback(port),
+            _dir: dir,
+        })
+    }
+}
+
+/// What a `streams-app` child process reports: its state changes on its
+/// standard output, its partitions in its log.
+pub mod app_process {
+    use std::io::{BufRead, BufReader};
+    use std::process::ChildStdout;
+    use std::sync::{Mutex, mpsc};
+    use std::time::{Duration, Instant};
+
+    /// The states `stdout` reports (its `STATE <state>` lines), as they come.
+    pub fn states(stdout: ChildStdout) -> mpsc::Receiver<String> {
+        let (tx, states) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(state) = line.strip_prefix("STATE ") {
+                    let _ = tx.send(state.to_owned());
+                }
+            }
+        });
+        states
+    }
+
+    /// Waits until `states` reports `state`; panics after `timeout`.
+    pub fn wait_for(states: &mpsc::Receiver<String>, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match states.recv_timeout(left) {
+                Ok(s) if s == state => return,
+                Ok(_) => {}
+                Err(_) => panic!("streams-app did not reach {state} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// Notes in `assigned` the partitions of `input` the instance holds, when
+    /// its log `line` says they changed.
+    pub fn note_assignment(line: &str, input: &str, assigned: &Mutex<Vec<i32>>) {
+        if line.contains("partitions revoked: ") {
+            assigned.lock().unwrap().clear();
+        } else if let Some((_, list)) = line.split_once("partitions assigned: ") {
+            let prefix = format!("{input}[");
+            *assigned.lock().unwrap() = list
+                .split(", ")
+                .filter_map(|tp| tp.strip_prefix(&prefix)?.strip_suffix(']')?.parse().ok())
+                .collect();
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use tests::{committed, shared_broker};
+use tests::{app_process, committed, shared_broker};
 
 struct App {
     child: Child,
@@ -41,46 +41,22 @@ impl App {
         let stderr = child.stderr.take().unwrap();
         let assigned = Arc::new(Mutex::new(Vec::new()));
         let noted = assigned.clone();
-        let prefix = format!("{}[", run.input);
+        let input = run.input.to_owned();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("{line}");
-                if line.contains("partitions revoked: ") {
-                    noted.lock().unwrap().clear();
-                } else if let Some((_, list)) = line.split_once("partitions assigned: ") {
-                    *noted.lock().unwrap() = list
-                        .split(", ")
-                        .filter_map(|tp| tp.strip_prefix(&prefix)?.strip_suffix(']')?.parse().ok())
-                        .collect();
-                }
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, states) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(state) = line.strip_prefix("STATE ") {
-                    let _ = tx.send(state.to_owned());
-                }
+                app_process::note_assignment(&line, &input, &noted);
             }
         });
         App {
+            states: app_process::states(child.stdout.take().unwrap()),
             child,
-            states,
             assigned,
         }
     }
 
     fn wait_for(&self, state: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.states.recv_timeout(left) {
-                Ok(s) if s == state => return,
-                Ok(_) => {}
-                Err(_) => panic!("streams-app did not reach {state} within {timeout:?}"),
-            }
-        }
+        app_process::wait_for(&self.states, state, timeout);
     }
 }
 

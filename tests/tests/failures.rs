@@ -20,10 +20,8 @@ use streams_core::handlers::{
 use streams_core::serde::StringSerde;
 use streams_core::{StreamsBuilder, StreamsConfig, StreamsError, Topology};
 use streams_http::QueryServer;
-use streams_kafka::{HostInfo, KafkaStreams, State};
-use tests::{Broker, apps, shared_broker, unique};
-
-const WAIT: Duration = Duration::from_secs(60);
+use streams_kafka::{KafkaStreams, State};
+use tests::{Broker, WAIT, apps, shared_broker, unique};
 
 /// input -> map_values (which panics on `poison` while `armed`) -> output.
 fn poisoned(input: &str, output: &str, armed: Arc<AtomicBool>) -> Topology {
@@ -106,28 +104,21 @@ fn read_keys(
     records
 }
 
-fn config(broker: &Broker, app: &str, state_dir: &std::path::Path) -> StreamsConfig {
-    apps::config(app, broker.bootstrap_servers(), state_dir.to_str().unwrap())
-}
-
 #[test]
 fn a_poison_record_among_ten_thousand_goes_to_the_dead_letter_topic() {
     let broker = shared_broker();
-    let (input, output, dlq, app) = (unique("in"), unique("out"), unique("dlq"), unique("dl"));
-    broker.create_topic(&input, 2);
-    broker.create_topic(&output, 2);
-    broker.create_topic(&dlq, 1);
+    let [input, output] = broker.unique_topics(["in", "out"], 2);
+    let [dlq] = broker.unique_topics(["dlq"], 1);
+    let app = unique("dl");
     let armed = Arc::new(AtomicBool::new(true));
     let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let instances: Vec<KafkaStreams> = states
         .iter()
         .map(|dir| {
-            let config = config(broker, &app, dir.path())
+            let config = broker
+                .streams_config(&app, dir.path())
                 .with_processing_handler(DeadLetterQueue::new(&dlq));
-            let streams =
-                KafkaStreams::new(poisoned(&input, &output, armed.clone()), config).unwrap();
-            streams.start().unwrap();
-            streams
+            apps::start(poisoned(&input, &output, armed.clone()), config)
         })
         .collect();
     produce(broker, &input, 10_000, &[4_321]);
@@ -205,14 +196,13 @@ fn committed(broker: &Broker, group: &str, topic: &str) -> Option<i64> {
 #[test]
 fn a_panic_stops_the_client_by_default_naming_node_and_record_and_commits_nothing_past_it() {
     let broker = shared_broker();
-    let (input, output, app) = (unique("in"), unique("out"), unique("panic"));
-    broker.create_topic(&input, 1);
-    broker.create_topic(&output, 1);
+    let [input, output] = broker.unique_topics(["in", "out"], 1);
+    let app = unique("panic");
     let state = tempfile::tempdir().unwrap();
     let streams = Arc::new(
         KafkaStreams::new(
             poisoned(&input, &output, Arc::new(AtomicBool::new(true))),
-            config(broker, &app, state.path()),
+            broker.streams_config(&app, state.path()),
         )
         .unwrap(),
     );
@@ -243,10 +233,7 @@ fn a_panic_stops_the_client_by_default_naming_node_and_record_and_commits_nothin
         assert!(cause.contains(part), "`{part}` not in: {cause}");
     }
     // The health check tells, with the reason.
-    let host = HostInfo {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    let host = apps::loopback(port);
     let health = streams_http::get(&host, "/health", WAIT, false).unwrap();
     assert_eq!(health.status, 503);
     let body: serde_json::Value = serde_json::from_slice(&health.body).unwrap();
@@ -263,14 +250,13 @@ fn a_panic_stops_the_client_by_default_naming_node_and_record_and_commits_nothin
 #[test]
 fn replace_thread_resumes_from_committed_state() {
     let broker = shared_broker();
-    let (input, output, app) = (unique("in"), unique("out"), unique("replace"));
-    broker.create_topic(&input, 2);
-    broker.create_topic(&output, 2);
+    let [input, output] = broker.unique_topics(["in", "out"], 2);
+    let app = unique("replace");
     let state = tempfile::tempdir().unwrap();
     let armed = Arc::new(AtomicBool::new(true));
     let streams = KafkaStreams::new(
         poisoned(&input, &output, armed.clone()),
-        config(broker, &app, state.path()),
+        broker.streams_config(&app, state.path()),
     )
     .unwrap();
     let deaths = Arc::new(AtomicUsize::new(0));
@@ -305,11 +291,8 @@ fn shutdown_application_stops_every_instance() {
     let broker = shared_broker();
     // The two instances read different topics, so only the first meets the
     // poison record: the second stops because it is told to.
-    let (poisoned_input, clean_input) = (unique("in"), unique("in"));
-    let (output, app) = (unique("out"), unique("shutdown"));
-    for topic in [&poisoned_input, &clean_input, &output] {
-        broker.create_topic(topic, 1);
-    }
+    let [poisoned_input, clean_input, output] = broker.unique_topics(["in", "in", "out"], 1);
+    let app = unique("shutdown");
     let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let instances: Vec<KafkaStreams> = [&poisoned_input, &clean_input]
         .iter()
@@ -317,7 +300,7 @@ fn shutdown_application_stops_every_instance() {
         .map(|(input, dir)| {
             let streams = KafkaStreams::new(
                 poisoned(input, &output, Arc::new(AtomicBool::new(true))),
-                config(broker, &app, dir.path()),
+                broker.streams_config(&app, dir.path()),
             )
             .unwrap();
             streams.set_uncaught_exception_handler(|_| {
@@ -360,9 +343,8 @@ fn shutdown_application_stops_every_instance() {
 fn a_record_too_large_to_produce_is_the_production_handlers_call() {
     let broker = shared_broker();
     let run = |config: fn(StreamsConfig) -> StreamsConfig| {
-        let (input, output, app) = (unique("in"), unique("out"), unique("large"));
-        broker.create_topic(&input, 1);
-        broker.create_topic(&output, 1);
+        let [input, output] = broker.unique_topics(["in", "out"], 1);
+        let app = unique("large");
         let builder = StreamsBuilder::new();
         builder
             .stream_with([&input], Consumed::with(StringSerde, StringSerde))
@@ -373,12 +355,8 @@ fn a_record_too_large_to_produce_is_the_production_handlers_call() {
             })
             .to_with(&output, Produced::with(StringSerde, StringSerde));
         let state = tempfile::tempdir().unwrap();
-        let streams = KafkaStreams::new(
-            builder.build().unwrap(),
-            config(self::config(broker, &app, state.path())),
-        )
-        .unwrap();
-        streams.start().unwrap();
+        let config = config(broker.streams_config(&app, state.path()));
+        let streams = apps::start(builder.build().unwrap(), config);
         produce(broker, &input, 10, &[4]);
         (streams, output, state)
     };

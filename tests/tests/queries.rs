@@ -4,7 +4,6 @@
 //! during rebalances, and metrics.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,48 +11,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use streams_core::serde::StringSerde;
-use streams_http::{QueryServer, RunningServer, get};
-use streams_kafka::{HostInfo, KafkaStreams, State};
-use tests::{apps, shared_broker, unique};
-
-const WAIT: Duration = Duration::from_secs(60);
+use streams_http::get;
+use streams_kafka::{HostInfo, State};
+use tests::{QueryInstance, WAIT, app_process, apps, shared_broker, unique};
 
 /// One word-count instance with its query server.
-struct Instance {
-    streams: Arc<KafkaStreams>,
-    server: RunningServer,
-    host: HostInfo,
-    _dir: tempfile::TempDir,
-}
-
-fn start(app: &str, lines: &str, counts: &str) -> Instance {
-    let broker = shared_broker();
-    let dir = tempfile::tempdir().unwrap();
-    let port = apps::free_port();
-    let config = apps::query_config(
-        apps::config(
-            app,
-            broker.bootstrap_servers(),
-            dir.path().to_str().unwrap(),
-        ),
-        port,
-    );
+fn start(app: &str, lines: &str, counts: &str) -> QueryInstance {
+    let bootstrap = shared_broker().bootstrap_servers();
     let topology = apps::word_count(lines, counts, "word-counts").unwrap();
-    let streams = Arc::new(KafkaStreams::new(topology, config).unwrap());
-    streams.start().unwrap();
-    let server = QueryServer::new(streams.clone())
-        .key_value_store::<String, i64>("word-counts", StringSerde)
-        .serve(([127, 0, 0, 1], port).into())
-        .unwrap();
-    Instance {
-        streams,
-        server,
-        host: HostInfo {
-            host: "127.0.0.1".into(),
-            port,
-        },
-        _dir: dir,
-    }
+    let config = |dir: &str| apps::config(app, bootstrap, dir);
+    QueryInstance::start(topology, config, "word-counts").unwrap()
 }
 
 fn http(host: &HostInfo, path: &str) -> (u16, Value) {
@@ -100,6 +67,24 @@ fn expected() -> BTreeMap<String, i64> {
     counts
 }
 
+/// Waits until the instance at `host` lists itself only.
+fn wait_until_alone(what: &str, host: &HostInfo) {
+    wait_until(what, || {
+        let (_, body) = http(host, "/state/instances");
+        (ports(&body) == BTreeSet::from([host.port as u64]), body)
+    });
+}
+
+/// Waits until `host` answers every word's count as [`expected`].
+fn wait_for_counts(what: &str, host: &HostInfo) {
+    let want: BTreeMap<String, Option<i64>> =
+        expected().into_iter().map(|(w, c)| (w, Some(c))).collect();
+    wait_until(what, || {
+        let seen = counts_over_http(host);
+        (seen == want, seen)
+    });
+}
+
 /// Every word's count read over HTTP from `host`.
 fn counts_over_http(host: &HostInfo) -> BTreeMap<String, Option<i64>> {
     expected()
@@ -117,17 +102,14 @@ fn counts_over_http(host: &HostInfo) -> BTreeMap<String, Option<i64>> {
 #[test]
 fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("iq"));
-    broker.create_topic(&lines, 4);
-    broker.create_topic(&counts, 4);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 4);
+    let app = unique("iq");
     let one = start(&app, &lines, &counts);
     let two = start(&app, &lines, &counts);
     for instance in [&one, &two] {
         assert!(instance.streams.wait_for_state(State::Running, WAIT));
     }
     produce_lines(&lines, &LINES);
-    let want: BTreeMap<String, Option<i64>> =
-        expected().into_iter().map(|(w, c)| (w, Some(c))).collect();
 
     // Both list both, with their stores and partitions.
     for instance in [&one, &two] {
@@ -146,10 +128,7 @@ fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
     }
     // Every key is answered by either instance, whichever holds it.
     for instance in [&one, &two] {
-        wait_until("every count over HTTP", || {
-            let seen = counts_over_http(&instance.host);
-            (seen == want, seen)
-        });
+        wait_for_counts("every count over HTTP", &instance.host);
     }
     // query_metadata_for_key names the instance whose local store has it.
     for (word, count) in expected() {
@@ -170,7 +149,7 @@ fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
             assert_eq!(owner.active_host, two.host);
             (&two, &one)
         };
-        let local = |i: &Instance| {
+        let local = |i: &QueryInstance| {
             i.streams
                 .store::<String, i64>("word-counts")
                 .unwrap()
@@ -280,22 +259,13 @@ fn two_instances_answer_for_every_key_anywhere_and_list_each_other() {
     assert!(stopped.streams.close(WAIT));
     stopped.server.stop();
     let began = Instant::now();
-    wait_until("the stopped instance is gone", || {
-        let (_, body) = http(&survivor.host, "/state/instances");
-        (
-            ports(&body) == BTreeSet::from([survivor.host.port as u64]),
-            body,
-        )
-    });
+    wait_until_alone("the stopped instance is gone", &survivor.host);
     assert!(
         began.elapsed() < Duration::from_secs(2),
         "a clean stop is seen before the 2 s timeout would expire it ({:?})",
         began.elapsed()
     );
-    wait_until("every count on the survivor", || {
-        let seen = counts_over_http(&survivor.host);
-        (seen == want, seen)
-    });
+    wait_for_counts("every count on the survivor", &survivor.host);
     // Its metrics show the lag of its partitions and what it restored.
     wait_until("lag and restoration in the metrics", || {
         let answer = get(&survivor.host, "/metrics", Duration::from_secs(10), false).unwrap();
@@ -343,45 +313,28 @@ fn spawn_app(app: &str, lines: &str, counts: &str, dir: &std::path::Path) -> Chi
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn streams-app");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line == "STATE Running" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(WAIT).expect("the child reaches Running");
+    let states = app_process::states(child.stdout.take().unwrap());
+    app_process::wait_for(&states, "Running", WAIT);
     Child_ {
         child,
-        host: HostInfo {
-            host: "127.0.0.1".into(),
-            port,
-        },
+        host: apps::loopback(port),
     }
 }
 
 #[test]
 fn a_killed_instance_leaves_the_registry_within_the_timeout_and_lookups_go_on() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("iq-kill"));
-    broker.create_topic(&lines, 4);
-    broker.create_topic(&counts, 4);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 4);
+    let app = unique("iq-kill");
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let victim = spawn_app(&app, &lines, &counts, dirs[0].path());
     let survivor = spawn_app(&app, &lines, &counts, dirs[1].path());
     produce_lines(&lines, &LINES);
-    let want: BTreeMap<String, Option<i64>> =
-        expected().into_iter().map(|(w, c)| (w, Some(c))).collect();
     wait_until("both listed", || {
         let (_, body) = http(&survivor.host, "/state/instances");
         (ports(&body).len() == 2, body)
     });
-    wait_until("every count through the victim", || {
-        let seen = counts_over_http(&victim.host);
-        (seen == want, seen)
-    });
+    wait_for_counts("every count through the victim", &victim.host);
     // At-least-once: records processed but not yet committed when an
     // instance dies are processed again, and counted twice. Let a few
     // commit intervals pass so the counts below must be exact.
@@ -394,31 +347,24 @@ fn a_killed_instance_leaves_the_registry_within_the_timeout_and_lookups_go_on() 
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["missing"].as_array().map(Vec::len), Some(1), "{body}");
     }
-    wait_until("the killed instance expires", || {
-        let (_, body) = http(&survivor.host, "/state/instances");
-        (
-            ports(&body) == BTreeSet::from([survivor.host.port as u64]),
-            body,
-        )
-    });
+    wait_until_alone("the killed instance expires", &survivor.host);
     // Heartbeats stop at the kill; 2 s of silence, plus one poll.
     assert!(
         began.elapsed() < Duration::from_secs(5),
         "expired after {:?}",
         began.elapsed()
     );
-    wait_until("every count on the survivor after the takeover", || {
-        let seen = counts_over_http(&survivor.host);
-        (seen == want, seen)
-    });
+    wait_for_counts(
+        "every count on the survivor after the takeover",
+        &survivor.host,
+    );
 }
 
 #[test]
 fn queries_during_rebalances_get_answers_or_retriable_errors() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("iq-rebalance"));
-    broker.create_topic(&lines, 4);
-    broker.create_topic(&counts, 4);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 4);
+    let app = unique("iq-rebalance");
     let first = start(&app, &lines, &counts);
     assert!(first.streams.wait_for_state(State::Running, WAIT));
     produce_lines(&lines, &LINES);
@@ -503,9 +449,8 @@ fn announcement(host: &str, port: u16, heartbeat_ms: i64) -> String {
 #[test]
 fn registry_entries_with_bad_hosts_or_future_heartbeats_are_ignored() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("hostile"));
-    broker.create_topic(&lines, 2);
-    broker.create_topic(&counts, 2);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 2);
+    let app = unique("hostile");
     let one = start(&app, &lines, &counts);
     assert!(one.streams.wait_for_state(State::Running, WAIT));
     let registry = format!("{app}-instance-registry");

@@ -11,9 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
 use streams_kafka::partitioner::partition_for_key;
 use streams_kafka::{KafkaStreams, State, StateRestoreListener};
-use tests::{Broker, apps, shared_broker, unique};
-
-const WAIT: Duration = Duration::from_secs(60);
+use tests::{Broker, WAIT, apps, shared_broker, unique};
 
 /// Reads `topic` from the start until `done` holds for the latest value per
 /// key (or panics after a minute). Returns every record read: (partition, key, value).
@@ -54,17 +52,12 @@ fn expect(counts: &[(&str, i64)]) -> impl Fn(&HashMap<String, i64>) -> bool {
 #[test]
 fn word_count_end_to_end_with_keys_on_java_partitions() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("wc"));
-    broker.create_topic(&lines, 3);
-    broker.create_topic(&counts, 3);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 3);
+    let app = unique("wc");
     broker.produce(&lines, &[(None, "a b c"), (None, "b c"), (None, "c")]);
     let state_dir = tempfile::tempdir().unwrap();
     let topology = apps::word_count(&lines, &counts, "word-counts").unwrap();
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    );
+    let config = broker.streams_config(&app, state_dir.path());
     let streams = KafkaStreams::new(topology, config).unwrap();
     let states = Arc::new(Mutex::new(Vec::new()));
     let s = states.clone();
@@ -104,19 +97,14 @@ fn word_count_end_to_end_with_keys_on_java_partitions() {
 #[test]
 fn two_instances_split_the_partitions_and_produce_every_count() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("wc2"));
-    broker.create_topic(&lines, 4);
-    broker.create_topic(&counts, 4);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 4);
+    let app = unique("wc2");
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let instances: Vec<KafkaStreams> = dirs
         .iter()
         .map(|dir| {
             let topology = apps::word_count(&lines, &counts, "word-counts").unwrap();
-            let config = apps::config(
-                &app,
-                broker.bootstrap_servers(),
-                dir.path().to_str().unwrap(),
-            );
+            let config = broker.streams_config(&app, dir.path());
             KafkaStreams::new(topology, config).unwrap()
         })
         .collect();
@@ -184,9 +172,8 @@ fn dump_store(path: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[test]
 fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
     let broker = shared_broker();
-    let (ids, out, app) = (unique("ids"), unique("id-counts"), unique("restore"));
-    broker.create_topic(&ids, 1);
-    broker.create_topic(&out, 1);
+    let [ids, out] = broker.unique_topics(["ids", "id-counts"], 1);
+    let app = unique("restore");
     let state_dir = tempfile::tempdir().unwrap();
     let run = |records: &[(Option<&str>, &str)], expected: &[(&str, i64)]| -> u64 {
         let listener = Arc::new(CountingListener::default());
@@ -198,11 +185,7 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
             streams_core::dsl::Materialized::named("id-store").with_caching_disabled(),
         )
         .unwrap();
-        let config = apps::config(
-            &app,
-            broker.bootstrap_servers(),
-            state_dir.path().to_str().unwrap(),
-        );
+        let config = broker.streams_config(&app, state_dir.path());
         let streams = KafkaStreams::new(topology, config).unwrap();
         streams.set_global_state_restore_listener(Counting(listener.clone()));
         streams.start().unwrap();
@@ -269,19 +252,14 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
 #[test]
 fn exactly_once_word_count_commits_transactions() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("eos"));
-    broker.create_topic(&lines, 2);
-    broker.create_topic(&counts, 2);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 2);
+    let app = unique("eos");
     let state_dir = tempfile::tempdir().unwrap();
     let topology = apps::word_count(&lines, &counts, "word-counts").unwrap();
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    )
-    .set("processing.guarantee", "exactly_once_v2");
-    let streams = KafkaStreams::new(topology, config).unwrap();
-    streams.start().unwrap();
+    let config = broker
+        .streams_config(&app, state_dir.path())
+        .set("processing.guarantee", "exactly_once_v2");
+    let streams = apps::start(topology, config);
     broker.produce(&lines, &[(None, "x y"), (None, "y")]);
     read_until(broker, &counts, 2, expect(&[("x", 1), ("y", 2)]));
     assert!(streams.close(WAIT));
@@ -322,9 +300,8 @@ fn a_join_over_topics_with_different_partition_counts_is_refused() {
     use streams_core::dsl::{Consumed, Materialized, Produced};
     use streams_core::serde::StringSerde;
     let broker = shared_broker();
-    let (left, right) = (unique("left"), unique("right"));
-    broker.create_topic(&left, 2);
-    broker.create_topic(&right, 3);
+    let [left] = broker.unique_topics(["left"], 2);
+    let [right] = broker.unique_topics(["right"], 3);
     let builder = streams_core::StreamsBuilder::new();
     let table = builder.table(
         &right,
@@ -382,22 +359,16 @@ fn a_processing_error_stops_processing_and_reports_the_cause() {
         }
     }
     let broker = shared_broker();
-    let (input, output, app) = (unique("in"), unique("out"), unique("poison"));
-    broker.create_topic(&input, 1);
-    broker.create_topic(&output, 1);
+    let [input, output] = broker.unique_topics(["in", "out"], 1);
+    let app = unique("poison");
     let builder = streams_core::StreamsBuilder::new();
     builder
         .stream_with([&input], Consumed::with(StringSerde, StringSerde))
         .process(|| Picky, &[])
         .to_with(&output, Produced::with(StringSerde, StringSerde));
     let state_dir = tempfile::tempdir().unwrap();
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    );
-    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
-    streams.start().unwrap();
+    let config = broker.streams_config(&app, state_dir.path());
+    let streams = apps::start(builder.build().unwrap(), config);
     broker.produce(&input, &[(Some("k"), "fine"), (Some("k"), "poison")]);
     assert!(
         streams.wait_for_state(State::Error, WAIT),
@@ -417,15 +388,9 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
     use streams_core::dsl::{Consumed, Materialized, Produced};
     use streams_core::serde::StringSerde;
     let broker = shared_broker();
-    let (products, orders, out, app) = (
-        unique("products"),
-        unique("orders"),
-        unique("enriched"),
-        unique("global"),
-    );
-    broker.create_topic(&products, 3);
-    broker.create_topic(&orders, 2);
-    broker.create_topic(&out, 2);
+    let [products] = broker.unique_topics(["products"], 3);
+    let [orders, out] = broker.unique_topics(["orders", "enriched"], 2);
+    let app = unique("global");
     // Published before start: the global store must be caught up first.
     broker.produce(
         &products,
@@ -450,13 +415,8 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
         )
         .to_with(&out, Produced::with(StringSerde, StringSerde));
     let state_dir = tempfile::tempdir().unwrap();
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    );
-    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
-    streams.start().unwrap();
+    let config = broker.streams_config(&app, state_dir.path());
+    let streams = apps::start(builder.build().unwrap(), config);
     broker.produce(
         &orders,
         &[(Some("o1"), "p1"), (Some("o2"), "p3"), (Some("o3"), "p2")],
@@ -493,17 +453,13 @@ fn a_global_table_is_read_in_full_and_joined_by_any_key() {
 #[test]
 fn a_fenced_producer_is_replaced_and_processing_goes_on_exactly_once() {
     let broker = shared_broker();
-    let (ids, out, app) = (unique("ids"), unique("id-counts"), unique("fenced"));
-    broker.create_topic(&ids, 1);
-    broker.create_topic(&out, 1);
+    let [ids, out] = broker.unique_topics(["ids", "id-counts"], 1);
+    let app = unique("fenced");
     let state_dir = tempfile::tempdir().unwrap();
     let topology = apps::id_count(&ids, &out, "id-store").unwrap();
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    )
-    .set("processing.guarantee", "exactly_once_v2");
+    let config = broker
+        .streams_config(&app, state_dir.path())
+        .set("processing.guarantee", "exactly_once_v2");
     let streams = KafkaStreams::new(topology, config).unwrap();
     let states = Arc::new(Mutex::new(Vec::new()));
     let s = states.clone();
@@ -606,8 +562,8 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
         }
     }
     let broker = shared_broker();
-    let (topic, app) = (unique("catalogue"), unique("global-checkpoint"));
-    broker.create_topic(&topic, 2);
+    let [topic] = broker.unique_topics(["catalogue"], 2);
+    let app = unique("global-checkpoint");
     let state_dir = tempfile::tempdir().unwrap();
     let start = |read: Arc<AtomicU64>| {
         let mut topology = Topology::new();
@@ -627,14 +583,8 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
                 move || Loader(read.clone()),
             )
             .unwrap();
-        let config = apps::config(
-            &app,
-            broker.bootstrap_servers(),
-            state_dir.path().to_str().unwrap(),
-        );
-        let streams = KafkaStreams::new(topology, config).unwrap();
-        streams.start().unwrap();
-        streams
+        let config = broker.streams_config(&app, state_dir.path());
+        apps::start(topology, config)
     };
     let read = Arc::new(AtomicU64::new(0));
     broker.produce(
@@ -704,16 +654,11 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
 #[test]
 fn a_second_instance_on_one_state_directory_is_refused_at_start() {
     let broker = shared_broker();
-    let (lines, counts, app) = (unique("lines"), unique("counts"), unique("locked"));
-    broker.create_topic(&lines, 1);
-    broker.create_topic(&counts, 1);
+    let [lines, counts] = broker.unique_topics(["lines", "counts"], 1);
+    let app = unique("locked");
     let state_dir = tempfile::tempdir().unwrap();
     let instance = || {
-        let config = apps::config(
-            &app,
-            broker.bootstrap_servers(),
-            state_dir.path().to_str().unwrap(),
-        );
+        let config = broker.streams_config(&app, state_dir.path());
         KafkaStreams::new(apps::word_count(&lines, &counts, "s").unwrap(), config).unwrap()
     };
     let first = instance();
@@ -744,9 +689,8 @@ fn consumer_lag_counts_from_the_position_and_is_zero_once_caught_up() {
     use streams_core::dsl::{Consumed, Produced};
     use streams_core::serde::StringSerde;
     let broker = shared_broker();
-    let (input, output, app) = (unique("lag-in"), unique("lag-out"), unique("lag"));
-    broker.create_topic(&input, 2);
-    broker.create_topic(&output, 2);
+    let [input, output] = broker.unique_topics(["lag-in", "lag-out"], 2);
+    let app = unique("lag");
     const RECORDS: usize = 2_000;
     let keys: Vec<String> = (0..RECORDS).map(|i| format!("k{i}")).collect();
     let records: Vec<(Option<&str>, &str)> = keys.iter().map(|k| (Some(k.as_str()), "v")).collect();
@@ -761,15 +705,11 @@ fn consumer_lag_counts_from_the_position_and_is_zero_once_caught_up() {
     let state_dir = tempfile::tempdir().unwrap();
     // No commit while it runs: a lag counted from the committed offset
     // would stay at the whole input (or be unknown).
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    )
-    .set("commit.interval.ms", "600000")
-    .set("consumer.statistics.interval.ms", "200");
-    let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
-    streams.start().unwrap();
+    let config = broker
+        .streams_config(&app, state_dir.path())
+        .set("commit.interval.ms", "600000")
+        .set("consumer.statistics.interval.ms", "200");
+    let streams = apps::start(builder.build().unwrap(), config);
     let lags = || -> Vec<i64> {
         let snapshot = streams.metrics();
         (0..2)
@@ -817,9 +757,8 @@ fn consumer_lag_counts_from_the_position_and_is_zero_once_caught_up() {
 fn records_of_another_producer_are_all_read_whatever_their_compression() {
     use rdkafka::producer::BaseRecord;
     let broker = shared_broker();
-    let (ids, out, app) = (unique("codec-ids"), unique("codec-out"), unique("codec"));
-    broker.create_topic(&ids, 2);
-    broker.create_topic(&out, 2);
+    let [ids, out] = broker.unique_topics(["codec-ids", "codec-out"], 2);
+    let app = unique("codec");
     const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
     const PER_CODEC: usize = 300;
     for codec in CODECS {
@@ -841,13 +780,8 @@ fn records_of_another_producer_are_all_read_whatever_their_compression() {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
     let state_dir = tempfile::tempdir().unwrap();
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    );
-    let streams = KafkaStreams::new(apps::id_count(&ids, &out, "ids").unwrap(), config).unwrap();
-    streams.start().unwrap();
+    let config = broker.streams_config(&app, state_dir.path());
+    let streams = apps::start(apps::id_count(&ids, &out, "ids").unwrap(), config);
     let consumer = broker.read_from_start(&out, 2);
     let mut counted: HashMap<String, i64> = HashMap::new();
     let deadline = Instant::now() + WAIT;
@@ -880,17 +814,11 @@ fn records_of_another_producer_are_all_read_whatever_their_compression() {
 #[test]
 fn a_batch_that_cannot_be_read_fails_the_client_instead_of_stalling_it() {
     let broker = shared_broker();
-    let (ids, out, app) = (unique("bad-ids"), unique("bad-out"), unique("bad-batch"));
-    broker.create_topic(&ids, 1);
-    broker.create_topic(&out, 1);
+    let [ids, out] = broker.unique_topics(["bad-ids", "bad-out"], 1);
+    let app = unique("bad-batch");
     let state_dir = tempfile::tempdir().unwrap();
-    let config = apps::config(
-        &app,
-        broker.bootstrap_servers(),
-        state_dir.path().to_str().unwrap(),
-    );
-    let streams = KafkaStreams::new(apps::id_count(&ids, &out, "ids").unwrap(), config).unwrap();
-    streams.start().unwrap();
+    let config = broker.streams_config(&app, state_dir.path());
+    let streams = apps::start(apps::id_count(&ids, &out, "ids").unwrap(), config);
     broker.produce(&ids, &[(Some("before"), "x")]);
     read_until(broker, &out, 1, expect(&[("before", 1)]));
     // Gzip by its attributes, but not gzip inside: no consumer can read it.

@@ -10,10 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
-use streams_kafka::{KafkaStreams, State};
-use tests::{Broker, apps};
-
-const WAIT: Duration = Duration::from_secs(60);
+use streams_kafka::State;
+use tests::{Broker, WAIT, apps};
 
 /// Lines with 60 distinct words, word `w{i}` appearing `i % 7 + 1` times.
 fn input() -> (Vec<String>, HashMap<String, i64>) {
@@ -43,14 +41,10 @@ fn run_on_a_fresh_broker(state_dir: &std::path::Path, guarantee: &str) -> HashMa
     broker.produce(lines_topic, &records);
     let topology = apps::word_count(lines_topic, counts_topic, "word-counts").unwrap();
     // The same application id both times, as a rerun of one program.
-    let config = apps::config(
-        "word-count-rerun",
-        broker.bootstrap_servers(),
-        state_dir.to_str().unwrap(),
-    )
-    .set("processing.guarantee", guarantee);
-    let streams = KafkaStreams::new(topology, config).unwrap();
-    streams.start().unwrap();
+    let config = broker
+        .streams_config("word-count-rerun", state_dir)
+        .set("processing.guarantee", guarantee);
+    let streams = apps::start(topology, config);
     let consumer = broker.read_from_start(counts_topic, 2);
     let mut latest: HashMap<String, i64> = HashMap::new();
     let deadline = Instant::now() + WAIT;

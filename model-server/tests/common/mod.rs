@@ -1,6 +1,6 @@
-//! What the model server's test files (and the `pmml` crate's reference
-//! test) share: the data folder, the wine rows and the reference
-//! prediction files.
+//! What the model server's tests (its unit tests and the `pmml` crate's
+//! tests among them) share: the data folder, the tutorial's PMML files,
+//! the wine rows and the reference prediction files.
 
 #![allow(dead_code)] // each test file uses what it needs
 
@@ -12,6 +12,22 @@ pub(crate) fn data(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../data")
         .join(path)
+}
+
+/// The stems of the tutorial's seven PMML files.
+pub(crate) const PMML_STEMS: [&str; 7] = [
+    "winequalityLinearRegression",
+    "winequalityGeneralizedLinearRegressionGaussian",
+    "winequalityGeneralizedLinearRegressionGamma",
+    "winequalityDesisionTreeRegression",
+    "winequalityDecisionTreeClassification",
+    "winequalityMultilayerPerceptron",
+    "winequalityRandonForrestClassification",
+];
+
+/// The tutorial's PMML file `stem` (one of [`PMML_STEMS`]).
+pub(crate) fn pmml_file(stem: &str) -> PathBuf {
+    data(&format!("models/pmml/{stem}.pmml"))
 }
 
 /// The 1,599 rows of `data/winequality_red.csv`, features only.

@@ -1,10 +1,11 @@
-//! What the HTTP layer's integration tests share.
+//! What the HTTP layer's tests share, the unit tests in `src/lib.rs`
+//! included.
 
 use std::sync::Arc;
 
 use streams_core::serde::StringSerde;
-use streams_http::QueryServer;
-use streams_kafka::KafkaStreams;
+use streams_http::{QueryServer, RunningServer};
+use streams_kafka::{HostInfo, KafkaStreams};
 
 /// A query server over a streams client (application `app`) that is never
 /// started, with the key-value store `counts` (`/health` answers 503,
@@ -23,4 +24,14 @@ pub(crate) fn unstarted(app: &str) -> QueryServer {
         .count_with(streams_core::dsl::Materialized::named("counts"));
     let streams = KafkaStreams::new(builder.build().unwrap(), config).unwrap();
     QueryServer::new(Arc::new(streams)).key_value_store::<String, i64>("counts", StringSerde)
+}
+
+/// `server` serving on a free loopback port, and where it listens.
+pub(crate) fn serve(server: QueryServer) -> (RunningServer, HostInfo) {
+    let running = server.serve("127.0.0.1:0".parse().unwrap()).unwrap();
+    let host = HostInfo {
+        host: "127.0.0.1".into(),
+        port: running.local_addr().port(),
+    };
+    (running, host)
 }

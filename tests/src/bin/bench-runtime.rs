@@ -106,11 +106,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use streams_core::dsl::{Consumed, Grouped, Materialized, Produced};
 use streams_core::serde::{BytesSerde, I64Serde, Nullable, StringSerde};
 use streams_core::{StreamsBuilder, StreamsConfig};
-use streams_http::{QueryServer, RunningServer, percent_encode};
+use streams_http::percent_encode;
 use streams_kafka::{HostInfo, KafkaStreams, State, create_topics_if_missing, drain_producer};
 
 use model_server::http::ServingMetrics;
 use model_server::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, StoreVariant};
+use tests::QueryInstance;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -1325,15 +1326,6 @@ fn print_summary(settings: &Settings, rounds: &[Vec<(String, Outcome, String)>])
     }
 }
 
-/// One instance of the `queries` scenario.
-struct QueryInstance {
-    streams: Arc<KafkaStreams>,
-    /// Stops on drop.
-    server: RunningServer,
-    host: HostInfo,
-    _dir: tempfile::TempDir,
-}
-
 /// One timed series of requests.
 struct QueryOutcome {
     name: &'static str,
@@ -1401,36 +1393,15 @@ fn http_get(host: &HostInfo, path: &str) -> Result<Vec<u8>, Error> {
     Ok(answer.body)
 }
 
+/// One instance of the `queries` scenario.
 fn start_query_instance(
     settings: &Settings,
     input: &str,
     output: &str,
 ) -> Result<QueryInstance, Error> {
-    let dir = tempfile::tempdir()?;
-    let port = tests::apps::free_port();
-    let config = tests::apps::query_config(
-        settings.streams_config(
-            "queries",
-            dir.path().to_str().ok_or("state dir")?,
-            "at_least_once",
-        ),
-        port,
-    );
     let topology = tests::apps::id_count(input, output, QUERY_STORE)?;
-    let streams = Arc::new(KafkaStreams::new(topology, config)?);
-    streams.start()?;
-    let server = QueryServer::new(streams.clone())
-        .key_value_store::<String, i64>(QUERY_STORE, StringSerde)
-        .serve(([127, 0, 0, 1], port).into())?;
-    Ok(QueryInstance {
-        streams,
-        server,
-        host: HostInfo {
-            host: "127.0.0.1".into(),
-            port,
-        },
-        _dir: dir,
-    })
+    let config = |dir: &str| settings.streams_config("queries", dir, "at_least_once");
+    QueryInstance::start(topology, config, QUERY_STORE)
 }
 
 /// Whether the two instances are ready to be queried: both running, both

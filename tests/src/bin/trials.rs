@@ -46,8 +46,8 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use tests::Broker;
 use tests::committed::{self, Committed};
+use tests::{Broker, app_process};
 
 /// Input records per trial.
 const RECORDS: usize = 6_000;
@@ -193,7 +193,7 @@ impl App {
         let stderr = child.stderr.take().expect("piped stderr");
         let assigned = Arc::new(Mutex::new(Vec::new()));
         let noted = assigned.clone();
-        let prefix = format!("{}[", setup.input);
+        let input = setup.input.clone();
         let log_path = setup.logs.join(format!("{name}.log"));
         let mut log = std::fs::OpenOptions::new()
             .create(true)
@@ -209,25 +209,10 @@ impl App {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{:8.3} {line}", epoch.elapsed().as_secs_f64());
-                if line.contains("partitions revoked: ") {
-                    noted.lock().unwrap().clear();
-                } else if let Some((_, list)) = line.split_once("partitions assigned: ") {
-                    *noted.lock().unwrap() = list
-                        .split(", ")
-                        .filter_map(|tp| tp.strip_prefix(&prefix)?.strip_suffix(']')?.parse().ok())
-                        .collect();
-                }
+                app_process::note_assignment(&line, &input, &noted);
             }
         });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, states) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(state) = line.strip_prefix("STATE ") {
-                    let _ = tx.send(state.to_owned());
-                }
-            }
-        });
+        let states = app_process::states(child.stdout.take().expect("piped stdout"));
         App {
             name: name.to_owned(),
             child,
