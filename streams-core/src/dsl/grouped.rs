@@ -16,6 +16,20 @@ use crate::state::StoreBuilder;
 /// A stream grouped by key, ready to aggregate (Kafka Streams'
 /// `KGroupedStream`). A key change before the grouping is repartitioned
 /// through an internal topic when the aggregation is added.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{KGroupedStream, KStream};
+///
+/// let builder = StreamsBuilder::new();
+/// let emails: KStream<(), String> = builder.stream("emails");
+/// let by_domain: KGroupedStream<String, String> =
+///     emails.group_by(|_, email| email.split('@').nth(1).unwrap_or_default().to_owned());
+/// by_domain.count().to_stream().to("emails-per-domain");
+/// let topology = builder.build()?;
+/// assert_eq!(topology.describe().subtopologies.len(), 2, "the repartition splits the topology");
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct KGroupedStream<K, V> {
     stream: KStream<K, V>,
     name: Option<String>,
@@ -186,6 +200,31 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Combines the values of each key with `reducer` (the first value is
     /// the start).
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Materialized};
+    /// use streams_core::serde::{I64Serde, Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let amounts: KStream<String, i64> = builder.stream("amounts");
+    /// amounts
+    ///     .group_by_key()
+    ///     .reduce(|total, amount| total + amount, Materialized::named("totals").in_memory())
+    ///     .to_stream()
+    ///     .to("totals");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("amounts", StringSerde, I64Serde);
+    /// let output = driver.create_output_topic("totals", StringSerde, Nullable(I64Serde));
+    /// input.pipe_key_value_list([("ann".into(), 10), ("bob".into(), 1), ("ann".into(), 5)]);
+    /// let totals = output.read_key_values_to_list();
+    /// let ann = |total| ("ann".to_string(), Some(total));
+    /// assert_eq!(totals, [ann(10), ("bob".into(), Some(1)), ann(15)]);
+    /// let store = driver.key_value_store::<String, i64>("totals")?;
+    /// assert_eq!(store.get(&"ann".into())?, Some(15));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn reduce(
         &self,
         reducer: impl Fn(&V, V) -> V + Send + Sync + 'static,
@@ -204,6 +243,33 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Folds the values of each key into an aggregate that starts as
     /// `initializer()`.
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Materialized};
+    /// use streams_core::serde::{I64Serde, Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Letters typed per user: string values, an `i64` aggregate.
+    /// let builder = StreamsBuilder::new();
+    /// let messages: KStream<String, String> = builder.stream("messages");
+    /// messages
+    ///     .group_by_key()
+    ///     .aggregate(
+    ///         || 0,
+    ///         |_, message, letters| letters + message.len() as i64,
+    ///         Materialized::named("letters").in_memory(),
+    ///     )
+    ///     .to_stream()
+    ///     .to("user-letters");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("messages", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("user-letters", StringSerde, Nullable(I64Serde));
+    /// input.pipe_input("ann".into(), "hi".into());
+    /// input.pipe_input("ann".into(), "there".into());
+    /// assert_eq!(output.read_values_to_list(), [Some(2), Some(7)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn aggregate<VA: Data>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -220,6 +286,25 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
 /// A table regrouped by a new key, ready to aggregate (Kafka Streams'
 /// `KGroupedTable`). Always repartitioned: rows move between groups.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{Consumed, KGroupedTable, Materialized};
+/// use streams_core::serde::StringSerde;
+///
+/// let builder = StreamsBuilder::new();
+/// let homes = builder.table(
+///     "homes",
+///     Consumed::with(StringSerde, StringSerde),
+///     Materialized::named("homes"),
+/// );
+/// let by_city: KGroupedTable<String, String> =
+///     homes.group_by(|person, city| (city.clone(), person.clone()));
+/// by_city.count().to_stream().to("people-per-city");
+/// let topology = builder.build()?;
+/// assert_eq!(topology.repartition_topics().len(), 1);
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct KGroupedTable<K, V> {
     state: Shared,
     node: String,
@@ -337,6 +422,32 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     }
 
     /// Counts rows per group in the store `materialized` describes.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let homes = builder.table(
+    ///     "homes",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("homes").in_memory(),
+    /// );
+    /// let per_city = homes
+    ///     .group_by(|_, city| (city.clone(), ()))
+    ///     .count_with(Materialized::named("people-per-city").in_memory());
+    /// assert_eq!(per_city.queryable_store_name(), Some("people-per-city"));
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("homes", StringSerde, StringSerde);
+    /// input.pipe_input("ann".into(), "paris".into());
+    /// input.pipe_input("bob".into(), "paris".into());
+    /// input.pipe_tombstone("bob".into());
+    /// let counts = driver.key_value_store::<String, i64>("people-per-city")?;
+    /// assert_eq!(counts.get(&"paris".into())?, Some(1));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         self.aggregate_with(
             materialized,
@@ -352,6 +463,33 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
 
     /// Combines each group's rows with `adder`, taking rows that leave the
     /// group out with `subtractor`.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I64Serde, Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // The sum of all balances, kept right as balances change.
+    /// let builder = StreamsBuilder::new();
+    /// let balances = builder.table(
+    ///     "balances",
+    ///     Consumed::with(StringSerde, I64Serde),
+    ///     Materialized::named("balances").in_memory(),
+    /// );
+    /// balances
+    ///     .group_by(|_, balance| ("total".to_string(), *balance))
+    ///     .reduce(|sum, b| sum + b, |sum, b| sum - b, Materialized::named("total").in_memory())
+    ///     .to_stream()
+    ///     .to("total-balance");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("balances", StringSerde, I64Serde);
+    /// let output = driver.create_output_topic("total-balance", StringSerde, Nullable(I64Serde));
+    /// input.pipe_key_value_list([("ann".into(), 10), ("bob".into(), 5), ("ann".into(), 7)]);
+    /// // Ann's old balance leaves the total (15 - 10), then her new one joins it (5 + 7).
+    /// assert_eq!(output.read_values_to_list(), [Some(10), Some(15), Some(5), Some(12)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn reduce(
         &self,
         adder: impl Fn(&V, &V) -> V + Send + Sync + 'static,
@@ -380,6 +518,37 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
 
     /// Folds each group's rows into an aggregate that starts as
     /// `initializer()`: `adder` for rows that join, `subtractor` for rows that leave.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I32Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // The sum of ages of minors and of adults: `i32` ages, `i64` sums.
+    /// let builder = StreamsBuilder::new();
+    /// let ages = builder.table(
+    ///     "ages",
+    ///     Consumed::with(StringSerde, I32Serde),
+    ///     Materialized::named("ages").in_memory(),
+    /// );
+    /// ages.group_by(|_, age| (if *age < 18 { "minors" } else { "adults" }.to_string(), *age))
+    ///     .aggregate(
+    ///         || 0_i64,
+    ///         |_, age, sum| sum + i64::from(*age),
+    ///         |_, age, sum| sum - i64::from(*age),
+    ///         Materialized::named("age-sums").in_memory(),
+    ///     );
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("ages", StringSerde, I32Serde);
+    /// input.pipe_input("ann".into(), 17);
+    /// input.pipe_input("bob".into(), 40);
+    /// input.pipe_input("ann".into(), 18); // a birthday: ann moves to the adults
+    /// let sums = driver.key_value_store::<String, i64>("age-sums")?;
+    /// assert_eq!(sums.get(&"minors".into())?, Some(0));
+    /// assert_eq!(sums.get(&"adults".into())?, Some(58));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn aggregate<VA: Data>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,

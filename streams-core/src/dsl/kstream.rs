@@ -18,6 +18,19 @@ use crate::topology::{TopicName, TopicNameExtractor};
 /// A stream of records, each independent of the others (Kafka Streams'
 /// `KStream`). Operators return new streams; nothing runs until the
 /// topology is built and started.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::KStream;
+///
+/// let builder = StreamsBuilder::new();
+/// let orders: KStream<String, i64> = builder.stream("orders");
+/// let large = orders.filter(|_, amount| *amount >= 1_000);
+/// large.to("large-orders");
+/// large.map_values(|amount| amount / 100).to("large-orders-in-hundreds");
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct KStream<K, V> {
     pub(crate) state: Shared,
     pub(crate) node: String,
@@ -149,6 +162,24 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Keeps the records for which `predicate` does not hold.
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let lines: KStream<String, String> = builder.stream("lines");
+    /// lines.filter_not(|_, line| line.starts_with('#')).to("code");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("lines", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("code", StringSerde, StringSerde);
+    /// input.pipe_input("main.rs".into(), "# a comment".into());
+    /// input.pipe_input("main.rs".into(), "let x = 1;".into());
+    /// assert_eq!(output.read_values_to_list(), ["let x = 1;"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn filter_not(
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -158,6 +189,29 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Replaces key and value; the stream must be repartitioned before a
     /// grouping or join.
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Scores `player:points` keyed by game, rekeyed by player.
+    /// let builder = StreamsBuilder::new();
+    /// let scores: KStream<String, String> = builder.stream("scores");
+    /// scores
+    ///     .map(|_game, score| {
+    ///         let (player, points) = score.split_once(':').unwrap_or((&score, "0"));
+    ///         (player.to_owned(), points.parse::<i64>().unwrap_or(0))
+    ///     })
+    ///     .to("points-by-player");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("scores", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("points-by-player", StringSerde, I64Serde);
+    /// input.pipe_input("chess".into(), "ann:12".into());
+    /// assert_eq!(output.read_key_values_to_list(), [("ann".to_string(), 12)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn map<K2: Data, V2: Data>(
         &self,
         mapper: impl Fn(K, V) -> (K2, V2) + Send + Sync + 'static,
@@ -204,6 +258,29 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Replaces each value, given the key too.
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let names: KStream<String, String> = builder.stream("names-by-language");
+    /// names
+    ///     .map_values_with_key(|language, name| match language.as_str() {
+    ///         "fr" => format!("Bonjour {name}"),
+    ///         _ => format!("Hello {name}"),
+    ///     })
+    ///     .to("greetings");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("names-by-language", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("greetings", StringSerde, StringSerde);
+    /// input.pipe_input("fr".into(), "Ann".into());
+    /// input.pipe_input("en".into(), "Bob".into());
+    /// assert_eq!(output.read_values_to_list(), ["Bonjour Ann", "Hello Bob"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn map_values_with_key<V2: Data>(
         &self,
         mapper: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
@@ -232,6 +309,32 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Replaces each record with zero or more records.
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // An order `pen,ink` keyed by its id becomes one record per item, keyed by the item;
+    /// // an order without items, none.
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// orders
+    ///     .flat_map(|id, items| {
+    ///         let items = items.split(',').filter(|item| !item.is_empty());
+    ///         items.map(|item| (item.to_owned(), id.clone())).collect::<Vec<_>>()
+    ///     })
+    ///     .to("orders-by-item");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("orders", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("orders-by-item", StringSerde, StringSerde);
+    /// input.pipe_input("o1".into(), "pen,ink".into());
+    /// input.pipe_input("o2".into(), "".into());
+    /// let by_item = output.read_key_values_to_list();
+    /// assert_eq!(by_item, [("pen".into(), "o1".into()), ("ink".into(), "o1".into())]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn flat_map<K2: Data, V2: Data, I>(
         &self,
         mapper: impl Fn(K, V) -> I + Send + Sync + 'static,
@@ -304,7 +407,27 @@ impl<K: Data, V: Data> KStream<K, V> {
         )
     }
 
-    /// Sets a new key computed from each record.
+    /// Sets a new key computed from each record; the stream must be repartitioned before a
+    /// grouping or join.
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::{StringSerde, UnitSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let emails: KStream<(), String> = builder.stream("emails");
+    /// emails
+    ///     .select_key(|_, email| email.split('@').nth(1).unwrap_or_default().to_owned())
+    ///     .to("emails-by-domain");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("emails", UnitSerde, StringSerde);
+    /// let output = driver.create_output_topic("emails-by-domain", StringSerde, StringSerde);
+    /// input.pipe_value("ann@example.com".into());
+    /// assert_eq!(output.read_key_value(), ("example.com".into(), "ann@example.com".into()));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn select_key<K2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
@@ -328,6 +451,28 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Calls `action` on each record and passes it on unchanged.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let builder = StreamsBuilder::new();
+    /// let events: KStream<String, String> = builder.stream("events");
+    /// events.peek(move |key, _| log.lock().unwrap().push(key.clone())).to("events-copy");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("events", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("events-copy", StringSerde, StringSerde);
+    /// input.pipe_input("login".into(), "ann".into());
+    /// assert_eq!(*seen.lock().unwrap(), ["login"]);
+    /// assert_eq!(output.read_key_value(), ("login".into(), "ann".into()));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn peek(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
         let action = Arc::new(action);
         self.add(
@@ -348,6 +493,26 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Calls `action` on each record; the stream ends here.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let alerts = Arc::new(Mutex::new(Vec::new()));
+    /// let sent = alerts.clone();
+    /// let builder = StreamsBuilder::new();
+    /// let errors: KStream<String, String> = builder.stream("errors");
+    /// errors.foreach(move |host, error| sent.lock().unwrap().push(format!("{host}: {error}")));
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("errors", StringSerde, StringSerde);
+    /// input.pipe_input("web-1".into(), "disk full".into());
+    /// assert_eq!(*alerts.lock().unwrap(), ["web-1: disk full"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn foreach(&self, action: impl Fn(&K, &V) + Send + Sync + 'static) {
         let action = Arc::new(action);
         let _: KStream<K, V> = self.add(
@@ -392,6 +557,26 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// One stream of the records of both.
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let eu: KStream<String, String> = builder.stream("orders-eu");
+    /// let us: KStream<String, String> = builder.stream("orders-us");
+    /// eu.merge(&us).to("orders");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut eu_input = driver.create_input_topic("orders-eu", StringSerde, StringSerde);
+    /// let mut us_input = driver.create_input_topic("orders-us", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("orders", StringSerde, StringSerde);
+    /// eu_input.pipe_input("o1".into(), "pen".into());
+    /// us_input.pipe_input("o2".into(), "ink".into());
+    /// assert_eq!(output.read_values_to_list(), ["pen", "ink"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
         let merged = self.add_node(
             "KSTREAM-MERGE-",
@@ -464,6 +649,27 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Writes each record to the topic `extractor` picks for it.
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Produced};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let events: KStream<String, String> = builder.stream("events");
+    /// let produced = Produced::with(StringSerde, StringSerde);
+    /// events.to_dynamic(|kind, _| format!("events-{kind}"), produced);
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("events", StringSerde, StringSerde);
+    /// input.pipe_input("click".into(), "ann".into());
+    /// input.pipe_input("view".into(), "bob".into());
+    /// let clicks = driver.create_output_topic("events-click", StringSerde, StringSerde);
+    /// let views = driver.create_output_topic("events-view", StringSerde, StringSerde);
+    /// assert_eq!(clicks.read_values_to_list(), ["ann"]);
+    /// assert_eq!(views.read_values_to_list(), ["bob"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn to_dynamic(
         &self,
         extractor: impl Fn(&K, &V) -> String + Send + Sync + 'static,
@@ -492,6 +698,30 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Sends the stream through an internal topic `<application.id>-<name>-repartition`,
     /// so records are partitioned by their current key.
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Repartitioned};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Orders `customer:item` keyed by order id, partitioned by customer.
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// orders
+    ///     .select_key(|_, order| order.split(':').next().unwrap_or_default().to_owned())
+    ///     .repartition(Repartitioned::with(StringSerde, StringSerde).with_name("by-customer"))
+    ///     .to("orders-by-customer");
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.describe().subtopologies.len(), 2);
+    /// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("shop"))?;
+    /// let mut input = driver.create_input_topic("orders", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("orders-by-customer", StringSerde, StringSerde);
+    /// input.pipe_input("o1".into(), "ann:pen".into());
+    /// assert_eq!(output.read_key_value(), ("ann".into(), "ann:pen".into()));
+    /// assert!(driver.produced_topic_names().contains(&"shop-by-customer-repartition".into()));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn repartition(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
         let keys = repartitioned.keys.or_else(|| self.serdes.keys.clone());
         let values = repartitioned.values.or_else(|| self.serdes.values.clone());
@@ -563,6 +793,42 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Runs a Processor API processor on the stream, connected to `stores`
     /// (added with [`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store)).
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::processor::{ProcessResult, Processor, ProcessorContext};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{Record, StreamsBuilder, StreamsConfig};
+    ///
+    /// /// Forwards each value's length, dropping empty values.
+    /// struct Lengths;
+    ///
+    /// impl Processor<String, String, String, i64> for Lengths {
+    ///     fn process(
+    ///         &mut self,
+    ///         record: Record<String, String>,
+    ///         ctx: &mut ProcessorContext<'_, String, i64>,
+    ///     ) -> ProcessResult {
+    ///         if !record.value.is_empty() {
+    ///             let length = record.value.len() as i64;
+    ///             ctx.forward(record.with_value(length))?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<String, String> = builder.stream("words");
+    /// words.process(|| Lengths, &[]).to("lengths");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("words", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("lengths", StringSerde, I64Serde);
+    /// input.pipe_input("a".into(), "four".into());
+    /// input.pipe_input("b".into(), "".into());
+    /// assert_eq!(output.read_key_values_to_list(), [("a".to_string(), 4)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn process<KOut: Data, VOut: Data, S>(
         &self,
         supplier: S,
@@ -707,6 +973,31 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// Joins each record with the table's value for its key; records whose
     /// key has no value in the table are dropped. The stream and the
     /// table's topic must be co-partitioned.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, KStream, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table(
+    ///     "users",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("users").in_memory(),
+    /// );
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// clicks.join(&users, |page, user| format!("{user} viewed {page}")).to("named-clicks");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut user_input = driver.create_input_topic("users", StringSerde, StringSerde);
+    /// let mut click_input = driver.create_input_topic("clicks", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("named-clicks", StringSerde, StringSerde);
+    /// click_input.pipe_input("u1".into(), "/home".into()); // no user u1 yet
+    /// user_input.pipe_input("u1".into(), "ann".into());
+    /// click_input.pipe_input("u1".into(), "/cart".into());
+    /// assert_eq!(output.read_values_to_list(), ["ann viewed /cart"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn join<VT: Data, VR: Data>(
         &self,
         table: &KTable<K, VT>,
@@ -721,6 +1012,35 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Joins each record with the table's value for its key, or `None`
     /// when the table has none yet.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, KStream, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table(
+    ///     "users",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("users").in_memory(),
+    /// );
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// clicks
+    ///     .left_join(&users, |page, user| {
+    ///         format!("{} viewed {page}", user.map_or("someone", String::as_str))
+    ///     })
+    ///     .to("named-clicks");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut user_input = driver.create_input_topic("users", StringSerde, StringSerde);
+    /// let mut click_input = driver.create_input_topic("clicks", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("named-clicks", StringSerde, StringSerde);
+    /// click_input.pipe_input("u1".into(), "/home".into()); // no user u1 yet
+    /// user_input.pipe_input("u1".into(), "ann".into());
+    /// click_input.pipe_input("u1".into(), "/cart".into());
+    /// assert_eq!(output.read_values_to_list(), ["someone viewed /home", "ann viewed /cart"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn left_join<VT: Data, VR: Data>(
         &self,
         table: &KTable<K, VT>,
@@ -753,6 +1073,34 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// Joins each record with the global table's value for the key that
     /// `key_mapper` computes; no co-partitioning needed. Records without a
     /// match are dropped.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, KStream, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Orders keyed by order id, with the id of the product ordered as value.
+    /// let builder = StreamsBuilder::new();
+    /// let products = builder.global_table(
+    ///     "products",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("products").in_memory(),
+    /// );
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// orders
+    ///     .join_global(&products, |_, product| product.clone(), |id, name| format!("{id}={name}"))
+    ///     .to("order-details");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut product_input = driver.create_input_topic("products", StringSerde, StringSerde);
+    /// let mut order_input = driver.create_input_topic("orders", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("order-details", StringSerde, StringSerde);
+    /// product_input.pipe_input("p1".into(), "pen".into());
+    /// order_input.pipe_input("o1".into(), "p1".into());
+    /// order_input.pipe_input("o2".into(), "p9".into()); // no such product
+    /// assert_eq!(output.read_key_values_to_list(), [("o1".into(), "p1=pen".into())]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn join_global<GK: Data, GV: Data, VR: Data>(
         &self,
         table: &GlobalKTable<GK, GV>,
@@ -765,6 +1113,38 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// As [`join_global`](Self::join_global), keeping records without a match (`None`).
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, KStream, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Orders keyed by order id, with the id of the product ordered as value.
+    /// let builder = StreamsBuilder::new();
+    /// let products = builder.global_table(
+    ///     "products",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("products").in_memory(),
+    /// );
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// orders
+    ///     .left_join_global(
+    ///         &products,
+    ///         |_, product_id| product_id.clone(),
+    ///         |id, name| format!("{id}={}", name.map_or("unknown", String::as_str)),
+    ///     )
+    ///     .to("order-details");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut product_input = driver.create_input_topic("products", StringSerde, StringSerde);
+    /// let mut order_input = driver.create_input_topic("orders", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("order-details", StringSerde, StringSerde);
+    /// product_input.pipe_input("p1".into(), "pen".into());
+    /// order_input.pipe_input("o1".into(), "p1".into());
+    /// order_input.pipe_input("o2".into(), "p9".into()); // no such product
+    /// assert_eq!(output.read_values_to_list(), ["p1=pen", "p9=unknown"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn left_join_global<GK: Data, GV: Data, VR: Data>(
         &self,
         table: &GlobalKTable<GK, GV>,
@@ -776,6 +1156,23 @@ impl<K: Data, V: Data> KStream<K, V> {
 }
 
 /// A stream being split into branches; see [`KStream::split`].
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{KStream, Named};
+///
+/// let builder = StreamsBuilder::new();
+/// let logs: KStream<String, String> = builder.stream("logs");
+/// let by_level = logs
+///     .split(Some(Named::new("logs-")))
+///     .branch(|_, line| line.starts_with("ERROR"), "errors")
+///     .branch(|_, line| line.starts_with("WARN"), "warnings")
+///     .no_default_branch();
+/// by_level["logs-errors"].to("errors");
+/// by_level["logs-warnings"].to("warnings");
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct BranchedKStream<K, V> {
     stream: KStream<K, V>,
     prefix: String,
@@ -785,6 +1182,34 @@ pub struct BranchedKStream<K, V> {
 impl<K: Data, V: Data> BranchedKStream<K, V> {
     /// Adds a branch named `name` for records matching `predicate` (and no
     /// earlier branch).
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Named};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let amounts: KStream<String, i64> = builder.stream("amounts");
+    /// let branches = amounts
+    ///     .split(Some(Named::new("amount-")))
+    ///     .branch(|_, v| *v < 0, "negative")
+    ///     .branch(|_, v| *v < 100, "small") // not the negative ones: they matched first
+    ///     .default_branch("large");
+    /// branches["amount-negative"].to("refunds");
+    /// branches["amount-small"].to("small-payments");
+    /// branches["amount-large"].to("large-payments");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("amounts", StringSerde, I64Serde);
+    /// input.pipe_key_value_list([("a".into(), -5), ("b".into(), 50), ("c".into(), 500)]);
+    /// let read = |topic: &str| {
+    ///     driver.create_output_topic(topic, StringSerde, I64Serde).read_values_to_list()
+    /// };
+    /// assert_eq!(read("refunds"), [-5]);
+    /// assert_eq!(read("small-payments"), [50]);
+    /// assert_eq!(read("large-payments"), [500]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn branch(
         mut self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -796,6 +1221,29 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     }
 
     /// Ends the split: records matching no branch go to branch `name`.
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Named};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let branches = orders
+    ///     .split(Some(Named::new("orders-")))
+    ///     .branch(|country, _| country == "fr", "fr")
+    ///     .default_branch("other");
+    /// branches["orders-fr"].to("orders-fr");
+    /// branches["orders-other"].to("orders-elsewhere");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("orders", StringSerde, StringSerde);
+    /// input.pipe_input("fr".into(), "pen".into());
+    /// input.pipe_input("de".into(), "ink".into());
+    /// let elsewhere = driver.create_output_topic("orders-elsewhere", StringSerde, StringSerde);
+    /// assert_eq!(elsewhere.read_key_values_to_list(), [("de".into(), "ink".into())]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn default_branch(mut self, name: &str) -> HashMap<String, KStream<K, V>> {
         self.branches.push((
             format!("{}{name}", self.prefix),
@@ -805,6 +1253,29 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     }
 
     /// Ends the split: records matching no branch are dropped.
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Named};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let branches = orders
+    ///     .split(Some(Named::new("orders-")))
+    ///     .branch(|country, _| country == "fr", "fr")
+    ///     .no_default_branch();
+    /// assert_eq!(branches.len(), 1);
+    /// branches["orders-fr"].to("orders-fr");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("orders", StringSerde, StringSerde);
+    /// input.pipe_input("fr".into(), "pen".into());
+    /// input.pipe_input("de".into(), "ink".into()); // dropped
+    /// let fr = driver.create_output_topic("orders-fr", StringSerde, StringSerde);
+    /// assert_eq!(fr.read_values_to_list(), ["pen"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn no_default_branch(self) -> HashMap<String, KStream<K, V>> {
         self.finish()
     }

@@ -67,6 +67,22 @@ impl<K: Data, V: Data> ValueGetterSupplier<K, V> {
 /// A changelog stream seen as a table: the latest value per key (Kafka
 /// Streams' `KTable`). Downstream operators receive each update with the
 /// value it replaced, so aggregations can subtract it.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{Consumed, Materialized};
+/// use streams_core::serde::{I64Serde, StringSerde};
+///
+/// let builder = StreamsBuilder::new();
+/// let balances = builder.table(
+///     "balances",
+///     Consumed::with(StringSerde, I64Serde),
+///     Materialized::named("balances").in_memory(),
+/// );
+/// balances.filter(|_, balance| *balance < 0).to_stream().to("overdrawn-accounts");
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct KTable<K, V> {
     pub(crate) state: Shared,
     pub(crate) node: String,
@@ -223,6 +239,23 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// The store holding this table's values, for interactive queries
     /// (`None` for tables computed on the fly, like a filter's result).
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let balances = builder.table(
+    ///     "balances",
+    ///     Consumed::with(StringSerde, I64Serde),
+    ///     Materialized::named("balances").in_memory(),
+    /// );
+    /// assert_eq!(balances.queryable_store_name(), Some("balances"));
+    /// assert_eq!(balances.filter(|_, balance| *balance < 0).queryable_store_name(), None);
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn queryable_store_name(&self) -> Option<&str> {
         self.store.as_deref()
     }
@@ -271,6 +304,30 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// The rows for which `predicate` holds. A row that stops matching is
     /// deleted downstream.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I64Serde, Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let balances = builder.table(
+    ///     "balances",
+    ///     Consumed::with(StringSerde, I64Serde),
+    ///     Materialized::named("balances").in_memory(),
+    /// );
+    /// balances.filter(|_, balance| *balance < 0).to_stream().to("overdrawn");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("balances", StringSerde, I64Serde);
+    /// let output = driver.create_output_topic("overdrawn", StringSerde, Nullable(I64Serde));
+    /// input.pipe_input("ann".into(), -5);
+    /// input.pipe_input("ann".into(), 10); // no longer overdrawn: a delete
+    /// input.pipe_input("bob".into(), 20); // never matched: nothing
+    /// let overdrawn = output.read_key_values_to_list();
+    /// assert_eq!(overdrawn, [("ann".into(), Some(-5)), ("ann".into(), None)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn filter(
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -289,6 +346,28 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// The rows for which `predicate` does not hold.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I64Serde, Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let balances = builder.table(
+    ///     "balances",
+    ///     Consumed::with(StringSerde, I64Serde),
+    ///     Materialized::named("balances").in_memory(),
+    /// );
+    /// balances.filter_not(|_, balance| *balance == 0).to_stream().to("non-zero");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("balances", StringSerde, I64Serde);
+    /// let output = driver.create_output_topic("non-zero", StringSerde, Nullable(I64Serde));
+    /// input.pipe_input("ann".into(), 0);
+    /// input.pipe_input("bob".into(), 3);
+    /// assert_eq!(output.read_key_values_to_list(), [("bob".into(), Some(3))]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn filter_not(
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -297,6 +376,28 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Each row's value transformed.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table(
+    ///     "names",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("names").in_memory(),
+    /// );
+    /// names.map_values(|name| name.to_uppercase()).to_stream().to("upper-names");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("names", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("upper-names", StringSerde, Nullable(StringSerde));
+    /// input.pipe_input("u1".into(), "ann".into());
+    /// input.pipe_tombstone("u1".into());
+    /// assert_eq!(output.read_values_to_list(), [Some("ANN".into()), None]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn map_values<V2: Data>(
         &self,
         mapper: impl Fn(&V) -> V2 + Send + Sync + 'static,
@@ -324,6 +425,29 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// The table's updates as a stream: the new value, or `None` for a delete.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I64Serde, Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let balances = builder.table(
+    ///     "balances",
+    ///     Consumed::with(StringSerde, I64Serde),
+    ///     Materialized::named("balances").in_memory(),
+    /// );
+    /// balances.to_stream().to("balance-updates");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("balances", StringSerde, I64Serde);
+    /// let output = driver.create_output_topic("balance-updates", StringSerde, Nullable(I64Serde));
+    /// input.pipe_input("ann".into(), 1);
+    /// input.pipe_input("ann".into(), 2);
+    /// input.pipe_tombstone("ann".into());
+    /// assert_eq!(output.read_values_to_list(), [Some(1), Some(2), None]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn to_stream(&self) -> KStream<K, Option<V>> {
         let mut st = self.state.borrow_mut();
         let name = st.next_name("KTABLE-TOSTREAM-");
@@ -421,6 +545,29 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// The rows whose key is in both tables, joined. Both tables' topics
     /// must be co-partitioned.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let strings = || Consumed::with(StringSerde, StringSerde);
+    /// let names = builder.table("names", strings(), Materialized::named("names").in_memory());
+    /// let emails = builder.table("emails", strings(), Materialized::named("emails").in_memory());
+    /// names.join(&emails, |name, email| format!("{name} <{email}>")).to_stream().to("contacts");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut name_input = driver.create_input_topic("names", StringSerde, StringSerde);
+    /// let mut email_input = driver.create_input_topic("emails", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("contacts", StringSerde, Nullable(StringSerde));
+    /// name_input.pipe_input("u1".into(), "ann".into());
+    /// email_input.pipe_input("u1".into(), "ann@example.com".into());
+    /// name_input.pipe_tombstone("u1".into());
+    /// let contacts = output.read_values_to_list();
+    /// assert_eq!(contacts, [Some("ann <ann@example.com>".into()), None]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn join<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,
@@ -434,6 +581,34 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Every row of this table, joined with the other's row or `None`.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let strings = || Consumed::with(StringSerde, StringSerde);
+    /// let names = builder.table("names", strings(), Materialized::named("names").in_memory());
+    /// let emails = builder.table("emails", strings(), Materialized::named("emails").in_memory());
+    /// names
+    ///     .left_join(&emails, |name, email| {
+    ///         format!("{name} <{}>", email.map_or("?", String::as_str))
+    ///     })
+    ///     .to_stream()
+    ///     .to("contacts");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut name_input = driver.create_input_topic("names", StringSerde, StringSerde);
+    /// let mut email_input = driver.create_input_topic("emails", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("contacts", StringSerde, Nullable(StringSerde));
+    /// name_input.pipe_input("u1".into(), "ann".into());
+    /// email_input.pipe_input("u1".into(), "ann@example.com".into());
+    /// name_input.pipe_tombstone("u1".into());
+    /// let contacts = output.read_values_to_list();
+    /// assert_eq!(contacts, [Some("ann <?>".into()), Some("ann <ann@example.com>".into()), None]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn left_join<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,
@@ -445,6 +620,39 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// Regroups the rows by a new key and value, for aggregations that
     /// subtract a row's old value from its old group when it changes; the
     /// repartition topic uses the new types' default serdes.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{Nullable, I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // People per city, kept right as people move.
+    /// let builder = StreamsBuilder::new();
+    /// let homes = builder.table(
+    ///     "homes",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("homes").in_memory(),
+    /// );
+    /// homes.group_by(|_, city| (city.clone(), ())).count().to_stream().to("people-per-city");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("homes", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("people-per-city", StringSerde, Nullable(I64Serde));
+    /// input.pipe_input("ann".into(), "paris".into());
+    /// input.pipe_input("bob".into(), "paris".into());
+    /// input.pipe_input("ann".into(), "rome".into()); // leaves paris, then joins rome
+    /// let counts = output.read_key_values_to_list();
+    /// assert_eq!(
+    ///     counts,
+    ///     [
+    ///         ("paris".into(), Some(1)),
+    ///         ("paris".into(), Some(2)),
+    ///         ("paris".into(), Some(1)),
+    ///         ("rome".into(), Some(1)),
+    ///     ]
+    /// );
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn group_by<K2: Data, V2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
@@ -453,6 +661,24 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// [`KTable::group_by`] with the serdes and name of `grouped`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Consumed, Grouped, Materialized};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let homes = builder.table(
+    ///     "homes",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("homes"),
+    /// );
+    /// let grouped = Grouped::with(StringSerde, I64Serde).with_name("by-city");
+    /// homes.group_by_with(|_, city| (city.clone(), 1_i64), grouped).count();
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.repartition_topics()[0].0, "by-city-repartition");
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn group_by_with<K2: Data, V2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
@@ -510,6 +736,26 @@ impl<K: Data, V: Data> KTable<K, V> {
 
 /// A table read in full on every instance (Kafka Streams' `GlobalKTable`),
 /// for stream joins on any key.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{Consumed, KStream, Materialized};
+/// use streams_core::serde::StringSerde;
+///
+/// // Orders keyed by order id, with the id of the product ordered as value.
+/// let builder = StreamsBuilder::new();
+/// let products = builder.global_table(
+///     "products",
+///     Consumed::with(StringSerde, StringSerde),
+///     Materialized::named("products"),
+/// );
+/// let orders: KStream<String, String> = builder.stream("orders");
+/// orders
+///     .join_global(&products, |_, product| product.clone(), |_, name| name.clone())
+///     .to("ordered-product-names");
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct GlobalKTable<K, V> {
     pub(crate) store: String,
     _types: std::marker::PhantomData<fn(K, V)>,
@@ -591,6 +837,19 @@ impl<K: Data, V: Data> GlobalKTable<K, V> {
     }
 
     /// The store holding the table, for interactive queries.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let consumed = Consumed::with(StringSerde, StringSerde);
+    /// let products = builder.global_table("products", consumed, Materialized::named("products"));
+    /// assert_eq!(products.queryable_store_name(), "products");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn queryable_store_name(&self) -> &str {
         &self.store
     }

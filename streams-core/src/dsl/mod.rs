@@ -39,7 +39,15 @@ use crate::record::Record;
 use crate::serde::{SerdeRef, default_serde};
 use crate::topology::{TopicName, Topology};
 
-/// Types that can flow through a topology.
+/// Types that can flow through a topology: any `Clone + Send + 'static` type.
+///
+/// ```
+/// use streams_core::dsl::Data;
+///
+/// fn flows<T: Data>() {}
+/// flows::<String>();
+/// flows::<(u32, Vec<String>)>();
+/// ```
 pub trait Data: Clone + Send + 'static {}
 
 impl<T: Clone + Send + 'static> Data for T {}
@@ -121,8 +129,28 @@ impl<T> crate::serde::Serde<T> for NoSerde {
 
 /// One topic or many, as [`StreamsBuilder::stream`] reads them: a `&str`,
 /// a `String`, or a slice, array or `Vec` of either.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::KStream;
+///
+/// let builder = StreamsBuilder::new();
+/// let regions = vec!["clicks-eu".to_string(), "clicks-us".to_string()];
+/// let clicks: KStream<String, String> = builder.stream(&regions);
+/// clicks.to("clicks");
+/// let topology = builder.build()?;
+/// assert_eq!(topology.describe().subtopologies[0].nodes[0].topics, regions);
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub trait Topics {
     /// The topic names.
+    ///
+    /// ```
+    /// use streams_core::dsl::Topics;
+    ///
+    /// assert_eq!("orders".into_topics(), ["orders"]);
+    /// assert_eq!(["orders-eu", "orders-us"].into_topics(), ["orders-eu", "orders-us"]);
+    /// ```
     fn into_topics(self) -> Vec<String>;
 }
 
@@ -211,6 +239,15 @@ impl std::fmt::Debug for StreamsBuilder {
 
 impl StreamsBuilder {
     /// An empty builder.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let topology = builder.build()?;
+    /// assert!(topology.describe().subtopologies.is_empty());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn new() -> Self {
         StreamsBuilder {
             state: Rc::new(RefCell::new(BuilderState::new())),
@@ -281,6 +318,31 @@ impl StreamsBuilder {
 
     /// A table of the latest value per key of `topic` (a null value deletes
     /// the key), kept in a store named by `materialized`.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table(
+    ///     "users",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("users").in_memory(),
+    /// );
+    /// assert_eq!(users.queryable_store_name(), Some("users"));
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("users", StringSerde, StringSerde);
+    /// input.pipe_input("u1".into(), "ann".into());
+    /// input.pipe_input("u1".into(), "anne".into());
+    /// input.pipe_input("u2".into(), "bob".into());
+    /// input.pipe_tombstone("u2".into());
+    /// let store = driver.key_value_store::<String, String>("users")?;
+    /// assert_eq!(store.get(&"u1".into())?, Some("anne".into()));
+    /// assert_eq!(store.get(&"u2".into())?, None);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn table<K: Data, V: Data>(
         &self,
         topic: &str,
@@ -292,6 +354,29 @@ impl StreamsBuilder {
 
     /// A table of `topic` read in full on every instance, for joins by any
     /// key without co-partitioning.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let products = builder.global_table(
+    ///     "products",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     Materialized::named("products").in_memory(),
+    /// );
+    /// assert_eq!(products.queryable_store_name(), "products");
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.describe().global_stores[0].topic, "products");
+    /// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("products", StringSerde, StringSerde);
+    /// input.pipe_input("p1".into(), "pen".into());
+    /// let store = driver.key_value_store::<String, String>("products")?;
+    /// assert_eq!(store.get(&"p1".into())?, Some("pen".into()));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn global_table<K: Data, V: Data>(
         &self,
         topic: &str,
@@ -306,6 +391,46 @@ impl StreamsBuilder {
     /// `supplier` makes, which keeps the store, as Kafka Streams'
     /// `addGlobalStore`. The store must not be logged: `topic` is its
     /// changelog.
+    ///
+    /// ```
+    /// use streams_core::dsl::Consumed;
+    /// use streams_core::processor::{ProcessResult, Processor, ProcessorContext};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::state::Stores;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{Record, StreamsBuilder, StreamsConfig};
+    ///
+    /// /// Keeps the store `rates` from its topic.
+    /// struct RatesLoader;
+    ///
+    /// impl Processor<String, String, (), ()> for RatesLoader {
+    ///     fn process(
+    ///         &mut self,
+    ///         record: Record<String, String>,
+    ///         ctx: &mut ProcessorContext<'_, (), ()>,
+    ///     ) -> ProcessResult {
+    ///         let rates = ctx.key_value_store::<String, String>("rates")?;
+    ///         rates.put(&record.key, &record.value)?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let rates = Stores::in_memory_key_value_store("rates");
+    /// let store = Stores::key_value_store_builder(rates, StringSerde, StringSerde);
+    /// builder.add_global_store(
+    ///     store.with_logging_disabled(),
+    ///     "rates",
+    ///     Consumed::with(StringSerde, StringSerde),
+    ///     || RatesLoader,
+    /// );
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("rates", StringSerde, StringSerde);
+    /// input.pipe_input("eur".into(), "1.1".into());
+    /// let rates = driver.key_value_store::<String, String>("rates")?;
+    /// assert_eq!(rates.get(&"eur".into())?, Some("1.1".into()));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn add_global_store<K: Data, V: Data, S>(
         &self,
         builder: impl crate::state::StoreBuilder,
@@ -336,6 +461,48 @@ impl StreamsBuilder {
     }
 
     /// Adds a state store for processors added with [`KStream::process`].
+    ///
+    /// ```
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::processor::{ProcessResult, Processor, ProcessorContext};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::state::Stores;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{Record, StreamsBuilder, StreamsConfig};
+    ///
+    /// /// Forwards how many visits each user made so far, kept in the store `visits`.
+    /// struct CountVisits;
+    ///
+    /// impl Processor<String, String, String, i64> for CountVisits {
+    ///     fn process(
+    ///         &mut self,
+    ///         record: Record<String, String>,
+    ///         ctx: &mut ProcessorContext<'_, String, i64>,
+    ///     ) -> ProcessResult {
+    ///         let visits = ctx.key_value_store::<String, i64>("visits")?;
+    ///         let count = visits.get(&record.key)?.unwrap_or(0) + 1;
+    ///         visits.put(&record.key, &count)?;
+    ///         ctx.forward(record.with_value(count))?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(Stores::key_value_store_builder(
+    ///     Stores::in_memory_key_value_store("visits"),
+    ///     StringSerde,
+    ///     I64Serde,
+    /// ));
+    /// let pages: KStream<String, String> = builder.stream("page-views");
+    /// pages.process(|| CountVisits, &["visits"]).to("visit-counts");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("page-views", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("visit-counts", StringSerde, I64Serde);
+    /// input.pipe_input("ann".into(), "/home".into());
+    /// input.pipe_input("ann".into(), "/cart".into());
+    /// assert_eq!(output.read_values_to_list(), [1, 2]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn add_state_store(&self, builder: impl crate::state::StoreBuilder) -> &Self {
         let mut state = self.state.borrow_mut();
         let result = state.topology.add_store(Arc::new(builder), None);
@@ -345,6 +512,23 @@ impl StreamsBuilder {
 
     /// The topology, or the first mistake made while building it. The
     /// builder is empty afterwards.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::KStream;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// orders.to("orders-copy");
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.describe().subtopologies[0].nodes.len(), 2);
+    ///
+    /// // `Vec<String>` has no default serde: the mistake is reported here.
+    /// let lists: KStream<String, Vec<String>> = builder.stream("lists");
+    /// # drop(lists);
+    /// assert!(builder.build().is_err());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn build(&self) -> Result<Topology> {
         let state = std::mem::replace(&mut *self.state.borrow_mut(), BuilderState::new());
         match state.error {

@@ -7,6 +7,18 @@ use crate::state::{KeyValueBytesStoreSupplier, KeyValueStoreBuilder, Stores};
 use crate::topology::{StreamPartitioner, TimestampExtractor};
 
 /// How a source reads a topic: serdes, timestamps, node name.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::Consumed;
+/// use streams_core::serde::{I64Serde, StringSerde};
+///
+/// let builder = StreamsBuilder::new();
+/// let consumed = Consumed::with(StringSerde, I64Serde).with_name("amounts-source");
+/// builder.stream_with("amounts", consumed).filter(|_, v| *v > 0).to("positive-amounts");
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct Consumed<K, V> {
     pub(crate) keys: SerdeRef<K>,
     pub(crate) values: SerdeRef<V>,
@@ -16,6 +28,22 @@ pub struct Consumed<K, V> {
 
 impl<K, V> Consumed<K, V> {
     /// Read keys and values with these serdes.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let balances = builder.table(
+    ///     "balances",
+    ///     Consumed::with(StringSerde, I64Serde),
+    ///     Materialized::named("balances"),
+    /// );
+    /// balances.to_stream().to("balance-updates");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
         Consumed {
             keys: Arc::new(keys),
@@ -27,6 +55,25 @@ impl<K, V> Consumed<K, V> {
 
     /// Take record timestamps from `extractor` (given the record and the
     /// partition's stream time) instead of the broker's.
+    ///
+    /// ```
+    /// use streams_core::dsl::Consumed;
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Each value is the time of its event, in ms.
+    /// let builder = StreamsBuilder::new();
+    /// let consumed =
+    ///     Consumed::with(StringSerde, I64Serde).with_timestamp_extractor(|event, _| event.value);
+    /// builder.stream_with("events", consumed).to("events-by-time");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("events", StringSerde, I64Serde);
+    /// let output = driver.create_output_topic("events-by-time", StringSerde, I64Serde);
+    /// input.pipe_input_at("login".into(), 1_000, 5_000);
+    /// assert_eq!(output.read_record().timestamp, 1_000);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_timestamp_extractor(
         mut self,
         extractor: impl Fn(&crate::Record<K, V>, i64) -> i64 + Send + Sync + 'static,
@@ -36,6 +83,19 @@ impl<K, V> Consumed<K, V> {
     }
 
     /// Name the source node.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::Consumed;
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let consumed = Consumed::with(StringSerde, StringSerde).with_name("orders-source");
+    /// builder.stream_with("orders", consumed).to("orders-copy");
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.describe().subtopologies[0].nodes[0].name, "orders-source");
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -43,6 +103,20 @@ impl<K, V> Consumed<K, V> {
 }
 
 /// How a sink writes a topic: serdes, partitioner, node name.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{KStream, Produced};
+/// use streams_core::serde::{StringSerde, U64Serde};
+///
+/// let builder = StreamsBuilder::new();
+/// let lines: KStream<String, String> = builder.stream("lines");
+/// lines
+///     .map_values(|line| line.len() as u64)
+///     .to_with("line-lengths", Produced::with(StringSerde, U64Serde).with_name("lengths-sink"));
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct Produced<K, V> {
     pub(crate) keys: SerdeRef<K>,
     pub(crate) values: SerdeRef<V>,
@@ -52,6 +126,21 @@ pub struct Produced<K, V> {
 
 impl<K, V> Produced<K, V> {
     /// Write keys and values with these serdes.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Produced};
+    /// use streams_core::serde::{JsonSerde, StringSerde};
+    ///
+    /// // `Vec<String>` has no default serde: write it as JSON.
+    /// let builder = StreamsBuilder::new();
+    /// let lines: KStream<String, String> = builder.stream("lines");
+    /// lines
+    ///     .map_values(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    ///     .to_with("words", Produced::with(StringSerde, JsonSerde::<Vec<String>>::new()));
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
         Produced {
             keys: Arc::new(keys),
@@ -63,6 +152,23 @@ impl<K, V> Produced<K, V> {
 
     /// Choose partitions with `partitioner` (topic, key, value, partition
     /// count); `None` from it falls back to murmur2 of the key.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Produced};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// // Orders of VIP customers go to partition 0, the others by their key's hash.
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let produced = Produced::with(StringSerde, StringSerde)
+    ///     .with_partitioner(|_topic, customer, _order, _partitions| {
+    ///         customer.starts_with("vip-").then_some(0)
+    ///     });
+    /// orders.to_with("routed-orders", produced);
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_partitioner(
         mut self,
         partitioner: impl Fn(&str, &K, &V, i32) -> Option<i32> + Send + Sync + 'static,
@@ -72,6 +178,20 @@ impl<K, V> Produced<K, V> {
     }
 
     /// Name the sink node.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Produced};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let produced = Produced::with(StringSerde, StringSerde).with_name("copy-sink");
+    /// orders.to_with("orders-copy", produced);
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.describe().subtopologies[0].nodes[1].name, "copy-sink");
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -79,6 +199,20 @@ impl<K, V> Produced<K, V> {
 }
 
 /// How a grouping repartitions: serdes for the repartition topic, and its name.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{Grouped, KStream};
+/// use streams_core::serde::StringSerde;
+///
+/// let builder = StreamsBuilder::new();
+/// let words: KStream<(), String> = builder.stream("words");
+/// let grouped = Grouped::with(StringSerde, StringSerde).with_name("by-word");
+/// words.group_by_with(|_, w| w, grouped).count().to_stream().to("word-counts");
+/// let topology = builder.build()?;
+/// assert_eq!(topology.repartition_topics()[0].0, "by-word-repartition");
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct Grouped<K, V> {
     pub(crate) keys: Option<SerdeRef<K>>,
     pub(crate) values: Option<SerdeRef<V>>,
@@ -97,6 +231,24 @@ impl<K, V> Default for Grouped<K, V> {
 
 impl<K, V> Grouped<K, V> {
     /// Use these serdes (the stream's own, when it knows them, otherwise).
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Grouped, KStream};
+    /// use streams_core::serde::{JsonSerde, StringSerde};
+    ///
+    /// // Page views per (user, page): a key with no default serde.
+    /// let builder = StreamsBuilder::new();
+    /// let views: KStream<String, String> = builder.stream("page-views");
+    /// views
+    ///     .group_by_with(|user, page| (user, page), Grouped::with(JsonSerde::new(), StringSerde))
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|(user, page), views| (format!("{user} {page}"), views))
+    ///     .to("views-per-page");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
         Grouped {
             keys: Some(Arc::new(keys)),
@@ -106,6 +258,18 @@ impl<K, V> Grouped<K, V> {
     }
 
     /// Name the grouping: its repartition topic is `<name>-repartition`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Grouped, KStream};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by_with(|_, w| w, Grouped::named("by-word")).count();
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.repartition_topics()[0].0, "by-word-repartition");
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn named(name: impl Into<String>) -> Self {
         Grouped {
             name: Some(name.into()),
@@ -114,18 +278,64 @@ impl<K, V> Grouped<K, V> {
     }
 
     /// Set the name.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Grouped, KStream};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// let grouped = Grouped::with(StringSerde, StringSerde).with_name("by-page");
+    /// clicks.group_by_with(|_, page| page, grouped).count();
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.repartition_topics()[0].0, "by-page-repartition");
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// Set the key serde.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Grouped, KStream};
+    /// use streams_core::serde::JsonSerde;
+    ///
+    /// // Clicks per (user, page): the grouping key needs a serde, the values keep theirs.
+    /// let builder = StreamsBuilder::new();
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// let grouped = Grouped::named("by-user-and-page").with_key_serde(JsonSerde::new());
+    /// clicks.group_by_with(|user, page| (user, page), grouped).count();
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_key_serde(mut self, keys: impl Serde<K> + 'static) -> Self {
         self.keys = Some(Arc::new(keys));
         self
     }
 
     /// Set the value serde.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Grouped, KStream};
+    /// use streams_core::serde::JsonSerde;
+    ///
+    /// // Lines regrouped by their first word: the values crossing the repartition topic are
+    /// // `Vec<String>`, which has no default serde.
+    /// let builder = StreamsBuilder::new();
+    /// let lines: KStream<(), String> = builder.stream("lines");
+    /// let grouped = Grouped::named("by-first-word").with_value_serde(JsonSerde::new());
+    /// lines
+    ///     .map_values(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    ///     .group_by_with(|_, words| words.first().cloned().unwrap_or_default(), grouped)
+    ///     .count();
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_value_serde(mut self, values: impl Serde<V> + 'static) -> Self {
         self.values = Some(Arc::new(values));
         self
@@ -133,6 +343,25 @@ impl<K, V> Grouped<K, V> {
 }
 
 /// An explicit repartition: serdes, topic name and partition count.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{KStream, Repartitioned};
+/// use streams_core::serde::StringSerde;
+///
+/// let builder = StreamsBuilder::new();
+/// let orders: KStream<String, String> = builder.stream("orders");
+/// let repartitioned = Repartitioned::with(StringSerde, StringSerde)
+///     .with_name("by-customer")
+///     .with_number_of_partitions(6);
+/// orders
+///     .select_key(|_, order| order.split(':').next().unwrap_or_default().to_owned())
+///     .repartition(repartitioned)
+///     .to("orders-by-customer");
+/// let topology = builder.build()?;
+/// assert_eq!(topology.repartition_topics(), [("by-customer-repartition".to_string(), Some(6))]);
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct Repartitioned<K, V> {
     pub(crate) keys: Option<SerdeRef<K>>,
     pub(crate) values: Option<SerdeRef<V>>,
@@ -153,6 +382,23 @@ impl<K, V> Default for Repartitioned<K, V> {
 
 impl<K, V> Repartitioned<K, V> {
     /// Use these serdes.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Repartitioned};
+    /// use streams_core::serde::{JsonSerde, StringSerde};
+    ///
+    /// // `Vec<String>` values have no default serde: the repartition topic needs one.
+    /// let builder = StreamsBuilder::new();
+    /// let lines: KStream<String, String> = builder.stream("lines");
+    /// lines
+    ///     .map_values(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    ///     .repartition(Repartitioned::with(StringSerde, JsonSerde::new()))
+    ///     .map_values(|words| words.len() as i64)
+    ///     .to("word-counts-per-line");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
         Repartitioned {
             keys: Some(Arc::new(keys)),
@@ -162,6 +408,21 @@ impl<K, V> Repartitioned<K, V> {
     }
 
     /// Name the topic `<name>-repartition`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Repartitioned};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// clicks
+    ///     .repartition(Repartitioned::with(StringSerde, StringSerde).with_name("clicks-by-user"))
+    ///     .to("clicks-copy");
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.repartition_topics()[0].0, "clicks-by-user-repartition");
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -169,6 +430,21 @@ impl<K, V> Repartitioned<K, V> {
 
     /// Create the topic with this many partitions (default: as many as the
     /// input topics have).
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Repartitioned};
+    /// use streams_core::serde::StringSerde;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// let repartitioned =
+    ///     Repartitioned::with(StringSerde, StringSerde).with_number_of_partitions(12);
+    /// clicks.repartition(repartitioned).to("clicks-copy");
+    /// let topology = builder.build()?;
+    /// assert_eq!(topology.repartition_topics()[0].1, Some(12));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_number_of_partitions(mut self, partitions: i32) -> Self {
         self.partitions = Some(partitions);
         self
@@ -176,17 +452,66 @@ impl<K, V> Repartitioned<K, V> {
 }
 
 /// Names a processor node.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{KStream, Named};
+///
+/// let builder = StreamsBuilder::new();
+/// let amounts: KStream<String, i64> = builder.stream("amounts");
+/// let branches = amounts
+///     .split(Some(Named::new("amounts-")))
+///     .branch(|_, v| *v < 0, "refunds")
+///     .default_branch("payments");
+/// branches["amounts-refunds"].to("refunds");
+/// let topology = builder.build()?;
+/// let nodes = &topology.describe().subtopologies[0].nodes;
+/// assert!(nodes.iter().any(|node| node.name == "amounts-refunds"));
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named(pub(crate) String);
 
 impl Named {
     /// The name `name`.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Named};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let events: KStream<String, String> = builder.stream("events");
+    /// let branches = events
+    ///     .split(Some(Named::new("events-")))
+    ///     .branch(|kind, _| kind == "click", "clicks")
+    ///     .no_default_branch();
+    /// assert!(branches.contains_key("events-clicks"));
+    /// # drop(branches);
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn new(name: impl Into<String>) -> Self {
         Named(name.into())
     }
 }
 
-/// The kind of store a [`Materialized`] makes.
+/// The kind of store a [`Materialized`] makes: [`Materialized::persistent`] and
+/// [`Materialized::in_memory`] choose the first two, [`Materialized::from_supplier`] the third.
+///
+/// ```
+/// use streams_core::dsl::StoreType;
+/// use streams_core::state::Stores;
+///
+/// fn kind(store_type: &StoreType) -> String {
+///     match store_type {
+///         StoreType::RocksDb => "RocksDB".to_owned(),
+///         StoreType::InMemory => "in memory".to_owned(),
+///         StoreType::Supplier(supplier) => format!("custom ({})", supplier.name()),
+///     }
+/// }
+/// let custom = StoreType::Supplier(Stores::in_memory_key_value_store("counts"));
+/// assert_eq!(kind(&custom), "custom (counts)");
+/// ```
 #[derive(Clone)]
 pub enum StoreType {
     /// RocksDB on disk (the default, as in Kafka Streams).
@@ -198,6 +523,20 @@ pub enum StoreType {
 }
 
 /// The store a table or aggregation lives in: name, kind, serdes, logging.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{KStream, Materialized};
+///
+/// let builder = StreamsBuilder::new();
+/// let words: KStream<(), String> = builder.stream("words");
+/// let counts = words
+///     .group_by(|_, w| w)
+///     .count_with(Materialized::named("word-counts").in_memory().with_caching_disabled());
+/// assert_eq!(counts.queryable_store_name(), Some("word-counts"));
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub struct Materialized<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) store_type: StoreType,
@@ -212,6 +551,19 @@ pub struct Materialized<K, V> {
 /// key between commits reach the store and its changelog once (Kafka
 /// Streams caches DSL stores by default too). It changes nothing a reader
 /// or a downstream processor sees.
+///
+/// ```
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{DEFAULT_CACHE_BYTES, KStream, Materialized};
+///
+/// assert_eq!(DEFAULT_CACHE_BYTES, 1 << 20);
+/// let builder = StreamsBuilder::new();
+/// let words: KStream<(), String> = builder.stream("words");
+/// let bigger_cache = Materialized::named("counts").with_caching_enabled(4 * DEFAULT_CACHE_BYTES);
+/// words.group_by(|_, w| w).count_with(bigger_cache);
+/// builder.build()?;
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
 pub const DEFAULT_CACHE_BYTES: usize = 1 << 20;
 
 impl<K, V> Default for Materialized<K, V> {
@@ -229,6 +581,23 @@ impl<K, V> Default for Materialized<K, V> {
 
 impl<K: 'static, V: 'static> Materialized<K, V> {
     /// A store named `name` (queryable by that name).
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Materialized};
+    /// use streams_core::serde::{StringSerde, UnitSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by(|_, w| w).count_with(Materialized::named("word-counts"));
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("words", UnitSerde, StringSerde);
+    /// input.pipe_value_list(["a".to_string(), "b".into(), "a".into()]);
+    /// let counts = driver.key_value_store::<String, i64>("word-counts")?;
+    /// assert_eq!(counts.get(&"a".into())?, Some(2));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn named(name: impl Into<String>) -> Self {
         Materialized {
             name: Some(name.into()),
@@ -237,6 +606,26 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     }
 
     /// A store with these serdes and a generated name.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Materialized};
+    /// use streams_core::serde::{JsonSerde, StringSerde};
+    ///
+    /// // The pages each user visited: `Vec<String>` has no default serde.
+    /// let builder = StreamsBuilder::new();
+    /// let visits: KStream<String, String> = builder.stream("visits");
+    /// visits.group_by_key().aggregate(
+    ///     Vec::new,
+    ///     |_, page, mut pages: Vec<String>| {
+    ///         pages.push(page);
+    ///         pages
+    ///     },
+    ///     Materialized::with(StringSerde, JsonSerde::new()),
+    /// );
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with(keys: impl Serde<K> + 'static, values: impl Serde<V> + 'static) -> Self {
         Materialized {
             keys: Some(Arc::new(keys)),
@@ -246,6 +635,21 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     }
 
     /// A store made by `supplier`, named as it is.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Materialized};
+    /// use streams_core::state::Stores;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// let supplier = Stores::in_memory_key_value_store("word-counts");
+    /// let counts = words.group_by(|_, w| w).count_with(Materialized::from_supplier(supplier));
+    /// assert_eq!(counts.queryable_store_name(), Some("word-counts"));
+    /// let topology = builder.build()?;
+    /// assert!(!topology.store_builder("word-counts").unwrap().persistent());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn from_supplier(supplier: Arc<dyn KeyValueBytesStoreSupplier>) -> Self {
         Materialized {
             name: Some(supplier.name().to_owned()),
@@ -255,30 +659,121 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     }
 
     /// Set the key serde.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{I64Serde, JsonSerde, StringSerde};
+    ///
+    /// // Sales per store, keyed `country/city/store`, summed per (country, city): a key with
+    /// // no default serde.
+    /// let builder = StreamsBuilder::new();
+    /// let sales = builder.table(
+    ///     "store-sales",
+    ///     Consumed::with(StringSerde, I64Serde),
+    ///     Materialized::named("store-sales"),
+    /// );
+    /// let per_city = sales
+    ///     .group_by(|store, amount| {
+    ///         let mut parts = store.split('/').map(str::to_owned);
+    ///         let city = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    ///         (city, *amount)
+    ///     })
+    ///     .reduce(
+    ///         |sum, amount| sum + amount,
+    ///         |sum, amount| sum - amount,
+    ///         Materialized::named("sales-per-city").with_key_serde(JsonSerde::new()),
+    ///     );
+    /// assert_eq!(per_city.queryable_store_name(), Some("sales-per-city"));
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_key_serde(mut self, keys: impl Serde<K> + 'static) -> Self {
         self.keys = Some(Arc::new(keys));
         self
     }
 
     /// Set the value serde.
+    ///
+    /// ```
+    /// use streams_core::dsl::{KStream, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig, serde::JsonSerde};
+    ///
+    /// // The pages each user visited, in order: the store keeps them as JSON.
+    /// let builder = StreamsBuilder::new();
+    /// let visits: KStream<String, String> = builder.stream("visits");
+    /// visits.group_by_key().aggregate(
+    ///     Vec::new,
+    ///     |_, page, mut pages: Vec<String>| {
+    ///         pages.push(page);
+    ///         pages
+    ///     },
+    ///     Materialized::named("pages").with_value_serde(JsonSerde::new()),
+    /// );
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut input = driver.create_input_topic("visits", StringSerde, StringSerde);
+    /// input.pipe_input("ann".into(), "/home".into());
+    /// input.pipe_input("ann".into(), "/cart".into());
+    /// let pages = driver.key_value_store::<String, Vec<String>>("pages")?;
+    /// assert_eq!(pages.get(&"ann".into())?, Some(vec!["/home".to_string(), "/cart".into()]));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_value_serde(mut self, values: impl Serde<V> + 'static) -> Self {
         self.values = Some(Arc::new(values));
         self
     }
 
     /// Keep the store in memory.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Materialized};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by(|_, w| w).count_with(Materialized::named("counts").in_memory());
+    /// let topology = builder.build()?;
+    /// assert!(!topology.store_builder("counts").unwrap().persistent());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn in_memory(mut self) -> Self {
         self.store_type = StoreType::InMemory;
         self
     }
 
     /// Keep the store in RocksDB (the default).
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Materialized};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by(|_, w| w).count_with(Materialized::named("counts").persistent());
+    /// let topology = builder.build()?;
+    /// assert!(topology.store_builder("counts").unwrap().persistent());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn persistent(mut self) -> Self {
         self.store_type = StoreType::RocksDb;
         self
     }
 
     /// Do not write a changelog.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Materialized};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// words.group_by(|_, w| w).count_with(Materialized::named("counts").with_logging_disabled());
+    /// let topology = builder.build()?;
+    /// assert!(!topology.store_builder("counts").unwrap().logging_enabled());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_logging_disabled(mut self) -> Self {
         self.logging = false;
         self
@@ -286,6 +781,18 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
 
     /// Put a write cache of `max_bytes` in front of the store (the
     /// default is [`DEFAULT_CACHE_BYTES`]).
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Materialized};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// let small_cache = Materialized::named("counts").with_caching_enabled(64 * 1024);
+    /// words.group_by(|_, w| w).count_with(small_cache).to_stream().to("word-counts");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_caching_enabled(mut self, max_bytes: usize) -> Self {
         self.cache_bytes = Some(max_bytes);
         self
@@ -293,6 +800,18 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
 
     /// No write cache: every write reaches the store and its changelog at
     /// once.
+    ///
+    /// ```
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, Materialized};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words: KStream<(), String> = builder.stream("words");
+    /// let uncached = Materialized::named("counts").with_caching_disabled();
+    /// words.group_by(|_, w| w).count_with(uncached).to_stream().to("word-counts");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn with_caching_disabled(mut self) -> Self {
         self.cache_bytes = None;
         self
