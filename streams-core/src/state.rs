@@ -161,6 +161,34 @@ impl Stores {
     }
 }
 
+/// A shared builder builds as the one it shares (the DSL keeps builders
+/// behind an `Arc`).
+impl StoreBuilder for Arc<dyn StoreBuilder> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn logging_enabled(&self) -> bool {
+        (**self).logging_enabled()
+    }
+
+    fn persistent(&self) -> bool {
+        (**self).persistent()
+    }
+
+    fn build(
+        &self,
+        ctx: &StoreContext<'_>,
+        changelog: Option<Box<dyn ChangelogSink>>,
+    ) -> Result<StoreInstance> {
+        (**self).build(ctx, changelog)
+    }
+
+    fn serdes(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        (**self).serdes()
+    }
+}
+
 /// Builds a typed key-value store: the supplier's byte store, optionally
 /// logged to a changelog and cached.
 pub struct KeyValueStoreBuilder<K, V> {

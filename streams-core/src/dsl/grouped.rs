@@ -58,11 +58,13 @@ where
     let name = st.next_name(prefix);
     let result = st
         .topology
-        .add_processor_node(&name, make, &[parent], false)
-        .and_then(|_| st.topology.add_store(builder, None))
+        .add_processor(&name, make, &[parent])
+        .map(|_| ())
+        .and_then(|_| st.topology.add_state_store(builder, &[]).map(|_| ()))
         .and_then(|()| {
             st.topology
-                .connect_processor_and_state_stores_inner(&[&name], &[store])
+                .connect_processor_and_state_stores(&name, &[store])
+                .map(|_| ())
         });
     st.record(result);
     KTable {

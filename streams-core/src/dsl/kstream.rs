@@ -71,7 +71,6 @@ impl<K: Data, V: Data> KStream<K, V> {
                 consumed.keys.clone(),
                 consumed.values.clone(),
                 consumed.extractor.clone(),
-                false,
             );
             st.record(result);
             name
@@ -104,7 +103,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         let name = name.map(|n| n.0).unwrap_or_else(|| st.next_name(prefix));
         let result = st
             .topology
-            .add_processor_node(&name, supplier, parents, false);
+            .add_processor(&name, supplier, parents)
+            .map(|_| ());
         st.record(result);
         KStream {
             state: self.state.clone(),
@@ -776,7 +776,6 @@ impl<K: Data, V: Data> KStream<K, V> {
                     keys.clone(),
                     values.clone(),
                     None,
-                    false,
                 )
             });
         st.record(added);
@@ -841,7 +840,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         let mut st = self.state.borrow_mut();
         let result = st
             .topology
-            .connect_processor_and_state_stores_inner(&[&stream.node], stores);
+            .connect_processor_and_state_stores(&stream.node, stores)
+            .map(|_| ());
         st.record(result);
         drop(st);
         stream
@@ -964,7 +964,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         let stores: Vec<&str> = table.getter.stores.iter().map(String::as_str).collect();
         let result = st
             .topology
-            .connect_processor_and_state_stores_inner(&[&joined.node], &stores);
+            .connect_processor_and_state_stores(&joined.node, &stores)
+            .map(|_| ());
         st.record(result);
         drop(st);
         joined

@@ -208,21 +208,13 @@ impl<K: Data, V: Data> KTable<K, V> {
                     consumed.keys.clone(),
                     nullable,
                     extractor,
-                    false,
                 )
-                .and_then(|_| {
-                    st.topology.add_processor_node(
-                        &node,
-                        materialize::<K, V>(store.clone()),
-                        &[&source],
-                        false,
-                    )
-                })
-                .and_then(|_| st.topology.add_store(builder, None))
                 .and_then(|()| {
                     st.topology
-                        .connect_processor_and_state_stores_inner(&[&node], &[&store])
-                });
+                        .add_processor(&node, materialize::<K, V>(store.clone()), &[&source])
+                        .map(|_| ())
+                })
+                .and_then(|()| st.topology.add_state_store(builder, &[&node]).map(|_| ()));
             st.record(result);
         }
         KTable {
@@ -289,7 +281,8 @@ impl<K: Data, V: Data> KTable<K, V> {
             };
             let result = st
                 .topology
-                .add_processor_node(&name, supplier, &[&self.node], false);
+                .add_processor(&name, supplier, &[&self.node])
+                .map(|_| ());
             st.record(result);
             name
         };
@@ -466,7 +459,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         };
         let result = st
             .topology
-            .add_processor_node(&name, supplier, &[&self.node], false);
+            .add_processor(&name, supplier, &[&self.node])
+            .map(|_| ());
         st.record(result);
         let values: Option<SerdeRef<Option<V>>> = self
             .serdes
@@ -516,18 +510,13 @@ impl<K: Data, V: Data> KTable<K, V> {
             let other_stores: Vec<&str> = self.getter.stores.iter().map(String::as_str).collect();
             let result = st
                 .topology
-                .add_processor_node(&this_side, this_supplier, &[&self.node], false)
-                .and_then(|_| st.topology.add_processor_node(&other_side, other_supplier, &[&other.node], false))
+                .add_processor(&this_side, this_supplier, &[&self.node]).map(|_| ())
+                .and_then(|_| st.topology.add_processor(&other_side, other_supplier, &[&other.node]).map(|_| ()))
                 .and_then(|_| {
-                    st.topology.add_processor_node(
-                        &merge,
-                        || FnProcessor::new(|r: Record<K, Change<VR>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| Ok(ctx.forward(r)?)),
-                        &[&this_side, &other_side],
-                        false,
-                    )
+                    st.topology.add_processor(&merge, || FnProcessor::new(|r: Record<K, Change<VR>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| Ok(ctx.forward(r)?)), &[&this_side, &other_side]).map(|_| ())
                 })
-                .and_then(|_| st.topology.connect_processor_and_state_stores_inner(&[&this_side], &this_stores))
-                .and_then(|()| st.topology.connect_processor_and_state_stores_inner(&[&other_side], &other_stores));
+                .and_then(|_| st.topology.connect_processor_and_state_stores(&this_side, &this_stores).map(|_| ()))
+                .and_then(|()| st.topology.connect_processor_and_state_stores(&other_side, &other_stores).map(|_| ()));
             st.record(result);
         }
         let getter = joined_getter(&self.getter, &other.getter, joiner, left);
@@ -726,7 +715,8 @@ impl<K: Data, V: Data> KTable<K, V> {
             };
             let result = st
                 .topology
-                .add_processor_node(&name, supplier, &[&self.node], false);
+                .add_processor(&name, supplier, &[&self.node])
+                .map(|_| ());
             st.record(result);
             name
         };
@@ -796,11 +786,9 @@ impl<K: Data, V: Data> GlobalKTable<K, V> {
             .clone()
             .unwrap_or_else(|| consumed.values.clone());
         // The topic is the global store's changelog: no second one.
-        let builder = Arc::new(
-            materialized
-                .builder(&store, keys, values)
-                .with_logging_disabled(),
-        );
+        let builder = materialized
+            .builder(&store, keys, values)
+            .with_logging_disabled();
         let nullable: SerdeRef<Option<V>> = Arc::new(Nullable(consumed.values.clone()));
         let store_name = store.clone();
         let supplier = move || {
@@ -820,15 +808,18 @@ impl<K: Data, V: Data> GlobalKTable<K, V> {
                 },
             )
         };
-        let result = st.topology.add_global_store_inner(
-            builder,
-            &source,
-            consumed.keys,
-            nullable,
-            topic,
-            &node,
-            supplier,
-        );
+        let result = st
+            .topology
+            .add_global_store(
+                builder,
+                &source,
+                consumed.keys,
+                nullable,
+                topic,
+                &node,
+                supplier,
+            )
+            .map(|_| ());
         st.record(result);
         GlobalKTable {
             store,

@@ -447,15 +447,18 @@ impl StreamsBuilder {
             .clone()
             .unwrap_or_else(|| st.next_name("KSTREAM-SOURCE-"));
         let processor = st.next_name("KTABLE-SOURCE-");
-        let result = st.topology.add_global_store_inner(
-            Arc::new(builder),
-            &source,
-            consumed.keys,
-            consumed.values,
-            topic,
-            &processor,
-            supplier,
-        );
+        let result = st
+            .topology
+            .add_global_store(
+                builder,
+                &source,
+                consumed.keys,
+                consumed.values,
+                topic,
+                &processor,
+                supplier,
+            )
+            .map(|_| ());
         st.record(result);
         self
     }
@@ -505,7 +508,7 @@ impl StreamsBuilder {
     /// ```
     pub fn add_state_store(&self, builder: impl crate::state::StoreBuilder) -> &Self {
         let mut state = self.state.borrow_mut();
-        let result = state.topology.add_store(Arc::new(builder), None);
+        let result = state.topology.add_state_store(builder, &[]).map(|_| ());
         state.record(result);
         self
     }

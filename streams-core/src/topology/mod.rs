@@ -276,7 +276,7 @@ impl Topology {
             .iter()
             .map(|t| TopicName::External((*t).to_owned()))
             .collect();
-        self.add_source_node(name, topics, Arc::new(keys), Arc::new(values), None, false)?;
+        self.push_source(name, topics, Arc::new(keys), Arc::new(values), None, false)?;
         Ok(self)
     }
 
@@ -297,7 +297,7 @@ impl Topology {
             .iter()
             .map(|t| TopicName::External((*t).to_owned()))
             .collect();
-        self.add_source_node(
+        self.push_source(
             name,
             topics,
             Arc::new(keys),
@@ -308,7 +308,46 @@ impl Topology {
         Ok(self)
     }
 
-    pub(crate) fn add_source_node<K, V>(
+    /// Adds a source node reading `topics`, external or internal (a
+    /// repartition topic the DSL declared), with shared serdes and an
+    /// optional timestamp extractor: the form the DSL builds on.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::Topology;
+    /// use streams_core::serde::{SerdeRef, StringSerde};
+    /// use streams_core::topology::TopicName;
+    ///
+    /// let strings: SerdeRef<String> = Arc::new(StringSerde);
+    /// let mut topology = Topology::new();
+    /// topology.add_repartition_topic("by-word-repartition", Some(4))?;
+    /// topology.add_source_node(
+    ///     "from-repartition",
+    ///     vec![TopicName::Internal("by-word-repartition".into())],
+    ///     strings.clone(),
+    ///     strings,
+    ///     None,
+    /// )?;
+    /// assert_eq!(topology.source_topic_names("app"), ["app-by-word-repartition"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn add_source_node<K, V>(
+        &mut self,
+        name: &str,
+        topics: Vec<TopicName>,
+        keys: SerdeRef<K>,
+        values: SerdeRef<V>,
+        extractor: Option<TimestampExtractor<K, V>>,
+    ) -> Result<()>
+    where
+        K: Clone + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        self.push_source(name, topics, keys, values, extractor, false)?;
+        Ok(())
+    }
+
+    fn push_source<K, V>(
         &mut self,
         name: &str,
         topics: Vec<TopicName>,
@@ -364,12 +403,11 @@ impl Topology {
         }))
     }
 
-    /// Declares an internal repartition topic (the DSL does this).
-    pub(crate) fn add_repartition_topic(
-        &mut self,
-        name: &str,
-        partitions: Option<i32>,
-    ) -> Result<()> {
+    /// Declares an internal repartition topic `name` (created by the
+    /// runtime as `<application.id>-<name>`, with `partitions` or as many
+    /// as the topics that feed it), as the DSL does before a grouping or
+    /// join after a key change; see [`Topology::add_source_node`].
+    pub fn add_repartition_topic(&mut self, name: &str, partitions: Option<i32>) -> Result<()> {
         if self.repartition_topics.iter().any(|(n, _)| n == name) {
             return topology_error(TopologyError::at_topic(
                 name,
@@ -395,11 +433,11 @@ impl Topology {
         KOut: 'static,
         VOut: 'static,
     {
-        self.add_processor_node(name, supplier, parents, false)?;
+        self.push_processor(name, supplier, parents, false)?;
         Ok(self)
     }
 
-    pub(crate) fn add_processor_node<KIn, VIn, KOut, VOut, S>(
+    fn push_processor<KIn, VIn, KOut, VOut, S>(
         &mut self,
         name: &str,
         supplier: S,
@@ -510,7 +548,32 @@ impl Topology {
         Ok(self)
     }
 
-    pub(crate) fn add_sink_node<K: 'static, V: 'static>(
+    /// Adds a sink node writing to `topic` (external, internal, or chosen
+    /// per record) with shared serdes and an optional partitioner: the form
+    /// the DSL builds on.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::Topology;
+    /// use streams_core::serde::{SerdeRef, StringSerde};
+    /// use streams_core::topology::{SinkTopic, TopicName};
+    ///
+    /// let strings: SerdeRef<String> = Arc::new(StringSerde);
+    /// let mut topology = Topology::new();
+    /// topology.add_source("in", StringSerde, StringSerde, &["words"])?;
+    /// topology.add_repartition_topic("by-word-repartition", None)?;
+    /// topology.add_sink_node(
+    ///     "to-repartition",
+    ///     SinkTopic::Fixed(TopicName::Internal("by-word-repartition".into())),
+    ///     strings.clone(),
+    ///     strings,
+    ///     None,
+    ///     &["in"],
+    /// )?;
+    /// assert_eq!(topology.sink_topic(1), Some("by-word-repartition"));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn add_sink_node<K: 'static, V: 'static>(
         &mut self,
         name: &str,
         topic: SinkTopic<K, V>,
@@ -518,7 +581,7 @@ impl Topology {
         values: SerdeRef<V>,
         partitioner: Option<StreamPartitioner<K, V>>,
         parents: &[&str],
-    ) -> Result<usize> {
+    ) -> Result<()> {
         self.check_new_name(name)?;
         let input = RecordType::of::<K, V>();
         let parents = self.parents(name, parents, input)?;
@@ -535,7 +598,7 @@ impl Topology {
                 partitioner.clone(),
             )) as Box<dyn ErasedProcessor>
         });
-        Ok(self.push_node(NodeDef {
+        self.push_node(NodeDef {
             name: name.to_owned(),
             kind: NodeKind::Sink {
                 topic: description,
@@ -546,7 +609,8 @@ impl Topology {
             stores: Vec::new(),
             output: None,
             global: false,
-        }))
+        });
+        Ok(())
     }
 
     /// Adds a state store, connected to the named processors.
@@ -567,7 +631,7 @@ impl Topology {
         Ok(self)
     }
 
-    pub(crate) fn add_store(
+    fn add_store(
         &mut self,
         builder: Arc<dyn StoreBuilder>,
         global_topic: Option<String>,
@@ -602,7 +666,7 @@ impl Topology {
         Ok(self)
     }
 
-    pub(crate) fn connect_processor_and_state_stores_inner(
+    fn connect_processor_and_state_stores_inner(
         &mut self,
         processors: &[&str],
         stores: &[&str],
@@ -677,7 +741,7 @@ impl Topology {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add_global_store_inner<K, V, S>(
+    fn add_global_store_inner<K, V, S>(
         &mut self,
         builder: Arc<dyn StoreBuilder>,
         source_name: &str,
@@ -711,7 +775,7 @@ impl Topology {
         }
         let store_name = builder.name().to_owned();
         self.add_store(builder, Some(topic.to_owned()))?;
-        self.add_source_node(
+        self.push_source(
             source_name,
             vec![TopicName::External(topic.to_owned())],
             keys,
@@ -719,7 +783,7 @@ impl Topology {
             None,
             true,
         )?;
-        let index = self.add_processor_node(processor_name, supplier, &[source_name], true)?;
+        let index = self.push_processor(processor_name, supplier, &[source_name], true)?;
         self.nodes[index].stores.push(store_name);
         Ok(())
     }
