@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::Change;
+use super::ktable_aggregate::store_and_forward;
 use crate::processor::{ProcessResult, Processor, ProcessorContext};
 use crate::record::Record;
 use crate::state::KeyValueStoreHandle;
@@ -47,18 +48,18 @@ where
     ) -> ProcessResult {
         let handle = self.handle.as_ref().expect("init looks the store up");
         let old = handle.get(&r.key)?;
-        let new = (self.step)(&r.key, r.value, old.clone());
-        handle.put(&r.key, &new)?;
-        ctx.forward(Record {
-            key: r.key,
-            value: Change {
-                new: Some(new),
-                old,
-            },
-            timestamp: r.timestamp,
-            headers: r.headers,
-        })?;
-        Ok(())
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = r;
+        let new = Some((self.step)(&key, value, old.clone()));
+        store_and_forward(
+            handle,
+            ctx,
+            Record::new(key, Change { new, old }, timestamp).with_headers(headers),
+        )
     }
 }
 

@@ -139,12 +139,7 @@ pub(crate) fn materialize<K: Data, V: Data>(
                     new: r.value.clone(),
                     old,
                 };
-                ctx.forward(Record {
-                    key: r.key,
-                    value: change,
-                    timestamp: r.timestamp,
-                    headers: r.headers,
-                })?;
+                ctx.forward(r.with_value(change))?;
                 Ok(())
             },
         ))

@@ -49,19 +49,38 @@ where
     ) -> ProcessResult {
         let handle = self.handle.as_ref().expect("init looks the store up");
         let old = handle.get(&r.key)?;
-        let new = (self.step)(&r.key, r.value, old.clone());
-        match &new {
-            Some(value) => handle.put(&r.key, value)?,
-            None => drop(handle.delete(&r.key)?),
-        }
-        ctx.forward(Record {
-            key: r.key,
-            value: Change { new, old },
-            timestamp: r.timestamp,
-            headers: r.headers,
-        })?;
-        Ok(())
+        let Record {
+            key,
+            value,
+            timestamp,
+            headers,
+        } = r;
+        let new = (self.step)(&key, value, old.clone());
+        store_and_forward(
+            handle,
+            ctx,
+            Record::new(key, Change { new, old }, timestamp).with_headers(headers),
+        )
     }
+}
+
+/// Stores an aggregate's change (`None` deletes it) and forwards it: what
+/// every aggregation does after its step.
+pub(crate) fn store_and_forward<K, VA>(
+    handle: &KeyValueStoreHandle<K, VA>,
+    ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    change: Record<K, Change<VA>>,
+) -> ProcessResult
+where
+    K: Clone + Send + 'static,
+    VA: Clone + Send + 'static,
+{
+    match &change.value.new {
+        Some(value) => handle.put(&change.key, value)?,
+        None => drop(handle.delete(&change.key)?),
+    }
+    ctx.forward(change)?;
+    Ok(())
 }
 
 #[cfg(test)]

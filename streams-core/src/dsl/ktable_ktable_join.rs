@@ -89,12 +89,7 @@ where
             old: (self.join)(r.value.old.as_ref(), other.as_ref()),
         };
         if change.new.is_some() || change.old.is_some() {
-            ctx.forward(Record {
-                key: r.key,
-                value: change,
-                timestamp: r.timestamp,
-                headers: r.headers,
-            })?;
+            ctx.forward(r.with_value(change))?;
         }
         Ok(())
     }

@@ -331,6 +331,29 @@ pub(crate) trait ErasedProcessor: Send {
     fn close(&mut self) -> Result<()>;
 }
 
+/// The record handed to `node`, as its type: the wiring checks types when
+/// nodes are added, so another type is a bug, reported naming the node.
+pub(crate) fn take_record<K: 'static, V: 'static>(
+    record: &mut dyn Any,
+    task: &dyn TaskContext,
+    node: usize,
+) -> Result<Record<K, V>> {
+    record
+        .downcast_mut::<Option<Record<K, V>>>()
+        .and_then(Option::take)
+        .ok_or_else(|| {
+            let name = task.node_name(node);
+            TopologyError::at_node(
+                name,
+                format!(
+                    "node `{name}` received a record of the wrong type (expected {})",
+                    std::any::type_name::<Record<K, V>>()
+                ),
+            )
+            .into()
+        })
+}
+
 /// Turns a processor's own error into a framework error naming the node,
 /// unless it already is one (an error forwarded up from a child).
 pub(crate) fn node_error(task: &dyn TaskContext, node: usize, error: BoxError) -> StreamsError {
@@ -362,20 +385,7 @@ where
         task: &mut dyn TaskContext,
         node: usize,
     ) -> Result<()> {
-        let Some(record) = record
-            .downcast_mut::<Option<Record<KIn, VIn>>>()
-            .and_then(Option::take)
-        else {
-            let name = task.node_name(node);
-            return Err(TopologyError::at_node(
-                name,
-                format!(
-                    "node `{name}` received a record of the wrong type (expected {})",
-                    std::any::type_name::<Record<KIn, VIn>>()
-                ),
-            )
-            .into());
-        };
+        let record = take_record::<KIn, VIn>(record, task, node)?;
         let result = self
             .processor
             .process(record, &mut ProcessorContext::new(task, node));

@@ -5,8 +5,8 @@
 use std::any::Any;
 
 use super::{StreamPartitioner, TimestampExtractor, TopicName, TopicNameExtractor};
-use crate::error::{Result, StreamsError, TopologyError};
-use crate::processor::{ErasedProcessor, ProcessorContext, TaskContext};
+use crate::error::{Result, StreamsError};
+use crate::processor::{ErasedProcessor, ProcessorContext, TaskContext, take_record};
 use crate::record::{ProducerRecord, RawView, Record};
 use crate::serde::{SerdeError, SerdeRef};
 
@@ -135,17 +135,7 @@ impl<K: 'static, V: 'static> ErasedProcessor for SinkNode<K, V> {
         task: &mut dyn TaskContext,
         node: usize,
     ) -> Result<()> {
-        let Some(record) = record
-            .downcast_mut::<Option<Record<K, V>>>()
-            .and_then(Option::take)
-        else {
-            let name = task.node_name(node);
-            return Err(TopologyError::at_node(
-                name,
-                format!("sink `{name}` received a record of the wrong type"),
-            )
-            .into());
-        };
+        let record = take_record::<K, V>(record, task, node)?;
         let dynamic;
         let topic = match (&self.topic, &self.resolved) {
             (_, Some(resolved)) => resolved.as_str(),
