@@ -275,15 +275,16 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
 /// migrated away are closed dirty and the consumer rejoins the group.
 fn poll_once(engine: &Mutex<Engine>, consumer: &dyn GroupConsumer, topics: &[&str]) -> Result<()> {
     let polled = consumer.poll(POLL, &mut |raw| lock(engine).on_record(consumer, raw));
-    let mut guard = lock(engine);
-    let step = match polled {
-        // Under load, the rest runs once per HOUSEKEEPING_EVERY records:
-        // it reads clocks and serves the producer's queue.
-        Ok(Some(false)) => Ok(()),
-        Ok(_) => guard.housekeeping(consumer),
-        Err(error) => Err(error),
+    // Under load, the rest runs once per HOUSEKEEPING_EVERY records: it
+    // reads clocks and serves the producer's queue. A record's round
+    // takes the engine's lock once.
+    if let Ok(Some(false)) = polled {
+        return Ok(());
     }
-    .map_err(|e| guard.migrated(e));
+    let mut guard = lock(engine);
+    let step = polled
+        .and_then(|_| guard.housekeeping(consumer))
+        .map_err(|e| guard.migrated(e));
     let migrated = matches!(step, Err(StreamsError::TaskMigrated(_)));
     step.or_else(|e| guard.recover_if_migrated(e))?;
     drop(guard);

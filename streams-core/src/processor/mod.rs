@@ -186,16 +186,19 @@ impl<KOut: Clone + Send + 'static, VOut: Clone + Send + 'static> ProcessorContex
     /// Sends a record to every child, depth first, as Kafka Streams does:
     /// the children (and theirs) have processed it when this returns.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> Result<()> {
-        // Clones for all but the last child.
-        let count = self.task.children(self.node).len();
-        if count == 0 {
+        // Clones for all but the last child; one look at the children for
+        // the usual single child.
+        let (count, last) = {
+            let children = self.task.children(self.node);
+            (children.len(), children.last().copied())
+        };
+        let Some(last) = last else {
             return Ok(());
-        }
+        };
         for i in 0..count - 1 {
             let child = self.task.children(self.node)[i];
             self.task.process_at(child, &mut Some(record.clone()))?;
         }
-        let last = self.task.children(self.node)[count - 1];
         self.task.process_at(last, &mut Some(record))
     }
 
