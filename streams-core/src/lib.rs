@@ -46,26 +46,6 @@
 //! assert_eq!(latest["kafka"], Some(1));
 //! # Ok::<(), streams_core::StreamsError>(())
 //! ```
-//!
-//! # Performance
-//!
-//! librdkafka allocates every consumed message on its own threads, and
-//! the stream thread frees it; a produced message is allocated when it is
-//! sent and freed when its delivery is reported. With glibc's allocator,
-//! `malloc` and `free` took about a third of a stream thread's CPU in
-//! `scripts/bench.sh`. An application binary can swap the allocator for
-//! Rust and C alike, as this workspace's binaries do (stateless topology:
-//! about 395,000 records/s with glibc, 485,000 to 520,000 with mimalloc,
-//! in alternating runs on one broker):
-//!
-//! ```toml
-//! mimalloc = { version = "0.1", default-features = false, features = ["override"] }
-//! ```
-//!
-//! ```text
-//! #[global_allocator]
-//! static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-//! ```
 
 pub mod config;
 pub mod dsl;

@@ -532,7 +532,7 @@ pub struct TaskStore {
 }
 
 impl TaskStore {
-    /// The store as a typed key-value store named `name`.
+    /// The store as a typed key-value store.
     pub fn key_value<K: 'static, V: 'static>(&self) -> Result<KeyValueStoreHandle<K, V>> {
         let Some(serdes) = &self.serdes else {
             return Err(self.handle.access_error("is not a key-value store".into()));

@@ -246,20 +246,23 @@ impl DataErrors {
                 None => format!("{topic}[{partition}] before its first record"),
             })
             .collect();
-        Err(kafka_failure(
-            "consuming",
-            format!(
-                "a consumer error repeated {seen} times: {error}; a record batch that cannot be \
-                 read (for example compressed with a codec this build lacks) stops its \
+        // The client's error is kept as the cause; the action says why it
+        // is fatal here.
+        Err(StreamsError::Kafka {
+            action: format!(
+                "consuming (a consumer error repeated {seen} times; a record batch that cannot \
+                 be read, for example compressed with a codec this build lacks, stops its \
                  partition, and librdkafka does not skip it; partitions without progress since \
-                 the first error: {}",
+                 the first error: {})",
                 if stuck.is_empty() {
                     "none".to_owned()
                 } else {
                     stuck.join(", ")
                 }
             ),
-        ))
+            source: Box::new(error),
+            retriable: false,
+        })
     }
 
     /// Notes one occurrence of `code` at `now`; returns how many times in a

@@ -22,7 +22,7 @@ use super::clients::{
 };
 use super::collector::{DeliveryTracker, KafkaCollector, TrackingContext, is_migration};
 use super::raw_record;
-use super::thread::{ThreadPlan, records_lag};
+use super::thread::ThreadPlan;
 use streams_core::config::{ClientKind, ProcessingGuarantee};
 use streams_core::error::{Result, StreamsError};
 use streams_core::record::{RawView, RecordCollector};
@@ -355,5 +355,77 @@ impl TaskProducer for KafkaCollector {
 
     fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
         self.tracker.next_offset(topic, partition)
+    }
+}
+
+/// Kafka's `records-lag`: the partition's end (its last stable offset for a
+/// `read_committed` consumer) minus the consumer's position, the offset of
+/// the next record it hands the application. -1 (unknown) for a partition
+/// that is not being consumed. Not librdkafka's `consumer_lag`, which
+/// counts from the committed offset: up to a commit interval's worth of
+/// records behind a consumer that is caught up.
+fn records_lag(partition: &rdkafka::statistics::Partition, read_committed: bool) -> i64 {
+    let end = if read_committed && partition.ls_offset >= 0 {
+        partition.ls_offset
+    } else {
+        partition.hi_offset
+    };
+    let position = if partition.app_offset >= 0 {
+        partition.app_offset
+    } else if partition.fetch_state == "active" {
+        // Assigned, nothing handed over yet: fetching starts here.
+        partition.next_offset
+    } else {
+        -1
+    };
+    if end < 0 || position < 0 {
+        return -1;
+    }
+    // A broker may report a low end (Tansu's is the last batch's base
+    // offset plus one): never a negative lag.
+    (end - position).max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::statistics::Partition;
+
+    fn partition(app: i64, committed: i64, hi: i64, ls: i64) -> Partition {
+        Partition {
+            app_offset: app,
+            committed_offset: committed,
+            hi_offset: hi,
+            ls_offset: ls,
+            next_offset: app,
+            fetch_state: "active".into(),
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn records_lag_counts_from_the_position_not_the_committed_offset() {
+        // Caught up, with the last commit 5,000 records back.
+        assert_eq!(
+            records_lag(&partition(9_000, 4_000, 9_000, 9_000), false),
+            0
+        );
+        assert_eq!(
+            records_lag(&partition(8_990, 4_000, 9_000, 9_000), false),
+            10
+        );
+        // read_committed ends at the last stable offset, when known.
+        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, 8_995), true), 5);
+        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, -1), true), 10);
+        // A broker that reports a low end: no negative lag.
+        assert_eq!(records_lag(&partition(9_004, 0, 9_000, 9_000), false), 0);
+        // Assigned, nothing handed over yet: from where fetching starts.
+        let mut fresh = partition(-1001, -1001, 50, 50);
+        fresh.next_offset = 20;
+        assert_eq!(records_lag(&fresh, false), 30);
+        // Not consumed (revoked): unknown.
+        fresh.fetch_state = "stopped".into();
+        assert_eq!(records_lag(&fresh, false), -1);
+        assert_eq!(records_lag(&partition(10, 0, -1001, -1001), false), -1);
     }
 }

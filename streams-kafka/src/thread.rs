@@ -82,34 +82,6 @@ fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     engine.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Kafka's `records-lag`: the partition's end (its last stable offset for a
-/// `read_committed` consumer) minus the consumer's position, the offset of
-/// the next record it hands the application. -1 (unknown) for a partition
-/// that is not being consumed. Not librdkafka's `consumer_lag`, which
-/// counts from the committed offset: up to a commit interval's worth of
-/// records behind a consumer that is caught up.
-pub(crate) fn records_lag(partition: &rdkafka::statistics::Partition, read_committed: bool) -> i64 {
-    let end = if read_committed && partition.ls_offset >= 0 {
-        partition.ls_offset
-    } else {
-        partition.hi_offset
-    };
-    let position = if partition.app_offset >= 0 {
-        partition.app_offset
-    } else if partition.fetch_state == "active" {
-        // Assigned, nothing handed over yet: fetching starts here.
-        partition.next_offset
-    } else {
-        -1
-    };
-    if end < 0 || position < 0 {
-        return -1;
-    }
-    // A broker may report a low end (Tansu's is the last batch's base
-    // offset plus one): never a negative lag.
-    (end - position).max(0)
-}
-
 /// Hands the consumer's rebalances to the engine.
 struct EngineListener {
     engine: Arc<Mutex<Engine>>,
@@ -274,7 +246,7 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
 /// rebalances handled), then commits and punctuation when due. Tasks that
 /// migrated away are closed dirty and the consumer rejoins the group.
 fn poll_once(engine: &Mutex<Engine>, consumer: &dyn GroupConsumer, topics: &[&str]) -> Result<()> {
-    let polled = consumer.poll(POLL, &mut |raw| lock(engine).on_record(consumer, raw));
+    let polled = consumer.poll(POLL, &mut |raw| lock(engine).on_record(raw));
     // Under load, the rest runs once per HOUSEKEEPING_EVERY records: it
     // reads clocks and serves the producer's queue. A record's round
     // takes the engine's lock once.
@@ -339,7 +311,7 @@ impl Engine {
     }
 
     /// Processes one record; returns whether housekeeping is due.
-    fn on_record(&mut self, _consumer: &dyn GroupConsumer, raw: RawView<'_>) -> Result<bool> {
+    fn on_record(&mut self, raw: RawView<'_>) -> Result<bool> {
         self.apply_assignment()?;
         self.process(raw)?;
         self.since_housekeeping += 1;
@@ -473,9 +445,11 @@ impl Engine {
             }
             None if core.stores().values().all(|s| s.changelog.is_none()) => Offsets::default(),
             None => {
+                // At shutdown (taken to be closed), or from a supplier
+                // without one (the thread's tests).
                 return Err(kafka_failure(
                     "restoring",
-                    "no restore consumer (the stream thread is shutting down)",
+                    "no restore consumer for a task with changelogs",
                 ));
             }
         };
@@ -709,50 +683,6 @@ impl Shared {
         } else if all_running {
             self.transition(State::Running);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rdkafka::statistics::Partition;
-
-    fn partition(app: i64, committed: i64, hi: i64, ls: i64) -> Partition {
-        Partition {
-            app_offset: app,
-            committed_offset: committed,
-            hi_offset: hi,
-            ls_offset: ls,
-            next_offset: app,
-            fetch_state: "active".into(),
-            ..Partition::default()
-        }
-    }
-
-    #[test]
-    fn records_lag_counts_from_the_position_not_the_committed_offset() {
-        // Caught up, with the last commit 5,000 records back.
-        assert_eq!(
-            records_lag(&partition(9_000, 4_000, 9_000, 9_000), false),
-            0
-        );
-        assert_eq!(
-            records_lag(&partition(8_990, 4_000, 9_000, 9_000), false),
-            10
-        );
-        // read_committed ends at the last stable offset, when known.
-        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, 8_995), true), 5);
-        assert_eq!(records_lag(&partition(8_990, -1001, 9_000, -1), true), 10);
-        // A broker that reports a low end: no negative lag.
-        assert_eq!(records_lag(&partition(9_004, 0, 9_000, 9_000), false), 0);
-        // Assigned, nothing handed over yet: from where fetching starts.
-        let mut fresh = partition(-1001, -1001, 50, 50);
-        fresh.next_offset = 20;
-        assert_eq!(records_lag(&fresh, false), 30);
-        // Not consumed (revoked): unknown.
-        fresh.fetch_state = "stopped".into();
-        assert_eq!(records_lag(&fresh, false), -1);
-        assert_eq!(records_lag(&partition(10, 0, -1001, -1001), false), -1);
     }
 }
 

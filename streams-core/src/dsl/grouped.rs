@@ -143,7 +143,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             return KTable {
                 state: state.clone(),
                 node: input.node.clone(),
-                serdes: Serdes::none(),
+                serdes: Serdes::defaults(),
                 getter: ValueGetterSupplier::store(&store),
                 store: None,
             };
@@ -350,7 +350,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             return KTable {
                 state: self.state.clone(),
                 node: self.node.clone(),
-                serdes: Serdes::none(),
+                serdes: Serdes::defaults(),
                 getter: ValueGetterSupplier::store(&store),
                 store: None,
             };
@@ -385,7 +385,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             return KTable {
                 state: self.state.clone(),
                 node: input.node,
-                serdes: Serdes::none(),
+                serdes: Serdes::defaults(),
                 getter: ValueGetterSupplier::store(&store),
                 store: None,
             };

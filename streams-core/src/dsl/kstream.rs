@@ -598,7 +598,11 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Writes the stream to `topic`, with the serdes known from upstream
     /// (a source's, a table's) or the types' defaults. A table's stream of
-    /// changes writes its deletes as tombstones.
+    /// changes writes its deletes as tombstones. After an operation that
+    /// changes the key or value type, the new type's default is used, as
+    /// Kafka Streams falls back to its default serdes: a stream read as JSON
+    /// and mapped to `i64` writes 8-byte big-endian numbers, not JSON; give
+    /// other serdes with [`KStream::to_with`].
     ///
     /// ```
     /// use streams_core::StreamsBuilder;

@@ -586,7 +586,7 @@ impl<K, V> Clone for Serdes<K, V> {
 
 impl<K: 'static, V: 'static> Serdes<K, V> {
     /// No serdes known: the defaults for the types, where they have one.
-    pub(crate) fn none() -> Self {
+    pub(crate) fn defaults() -> Self {
         Serdes {
             keys: default_serde(),
             values: default_serde(),
