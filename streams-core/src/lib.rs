@@ -58,6 +58,7 @@ pub mod serde;
 pub mod state;
 pub mod testing;
 pub mod topology;
+pub mod window;
 
 pub use config::StreamsConfig;
 pub use dsl::StreamsBuilder;
