@@ -49,6 +49,7 @@ mod rocksdb;
 mod serdes;
 mod store;
 mod typed;
+mod window;
 
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -68,3 +69,7 @@ pub use store::{
     KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore, Write,
 };
 pub use typed::{TypedIterator, TypedKeyValueStore};
+pub use window::{
+    ChangeLoggingWindowStore, InMemoryWindowStore, ReadOnlyWindowStore, WindowIterator,
+    WindowStore, WindowedKeyValue, restore_window_batch, split_window_store_key, window_store_key,
+};

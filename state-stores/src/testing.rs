@@ -370,3 +370,165 @@ macro_rules! key_value_store_contract {
         }
     )*};
 }
+
+/// The cases every window store must pass, as functions over a fresh store
+/// whose retention is at least 100 ms; run them all with
+/// [`window_store_contract!`](crate::window_store_contract).
+pub mod window_contract {
+    use crate::{Result, StoreError, WindowStore};
+
+    fn all(store: &dyn WindowStore, from: i64, to: i64) -> Vec<(String, i64, String)> {
+        store
+            .fetch_all(from, to)
+            .unwrap()
+            .map(|entry| {
+                let ((key, start), value) = entry.unwrap();
+                (
+                    String::from_utf8(key).unwrap(),
+                    start,
+                    String::from_utf8(value).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn row(key: &str, start: i64, value: &str) -> (String, i64, String) {
+        (key.to_owned(), start, value.to_owned())
+    }
+
+    /// A value is kept per key and window; a window of another key or
+    /// start is another value.
+    pub fn put_then_fetch(store: &mut dyn WindowStore) {
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.put(b"a", Some(b"2"), 20).unwrap();
+        store.put(b"b", Some(b"3"), 10).unwrap();
+        store.put(b"a", Some(b"4"), 10).unwrap();
+        assert_eq!(store.fetch(b"a", 10).unwrap().as_deref(), Some(&b"4"[..]));
+        assert_eq!(store.fetch(b"a", 20).unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(store.fetch(b"b", 10).unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(store.fetch(b"b", 20).unwrap(), None);
+        // Empty keys and values are keys and values.
+        store.put(b"", Some(b""), 20).unwrap();
+        assert_eq!(store.fetch(b"", 20).unwrap().as_deref(), Some(&b""[..]));
+    }
+
+    /// `None` deletes one window of one key.
+    pub fn none_deletes(store: &mut dyn WindowStore) {
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.put(b"a", Some(b"2"), 20).unwrap();
+        store.put(b"a", None, 10).unwrap();
+        assert_eq!(store.fetch(b"a", 10).unwrap(), None);
+        assert_eq!(all(store, 0, 100), [row("a", 20, "2")]);
+        // Deleting what is not there is harmless.
+        store.put(b"z", None, 30).unwrap();
+    }
+
+    /// A key's windows, by start, within inclusive bounds, and only that
+    /// key's (not a key it is a prefix of).
+    pub fn fetch_range_is_inclusive_and_by_start(store: &mut dyn WindowStore) {
+        for (start, value) in [(30, "c"), (10, "a"), (20, "b"), (40, "d")] {
+            store.put(b"k", Some(value.as_bytes()), start).unwrap();
+        }
+        store.put(b"k2", Some(b"other"), 20).unwrap();
+        let fetched: Vec<(i64, Vec<u8>)> = store
+            .fetch_range(b"k", 20, 40)
+            .unwrap()
+            .map(|e| {
+                let ((key, start), value) = e.unwrap();
+                assert_eq!(key, b"k");
+                (start, value)
+            })
+            .collect();
+        assert_eq!(
+            fetched,
+            [
+                (20, b"b".to_vec()),
+                (30, b"c".to_vec()),
+                (40, b"d".to_vec())
+            ]
+        );
+        assert_eq!(store.fetch_range(b"k", 40, 20).unwrap().count(), 0);
+    }
+
+    /// Every key's windows: by start, then key, within inclusive bounds.
+    pub fn fetch_all_is_by_start_then_key(store: &mut dyn WindowStore) {
+        store.put(b"b", Some(b"1"), 20).unwrap();
+        store.put(b"a", Some(b"2"), 20).unwrap();
+        store.put(b"c", Some(b"3"), 10).unwrap();
+        store.put(b"a", Some(b"4"), 30).unwrap();
+        assert_eq!(
+            all(store, 10, 20),
+            [row("c", 10, "3"), row("a", 20, "2"), row("b", 20, "1")]
+        );
+        assert_eq!(store.all().unwrap().count(), 4);
+        assert!(all(store, 30, 10).is_empty());
+    }
+
+    /// The latest window start is the store's clock: windows a retention
+    /// or more before it are gone, and writes to them are ignored.
+    pub fn windows_expire_after_the_retention(store: &mut dyn WindowStore) {
+        let retention = store.retention();
+        assert!(
+            retention >= 100,
+            "the contract wants a retention of 100 ms or more"
+        );
+        store.put(b"a", Some(b"old"), 0).unwrap();
+        store.put(b"a", Some(b"edge"), 1).unwrap();
+        store.put(b"a", Some(b"new"), retention).unwrap();
+        // Start 0 is a whole retention behind `retention`: gone.
+        assert_eq!(store.fetch(b"a", 0).unwrap(), None);
+        assert_eq!(store.fetch(b"a", 1).unwrap().as_deref(), Some(&b"edge"[..]));
+        assert_eq!(
+            all(store, i64::MIN, i64::MAX),
+            [row("a", 1, "edge"), row("a", retention, "new")]
+        );
+        store.put(b"b", Some(b"late"), 0).unwrap();
+        assert_eq!(
+            store.fetch(b"b", 0).unwrap(),
+            None,
+            "a late write is ignored"
+        );
+    }
+
+    /// A closed store refuses every call with a retriable `Closed`.
+    pub fn closed_window_store_refuses(store: &mut dyn WindowStore) {
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.close().unwrap();
+        assert!(!store.is_open());
+        store.close().unwrap();
+        let closed = |r: Result<()>| match r {
+            Err(e @ StoreError::Closed { .. }) => assert!(e.is_retriable()),
+            other => panic!("expected Closed, got {other:?}"),
+        };
+        closed(store.fetch(b"a", 10).map(drop));
+        closed(store.fetch_range(b"a", 0, 10).map(drop));
+        closed(store.fetch_all(0, 10).map(drop));
+        closed(store.put(b"a", Some(b"2"), 10));
+    }
+}
+
+/// Writes one `#[test]` per case of [`window_contract`], each with a fresh
+/// store from `$factory` (given a temporary directory) whose retention is
+/// at least 100 ms.
+///
+/// ```text
+/// state_stores::window_store_contract!(|dir| MyWindowStore::open("w", dir, 1_000).unwrap());
+/// ```
+#[macro_export]
+macro_rules! window_store_contract {
+    (|$dir:ident| $factory:expr) => {
+        $crate::window_store_contract!(@cases |$dir| $factory;
+            put_then_fetch, none_deletes, fetch_range_is_inclusive_and_by_start,
+            fetch_all_is_by_start_then_key, windows_expire_after_the_retention,
+            closed_window_store_refuses);
+    };
+    (@cases |$dir:ident| $factory:expr; $($case:ident),*) => {$(
+        #[test]
+        fn $case() {
+            let tmp = $crate::testing::tempdir().expect("temporary directory");
+            let $dir: &::std::path::Path = tmp.path();
+            let mut store = $factory;
+            $crate::testing::window_contract::$case(&mut store);
+        }
+    )*};
+}
