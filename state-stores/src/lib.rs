@@ -70,6 +70,7 @@ pub use store::{
 };
 pub use typed::{TypedIterator, TypedKeyValueStore};
 pub use window::{
-    ChangeLoggingWindowStore, InMemoryWindowStore, ReadOnlyWindowStore, WindowIterator,
-    WindowStore, WindowedKeyValue, restore_window_batch, split_window_store_key, window_store_key,
+    ChangeLoggingWindowStore, InMemoryWindowStore, ReadOnlyWindowStore, RocksDbWindowStore,
+    WindowIterator, WindowStore, WindowedKeyValue, restore_window_batch, split_window_store_key,
+    window_store_key,
 };

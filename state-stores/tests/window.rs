@@ -3,13 +3,20 @@
 
 use state_stores::testing::RecordingSink;
 use state_stores::{
-    ChangeLoggingWindowStore, InMemoryWindowStore, ReadOnlyWindowStore, StateRestoreCallback,
-    StoreError, WindowStore, window_store_key,
+    ChangeLoggingWindowStore, InMemoryWindowStore, ReadOnlyWindowStore, RocksDbWindowStore,
+    StateRestoreCallback, StateStore, StoreError, WindowStore, window_store_key,
 };
 
 mod in_memory {
     use super::*;
     state_stores::window_store_contract!(|_dir| InMemoryWindowStore::new("windows", 1_000));
+}
+
+mod rocksdb {
+    use super::*;
+    state_stores::window_store_contract!(
+        |dir| RocksDbWindowStore::open("windows", dir, 1_000).unwrap()
+    );
 }
 
 mod logged_in_memory {
@@ -89,4 +96,57 @@ fn a_failing_sink_is_a_changelog_error() {
     sink.set_failing(true);
     let error = store.put(b"a", Some(b"1"), 10).unwrap_err();
     assert!(matches!(error, StoreError::Changelog { .. }), "{error:?}");
+}
+
+fn segment_dirs(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn rocksdb_windows_survive_a_reopen_with_the_stores_clock() {
+    let dir = state_stores::testing::tempdir().unwrap();
+    let retention = 120_000;
+    let mut store = RocksDbWindowStore::open("w", dir.path(), retention).unwrap();
+    store.put(b"a", Some(b"1"), 0).unwrap();
+    store.put(b"a", Some(b"2"), 100_000).unwrap();
+    store.put(b"b", Some(b"3"), 150_000).unwrap();
+    store.flush().unwrap();
+    store.close().unwrap();
+
+    let store = RocksDbWindowStore::open("w", dir.path(), retention).unwrap();
+    assert_eq!(
+        store.fetch(b"a", 100_000).unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
+    assert_eq!(
+        store.fetch(b"b", 150_000).unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
+    // The clock is the latest start on disk: 0 was expired, and still is.
+    assert_eq!(store.fetch(b"a", 0).unwrap(), None);
+}
+
+#[test]
+fn rocksdb_drops_a_segment_whole_once_all_its_windows_expired() {
+    let dir = state_stores::testing::tempdir().unwrap();
+    // Retention 2 min: segments of 1 min.
+    let mut store = RocksDbWindowStore::open("w", dir.path(), 120_000).unwrap();
+    store.put(b"a", Some(b"1"), 0).unwrap();
+    store.put(b"a", Some(b"2"), 60_000).unwrap();
+    store.put(b"a", Some(b"3"), 120_000).unwrap();
+    assert_eq!(segment_dirs(dir.path()), ["0", "1", "2"]);
+    // At 180 s, windows before 60 s are gone: segment 0 with them.
+    store.put(b"a", Some(b"4"), 180_000).unwrap();
+    assert_eq!(segment_dirs(dir.path()), ["1", "2", "3"]);
+    assert_eq!(
+        store.fetch(b"a", 60_000).unwrap(),
+        None,
+        "61 s is the first live start"
+    );
+    assert_eq!(store.all().unwrap().count(), 2);
 }
