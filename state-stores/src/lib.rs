@@ -47,6 +47,7 @@ mod error;
 mod memory;
 mod rocksdb;
 mod serdes;
+mod session;
 mod store;
 mod typed;
 mod window;
@@ -64,6 +65,11 @@ pub use memory::InMemoryKeyValueStore;
 pub use rocksdb::RocksDbStore;
 pub use serdes::{
     BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, Serde, StringSerde, U64Serde, UnitSerde,
+};
+pub use session::{
+    ChangeLoggingSessionStore, InMemorySessionStore, ReadOnlySessionStore, SessionIterator,
+    SessionKeyValue, SessionStore, restore_session_batch, session_store_key,
+    split_session_store_key,
 };
 pub use store::{
     KeyValue, KeyValueIterator, KeyValueStore, ReadOnlyKeyValueStore, StateStore, Write,

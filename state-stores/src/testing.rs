@@ -532,3 +532,140 @@ macro_rules! window_store_contract {
         }
     )*};
 }
+
+/// The cases every session store must pass, as functions over a fresh
+/// store whose retention is at least 100 ms; run them all with
+/// [`session_store_contract!`](crate::session_store_contract).
+pub mod session_contract {
+    use crate::{Result, SessionStore, StoreError};
+
+    fn sessions(
+        store: &dyn SessionStore,
+        key: &[u8],
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Vec<(i64, i64, String)> {
+        store
+            .find_sessions(key, earliest_end, latest_start)
+            .unwrap()
+            .map(|entry| {
+                let ((k, start, end), value) = entry.unwrap();
+                assert_eq!(k, key, "only the key's sessions");
+                (start, end, String::from_utf8(value).unwrap())
+            })
+            .collect()
+    }
+
+    /// A value per key and session; another start or end is another session.
+    pub fn put_then_fetch_session(store: &mut dyn SessionStore) {
+        store.put(b"a", 10, 20, Some(b"1")).unwrap();
+        store.put(b"a", 10, 30, Some(b"2")).unwrap();
+        store.put(b"b", 10, 20, Some(b"3")).unwrap();
+        assert_eq!(
+            store.fetch_session(b"a", 10, 20).unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            store.fetch_session(b"a", 10, 30).unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            store.fetch_session(b"b", 10, 20).unwrap().as_deref(),
+            Some(&b"3"[..])
+        );
+        assert_eq!(store.fetch_session(b"b", 10, 30).unwrap(), None);
+        assert_eq!(store.fetch(b"a").unwrap().count(), 2);
+    }
+
+    /// `None` removes one session.
+    pub fn none_removes(store: &mut dyn SessionStore) {
+        store.put(b"a", 10, 20, Some(b"1")).unwrap();
+        store.put(b"a", 30, 40, Some(b"2")).unwrap();
+        store.put(b"a", 10, 20, None).unwrap();
+        assert_eq!(
+            sessions(store, b"a", i64::MIN, i64::MAX),
+            [(30, 40, "2".into())]
+        );
+        store.put(b"z", 1, 2, None).unwrap();
+    }
+
+    /// The sessions a record could join: ending at or after the earliest
+    /// end, starting at or before the latest start, ordered by end.
+    pub fn find_sessions_returns_the_overlapping_ones(store: &mut dyn SessionStore) {
+        store.put(b"k", 0, 10, Some(b"early")).unwrap();
+        store.put(b"k", 20, 30, Some(b"middle")).unwrap();
+        store.put(b"k", 50, 60, Some(b"late")).unwrap();
+        store.put(b"k2", 20, 30, Some(b"other")).unwrap();
+        // A record at 35 with a gap of 10 reaches sessions ending at 25 or
+        // later and starting at 45 or earlier.
+        assert_eq!(sessions(store, b"k", 25, 45), [(20, 30, "middle".into())]);
+        assert_eq!(
+            sessions(store, b"k", 10, 50),
+            [
+                (0, 10, "early".into()),
+                (20, 30, "middle".into()),
+                (50, 60, "late".into())
+            ]
+        );
+        assert!(sessions(store, b"k", 61, i64::MAX).is_empty());
+    }
+
+    /// The latest end is the store's clock: sessions that end a retention
+    /// or more before it are gone, and writes to them are ignored.
+    pub fn sessions_expire_after_the_retention(store: &mut dyn SessionStore) {
+        let retention = store.retention();
+        assert!(
+            retention >= 100,
+            "the contract wants a retention of 100 ms or more"
+        );
+        store.put(b"a", 0, 0, Some(b"old")).unwrap();
+        store.put(b"a", 0, 1, Some(b"edge")).unwrap();
+        store.put(b"a", retention, retention, Some(b"new")).unwrap();
+        assert_eq!(store.fetch_session(b"a", 0, 0).unwrap(), None);
+        assert_eq!(
+            sessions(store, b"a", i64::MIN, i64::MAX),
+            [(0, 1, "edge".into()), (retention, retention, "new".into())]
+        );
+        store.put(b"b", 0, 0, Some(b"late")).unwrap();
+        assert_eq!(
+            store.fetch_session(b"b", 0, 0).unwrap(),
+            None,
+            "a late write is ignored"
+        );
+    }
+
+    /// A closed store refuses every call with a retriable `Closed`.
+    pub fn closed_session_store_refuses(store: &mut dyn SessionStore) {
+        store.put(b"a", 1, 2, Some(b"1")).unwrap();
+        store.close().unwrap();
+        store.close().unwrap();
+        let closed = |r: Result<()>| match r {
+            Err(e @ StoreError::Closed { .. }) => assert!(e.is_retriable()),
+            other => panic!("expected Closed, got {other:?}"),
+        };
+        closed(store.fetch_session(b"a", 1, 2).map(drop));
+        closed(store.find_sessions(b"a", 0, 10).map(drop));
+        closed(store.put(b"a", 1, 2, None));
+    }
+}
+
+/// Writes one `#[test]` per case of [`session_contract`], each with a
+/// fresh store from `$factory` (given a temporary directory) whose
+/// retention is at least 100 ms.
+#[macro_export]
+macro_rules! session_store_contract {
+    (|$dir:ident| $factory:expr) => {
+        $crate::session_store_contract!(@cases |$dir| $factory;
+            put_then_fetch_session, none_removes, find_sessions_returns_the_overlapping_ones,
+            sessions_expire_after_the_retention, closed_session_store_refuses);
+    };
+    (@cases |$dir:ident| $factory:expr; $($case:ident),*) => {$(
+        #[test]
+        fn $case() {
+            let tmp = $crate::testing::tempdir().expect("temporary directory");
+            let $dir: &::std::path::Path = tmp.path();
+            let mut store = $factory;
+            $crate::testing::session_contract::$case(&mut store);
+        }
+    )*};
+}

@@ -1,0 +1,287 @@
+//! Session stores, as Kafka Streams' `SessionStore`: a value per key and
+//! session (its start and end, both inclusive), kept for a retention
+//! period counted back from the latest session end the store has seen.
+
+use std::collections::BTreeMap;
+
+use crate::changelog::{ChangelogSink, StateRestoreCallback};
+use crate::store::Write;
+use crate::{Result, StateStore, StoreError};
+
+/// A key and its session's start and end, with the value.
+pub type SessionKeyValue = ((Vec<u8>, i64, i64), Vec<u8>);
+
+/// Sessions in the order a search gives them (by end, then key, then
+/// start).
+pub type SessionIterator<'a> = Box<dyn Iterator<Item = Result<SessionKeyValue>> + 'a>;
+
+/// Reads from a session store over bytes.
+pub trait ReadOnlySessionStore {
+    /// The value of `key`'s session from `start` to `end`.
+    fn fetch_session(&self, key: &[u8], start: i64, end: i64) -> Result<Option<Vec<u8>>>;
+    /// `key`'s sessions that end at or after `earliest_end` and start at or
+    /// before `latest_start`: those a record could extend or merge.
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<SessionIterator<'_>>;
+    /// Every session of `key`.
+    fn fetch(&self, key: &[u8]) -> Result<SessionIterator<'_>> {
+        self.find_sessions(key, i64::MIN, i64::MAX)
+    }
+}
+
+/// A session store: reads, and writes that age out after the retention.
+pub trait SessionStore: StateStore + ReadOnlySessionStore {
+    /// Puts `value` (`None`: removes) for `key`'s session from `start` to
+    /// `end`. The latest end seen is the store's clock: sessions that end a
+    /// retention period or more before it are dropped, and a write to one
+    /// is ignored.
+    fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> Result<()>;
+    /// The retention period in ms.
+    fn retention(&self) -> i64;
+}
+
+/// A session store's changelog key, as Kafka Streams'
+/// `SessionKeySchema.toBinary` writes it: the key, the session's end and
+/// its start (8 bytes each, big-endian).
+///
+/// ```
+/// use state_stores::{session_store_key, split_session_store_key};
+///
+/// let bytes = session_store_key(b"alice", 1_000, 5_000);
+/// assert_eq!(bytes, [b"alice".as_slice(), &5_000_i64.to_be_bytes(), &1_000_i64.to_be_bytes()].concat());
+/// assert_eq!(split_session_store_key(&bytes), Some((b"alice".as_slice(), 1_000, 5_000)));
+/// ```
+pub fn session_store_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 16);
+    out.extend_from_slice(key);
+    out.extend_from_slice(&end.to_be_bytes());
+    out.extend_from_slice(&start.to_be_bytes());
+    out
+}
+
+/// The key, start and end of a session store's changelog key; `None` for
+/// bytes too short to be one.
+pub fn split_session_store_key(bytes: &[u8]) -> Option<(&[u8], i64, i64)> {
+    let key_len = bytes.len().checked_sub(16)?;
+    let (key, times) = bytes.split_at(key_len);
+    let end = i64::from_be_bytes(times[..8].try_into().ok()?);
+    let start = i64::from_be_bytes(times[8..].try_into().ok()?);
+    Some((key, start, end))
+}
+
+/// A session store in memory: sessions by end, then key, then start.
+/// Gone when the process ends (wrap it in change logging).
+#[derive(Debug)]
+pub struct InMemorySessionStore {
+    name: String,
+    retention: i64,
+    sessions: BTreeMap<(i64, Vec<u8>, i64), Vec<u8>>,
+    /// The latest session end seen: the store's clock.
+    observed: i64,
+    open: bool,
+}
+
+impl InMemorySessionStore {
+    /// An empty store keeping sessions for `retention` ms after they end
+    /// (at least the inactivity gap plus the grace).
+    pub fn new(name: impl Into<String>, retention: i64) -> Self {
+        InMemorySessionStore {
+            name: name.into(),
+            retention: retention.max(1),
+            sessions: BTreeMap::new(),
+            observed: i64::MIN,
+            open: true,
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.open {
+            Ok(())
+        } else {
+            Err(StoreError::Closed {
+                name: self.name.clone(),
+            })
+        }
+    }
+
+    /// The earliest session end still kept.
+    fn min_live(&self) -> i64 {
+        self.observed
+            .saturating_sub(self.retention)
+            .saturating_add(1)
+    }
+}
+
+impl StateStore for InMemorySessionStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn persistent(&self) -> bool {
+        false
+    }
+    fn is_open(&self) -> bool {
+        self.open
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.check_open()
+    }
+    fn close(&mut self) -> Result<()> {
+        self.open = false;
+        self.sessions.clear();
+        Ok(())
+    }
+}
+
+impl ReadOnlySessionStore for InMemorySessionStore {
+    fn fetch_session(&self, key: &[u8], start: i64, end: i64) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
+        if end < self.min_live() {
+            return Ok(None);
+        }
+        Ok(self.sessions.get(&(end, key.to_vec(), start)).cloned())
+    }
+
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<SessionIterator<'_>> {
+        self.check_open()?;
+        let from = earliest_end.max(self.min_live());
+        let key = key.to_vec();
+        Ok(Box::new(
+            self.sessions
+                .range((from, Vec::new(), i64::MIN)..)
+                .filter(move |((_, k, start), _)| *k == key && *start <= latest_start)
+                .map(|((end, k, start), value)| Ok(((k.clone(), *start, *end), value.clone()))),
+        ))
+    }
+}
+
+impl SessionStore for InMemorySessionStore {
+    fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> Result<()> {
+        self.check_open()?;
+        self.observed = self.observed.max(end);
+        let min_live = self.min_live();
+        if end < min_live {
+            return Ok(());
+        }
+        self.sessions = self.sessions.split_off(&(min_live, Vec::new(), i64::MIN));
+        let id = (end, key.to_vec(), start);
+        match value {
+            Some(value) => {
+                self.sessions.insert(id, value.to_vec());
+            }
+            None => {
+                self.sessions.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn retention(&self) -> i64 {
+        self.retention
+    }
+}
+
+/// Applies a session store's changelog records: each key is
+/// [`session_store_key`] bytes.
+pub fn restore_session_batch<S: SessionStore + ?Sized>(
+    store: &mut S,
+    records: &[Write<'_>],
+) -> Result<()> {
+    for (bytes, value) in records {
+        let (key, start, end) =
+            split_session_store_key(bytes).ok_or_else(|| StoreError::Changelog {
+                store: store.name().to_owned(),
+                source: format!(
+                    "a session store's changelog key has at least 16 bytes, not {}",
+                    bytes.len()
+                )
+                .into(),
+            })?;
+        store.put(key, start, end, *value)?;
+    }
+    Ok(())
+}
+
+impl StateRestoreCallback for InMemorySessionStore {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        restore_session_batch(self, records)
+    }
+}
+
+/// A session store whose every write is also reported to a
+/// [`ChangelogSink`], keyed as Kafka Streams keys a session store's
+/// changelog.
+pub struct ChangeLoggingSessionStore<S> {
+    inner: S,
+    sink: Box<dyn ChangelogSink>,
+}
+
+impl<S: SessionStore> ChangeLoggingSessionStore<S> {
+    /// `inner`, logging to `sink`.
+    pub fn new(inner: S, sink: Box<dyn ChangelogSink>) -> Self {
+        ChangeLoggingSessionStore { inner, sink }
+    }
+}
+
+impl<S: SessionStore> StateStore for ChangeLoggingSessionStore<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn persistent(&self) -> bool {
+        self.inner.persistent()
+    }
+    fn is_open(&self) -> bool {
+        self.inner.is_open()
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
+    }
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl<S: SessionStore> ReadOnlySessionStore for ChangeLoggingSessionStore<S> {
+    fn fetch_session(&self, key: &[u8], start: i64, end: i64) -> Result<Option<Vec<u8>>> {
+        self.inner.fetch_session(key, start, end)
+    }
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<SessionIterator<'_>> {
+        self.inner.find_sessions(key, earliest_end, latest_start)
+    }
+}
+
+impl<S: SessionStore> SessionStore for ChangeLoggingSessionStore<S> {
+    fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> Result<()> {
+        self.inner.put(key, start, end, value)?;
+        self.sink
+            .log_change(&session_store_key(key, start, end), value)
+            .map_err(|source| StoreError::Changelog {
+                store: self.inner.name().to_owned(),
+                source,
+            })
+    }
+
+    fn retention(&self) -> i64 {
+        self.inner.retention()
+    }
+}
+
+impl<S: SessionStore> StateRestoreCallback for ChangeLoggingSessionStore<S> {
+    /// Restores the inner store without logging the records again.
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        restore_session_batch(&mut self.inner, records)
+    }
+}
