@@ -46,6 +46,7 @@ mod changelog;
 mod error;
 mod memory;
 mod rocksdb;
+mod segments;
 mod serdes;
 mod session;
 mod store;
@@ -67,8 +68,8 @@ pub use serdes::{
     BytesSerde, F64Serde, I32Serde, I64Serde, Nullable, Serde, StringSerde, U64Serde, UnitSerde,
 };
 pub use session::{
-    ChangeLoggingSessionStore, InMemorySessionStore, ReadOnlySessionStore, SessionIterator,
-    SessionKeyValue, SessionStore, restore_session_batch, session_store_key,
+    ChangeLoggingSessionStore, InMemorySessionStore, ReadOnlySessionStore, RocksDbSessionStore,
+    SessionIterator, SessionKeyValue, SessionStore, restore_session_batch, session_store_key,
     split_session_store_key,
 };
 pub use store::{

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::changelog::{ChangelogSink, StateRestoreCallback};
+use crate::segments::{Segments, split_time_prefix, time_prefix};
 use crate::store::Write;
 use crate::{Result, StateStore, StoreError};
 
@@ -283,5 +284,129 @@ impl<S: SessionStore> StateRestoreCallback for ChangeLoggingSessionStore<S> {
     /// Restores the inner store without logging the records again.
     fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
         restore_session_batch(&mut self.inner, records)
+    }
+}
+
+/// A persistent session store on RocksDB, in time segments by session end
+/// as Kafka Streams' `RocksDBSessionStore`: expired sessions are filtered
+/// out when read and a segment is dropped whole once all its sessions
+/// expired. Keys are end-first (the end, the key, the start), so a search
+/// reads the sessions ending in its range, every key's.
+#[derive(Debug)]
+pub struct RocksDbSessionStore {
+    segments: Segments,
+}
+
+fn end_first_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + key.len());
+    out.extend_from_slice(&time_prefix(end));
+    out.extend_from_slice(key);
+    out.extend_from_slice(&time_prefix(start));
+    out
+}
+
+/// The end, key and start of an end-first key.
+fn split_end_first(bytes: &[u8]) -> Option<(i64, &[u8], i64)> {
+    let (end, rest) = split_time_prefix(bytes)?;
+    let key_len = rest.len().checked_sub(8)?;
+    let (key, start) = rest.split_at(key_len);
+    let (start, _) = split_time_prefix(start)?;
+    Some((end, key, start))
+}
+
+impl RocksDbSessionStore {
+    /// Opens (creating if needed) the store `name` in directory `dir`,
+    /// keeping sessions for `retention` ms after they end. The store's
+    /// clock is the latest session end on disk.
+    pub fn open(
+        name: impl Into<String>,
+        dir: impl AsRef<std::path::Path>,
+        retention: i64,
+    ) -> Result<Self> {
+        Ok(RocksDbSessionStore {
+            segments: Segments::open(name.into(), dir.as_ref(), retention)?,
+        })
+    }
+}
+
+impl StateStore for RocksDbSessionStore {
+    fn name(&self) -> &str {
+        self.segments.name()
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+    fn is_open(&self) -> bool {
+        self.segments.is_open()
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.segments.flush()
+    }
+    fn close(&mut self) -> Result<()> {
+        self.segments.close()
+    }
+}
+
+impl ReadOnlySessionStore for RocksDbSessionStore {
+    fn fetch_session(&self, key: &[u8], start: i64, end: i64) -> Result<Option<Vec<u8>>> {
+        use crate::ReadOnlyKeyValueStore;
+        self.segments.check_open()?;
+        if end < self.segments.min_live() {
+            return Ok(None);
+        }
+        match self.segments.get(end) {
+            Some(segment) => segment.get(&end_first_key(key, start, end)),
+            None => Ok(None),
+        }
+    }
+
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<SessionIterator<'_>> {
+        use crate::ReadOnlyKeyValueStore;
+        self.segments.check_open()?;
+        let from = earliest_end.max(self.segments.min_live());
+        let lower = time_prefix(from);
+        let mut out = Vec::new();
+        for segment in self.segments.covering(from, i64::MAX) {
+            for entry in segment.range(Some(&lower), None)? {
+                let (bytes, value) = entry?;
+                let Some((end, k, start)) = split_end_first(&bytes) else {
+                    continue;
+                };
+                if k == key && start <= latest_start {
+                    out.push(((k.to_vec(), start, end), value));
+                }
+            }
+        }
+        Ok(Box::new(out.into_iter().map(Ok)))
+    }
+}
+
+impl SessionStore for RocksDbSessionStore {
+    fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> Result<()> {
+        use crate::KeyValueStore;
+        if !self.segments.observe(end)? {
+            return Ok(());
+        }
+        let segment = self.segments.segment_for(end)?;
+        let stored = end_first_key(key, start, end);
+        match value {
+            Some(value) => segment.put(&stored, value),
+            None => segment.delete(&stored).map(drop),
+        }
+    }
+
+    fn retention(&self) -> i64 {
+        self.segments.retention()
+    }
+}
+
+impl StateRestoreCallback for RocksDbSessionStore {
+    fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
+        restore_session_batch(self, records)
     }
 }

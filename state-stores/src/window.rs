@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::changelog::{ChangelogSink, StateRestoreCallback};
+use crate::segments::{Segments, split_time_prefix, time_prefix};
 use crate::store::Write;
 use crate::{Result, StateStore, StoreError};
 
@@ -332,30 +333,9 @@ impl<S: WindowStore> StateRestoreCallback for ChangeLoggingWindowStore<S> {
 /// Within a segment, keys are time-first (the start, then the key), so a
 /// point lookup is one get and a scan over a time range is in order; a
 /// fetch of one key over a range reads every key's windows of that range.
+#[derive(Debug)]
 pub struct RocksDbWindowStore {
-    name: String,
-    dir: std::path::PathBuf,
-    retention: i64,
-    interval: i64,
-    segments: BTreeMap<i64, crate::RocksDbStore>,
-    observed: i64,
-    open: bool,
-}
-
-impl std::fmt::Debug for RocksDbWindowStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksDbWindowStore")
-            .field("name", &self.name)
-            .field("dir", &self.dir)
-            .field("segments", &self.segments.len())
-            .finish_non_exhaustive()
-    }
-}
-
-/// A window start as the first bytes of a time-first key: big-endian with
-/// the sign bit flipped, so byte order is numeric order.
-fn time_prefix(start: i64) -> [u8; 8] {
-    ((start as u64) ^ (1 << 63)).to_be_bytes()
+    segments: Segments,
 }
 
 fn time_first_key(key: &[u8], start: i64) -> Vec<u8> {
@@ -363,12 +343,6 @@ fn time_first_key(key: &[u8], start: i64) -> Vec<u8> {
     out.extend_from_slice(&time_prefix(start));
     out.extend_from_slice(key);
     out
-}
-
-fn split_time_first(bytes: &[u8]) -> Option<(i64, &[u8])> {
-    let (time, key) = bytes.split_at_checked(8)?;
-    let raw = u64::from_be_bytes(time.try_into().ok()?) ^ (1 << 63);
-    Some((raw as i64, key))
 }
 
 impl RocksDbWindowStore {
@@ -380,108 +354,26 @@ impl RocksDbWindowStore {
         dir: impl AsRef<std::path::Path>,
         retention: i64,
     ) -> Result<Self> {
-        let name = name.into();
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
-            action: "creating window store directory",
-            path: dir.clone(),
-            source,
-        })?;
-        let retention = retention.max(1);
-        let mut store = RocksDbWindowStore {
-            name,
-            retention,
-            interval: (retention / 2).max(60_000),
-            segments: BTreeMap::new(),
-            observed: i64::MIN,
-            open: true,
-            dir,
-        };
-        let entries = std::fs::read_dir(&store.dir).map_err(|source| StoreError::Io {
-            action: "reading window store directory",
-            path: store.dir.clone(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i64>().ok())
-            else {
-                continue;
-            };
-            let segment = crate::RocksDbStore::open(&store.name, entry.path())?;
-            store.segments.insert(id, segment);
-        }
-        if let Some(newest) = store.segments.values().next_back() {
-            use crate::ReadOnlyKeyValueStore;
-            if let Some(entry) = newest.reverse_all()?.next() {
-                let (bytes, _) = entry?;
-                if let Some((start, _)) = split_time_first(&bytes) {
-                    store.observed = start;
-                }
-            }
-        }
-        Ok(store)
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                name: self.name.clone(),
-            })
-        }
-    }
-
-    fn min_live(&self) -> i64 {
-        self.observed
-            .saturating_sub(self.retention)
-            .saturating_add(1)
-    }
-
-    fn segment_id(&self, start: i64) -> i64 {
-        start.div_euclid(self.interval)
-    }
-
-    /// Drops the segments whose every window has expired.
-    fn drop_expired(&mut self) -> Result<()> {
-        let live = self.segment_id(self.min_live());
-        let expired: Vec<i64> = self.segments.range(..live).map(|(id, _)| *id).collect();
-        for id in expired {
-            if let Some(mut segment) = self.segments.remove(&id) {
-                segment.close()?;
-                let path = segment.path().to_path_buf();
-                std::fs::remove_dir_all(&path).map_err(|source| StoreError::Io {
-                    action: "dropping an expired window segment",
-                    path,
-                    source,
-                })?;
-            }
-        }
-        Ok(())
+        Ok(RocksDbWindowStore {
+            segments: Segments::open(name.into(), dir.as_ref(), retention)?,
+        })
     }
 
     /// The windows starting from `from` to `to` still kept, by start then
     /// key, those of `key` only when given.
     fn scan(&self, key: Option<&[u8]>, from: i64, to: i64) -> Result<Vec<WindowedKeyValue>> {
         use crate::ReadOnlyKeyValueStore;
-        self.check_open()?;
-        let from = from.max(self.min_live());
+        self.segments.check_open()?;
+        let from = from.max(self.segments.min_live());
         let mut out = Vec::new();
         if from > to {
             return Ok(out);
         }
-        let lower = time_prefix(from);
-        let upper = time_prefix(to.saturating_add(1));
-        for (_, segment) in self
-            .segments
-            .range(self.segment_id(from)..=self.segment_id(to))
-        {
+        let (lower, upper) = (time_prefix(from), time_prefix(to.saturating_add(1)));
+        for segment in self.segments.covering(from, to) {
             for entry in segment.range(Some(&lower), Some(&upper))? {
                 let (bytes, value) = entry?;
-                let Some((start, k)) = split_time_first(&bytes) else {
+                let Some((start, k)) = split_time_prefix(&bytes) else {
                     continue;
                 };
                 if start > to || key.is_some_and(|key| key != k) {
@@ -496,43 +388,30 @@ impl RocksDbWindowStore {
 
 impl StateStore for RocksDbWindowStore {
     fn name(&self) -> &str {
-        &self.name
+        self.segments.name()
     }
     fn persistent(&self) -> bool {
         true
     }
     fn is_open(&self) -> bool {
-        self.open
+        self.segments.is_open()
     }
     fn flush(&mut self) -> Result<()> {
-        self.check_open()?;
-        for segment in self.segments.values_mut() {
-            segment.flush()?;
-        }
-        Ok(())
+        self.segments.flush()
     }
     fn close(&mut self) -> Result<()> {
-        if !self.open {
-            return Ok(());
-        }
-        self.open = false;
-        let mut first = Ok(());
-        for segment in self.segments.values_mut() {
-            first = first.and(segment.close());
-        }
-        self.segments.clear();
-        first
+        self.segments.close()
     }
 }
 
 impl ReadOnlyWindowStore for RocksDbWindowStore {
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
         use crate::ReadOnlyKeyValueStore;
-        self.check_open()?;
-        if window_start < self.min_live() {
+        self.segments.check_open()?;
+        if window_start < self.segments.min_live() {
             return Ok(None);
         }
-        match self.segments.get(&self.segment_id(window_start)) {
+        match self.segments.get(window_start) {
             Some(segment) => segment.get(&time_first_key(key, window_start)),
             None => Ok(None),
         }
@@ -552,19 +431,11 @@ impl ReadOnlyWindowStore for RocksDbWindowStore {
 impl WindowStore for RocksDbWindowStore {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<()> {
         use crate::KeyValueStore;
-        self.check_open()?;
-        self.observed = self.observed.max(window_start);
-        if window_start < self.min_live() {
+        if !self.segments.observe(window_start)? {
+            // Expired already: Kafka Streams skips it too.
             return Ok(());
         }
-        self.drop_expired()?;
-        let id = self.segment_id(window_start);
-        let segment = match self.segments.entry(id) {
-            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
-                crate::RocksDbStore::open(&self.name, self.dir.join(id.to_string()))?,
-            ),
-        };
+        let segment = self.segments.segment_for(window_start)?;
         let stored = time_first_key(key, window_start);
         match value {
             Some(value) => segment.put(&stored, value),
@@ -573,7 +444,7 @@ impl WindowStore for RocksDbWindowStore {
     }
 
     fn retention(&self) -> i64 {
-        self.retention
+        self.segments.retention()
     }
 }
 

@@ -3,13 +3,20 @@
 
 use state_stores::testing::RecordingSink;
 use state_stores::{
-    ChangeLoggingSessionStore, InMemorySessionStore, ReadOnlySessionStore, SessionStore,
-    StateRestoreCallback, session_store_key,
+    ChangeLoggingSessionStore, InMemorySessionStore, ReadOnlySessionStore, RocksDbSessionStore,
+    SessionStore, StateRestoreCallback, session_store_key,
 };
 
 mod in_memory {
     use super::*;
     state_stores::session_store_contract!(|_dir| InMemorySessionStore::new("sessions", 1_000));
+}
+
+mod rocksdb {
+    use super::*;
+    state_stores::session_store_contract!(
+        |dir| RocksDbSessionStore::open("sessions", dir, 1_000).unwrap()
+    );
 }
 
 mod logged_in_memory {
@@ -68,4 +75,26 @@ fn restoring_the_changelog_rebuilds_the_sessions_without_logging_again() {
         let want: Vec<_> = store.fetch(key).unwrap().map(Result::unwrap).collect();
         assert_eq!(got, want);
     }
+}
+
+#[test]
+fn rocksdb_sessions_survive_a_reopen_with_the_stores_clock() {
+    use state_stores::StateStore;
+    let dir = state_stores::testing::tempdir().unwrap();
+    let mut store = RocksDbSessionStore::open("s", dir.path(), 120_000).unwrap();
+    store.put(b"a", 0, 0, Some(b"old")).unwrap();
+    store.put(b"a", 100_000, 130_000, Some(b"kept")).unwrap();
+    store.flush().unwrap();
+    store.close().unwrap();
+    let store = RocksDbSessionStore::open("s", dir.path(), 120_000).unwrap();
+    assert_eq!(
+        store
+            .fetch_session(b"a", 100_000, 130_000)
+            .unwrap()
+            .as_deref(),
+        Some(&b"kept"[..])
+    );
+    // The clock is the latest end on disk (130 s): the session that ended at 0 expired.
+    assert_eq!(store.fetch_session(b"a", 0, 0).unwrap(), None);
+    assert_eq!(store.fetch(b"a").unwrap().count(), 1);
 }

@@ -1,0 +1,188 @@
+//! Time segments for the RocksDB window and session stores, as Kafka
+//! Streams keeps them: each segment a RocksDB database of its own, in a
+//! directory named by its id, holding the entries whose time falls within
+//! one segment interval; expired data goes a whole segment at a time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::{ReadOnlyKeyValueStore, Result, RocksDbStore, StateStore, StoreError};
+
+/// A time as the first bytes of a time-first key: big-endian with the sign
+/// bit flipped, so byte order is numeric order.
+pub(crate) fn time_prefix(time: i64) -> [u8; 8] {
+    ((time as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time a key starts with, and the rest of the key.
+pub(crate) fn split_time_prefix(bytes: &[u8]) -> Option<(i64, &[u8])> {
+    let (time, rest) = bytes.split_at_checked(8)?;
+    let raw = u64::from_be_bytes(time.try_into().ok()?) ^ (1 << 63);
+    Some((raw as i64, rest))
+}
+
+/// A store's segments and its clock: the latest time written.
+pub(crate) struct Segments {
+    name: String,
+    dir: PathBuf,
+    retention: i64,
+    interval: i64,
+    segments: BTreeMap<i64, RocksDbStore>,
+    observed: i64,
+    open: bool,
+}
+
+impl std::fmt::Debug for Segments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segments")
+            .field("name", &self.name)
+            .field("dir", &self.dir)
+            .field("segments", &self.segments.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Segments {
+    /// Opens the segments under `dir` (creating it if needed), each
+    /// `max(retention / 2, 1 min)` long, as Kafka Streams sizes them. The
+    /// clock is the time of the newest segment's last key.
+    pub(crate) fn open(name: String, dir: &Path, retention: i64) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            action: "creating segmented store directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let retention = retention.max(1);
+        let mut segments = BTreeMap::new();
+        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
+            action: "reading segmented store directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            segments.insert(id, RocksDbStore::open(&name, entry.path())?);
+        }
+        let mut observed = i64::MIN;
+        if let Some(newest) = segments.values().next_back()
+            && let Some(entry) = newest.reverse_all()?.next()
+            && let Some((time, _)) = split_time_prefix(&entry?.0)
+        {
+            observed = time;
+        }
+        Ok(Segments {
+            name,
+            dir: dir.to_owned(),
+            retention,
+            interval: (retention / 2).max(60_000),
+            segments,
+            observed,
+            open: true,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    pub(crate) fn retention(&self) -> i64 {
+        self.retention
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.open {
+            Ok(())
+        } else {
+            Err(StoreError::Closed {
+                name: self.name.clone(),
+            })
+        }
+    }
+
+    /// The earliest time still kept.
+    pub(crate) fn min_live(&self) -> i64 {
+        self.observed
+            .saturating_sub(self.retention)
+            .saturating_add(1)
+    }
+
+    fn segment_id(&self, time: i64) -> i64 {
+        time.div_euclid(self.interval)
+    }
+
+    /// Moves the clock to `time`; whether `time` is still kept. Segments
+    /// whose every entry has expired are dropped, directories and all.
+    pub(crate) fn observe(&mut self, time: i64) -> Result<bool> {
+        self.check_open()?;
+        self.observed = self.observed.max(time);
+        let live = self.segment_id(self.min_live());
+        let expired: Vec<i64> = self.segments.range(..live).map(|(id, _)| *id).collect();
+        for id in expired {
+            if let Some(mut segment) = self.segments.remove(&id) {
+                segment.close()?;
+                let path = segment.path().to_path_buf();
+                std::fs::remove_dir_all(&path).map_err(|source| StoreError::Io {
+                    action: "dropping an expired segment",
+                    path,
+                    source,
+                })?;
+            }
+        }
+        Ok(time >= self.min_live())
+    }
+
+    /// The segment for `time`, created if needed.
+    pub(crate) fn segment_for(&mut self, time: i64) -> Result<&mut RocksDbStore> {
+        let id = self.segment_id(time);
+        match self.segments.entry(id) {
+            std::collections::btree_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::btree_map::Entry::Vacant(entry) => Ok(entry.insert(
+                RocksDbStore::open(&self.name, self.dir.join(id.to_string()))?,
+            )),
+        }
+    }
+
+    /// The segment for `time`, if there is one.
+    pub(crate) fn get(&self, time: i64) -> Option<&RocksDbStore> {
+        self.segments.get(&self.segment_id(time))
+    }
+
+    /// The segments that may hold times from `from` to `to`, oldest first.
+    pub(crate) fn covering(&self, from: i64, to: i64) -> impl Iterator<Item = &RocksDbStore> {
+        let (first, last) = (self.segment_id(from), self.segment_id(to));
+        self.segments
+            .range(first..=last.max(first))
+            .map(|(_, segment)| segment)
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        self.check_open()?;
+        for segment in self.segments.values_mut() {
+            segment.flush()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn close(&mut self) -> Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        let mut first = Ok(());
+        for segment in self.segments.values_mut() {
+            first = first.and(segment.close());
+        }
+        self.segments.clear();
+        first
+    }
+}
