@@ -32,6 +32,22 @@ where
     }
 }
 
+/// Sends one change of store `store` to `sink`; a refusal is a
+/// [`StoreError::Changelog`] naming the store. Every logged store writes
+/// through it.
+pub(crate) fn log_change(
+    sink: &mut dyn ChangelogSink,
+    store: &str,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<()> {
+    sink.log_change(key, value)
+        .map_err(|source| StoreError::Changelog {
+            store: store.to_owned(),
+            source,
+        })
+}
+
 /// Applies changelog records to a store while it is being restored.
 /// As Kafka Streams' `StateRestoreCallback`, but batch-only.
 pub trait StateRestoreCallback {
@@ -99,12 +115,7 @@ impl<S: KeyValueStore> ChangeLoggingKeyValueStore<S> {
     }
 
     fn log(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
-        self.sink
-            .log_change(key, value)
-            .map_err(|source| StoreError::Changelog {
-                store: self.inner.name().to_owned(),
-                source,
-            })
+        log_change(&mut *self.sink, self.inner.name(), key, value)
     }
 }
 

@@ -45,6 +45,7 @@ mod cache;
 mod changelog;
 mod error;
 mod memory;
+mod retention;
 mod rocksdb;
 mod segments;
 mod serdes;
@@ -78,6 +79,6 @@ pub use store::{
 pub use typed::{TypedIterator, TypedKeyValueStore};
 pub use window::{
     ChangeLoggingWindowStore, InMemoryWindowStore, ReadOnlyWindowStore, RocksDbWindowStore,
-    WindowIterator, WindowStore, WindowedKeyValue, restore_window_batch, split_window_store_key,
-    window_store_key,
+    WindowIterator, WindowStore, WindowedKeyValue, restore_window_batch, split_trailing_times,
+    split_window_store_key, window_store_key,
 };

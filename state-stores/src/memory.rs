@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::store::{KeyValueIterator, Write, copy_value, inverted, prefix_upper_bound};
-use crate::{KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore, StoreError};
+use crate::store::{
+    KeyValueIterator, Write, copy_value, ensure_open, inverted, prefix_upper_bound,
+};
+use crate::{KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore};
 
 /// A key-value store in a `BTreeMap`: fast, ordered, and gone when the
 /// process ends (wrap it in change logging to make it recoverable).
@@ -26,13 +28,7 @@ impl InMemoryKeyValueStore {
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                name: self.name.clone(),
-            })
-        }
+        ensure_open(self.open, &self.name)
     }
 
     fn bounds<'k>(

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::retention::RetentionClock;
+use crate::store::ensure_open;
 use crate::{ReadOnlyKeyValueStore, Result, RocksDbStore, StateStore, StoreError};
 
 /// A time as the first bytes of a time-first key: big-endian with the sign
@@ -25,10 +27,9 @@ pub(crate) fn split_time_prefix(bytes: &[u8]) -> Option<(i64, &[u8])> {
 pub(crate) struct Segments {
     name: String,
     dir: PathBuf,
-    retention: i64,
     interval: i64,
     segments: BTreeMap<i64, RocksDbStore>,
-    observed: i64,
+    clock: RetentionClock,
     open: bool,
 }
 
@@ -52,7 +53,7 @@ impl Segments {
             path: dir.to_owned(),
             source,
         })?;
-        let retention = retention.max(1);
+        let mut clock = RetentionClock::new(retention);
         let mut segments = BTreeMap::new();
         let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
             action: "reading segmented store directory",
@@ -69,20 +70,18 @@ impl Segments {
             };
             segments.insert(id, RocksDbStore::open(&name, entry.path())?);
         }
-        let mut observed = i64::MIN;
         if let Some(newest) = segments.values().next_back()
             && let Some(entry) = newest.reverse_all()?.next()
             && let Some((time, _)) = split_time_prefix(&entry?.0)
         {
-            observed = time;
+            clock.observe(time);
         }
         Ok(Segments {
             name,
             dir: dir.to_owned(),
-            retention,
-            interval: (retention / 2).max(60_000),
+            interval: (clock.retention() / 2).max(60_000),
             segments,
-            observed,
+            clock,
             open: true,
         })
     }
@@ -96,24 +95,16 @@ impl Segments {
     }
 
     pub(crate) fn retention(&self) -> i64 {
-        self.retention
+        self.clock.retention()
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                name: self.name.clone(),
-            })
-        }
+        ensure_open(self.open, &self.name)
     }
 
     /// The earliest time still kept.
     pub(crate) fn min_live(&self) -> i64 {
-        self.observed
-            .saturating_sub(self.retention)
-            .saturating_add(1)
+        self.clock.min_live()
     }
 
     fn segment_id(&self, time: i64) -> i64 {
@@ -124,7 +115,7 @@ impl Segments {
     /// whose every entry has expired are dropped, directories and all.
     pub(crate) fn observe(&mut self, time: i64) -> Result<bool> {
         self.check_open()?;
-        self.observed = self.observed.max(time);
+        let kept = self.clock.observe(time);
         let live = self.segment_id(self.min_live());
         let expired: Vec<i64> = self.segments.range(..live).map(|(id, _)| *id).collect();
         for id in expired {
@@ -138,7 +129,7 @@ impl Segments {
                 })?;
             }
         }
-        Ok(time >= self.min_live())
+        Ok(kept)
     }
 
     /// The segment for `time`, created if needed.

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::changelog::{ChangelogSink, StateRestoreCallback};
+use crate::changelog::{ChangelogSink, StateRestoreCallback, log_change};
+use crate::retention::RetentionClock;
 use crate::segments::{Segments, split_time_prefix, time_prefix};
-use crate::store::Write;
+use crate::store::{Write, ensure_open};
 use crate::{Result, StateStore, StoreError};
 
 /// A key and its session's start and end, with the value.
@@ -67,10 +68,7 @@ pub fn session_store_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
 /// The key, start and end of a session store's changelog key; `None` for
 /// bytes too short to be one.
 pub fn split_session_store_key(bytes: &[u8]) -> Option<(&[u8], i64, i64)> {
-    let key_len = bytes.len().checked_sub(16)?;
-    let (key, times) = bytes.split_at(key_len);
-    let end = i64::from_be_bytes(times[..8].try_into().ok()?);
-    let start = i64::from_be_bytes(times[8..].try_into().ok()?);
+    let (key, [end, start]) = crate::split_trailing_times::<2>(bytes)?;
     Some((key, start, end))
 }
 
@@ -79,10 +77,9 @@ pub fn split_session_store_key(bytes: &[u8]) -> Option<(&[u8], i64, i64)> {
 #[derive(Debug)]
 pub struct InMemorySessionStore {
     name: String,
-    retention: i64,
     sessions: BTreeMap<(i64, Vec<u8>, i64), Vec<u8>>,
-    /// The latest session end seen: the store's clock.
-    observed: i64,
+    /// The latest session end seen, and the retention behind it.
+    clock: RetentionClock,
     open: bool,
 }
 
@@ -92,28 +89,19 @@ impl InMemorySessionStore {
     pub fn new(name: impl Into<String>, retention: i64) -> Self {
         InMemorySessionStore {
             name: name.into(),
-            retention: retention.max(1),
             sessions: BTreeMap::new(),
-            observed: i64::MIN,
+            clock: RetentionClock::new(retention),
             open: true,
         }
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                name: self.name.clone(),
-            })
-        }
+        ensure_open(self.open, &self.name)
     }
 
     /// The earliest session end still kept.
     fn min_live(&self) -> i64 {
-        self.observed
-            .saturating_sub(self.retention)
-            .saturating_add(1)
+        self.clock.min_live()
     }
 }
 
@@ -167,12 +155,12 @@ impl ReadOnlySessionStore for InMemorySessionStore {
 impl SessionStore for InMemorySessionStore {
     fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> Result<()> {
         self.check_open()?;
-        self.observed = self.observed.max(end);
-        let min_live = self.min_live();
-        if end < min_live {
+        if !self.clock.observe(end) {
             return Ok(());
         }
-        self.sessions = self.sessions.split_off(&(min_live, Vec::new(), i64::MIN));
+        self.sessions = self
+            .sessions
+            .split_off(&(self.clock.min_live(), Vec::new(), i64::MIN));
         let id = (end, key.to_vec(), start);
         match value {
             Some(value) => {
@@ -186,7 +174,7 @@ impl SessionStore for InMemorySessionStore {
     }
 
     fn retention(&self) -> i64 {
-        self.retention
+        self.clock.retention()
     }
 }
 
@@ -267,12 +255,12 @@ impl<S: SessionStore> ReadOnlySessionStore for ChangeLoggingSessionStore<S> {
 impl<S: SessionStore> SessionStore for ChangeLoggingSessionStore<S> {
     fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> Result<()> {
         self.inner.put(key, start, end, value)?;
-        self.sink
-            .log_change(&session_store_key(key, start, end), value)
-            .map_err(|source| StoreError::Changelog {
-                store: self.inner.name().to_owned(),
-                source,
-            })
+        log_change(
+            &mut *self.sink,
+            self.inner.name(),
+            &session_store_key(key, start, end),
+            value,
+        )
     }
 
     fn retention(&self) -> i64 {

@@ -40,6 +40,18 @@ pub trait StateStore: Send {
     fn close(&mut self) -> Result<()>;
 }
 
+/// `Ok` while a store is open, else [`StoreError::Closed`](crate::StoreError::Closed)
+/// naming it: what every call of an in-memory store checks first.
+pub(crate) fn ensure_open(open: bool, name: &str) -> Result<()> {
+    if open {
+        Ok(())
+    } else {
+        Err(crate::StoreError::Closed {
+            name: name.to_owned(),
+        })
+    }
+}
+
 /// What `get_into` does with a value found (or not): `out` holds it, or
 /// nothing, and the answer says which.
 #[inline]

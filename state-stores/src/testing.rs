@@ -66,6 +66,15 @@ pub fn collect(iter: crate::KeyValueIterator<'_>) -> Result<Vec<(Vec<u8>, Vec<u8
     iter.collect()
 }
 
+/// Asserts that a call on a closed store failed with a retriable
+/// [`StoreError::Closed`]: what every contract's closed-store case checks.
+pub fn assert_closed(result: Result<()>) {
+    match result {
+        Err(e @ StoreError::Closed { .. }) => assert!(e.is_retriable()),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+}
+
 /// The cases of the contract. Each takes a fresh, empty, open store.
 pub mod contract {
     use super::*;
@@ -331,10 +340,7 @@ pub mod contract {
         store.close().unwrap();
         assert!(!store.is_open());
         store.close().unwrap();
-        let closed = |r: Result<()>| match r {
-            Err(e @ StoreError::Closed { .. }) => assert!(e.is_retriable()),
-            other => panic!("expected Closed, got {other:?}"),
-        };
+        let closed = super::assert_closed;
         closed(store.get(b"a").map(drop));
         closed(store.get_into(b"a", &mut Vec::new()).map(drop));
         closed(store.put(b"a", b"2"));
@@ -375,7 +381,7 @@ macro_rules! key_value_store_contract {
 /// whose retention is at least 100 ms; run them all with
 /// [`window_store_contract!`](crate::window_store_contract).
 pub mod window_contract {
-    use crate::{Result, StoreError, WindowStore};
+    use crate::WindowStore;
 
     fn all(store: &dyn WindowStore, from: i64, to: i64) -> Vec<(String, i64, String)> {
         store
@@ -496,10 +502,7 @@ pub mod window_contract {
         store.close().unwrap();
         assert!(!store.is_open());
         store.close().unwrap();
-        let closed = |r: Result<()>| match r {
-            Err(e @ StoreError::Closed { .. }) => assert!(e.is_retriable()),
-            other => panic!("expected Closed, got {other:?}"),
-        };
+        let closed = super::assert_closed;
         closed(store.fetch(b"a", 10).map(drop));
         closed(store.fetch_range(b"a", 0, 10).map(drop));
         closed(store.fetch_all(0, 10).map(drop));
@@ -537,7 +540,7 @@ macro_rules! window_store_contract {
 /// store whose retention is at least 100 ms; run them all with
 /// [`session_store_contract!`](crate::session_store_contract).
 pub mod session_contract {
-    use crate::{Result, SessionStore, StoreError};
+    use crate::SessionStore;
 
     fn sessions(
         store: &dyn SessionStore,
@@ -639,10 +642,7 @@ pub mod session_contract {
         store.put(b"a", 1, 2, Some(b"1")).unwrap();
         store.close().unwrap();
         store.close().unwrap();
-        let closed = |r: Result<()>| match r {
-            Err(e @ StoreError::Closed { .. }) => assert!(e.is_retriable()),
-            other => panic!("expected Closed, got {other:?}"),
-        };
+        let closed = super::assert_closed;
         closed(store.fetch_session(b"a", 1, 2).map(drop));
         closed(store.find_sessions(b"a", 0, 10).map(drop));
         closed(store.put(b"a", 1, 2, None));

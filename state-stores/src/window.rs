@@ -9,9 +9,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::changelog::{ChangelogSink, StateRestoreCallback};
+use crate::changelog::{ChangelogSink, StateRestoreCallback, log_change};
+use crate::retention::RetentionClock;
 use crate::segments::{Segments, split_time_prefix, time_prefix};
-use crate::store::Write;
+use crate::store::{Write, ensure_open};
 use crate::{Result, StateStore, StoreError};
 
 /// A key and its window's start, with the value.
@@ -77,15 +78,34 @@ pub fn split_window_store_key(bytes: &[u8]) -> Option<(&[u8], i64, u32)> {
     Some((key, start, seq))
 }
 
+/// Splits bytes that end in `N` big-endian 8-byte times (as windowed and
+/// session keys do) into what comes before and the times, in order;
+/// `None` for bytes too short.
+///
+/// ```
+/// use state_stores::split_trailing_times;
+///
+/// let bytes = [b"k".as_slice(), &5_i64.to_be_bytes(), &1_i64.to_be_bytes()].concat();
+/// assert_eq!(split_trailing_times::<2>(&bytes), Some((b"k".as_slice(), [5, 1])));
+/// assert_eq!(split_trailing_times::<2>(&bytes[..15]), None);
+/// ```
+pub fn split_trailing_times<const N: usize>(bytes: &[u8]) -> Option<(&[u8], [i64; N])> {
+    let (key, times) = bytes.split_at_checked(bytes.len().checked_sub(8 * N)?)?;
+    let mut out = [0; N];
+    for (time, chunk) in out.iter_mut().zip(times.chunks_exact(8)) {
+        *time = i64::from_be_bytes(chunk.try_into().ok()?);
+    }
+    Some((key, out))
+}
+
 /// A window store in memory: windows by start time, keys in order within
 /// one. Gone when the process ends (wrap it in change logging).
 #[derive(Debug)]
 pub struct InMemoryWindowStore {
     name: String,
-    retention: i64,
     windows: BTreeMap<i64, BTreeMap<Vec<u8>, Vec<u8>>>,
-    /// The latest window start seen: the store's clock.
-    observed: i64,
+    /// The latest window start seen, and the retention behind it.
+    clock: RetentionClock,
     open: bool,
 }
 
@@ -95,28 +115,19 @@ impl InMemoryWindowStore {
     pub fn new(name: impl Into<String>, retention: i64) -> Self {
         InMemoryWindowStore {
             name: name.into(),
-            retention: retention.max(1),
             windows: BTreeMap::new(),
-            observed: i64::MIN,
+            clock: RetentionClock::new(retention),
             open: true,
         }
     }
 
     fn check_open(&self) -> Result<()> {
-        if self.open {
-            Ok(())
-        } else {
-            Err(StoreError::Closed {
-                name: self.name.clone(),
-            })
-        }
+        ensure_open(self.open, &self.name)
     }
 
     /// The earliest window start still kept.
     fn min_live(&self) -> i64 {
-        self.observed
-            .saturating_sub(self.retention)
-            .saturating_add(1)
+        self.clock.min_live()
     }
 
     /// The window starts from `from` to `to` still kept.
@@ -191,14 +202,12 @@ impl ReadOnlyWindowStore for InMemoryWindowStore {
 impl WindowStore for InMemoryWindowStore {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<()> {
         self.check_open()?;
-        self.observed = self.observed.max(window_start);
-        let min_live = self.min_live();
-        if window_start < min_live {
+        if !self.clock.observe(window_start) {
             // Expired already: Kafka Streams skips it too.
             return Ok(());
         }
         // Whole start times age out together.
-        self.windows = self.windows.split_off(&min_live);
+        self.windows = self.windows.split_off(&self.clock.min_live());
         match value {
             Some(value) => {
                 self.windows
@@ -219,7 +228,7 @@ impl WindowStore for InMemoryWindowStore {
     }
 
     fn retention(&self) -> i64 {
-        self.retention
+        self.clock.retention()
     }
 }
 
@@ -303,12 +312,12 @@ impl<S: WindowStore> ReadOnlyWindowStore for ChangeLoggingWindowStore<S> {
 impl<S: WindowStore> WindowStore for ChangeLoggingWindowStore<S> {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<()> {
         self.inner.put(key, value, window_start)?;
-        self.sink
-            .log_change(&window_store_key(key, window_start, 0), value)
-            .map_err(|source| StoreError::Changelog {
-                store: self.inner.name().to_owned(),
-                source,
-            })
+        log_change(
+            &mut *self.sink,
+            self.inner.name(),
+            &window_store_key(key, window_start, 0),
+            value,
+        )
     }
 
     fn retention(&self) -> i64 {

@@ -325,19 +325,10 @@ impl JoinWindows {
     }
 }
 
-/// Splits windowed-key bytes into the key's bytes and the trailing
-/// big-endian times.
+/// The key's bytes and the `N` times a windowed key ends with.
 fn split_times<const N: usize>(bytes: &[u8]) -> std::result::Result<(&[u8], [i64; N]), SerdeError> {
-    let key_len = bytes
-        .len()
-        .checked_sub(8 * N)
-        .ok_or_else(|| SerdeError::new(format!("a windowed key needs {} bytes of times", 8 * N)))?;
-    let (key, times) = bytes.split_at(key_len);
-    let mut out = [0; N];
-    for (i, chunk) in times.chunks_exact(8).enumerate() {
-        out[i] = i64::from_be_bytes(chunk.try_into().expect("8 bytes"));
-    }
-    Ok((key, out))
+    state_stores::split_trailing_times::<N>(bytes)
+        .ok_or_else(|| SerdeError::new(format!("a windowed key needs {} bytes of times", 8 * N)))
 }
 
 /// Keys of time windows as Kafka Streams' `TimeWindowedSerializer` writes
