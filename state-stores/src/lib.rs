@@ -9,6 +9,12 @@
 //!     InMemoryKeyValueStore | RocksDbStore | your own store
 //! ```
 //!
+//! Window and session stores stack the same way: [`CachingWindowStore`]
+//! over [`ChangeLoggingWindowStore`] over [`InMemoryWindowStore`] or
+//! [`RocksDbWindowStore`], and [`CachingSessionStore`] over
+//! [`ChangeLoggingSessionStore`] over [`InMemorySessionStore`] or
+//! [`RocksDbSessionStore`].
+//!
 //! This crate knows nothing of Kafka: the runtime gives a logged store a
 //! [`ChangelogSink`] that writes to the store's changelog topic, and restores
 //! it through [`StateRestoreCallback::restore_batch`].
@@ -41,6 +47,7 @@
 //! # Ok::<(), state_stores::StoreError>(())
 //! ```
 
+mod boxed;
 mod cache;
 mod changelog;
 mod error;
@@ -53,6 +60,7 @@ mod session;
 mod store;
 mod typed;
 mod window;
+mod window_cache;
 
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -82,3 +90,4 @@ pub use window::{
     WindowIterator, WindowStore, WindowedKeyValue, restore_window_batch, split_trailing_times,
     split_window_store_key, window_store_key,
 };
+pub use window_cache::{CachingSessionStore, CachingWindowStore};

@@ -218,6 +218,11 @@ impl<S: SessionStore> ChangeLoggingSessionStore<S> {
     pub fn new(inner: S, sink: Box<dyn ChangelogSink>) -> Self {
         ChangeLoggingSessionStore { inner, sink }
     }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: SessionStore> StateStore for ChangeLoggingSessionStore<S> {
@@ -232,6 +237,9 @@ impl<S: SessionStore> StateStore for ChangeLoggingSessionStore<S> {
     }
     fn flush(&mut self) -> Result<()> {
         self.inner.flush()
+    }
+    fn flush_cache(&mut self) -> Result<()> {
+        self.inner.flush_cache()
     }
     fn close(&mut self) -> Result<()> {
         self.inner.close()
@@ -329,6 +337,11 @@ impl StateStore for RocksDbSessionStore {
     }
     fn flush(&mut self) -> Result<()> {
         self.segments.flush()
+    }
+    fn flush_cache(&mut self) -> Result<()> {
+        // Writes are readable from the memtables; writing them to disk is
+        // for checkpoints only (as RocksDbStore).
+        self.segments.check_open()
     }
     fn close(&mut self) -> Result<()> {
         self.segments.close()

@@ -496,6 +496,88 @@ pub mod window_contract {
         );
     }
 
+    /// Writes made before and after a flush read as one store: newer
+    /// values replace flushed ones, deletes hide them, and fetches keep
+    /// their order. A flush for a commit (`flush_cache`) changes nothing
+    /// a read sees.
+    pub fn flushed_and_unflushed_writes_merge(store: &mut dyn WindowStore) {
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.put(b"b", Some(b"2"), 10).unwrap();
+        store.put(b"a", Some(b"3"), 20).unwrap();
+        store.put(b"c", Some(b"4"), 30).unwrap();
+        store.flush().unwrap();
+        store.put(b"a", Some(b"5"), 10).unwrap();
+        store.put(b"b", None, 10).unwrap();
+        store.put(b"b", Some(b"6"), 20).unwrap();
+        store.put(b"a", Some(b"7"), 15).unwrap();
+        store.put(b"c", None, 30).unwrap();
+        store.put(b"c", Some(b"8"), 30).unwrap();
+        let expected = [
+            row("a", 10, "5"),
+            row("a", 15, "7"),
+            row("a", 20, "3"),
+            row("b", 20, "6"),
+            row("c", 30, "8"),
+        ];
+        for step in ["cached", "flush_cache", "flush"] {
+            match step {
+                "flush_cache" => store.flush_cache().unwrap(),
+                "flush" => store.flush().unwrap(),
+                _ => {}
+            }
+            assert_eq!(all(store, 0, 100), expected, "{step}");
+            assert_eq!(all(store, 15, 20), expected[1..4], "{step}");
+            let a: Vec<_> = store
+                .fetch_range(b"a", 10, 20)
+                .unwrap()
+                .map(|e| {
+                    let ((_, start), value) = e.unwrap();
+                    (start, String::from_utf8(value).unwrap())
+                })
+                .collect();
+            assert_eq!(
+                a,
+                [(10, "5".into()), (15, "7".into()), (20, "3".into())],
+                "{step}"
+            );
+            assert_eq!(store.fetch(b"b", 10).unwrap(), None, "{step}");
+            assert_eq!(
+                store.fetch(b"a", 10).unwrap().as_deref(),
+                Some(&b"5"[..]),
+                "{step}"
+            );
+            assert_eq!(store.fetch_range(b"b", 0, 15).unwrap().count(), 0, "{step}");
+        }
+    }
+
+    /// Expiry counts every write, flushed or not: a window written before
+    /// a flush is gone once a later write (not yet flushed) moves the
+    /// clock a retention past it, and stays gone after the next flush.
+    pub fn windows_expire_across_a_flush(store: &mut dyn WindowStore) {
+        let retention = store.retention();
+        store.put(b"a", Some(b"old"), 0).unwrap();
+        store.put(b"b", Some(b"old"), 5).unwrap();
+        store.flush().unwrap();
+        store.put(b"a", Some(b"new"), retention).unwrap();
+        for step in ["cached", "flushed"] {
+            assert_eq!(store.fetch(b"a", 0).unwrap(), None, "{step}");
+            assert_eq!(
+                all(store, i64::MIN, i64::MAX),
+                [row("b", 5, "old"), row("a", retention, "new")],
+                "{step}"
+            );
+            assert_eq!(store.fetch_range(b"a", 0, 0).unwrap().count(), 0, "{step}");
+            store.flush().unwrap();
+        }
+        store.put(b"a", Some(b"late"), 0).unwrap();
+        store.flush().unwrap();
+        assert_eq!(
+            store.fetch(b"a", 0).unwrap(),
+            None,
+            "a late write is ignored"
+        );
+    }
+
     /// A closed store refuses every call with a retriable `Closed`.
     pub fn closed_window_store_refuses(store: &mut dyn WindowStore) {
         store.put(b"a", Some(b"1"), 10).unwrap();
@@ -523,6 +605,7 @@ macro_rules! window_store_contract {
         $crate::window_store_contract!(@cases |$dir| $factory;
             put_then_fetch, none_deletes, fetch_range_is_inclusive_and_by_start,
             fetch_all_is_by_start_then_key, windows_expire_after_the_retention,
+            flushed_and_unflushed_writes_merge, windows_expire_across_a_flush,
             closed_window_store_refuses);
     };
     (@cases |$dir:ident| $factory:expr; $($case:ident),*) => {$(
@@ -532,6 +615,214 @@ macro_rules! window_store_contract {
             let $dir: &::std::path::Path = tmp.path();
             let mut store = $factory;
             $crate::testing::window_contract::$case(&mut store);
+        }
+    )*};
+}
+
+/// The cases every window store that keeps duplicates (Kafka Streams'
+/// `retainDuplicates`) must pass, as functions over a fresh such store
+/// whose retention is at least 100 ms; run them all with
+/// [`window_store_duplicates_contract!`](crate::window_store_duplicates_contract).
+pub mod window_duplicates_contract {
+    use crate::WindowStore;
+
+    type Row = (Vec<u8>, i64, String);
+
+    fn all(store: &dyn WindowStore, from: i64, to: i64) -> Vec<Row> {
+        rows(store.fetch_all(from, to).unwrap())
+    }
+
+    fn range(store: &dyn WindowStore, key: &[u8], from: i64, to: i64) -> Vec<Row> {
+        rows(store.fetch_range(key, from, to).unwrap())
+    }
+
+    fn rows(iter: crate::WindowIterator<'_>) -> Vec<Row> {
+        iter.map(|entry| {
+            let ((key, start), value) = entry.unwrap();
+            (key, start, String::from_utf8(value).unwrap())
+        })
+        .collect()
+    }
+
+    fn row(key: &[u8], start: i64, value: &str) -> Row {
+        (key.to_vec(), start, value.to_owned())
+    }
+
+    /// Every put is an entry of its own, the same value twice included;
+    /// fetches give a key and window's entries in the order they were put,
+    /// and `fetch` the first.
+    pub fn duplicates_are_kept_in_put_order(store: &mut dyn WindowStore) {
+        assert!(store.retains_duplicates());
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.put(b"a", Some(b"2"), 10).unwrap();
+        store.put(b"b", Some(b"3"), 10).unwrap();
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.put(b"a", Some(b"4"), 20).unwrap();
+        store.put(b"a", Some(b"0"), 5).unwrap();
+        assert_eq!(
+            range(store, b"a", 0, 100),
+            [
+                row(b"a", 5, "0"),
+                row(b"a", 10, "1"),
+                row(b"a", 10, "2"),
+                row(b"a", 10, "1"),
+                row(b"a", 20, "4")
+            ]
+        );
+        assert_eq!(
+            all(store, 10, 10),
+            [
+                row(b"a", 10, "1"),
+                row(b"a", 10, "2"),
+                row(b"a", 10, "1"),
+                row(b"b", 10, "3")
+            ]
+        );
+        assert_eq!(store.fetch(b"a", 10).unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(store.fetch(b"b", 10).unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(store.fetch(b"b", 20).unwrap(), None);
+        // Hundreds of duplicates keep their order (sequence numbers past
+        // one byte).
+        for n in 0..300 {
+            store
+                .put(b"many", Some(n.to_string().as_bytes()), 30)
+                .unwrap();
+        }
+        let values: Vec<String> = range(store, b"many", 30, 30)
+            .into_iter()
+            .map(|(_, _, value)| value)
+            .collect();
+        let expected: Vec<String> = (0..300).map(|n: i32| n.to_string()).collect();
+        assert_eq!(values, expected);
+        assert_eq!(
+            store.fetch(b"many", 30).unwrap().as_deref(),
+            Some(&b"0"[..])
+        );
+    }
+
+    /// A put of `None` does nothing: nothing names one duplicate to delete.
+    pub fn none_is_a_no_op_with_duplicates(store: &mut dyn WindowStore) {
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.put(b"a", None, 10).unwrap();
+        store.put(b"z", None, 10).unwrap();
+        assert_eq!(all(store, 0, 100), [row(b"a", 10, "1")]);
+        assert_eq!(store.fetch(b"a", 10).unwrap().as_deref(), Some(&b"1"[..]));
+        // Nor does it move the clock.
+        store.put(b"a", None, 10 + store.retention()).unwrap();
+        assert_eq!(all(store, 0, 100), [row(b"a", 10, "1")]);
+    }
+
+    /// Keys where one is the other followed by bytes that look like a
+    /// sequence number stay apart, each in its own order.
+    pub fn duplicates_of_keys_sharing_a_prefix_stay_apart(store: &mut dyn WindowStore) {
+        let long: &[u8] = &[b'k', 0, 0, 0, 0, 0, 0, 0, 1];
+        let short: &[u8] = b"k";
+        store.put(long, Some(b"L1"), 10).unwrap();
+        store.put(short, Some(b"S1"), 10).unwrap();
+        store.put(long, Some(b"L2"), 10).unwrap();
+        store.put(short, Some(b"S2"), 10).unwrap();
+        store.put(b"", Some(b"E"), 10).unwrap();
+        assert_eq!(
+            range(store, short, 10, 10),
+            [row(short, 10, "S1"), row(short, 10, "S2")]
+        );
+        assert_eq!(
+            range(store, long, 10, 10),
+            [row(long, 10, "L1"), row(long, 10, "L2")]
+        );
+        assert_eq!(
+            all(store, 10, 10),
+            [
+                row(b"", 10, "E"),
+                row(short, 10, "S1"),
+                row(short, 10, "S2"),
+                row(long, 10, "L1"),
+                row(long, 10, "L2")
+            ]
+        );
+        assert_eq!(store.fetch(short, 10).unwrap().as_deref(), Some(&b"S1"[..]));
+        assert_eq!(store.fetch(long, 10).unwrap().as_deref(), Some(&b"L1"[..]));
+        assert_eq!(store.fetch(b"", 10).unwrap().as_deref(), Some(&b"E"[..]));
+        assert_eq!(store.fetch(&long[..5], 10).unwrap(), None);
+    }
+
+    /// Duplicates expire with their window, and a late one is ignored.
+    pub fn duplicates_expire_after_the_retention(store: &mut dyn WindowStore) {
+        let retention = store.retention();
+        store.put(b"a", Some(b"old"), 0).unwrap();
+        store.put(b"a", Some(b"old2"), 0).unwrap();
+        store.put(b"a", Some(b"edge"), 1).unwrap();
+        store.put(b"a", Some(b"new"), retention).unwrap();
+        assert_eq!(store.fetch(b"a", 0).unwrap(), None);
+        assert_eq!(
+            all(store, i64::MIN, i64::MAX),
+            [row(b"a", 1, "edge"), row(b"a", retention, "new")]
+        );
+        store.put(b"a", Some(b"late"), 0).unwrap();
+        assert!(
+            range(store, b"a", 0, 0).is_empty(),
+            "a late write is ignored"
+        );
+    }
+
+    /// Duplicates written before and after a flush are all kept, in order.
+    pub fn duplicates_survive_a_flush(store: &mut dyn WindowStore) {
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.put(b"a", Some(b"2"), 10).unwrap();
+        store.flush().unwrap();
+        store.put(b"a", Some(b"3"), 10).unwrap();
+        store.flush_cache().unwrap();
+        store.put(b"a", Some(b"4"), 10).unwrap();
+        let expected = [
+            row(b"a", 10, "1"),
+            row(b"a", 10, "2"),
+            row(b"a", 10, "3"),
+            row(b"a", 10, "4"),
+        ];
+        assert_eq!(range(store, b"a", 0, 100), expected);
+        store.flush().unwrap();
+        assert_eq!(all(store, 0, 100), expected);
+    }
+
+    /// A closed store refuses every call with a retriable `Closed`.
+    pub fn closed_duplicates_store_refuses(store: &mut dyn WindowStore) {
+        store.put(b"a", Some(b"1"), 10).unwrap();
+        store.close().unwrap();
+        store.close().unwrap();
+        let closed = super::assert_closed;
+        closed(store.fetch(b"a", 10).map(drop));
+        closed(store.fetch_range(b"a", 0, 10).map(drop));
+        closed(store.fetch_all(0, 10).map(drop));
+        closed(store.put(b"a", Some(b"2"), 10));
+        closed(store.put(b"a", None, 10));
+    }
+}
+
+/// Writes one `#[test]` per case of [`window_duplicates_contract`], each
+/// with a fresh store from `$factory` (given a temporary directory) that
+/// keeps duplicates and whose retention is at least 100 ms.
+///
+/// ```text
+/// state_stores::window_store_duplicates_contract!(
+///     |dir| RocksDbWindowStore::open_with_duplicates("w", dir, 1_000).unwrap()
+/// );
+/// ```
+#[macro_export]
+macro_rules! window_store_duplicates_contract {
+    (|$dir:ident| $factory:expr) => {
+        $crate::window_store_duplicates_contract!(@cases |$dir| $factory;
+            duplicates_are_kept_in_put_order, none_is_a_no_op_with_duplicates,
+            duplicates_of_keys_sharing_a_prefix_stay_apart,
+            duplicates_expire_after_the_retention, duplicates_survive_a_flush,
+            closed_duplicates_store_refuses);
+    };
+    (@cases |$dir:ident| $factory:expr; $($case:ident),*) => {$(
+        #[test]
+        fn $case() {
+            let tmp = $crate::testing::tempdir().expect("temporary directory");
+            let $dir: &::std::path::Path = tmp.path();
+            let mut store = $factory;
+            $crate::testing::window_duplicates_contract::$case(&mut store);
         }
     )*};
 }
@@ -637,6 +928,85 @@ pub mod session_contract {
         );
     }
 
+    /// Sessions written before and after a flush read as one store, in
+    /// order; a flush for a commit (`flush_cache`) changes nothing a read
+    /// sees.
+    pub fn flushed_and_unflushed_sessions_merge(store: &mut dyn SessionStore) {
+        store.put(b"k", 0, 10, Some(b"a")).unwrap();
+        store.put(b"k", 20, 30, Some(b"b")).unwrap();
+        store.put(b"k", 40, 50, Some(b"c")).unwrap();
+        store.put(b"j", 20, 30, Some(b"other")).unwrap();
+        store.flush().unwrap();
+        // A session merge: two stored sessions go, one spanning both comes.
+        store.put(b"k", 20, 30, None).unwrap();
+        store.put(b"k", 40, 50, None).unwrap();
+        store.put(b"k", 20, 50, Some(b"bc")).unwrap();
+        store.put(b"k", 0, 10, Some(b"a2")).unwrap();
+        store.put(b"k", 5, 30, Some(b"d")).unwrap();
+        for step in ["cached", "flush_cache", "flush"] {
+            match step {
+                "flush_cache" => store.flush_cache().unwrap(),
+                "flush" => store.flush().unwrap(),
+                _ => {}
+            }
+            assert_eq!(
+                sessions(store, b"k", i64::MIN, i64::MAX),
+                [
+                    (0, 10, "a2".into()),
+                    (5, 30, "d".into()),
+                    (20, 50, "bc".into())
+                ],
+                "{step}"
+            );
+            assert_eq!(
+                sessions(store, b"k", 11, 19),
+                [(5, 30, "d".into())],
+                "{step}"
+            );
+            assert_eq!(store.fetch_session(b"k", 40, 50).unwrap(), None, "{step}");
+            assert_eq!(
+                store.fetch_session(b"k", 0, 10).unwrap().as_deref(),
+                Some(&b"a2"[..]),
+                "{step}"
+            );
+            assert_eq!(
+                sessions(store, b"j", i64::MIN, i64::MAX),
+                [(20, 30, "other".into())],
+                "{step}"
+            );
+        }
+    }
+
+    /// Expiry counts every write, flushed or not.
+    pub fn sessions_expire_across_a_flush(store: &mut dyn SessionStore) {
+        let retention = store.retention();
+        store.put(b"a", 0, 0, Some(b"old")).unwrap();
+        store.put(b"b", 0, 5, Some(b"kept")).unwrap();
+        store.flush().unwrap();
+        store.put(b"a", retention, retention, Some(b"new")).unwrap();
+        for step in ["cached", "flushed"] {
+            assert_eq!(store.fetch_session(b"a", 0, 0).unwrap(), None, "{step}");
+            assert_eq!(
+                sessions(store, b"a", i64::MIN, i64::MAX),
+                [(retention, retention, "new".into())],
+                "{step}"
+            );
+            assert_eq!(
+                sessions(store, b"b", i64::MIN, i64::MAX),
+                [(0, 5, "kept".into())],
+                "{step}"
+            );
+            store.flush().unwrap();
+        }
+        store.put(b"a", 0, 0, Some(b"late")).unwrap();
+        store.flush().unwrap();
+        assert_eq!(
+            store.fetch_session(b"a", 0, 0).unwrap(),
+            None,
+            "a late write is ignored"
+        );
+    }
+
     /// A closed store refuses every call with a retriable `Closed`.
     pub fn closed_session_store_refuses(store: &mut dyn SessionStore) {
         store.put(b"a", 1, 2, Some(b"1")).unwrap();
@@ -657,7 +1027,8 @@ macro_rules! session_store_contract {
     (|$dir:ident| $factory:expr) => {
         $crate::session_store_contract!(@cases |$dir| $factory;
             put_then_fetch_session, none_removes, find_sessions_returns_the_overlapping_ones,
-            sessions_expire_after_the_retention, closed_session_store_refuses);
+            sessions_expire_after_the_retention, flushed_and_unflushed_sessions_merge,
+            sessions_expire_across_a_flush, closed_session_store_refuses);
     };
     (@cases |$dir:ident| $factory:expr; $($case:ident),*) => {$(
         #[test]

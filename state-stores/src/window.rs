@@ -6,6 +6,12 @@
 //! a whole start time at a time. [`ChangeLoggingWindowStore`] reports every
 //! write with Kafka Streams' changelog key layout ([`window_store_key`]),
 //! and restores from it.
+//!
+//! A store made with duplicates kept (Kafka Streams' `retainDuplicates`,
+//! what stream-stream joins use) keeps every put as an entry of its own,
+//! even to the same key and window: see
+//! [`InMemoryWindowStore::new_with_duplicates`] and
+//! [`RocksDbWindowStore::open_with_duplicates`].
 
 use std::collections::BTreeMap;
 
@@ -25,11 +31,14 @@ pub type WindowIterator<'a> = Box<dyn Iterator<Item = Result<WindowedKeyValue>> 
 /// Reads from a window store over bytes. Time ranges are inclusive at both
 /// ends and refer to window starts.
 pub trait ReadOnlyWindowStore {
-    /// The value of `key` in the window starting at `window_start`.
+    /// The value of `key` in the window starting at `window_start` (in a
+    /// store that keeps duplicates, the first one put).
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>>;
-    /// `key`'s windows starting from `from` to `to`, earliest first.
+    /// `key`'s windows starting from `from` to `to`, earliest first (a
+    /// store's duplicates in the order they were put).
     fn fetch_range(&self, key: &[u8], from: i64, to: i64) -> Result<WindowIterator<'_>>;
-    /// Every key's windows starting from `from` to `to`, by start, then key.
+    /// Every key's windows starting from `from` to `to`, by start, then key
+    /// (then the order duplicates were put).
     fn fetch_all(&self, from: i64, to: i64) -> Result<WindowIterator<'_>>;
     /// Every window the store keeps.
     fn all(&self) -> Result<WindowIterator<'_>> {
@@ -43,9 +52,24 @@ pub trait WindowStore: StateStore + ReadOnlyWindowStore {
     /// `window_start`. The latest start seen is the store's clock: windows
     /// that start a retention period or more before it are dropped, and a
     /// write to one is ignored, as in Kafka Streams.
+    ///
+    /// In a store that [keeps duplicates](Self::retains_duplicates), each
+    /// value is an entry of its own, and `None` does nothing.
     fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<()>;
     /// The retention period in ms.
     fn retention(&self) -> i64;
+    /// Whether every put is kept as an entry of its own, even to the same
+    /// key and window (Kafka Streams' `retainDuplicates`). Layers above ask
+    /// it: change logging numbers the entries, caching stands aside.
+    fn retains_duplicates(&self) -> bool {
+        false
+    }
+}
+
+/// The sequence number after `seq`, as Kafka Streams counts duplicates: from
+/// 1, wrapping within the positive `int`s.
+pub(crate) fn next_seq(seq: u32) -> u32 {
+    seq.wrapping_add(1) & 0x7FFF_FFFF
 }
 
 /// A window store's changelog key, as Kafka Streams'
@@ -103,9 +127,12 @@ pub fn split_trailing_times<const N: usize>(bytes: &[u8]) -> Option<(&[u8], [i64
 #[derive(Debug)]
 pub struct InMemoryWindowStore {
     name: String,
-    windows: BTreeMap<i64, BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// Per start, per key, its values: one, or with duplicates kept, each
+    /// put's in the order they came.
+    windows: BTreeMap<i64, BTreeMap<Vec<u8>, Vec<Vec<u8>>>>,
     /// The latest window start seen, and the retention behind it.
     clock: RetentionClock,
+    duplicates: bool,
     open: bool,
 }
 
@@ -117,7 +144,35 @@ impl InMemoryWindowStore {
             name: name.into(),
             windows: BTreeMap::new(),
             clock: RetentionClock::new(retention),
+            duplicates: false,
             open: true,
+        }
+    }
+
+    /// An empty store that keeps every put as an entry of its own, even to
+    /// the same key and window, as Kafka Streams' window stores with
+    /// `retainDuplicates` (those of stream-stream joins). A put of `None`
+    /// does nothing; a fetch gives every entry, in the order they were put.
+    ///
+    /// ```
+    /// use state_stores::{InMemoryWindowStore, ReadOnlyWindowStore, WindowStore};
+    ///
+    /// let mut store = InMemoryWindowStore::new_with_duplicates("join-left", 10_000);
+    /// store.put(b"k", Some(b"first"), 1_000)?;
+    /// store.put(b"k", Some(b"second"), 1_000)?;
+    /// store.put(b"k", None, 1_000)?; // no-op
+    /// let values: Vec<Vec<u8>> = store
+    ///     .fetch_range(b"k", 0, 5_000)?
+    ///     .map(|entry| entry.map(|(_, value)| value))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(values, [b"first".to_vec(), b"second".to_vec()]);
+    /// assert_eq!(store.fetch(b"k", 1_000)?.as_deref(), Some(&b"first"[..]));
+    /// # Ok::<(), state_stores::StoreError>(())
+    /// ```
+    pub fn new_with_duplicates(name: impl Into<String>, retention: i64) -> Self {
+        InMemoryWindowStore {
+            duplicates: true,
+            ..Self::new(name, retention)
         }
     }
 
@@ -130,9 +185,20 @@ impl InMemoryWindowStore {
         self.clock.min_live()
     }
 
-    /// The window starts from `from` to `to` still kept.
-    fn live(&self, from: i64, to: i64) -> std::ops::RangeInclusive<i64> {
-        from.max(self.min_live())..=to
+    /// The windows starting from `from` to `to` still kept. A range that
+    /// ends before the retention is empty (a `BTreeMap` range with its
+    /// ends swapped would panic).
+    fn live(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> std::collections::btree_map::Range<'_, i64, BTreeMap<Vec<u8>, Vec<Vec<u8>>>> {
+        let from = from.max(self.min_live());
+        if from > to {
+            // An empty range of the map.
+            return self.windows.range(from..from);
+        }
+        self.windows.range(from..=to)
     }
 }
 
@@ -166,6 +232,7 @@ impl ReadOnlyWindowStore for InMemoryWindowStore {
             .windows
             .get(&window_start)
             .and_then(|keys| keys.get(key))
+            .and_then(|values| values.first())
             .cloned())
     }
 
@@ -176,11 +243,15 @@ impl ReadOnlyWindowStore for InMemoryWindowStore {
         }
         let key = key.to_vec();
         Ok(Box::new(
-            self.windows
-                .range(self.live(from, to))
+            self.live(from, to)
                 .filter_map(move |(start, keys)| {
-                    keys.get(&key)
-                        .map(|value| Ok(((key.clone(), *start), value.clone())))
+                    keys.get_key_value(key.as_slice())
+                        .map(|(key, values)| (*start, key, values))
+                })
+                .flat_map(|(start, key, values)| {
+                    values
+                        .iter()
+                        .map(move |value| Ok(((key.clone(), start), value.clone())))
                 }),
         ))
     }
@@ -190,18 +261,23 @@ impl ReadOnlyWindowStore for InMemoryWindowStore {
         if from > to {
             return Ok(Box::new(std::iter::empty()));
         }
-        Ok(Box::new(self.windows.range(self.live(from, to)).flat_map(
-            |(start, keys)| {
-                keys.iter()
-                    .map(move |(key, value)| Ok(((key.clone(), *start), value.clone())))
-            },
-        )))
+        Ok(Box::new(self.live(from, to).flat_map(|(start, keys)| {
+            keys.iter().flat_map(move |(key, values)| {
+                values
+                    .iter()
+                    .map(move |value| Ok(((key.clone(), *start), value.clone())))
+            })
+        })))
     }
 }
 
 impl WindowStore for InMemoryWindowStore {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<()> {
         self.check_open()?;
+        if value.is_none() && self.duplicates {
+            // Nothing names one duplicate to delete: Kafka Streams skips it.
+            return Ok(());
+        }
         if !self.clock.observe(window_start) {
             // Expired already: Kafka Streams skips it too.
             return Ok(());
@@ -210,10 +286,16 @@ impl WindowStore for InMemoryWindowStore {
         self.windows = self.windows.split_off(&self.clock.min_live());
         match value {
             Some(value) => {
-                self.windows
+                let values = self
+                    .windows
                     .entry(window_start)
                     .or_default()
-                    .insert(key.to_vec(), value.to_vec());
+                    .entry(key.to_vec())
+                    .or_default();
+                if !self.duplicates {
+                    values.clear();
+                }
+                values.push(value.to_vec());
             }
             None => {
                 if let Some(keys) = self.windows.get_mut(&window_start) {
@@ -229,6 +311,10 @@ impl WindowStore for InMemoryWindowStore {
 
     fn retention(&self) -> i64 {
         self.clock.retention()
+    }
+
+    fn retains_duplicates(&self) -> bool {
+        self.duplicates
     }
 }
 
@@ -262,15 +348,27 @@ impl StateRestoreCallback for InMemoryWindowStore {
 /// A window store whose every write is also reported to a
 /// [`ChangelogSink`], keyed as Kafka Streams keys a window store's
 /// changelog.
+///
+/// Over a store that [keeps duplicates](WindowStore::retains_duplicates),
+/// each put is logged under a sequence number of its own (the last 4
+/// bytes of [`window_store_key`], counted from 1 as Kafka Streams'
+/// `ChangeLoggingWindowBytesStore` does), so the compacted changelog keeps
+/// every duplicate; a put of `None`, a no-op there, is not logged.
 pub struct ChangeLoggingWindowStore<S> {
     inner: S,
     sink: Box<dyn ChangelogSink>,
+    /// The last sequence number logged (duplicates only).
+    seq: u32,
 }
 
 impl<S: WindowStore> ChangeLoggingWindowStore<S> {
     /// `inner`, logging to `sink`.
     pub fn new(inner: S, sink: Box<dyn ChangelogSink>) -> Self {
-        ChangeLoggingWindowStore { inner, sink }
+        ChangeLoggingWindowStore {
+            inner,
+            sink,
+            seq: 0,
+        }
     }
 
     /// The wrapped store.
@@ -292,6 +390,9 @@ impl<S: WindowStore> StateStore for ChangeLoggingWindowStore<S> {
     fn flush(&mut self) -> Result<()> {
         self.inner.flush()
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        self.inner.flush_cache()
+    }
     fn close(&mut self) -> Result<()> {
         self.inner.close()
     }
@@ -312,10 +413,19 @@ impl<S: WindowStore> ReadOnlyWindowStore for ChangeLoggingWindowStore<S> {
 impl<S: WindowStore> WindowStore for ChangeLoggingWindowStore<S> {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<()> {
         self.inner.put(key, value, window_start)?;
+        let seq = if self.inner.retains_duplicates() {
+            if value.is_none() {
+                return Ok(());
+            }
+            self.seq = next_seq(self.seq);
+            self.seq
+        } else {
+            0
+        };
         log_change(
             &mut *self.sink,
             self.inner.name(),
-            &window_store_key(key, window_start, 0),
+            &window_store_key(key, window_start, seq),
             value,
         )
     }
@@ -323,12 +433,26 @@ impl<S: WindowStore> WindowStore for ChangeLoggingWindowStore<S> {
     fn retention(&self) -> i64 {
         self.inner.retention()
     }
+
+    fn retains_duplicates(&self) -> bool {
+        self.inner.retains_duplicates()
+    }
 }
 
 impl<S: WindowStore> StateRestoreCallback for ChangeLoggingWindowStore<S> {
-    /// Restores the inner store without logging the records again.
+    /// Restores the inner store without logging the records again. New
+    /// duplicates are numbered after the highest number restored, so they
+    /// do not replace the restored ones in the compacted changelog.
     fn restore_batch(&mut self, records: &[Write<'_>]) -> Result<()> {
-        restore_window_batch(&mut self.inner, records)
+        restore_window_batch(&mut self.inner, records)?;
+        if self.inner.retains_duplicates() {
+            for (bytes, _) in records {
+                if let Some((_, _, seq)) = split_window_store_key(bytes) {
+                    self.seq = self.seq.max(seq);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -342,13 +466,18 @@ impl<S: WindowStore> StateRestoreCallback for ChangeLoggingWindowStore<S> {
 /// Within a segment, keys are time-first (the start, then the key), so a
 /// point lookup is one get and a scan over a time range is in order; a
 /// fetch of one key over a range reads every key's windows of that range.
+/// A store that keeps duplicates appends each entry's sequence number (4
+/// bytes, big-endian) to its key.
 #[derive(Debug)]
 pub struct RocksDbWindowStore {
     segments: Segments,
+    duplicates: bool,
+    /// The last sequence number given to a duplicate.
+    seq: u32,
 }
 
 fn time_first_key(key: &[u8], start: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len());
+    let mut out = Vec::with_capacity(8 + key.len() + 4);
     out.extend_from_slice(&time_prefix(start));
     out.extend_from_slice(key);
     out
@@ -365,11 +494,55 @@ impl RocksDbWindowStore {
     ) -> Result<Self> {
         Ok(RocksDbWindowStore {
             segments: Segments::open(name.into(), dir.as_ref(), retention)?,
+            duplicates: false,
+            seq: 0,
         })
     }
 
+    /// As [`open`](Self::open), for a store that keeps every put as an
+    /// entry of its own, even to the same key and window (Kafka Streams'
+    /// `retainDuplicates`, for stream-stream joins): a put of `None` does
+    /// nothing, and a fetch gives every entry in the order they were put.
+    /// Open a directory always with duplicates or always without: the two
+    /// lay keys out differently.
+    ///
+    /// The entries on disk are read once, so that new ones are numbered
+    /// after them and never replace one.
+    ///
+    /// ```
+    /// use state_stores::{ReadOnlyWindowStore, RocksDbWindowStore, StateStore, WindowStore};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let mut store = RocksDbWindowStore::open_with_duplicates("join-left", dir.path(), 60_000)?;
+    /// store.put(b"k", Some(b"first"), 1_000)?;
+    /// store.close()?;
+    /// let mut store = RocksDbWindowStore::open_with_duplicates("join-left", dir.path(), 60_000)?;
+    /// store.put(b"k", Some(b"second"), 1_000)?;
+    /// assert_eq!(store.fetch_range(b"k", 0, 5_000)?.count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with_duplicates(
+        name: impl Into<String>,
+        dir: impl AsRef<std::path::Path>,
+        retention: i64,
+    ) -> Result<Self> {
+        use crate::ReadOnlyKeyValueStore;
+        let mut store = Self::open(name, dir, retention)?;
+        store.duplicates = true;
+        let mut seq = 0;
+        for segment in store.segments.covering(i64::MIN, i64::MAX) {
+            for entry in segment.all()? {
+                if let Some((_, last)) = split_seq(&entry?.0) {
+                    seq = seq.max(last);
+                }
+            }
+        }
+        store.seq = seq;
+        Ok(store)
+    }
+
     /// The windows starting from `from` to `to` still kept, by start then
-    /// key, those of `key` only when given.
+    /// key (then sequence number), those of `key` only when given.
     fn scan(&self, key: Option<&[u8]>, from: i64, to: i64) -> Result<Vec<WindowedKeyValue>> {
         use crate::ReadOnlyKeyValueStore;
         self.segments.check_open()?;
@@ -382,8 +555,16 @@ impl RocksDbWindowStore {
         for segment in self.segments.covering(from, to) {
             for entry in segment.range(Some(&lower), Some(&upper))? {
                 let (bytes, value) = entry?;
-                let Some((start, k)) = split_time_prefix(&bytes) else {
+                let Some((start, rest)) = split_time_prefix(&bytes) else {
                     continue;
+                };
+                let k = if self.duplicates {
+                    match split_seq(rest) {
+                        Some((k, _)) => k,
+                        None => continue,
+                    }
+                } else {
+                    rest
                 };
                 if start > to || key.is_some_and(|key| key != k) {
                     continue;
@@ -391,8 +572,20 @@ impl RocksDbWindowStore {
                 out.push(((k.to_vec(), start), value));
             }
         }
+        if self.duplicates {
+            // Keys and sequence numbers run together in the stored bytes,
+            // so one key's entries may sort among another's that it is a
+            // prefix of. A stable sort keeps each key's in sequence order.
+            out.sort_by(|((a, a_start), _), ((b, b_start), _)| (a_start, a).cmp(&(b_start, b)));
+        }
         Ok(out)
     }
+}
+
+/// Bytes that end in a 4-byte sequence number, split.
+fn split_seq(bytes: &[u8]) -> Option<(&[u8], u32)> {
+    let (key, seq) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    Some((key, u32::from_be_bytes(seq.try_into().ok()?)))
 }
 
 impl StateStore for RocksDbWindowStore {
@@ -408,6 +601,11 @@ impl StateStore for RocksDbWindowStore {
     fn flush(&mut self) -> Result<()> {
         self.segments.flush()
     }
+    fn flush_cache(&mut self) -> Result<()> {
+        // Writes are readable from the memtables; writing them to disk is
+        // for checkpoints only (as RocksDbStore).
+        self.segments.check_open()
+    }
     fn close(&mut self) -> Result<()> {
         self.segments.close()
     }
@@ -420,10 +618,23 @@ impl ReadOnlyWindowStore for RocksDbWindowStore {
         if window_start < self.segments.min_live() {
             return Ok(None);
         }
-        match self.segments.get(window_start) {
-            Some(segment) => segment.get(&time_first_key(key, window_start)),
-            None => Ok(None),
+        let Some(segment) = self.segments.get(window_start) else {
+            return Ok(None);
+        };
+        let stored = time_first_key(key, window_start);
+        if !self.duplicates {
+            return segment.get(&stored);
         }
+        // The first of the key's entries in that window: the lowest number.
+        let lower = [stored.as_slice(), &[0; 4]].concat();
+        let upper = [stored.as_slice(), &[0xff; 4]].concat();
+        for entry in segment.range(Some(&lower), Some(&upper))? {
+            let (bytes, value) = entry?;
+            if bytes.len() == upper.len() {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
     }
 
     fn fetch_range(&self, key: &[u8], from: i64, to: i64) -> Result<WindowIterator<'_>> {
@@ -440,12 +651,20 @@ impl ReadOnlyWindowStore for RocksDbWindowStore {
 impl WindowStore for RocksDbWindowStore {
     fn put(&mut self, key: &[u8], value: Option<&[u8]>, window_start: i64) -> Result<()> {
         use crate::KeyValueStore;
+        if value.is_none() && self.duplicates {
+            // Nothing names one duplicate to delete: Kafka Streams skips it.
+            return self.segments.check_open();
+        }
         if !self.segments.observe(window_start)? {
             // Expired already: Kafka Streams skips it too.
             return Ok(());
         }
+        let mut stored = time_first_key(key, window_start);
+        if self.duplicates {
+            self.seq = next_seq(self.seq);
+            stored.extend_from_slice(&self.seq.to_be_bytes());
+        }
         let segment = self.segments.segment_for(window_start)?;
-        let stored = time_first_key(key, window_start);
         match value {
             Some(value) => segment.put(&stored, value),
             None => segment.delete(&stored).map(drop),
@@ -454,6 +673,10 @@ impl WindowStore for RocksDbWindowStore {
 
     fn retention(&self) -> i64 {
         self.segments.retention()
+    }
+
+    fn retains_duplicates(&self) -> bool {
+        self.duplicates
     }
 }
 

@@ -147,6 +147,9 @@ pub struct DropCounts {
     pub failed: u64,
     /// With a negative timestamp.
     pub invalid_timestamp: u64,
+    /// Late: for a window already closed (stream time had passed its end
+    /// plus its grace period).
+    pub expired_window: u64,
     /// Unreadable ones sent to a dead-letter topic (not counted above).
     pub dead_lettered_unreadable: u64,
     /// Failed ones sent to a dead-letter topic (not counted above).
@@ -156,7 +159,11 @@ pub struct DropCounts {
 impl DropCounts {
     /// Every dropped record, dead-lettered ones included.
     pub fn total(&self) -> u64 {
-        self.unreadable + self.failed + self.invalid_timestamp + self.dead_lettered()
+        self.unreadable
+            + self.failed
+            + self.invalid_timestamp
+            + self.expired_window
+            + self.dead_lettered()
     }
 
     /// Records sent to a dead-letter topic.
@@ -181,6 +188,9 @@ pub struct TaskSetup<'a> {
     pub deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     /// What to do when user code fails.
     pub processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    /// Timestamps for sources without an extractor of their own
+    /// (`default.timestamp.extractor`).
+    pub timestamp_extractor: crate::timestamps::AnyTimestampExtractor,
     /// The wall clock at start, in ms.
     pub wall_clock: i64,
 }
@@ -214,7 +224,7 @@ impl TaskCore {
                     for topic in topics {
                         sources.insert(topic.resolve(setup.application_id), local[&index]);
                     }
-                    (None, Some(factory(&def.name)))
+                    (None, Some(factory(&def.name, &setup.timestamp_extractor)))
                 }
                 NodeKind::Processor { factory } | NodeKind::Sink { factory, .. } => {
                     (Some(factory(&def.name)), None)
@@ -673,6 +683,10 @@ impl TaskContext for TaskCore {
 
     fn count_invalid_timestamp(&mut self) {
         self.drops.invalid_timestamp += 1;
+    }
+
+    fn count_expired_window(&mut self) {
+        self.drops.expired_window += 1;
     }
 
     fn send(&mut self, record: ProducerRecord<'_>) -> Result<()> {

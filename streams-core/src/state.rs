@@ -19,6 +19,14 @@ use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::serde::SerdeRef;
 
+mod windowed;
+
+pub use windowed::{
+    RestorableSessionStore, RestorableWindowStore, SessionBytesStoreSupplier,
+    SessionStoreBuilder, SessionStoreHandle, WindowBytesStoreSupplier, WindowStoreBuilder,
+    WindowStoreHandle,
+};
+
 /// What a store builder gets to build one task's instance.
 #[derive(Debug, Clone)]
 pub struct StoreContext<'a> {
@@ -47,6 +55,10 @@ impl<T: StateStore + StateRestoreCallback + Any> CustomStore for T {}
 pub enum StoreInstance {
     /// A key-value store (with its logging and caching layers).
     KeyValue(Box<dyn RestorableKeyValueStore>),
+    /// A window store (with its logging and caching layers).
+    Window(Box<dyn RestorableWindowStore>),
+    /// A session store (with its logging and caching layers).
+    Session(Box<dyn RestorableSessionStore>),
     /// A store of the application's own kind.
     Custom(Box<dyn CustomStore>),
 }
@@ -56,6 +68,8 @@ impl StoreInstance {
     pub fn state_store(&mut self) -> &mut dyn StateStore {
         match self {
             StoreInstance::KeyValue(store) => &mut **store,
+            StoreInstance::Window(store) => &mut **store,
+            StoreInstance::Session(store) => &mut **store,
             StoreInstance::Custom(store) => &mut **store,
         }
     }
@@ -64,6 +78,8 @@ impl StoreInstance {
     pub fn restore_batch(&mut self, records: &[Write<'_>]) -> state_stores::Result<()> {
         match self {
             StoreInstance::KeyValue(store) => store.restore_batch(records),
+            StoreInstance::Window(store) => store.restore_batch(records),
+            StoreInstance::Session(store) => store.restore_batch(records),
             StoreInstance::Custom(store) => store.restore_batch(records),
         }
     }
@@ -149,6 +165,97 @@ impl Stores {
         name: impl Into<String>,
     ) -> Arc<dyn KeyValueBytesStoreSupplier> {
         Arc::new(InMemorySupplier(name.into()))
+    }
+
+    /// A RocksDB window store named `name`, keeping windows of
+    /// `window_size` for `retention` (at least the size), in time segments
+    /// that are dropped whole when they expire. With `retain_duplicates`,
+    /// every put is kept (as stream-stream joins need).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::state::Stores;
+    ///
+    /// let minute = Duration::from_secs(60);
+    /// let supplier = Stores::persistent_window_store("clicks", 10 * minute, minute, false)?;
+    /// assert_eq!((supplier.retention_period(), supplier.window_size()), (600_000, 60_000));
+    /// assert!(Stores::persistent_window_store("bad", minute, 2 * minute, false).is_err());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn persistent_window_store(
+        name: impl Into<String>,
+        retention: std::time::Duration,
+        window_size: std::time::Duration,
+        retain_duplicates: bool,
+    ) -> Result<Arc<dyn WindowBytesStoreSupplier>> {
+        Ok(Arc::new(windowed::WindowSupplier::new(
+            name.into(),
+            true,
+            retention,
+            window_size,
+            retain_duplicates,
+        )?))
+    }
+
+    /// An in-memory window store named `name`; see
+    /// [`Stores::persistent_window_store`].
+    pub fn in_memory_window_store(
+        name: impl Into<String>,
+        retention: std::time::Duration,
+        window_size: std::time::Duration,
+        retain_duplicates: bool,
+    ) -> Result<Arc<dyn WindowBytesStoreSupplier>> {
+        Ok(Arc::new(windowed::WindowSupplier::new(
+            name.into(),
+            false,
+            retention,
+            window_size,
+            retain_duplicates,
+        )?))
+    }
+
+    /// A RocksDB session store named `name`, keeping sessions for
+    /// `retention` after they end.
+    pub fn persistent_session_store(
+        name: impl Into<String>,
+        retention: std::time::Duration,
+    ) -> Result<Arc<dyn SessionBytesStoreSupplier>> {
+        Ok(Arc::new(windowed::SessionSupplier {
+            name: name.into(),
+            persistent: true,
+            retention: windowed::millis("retention", retention)?,
+        }))
+    }
+
+    /// An in-memory session store named `name`, keeping sessions for
+    /// `retention` after they end.
+    pub fn in_memory_session_store(
+        name: impl Into<String>,
+        retention: std::time::Duration,
+    ) -> Result<Arc<dyn SessionBytesStoreSupplier>> {
+        Ok(Arc::new(windowed::SessionSupplier {
+            name: name.into(),
+            persistent: false,
+            retention: windowed::millis("retention", retention)?,
+        }))
+    }
+
+    /// A builder of typed window stores over `supplier`: logged, not cached.
+    pub fn window_store_builder<K: 'static, V: 'static>(
+        supplier: Arc<dyn WindowBytesStoreSupplier>,
+        keys: impl state_stores::Serde<K> + 'static,
+        values: impl state_stores::Serde<V> + 'static,
+    ) -> WindowStoreBuilder<K, V> {
+        WindowStoreBuilder::new(supplier, Arc::new(keys), Arc::new(values))
+    }
+
+    /// A builder of typed session stores over `supplier`: logged, not cached.
+    pub fn session_store_builder<K: 'static, V: 'static>(
+        supplier: Arc<dyn SessionBytesStoreSupplier>,
+        keys: impl state_stores::Serde<K> + 'static,
+        values: impl state_stores::Serde<V> + 'static,
+    ) -> SessionStoreBuilder<K, V> {
+        SessionStoreBuilder::new(supplier, Arc::new(keys), Arc::new(values))
     }
 
     /// A builder of typed key-value stores over `supplier`: logged, not cached.
@@ -322,9 +429,9 @@ impl StoreHandle {
     ) -> Result<R> {
         let any: &mut dyn Any = match instance {
             StoreInstance::Custom(store) => &mut **store,
-            StoreInstance::KeyValue(_) => {
+            StoreInstance::KeyValue(_) | StoreInstance::Window(_) | StoreInstance::Session(_) => {
                 return Err(self.access_error(format!(
-                    "is a key-value store, not a {}",
+                    "is a built-in store, not a {}",
                     std::any::type_name::<S>()
                 )));
             }
@@ -342,11 +449,11 @@ impl StoreHandle {
     ) -> Result<R> {
         match &mut *lock(&self.cell) {
             StoreInstance::KeyValue(store) => Ok(f(&mut **store)),
-            StoreInstance::Custom(_) => Err(self.access_error("is not a key-value store".into())),
+            _ => Err(self.access_error("is not a key-value store".into())),
         }
     }
 
-    fn access_error(&self, message: String) -> StreamsError {
+    pub(crate) fn access_error(&self, message: String) -> StreamsError {
         StreamsError::StoreAccess {
             name: self.name.to_string(),
             message,
@@ -538,5 +645,21 @@ impl TaskStore {
             return Err(self.handle.access_error("is not a key-value store".into()));
         };
         KeyValueStoreHandle::new(self.handle.clone(), &**serdes)
+    }
+
+    /// The store as a typed window store.
+    pub fn window<K: 'static, V: 'static>(&self) -> Result<WindowStoreHandle<K, V>> {
+        let Some(serdes) = &self.serdes else {
+            return Err(self.handle.access_error("is not a window store".into()));
+        };
+        WindowStoreHandle::new(self.handle.clone(), &**serdes)
+    }
+
+    /// The store as a typed session store.
+    pub fn session<K: 'static, V: 'static>(&self) -> Result<SessionStoreHandle<K, V>> {
+        let Some(serdes) = &self.serdes else {
+            return Err(self.handle.access_error("is not a session store".into()));
+        };
+        SessionStoreHandle::new(self.handle.clone(), &**serdes)
     }
 }

@@ -52,6 +52,8 @@ pub struct TaskMetrics {
     pub dropped_failed: u64,
     /// Dropped for a negative timestamp.
     pub dropped_invalid_timestamp: u64,
+    /// Dropped as late: for a window already closed.
+    pub dropped_expired_window: u64,
     /// Sent to a dead-letter topic by the deserialization handler.
     pub dead_lettered_unreadable: u64,
     /// Sent to a dead-letter topic by the processing handler.
@@ -278,13 +280,14 @@ impl MetricsSnapshot {
             "streams_task_dropped_records",
             "Records a task dropped (dead-lettered ones apart), by reason: unreadable \
              (the deserialization handler), failed (the processing handler), \
-             invalid-timestamp",
+             invalid-timestamp, expired-window (late for a closed window)",
             labelled(
                 "reason",
                 &[
                     ("unreadable", |t| t.dropped_unreadable),
                     ("failed", |t| t.dropped_failed),
                     ("invalid-timestamp", |t| t.dropped_invalid_timestamp),
+                    ("expired-window", |t| t.dropped_expired_window),
                 ],
             ),
         );
@@ -403,6 +406,7 @@ mod tests {
                     dead_lettered_records: 1,
                     dropped_unreadable: 1,
                     dropped_failed: 2,
+                    dropped_expired_window: 3,
                     dead_lettered_failed: 1,
                     ..TaskMetrics::default()
                 },
@@ -420,6 +424,7 @@ mod tests {
             "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"unreadable\"} 1",
             "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"failed\"} 2",
             "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"invalid-timestamp\"} 0",
+            "streams_task_dropped_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",reason=\"expired-window\"} 3",
             "streams_task_dead_lettered_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",handler=\"deserialization\"} 0",
             "streams_task_dead_lettered_records_total{application_id=\"app\",thread=\"0\",task=\"0_1\",handler=\"processing\"} 1",
             "streams_consumer_lag_records{application_id=\"app\",topic=\"in\\\"put\",partition=\"1\"} 7",
@@ -433,7 +438,7 @@ mod tests {
              # TYPE streams_thread_records_processed_total counter\n",
             "# HELP streams_task_dropped_records_total Records a task dropped (dead-lettered ones \
              apart), by reason: unreadable (the deserialization handler), failed (the processing \
-             handler), invalid-timestamp.\n",
+             handler), invalid-timestamp, expired-window (late for a closed window).\n",
             "# TYPE streams_thread_process_latency_seconds_sum untyped\n",
             "# TYPE streams_consumer_lag_records gauge\n",
         ] {

@@ -31,8 +31,27 @@ use crate::state::StoreBuilder;
 /// # Ok::<(), streams_core::StreamsError>(())
 /// ```
 pub struct KGroupedStream<K, V> {
-    stream: KStream<K, V>,
+    pub(crate) stream: KStream<K, V>,
     name: Option<String>,
+}
+
+impl<K, V> Clone for KGroupedStream<K, V> {
+    fn clone(&self) -> Self {
+        KGroupedStream {
+            stream: self.stream.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// What an aggregation adds: its store, and the table it makes (keys,
+/// values and how to read them back).
+pub(crate) struct Aggregation<K, VA> {
+    pub(crate) store: String,
+    pub(crate) builder: Arc<dyn StoreBuilder>,
+    pub(crate) keys: SerdeRef<K>,
+    pub(crate) values: SerdeRef<VA>,
+    pub(crate) getter: ValueGetterSupplier<K, VA>,
 }
 
 /// Adds the store of an aggregation and the processor `make` gives, which
@@ -54,6 +73,45 @@ where
     VA: Data,
     P: Processor<K, VIn, K, Change<VA>> + 'static,
 {
+    add_aggregation_of(
+        state,
+        parent,
+        prefix,
+        make,
+        Aggregation {
+            store: store.to_owned(),
+            builder,
+            keys,
+            values,
+            getter: ValueGetterSupplier::store(store),
+        },
+    )
+}
+
+/// Adds an aggregation's store and the processor `make` gives (from keys
+/// `KIn` to the table's keys `K`), returning the resulting table.
+pub(crate) fn add_aggregation_of<KIn, K, VIn, VA, P>(
+    state: &Shared,
+    parent: &str,
+    prefix: &str,
+    make: impl Fn() -> P + Send + Sync + 'static,
+    aggregation: Aggregation<K, VA>,
+) -> KTable<K, VA>
+where
+    KIn: Data,
+    K: Data,
+    VIn: Data,
+    VA: Data,
+    P: Processor<KIn, VIn, K, Change<VA>> + 'static,
+{
+    let Aggregation {
+        store,
+        builder,
+        keys,
+        values,
+        getter,
+    } = aggregation;
+    let store = store.as_str();
     let mut st = state.borrow_mut();
     let name = st.next_name(prefix);
     let result = st
@@ -74,7 +132,7 @@ where
             keys: Some(keys),
             values: Some(values),
         },
-        getter: ValueGetterSupplier::store(store),
+        getter,
         store: Some(store.to_owned()),
     }
 }
@@ -95,7 +153,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// The store name, and the stream repartitioned first if its key changed.
-    fn prepare<VA>(
+    pub(crate) fn prepare<VA>(
         &self,
         materialized: &Materialized<K, VA>,
         prefix: &str,

@@ -16,10 +16,14 @@ mod kstream;
 mod kstream_aggregate;
 mod kstream_global_ktable_join;
 mod kstream_ktable_join;
+mod kstream_session_window_aggregate;
+mod kstream_window_aggregate;
 mod ktable;
 mod ktable_aggregate;
 mod ktable_ktable_join;
 mod options;
+mod suppress;
+mod windowed;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,6 +32,8 @@ use std::sync::Arc;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{GlobalKTable, KTable};
+pub use suppress::{BufferConfig, BufferFull, SuppressionBuffer, Suppressed};
+pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 
 pub use options::{
     Consumed, DEFAULT_CACHE_BYTES, Grouped, Materialized, Named, Produced, Repartitioned, StoreType,
@@ -58,6 +64,9 @@ pub(crate) struct BuilderState {
     pub(crate) topology: Topology,
     counter: usize,
     error: Option<StreamsError>,
+    /// The grace period of each windowed aggregation, by its node: what
+    /// `suppress(until_window_closes)` downstream waits for.
+    pub(crate) window_graces: std::collections::HashMap<String, i64>,
 }
 
 pub(crate) type Shared = Rc<RefCell<BuilderState>>;
@@ -68,7 +77,32 @@ impl BuilderState {
             topology: Topology::new(),
             counter: 0,
             error: None,
+            window_graces: std::collections::HashMap::new(),
         }
+    }
+
+    /// The grace period of the nearest windowed aggregation upstream of
+    /// `node`, if there is one.
+    pub(crate) fn upstream_grace(&self, node: &str) -> Option<i64> {
+        let nodes = &self.topology.nodes;
+        let mut queue: Vec<usize> = nodes.iter().position(|n| n.name == node).into_iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(index) = queue.pop() {
+            if !seen.insert(index) {
+                continue;
+            }
+            if let Some(grace) = self.window_graces.get(&nodes[index].name) {
+                return Some(*grace);
+            }
+            queue.extend(
+                nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.children.contains(&index))
+                    .map(|(i, _)| i),
+            );
+        }
+        None
     }
 
     pub(crate) fn next_name(&mut self, prefix: &str) -> String {

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use crate::serde::{Serde, SerdeRef};
 use crate::state::{KeyValueBytesStoreSupplier, KeyValueStoreBuilder, Stores};
-use crate::topology::{StreamPartitioner, TimestampExtractor};
+use crate::timestamps::TimestampExtractor;
+use crate::topology::StreamPartitioner;
 
 /// How a source reads a topic: serdes, timestamps, node name.
 ///
@@ -22,7 +23,7 @@ use crate::topology::{StreamPartitioner, TimestampExtractor};
 pub struct Consumed<K, V> {
     pub(crate) keys: SerdeRef<K>,
     pub(crate) values: SerdeRef<V>,
-    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
+    pub(crate) extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
     pub(crate) name: Option<String>,
 }
 
@@ -53,19 +54,24 @@ impl<K, V> Consumed<K, V> {
         }
     }
 
-    /// Take record timestamps from `extractor` (given the record and the
-    /// partition's stream time) instead of the broker's.
+    /// Take record timestamps from `extractor` instead of the
+    /// application's default (`default.timestamp.extractor`): a built-in
+    /// of [`crate::timestamps`], or a function of the record and its
+    /// partition's time so far through
+    /// [`extractor_fn`](crate::timestamps::extractor_fn). For a table, a
+    /// tombstone keeps the timestamp it was written with.
     ///
     /// ```
     /// use streams_core::dsl::Consumed;
     /// use streams_core::serde::{I64Serde, StringSerde};
     /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::timestamps::extractor_fn;
     /// use streams_core::{StreamsBuilder, StreamsConfig};
     ///
     /// // Each value is the time of its event, in ms.
     /// let builder = StreamsBuilder::new();
-    /// let consumed =
-    ///     Consumed::with(StringSerde, I64Serde).with_timestamp_extractor(|event, _| event.value);
+    /// let consumed = Consumed::with(StringSerde, I64Serde)
+    ///     .with_timestamp_extractor(extractor_fn(|event, _| *event.value));
     /// builder.stream_with("events", consumed).to("events-by-time");
     /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
     /// let mut input = driver.create_input_topic("events", StringSerde, I64Serde);
@@ -74,10 +80,7 @@ impl<K, V> Consumed<K, V> {
     /// assert_eq!(output.read_record().timestamp, 1_000);
     /// # Ok::<(), streams_core::StreamsError>(())
     /// ```
-    pub fn with_timestamp_extractor(
-        mut self,
-        extractor: impl Fn(&crate::Record<K, V>, i64) -> i64 + Send + Sync + 'static,
-    ) -> Self {
+    pub fn with_timestamp_extractor(mut self, extractor: impl TimestampExtractor<K, V>) -> Self {
         self.extractor = Some(Arc::new(extractor));
         self
     }
@@ -544,6 +547,8 @@ pub struct Materialized<K, V> {
     pub(crate) values: Option<SerdeRef<V>>,
     pub(crate) logging: bool,
     pub(crate) cache_bytes: Option<usize>,
+    /// A windowed store's retention; see `Materialized::with_retention`.
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 /// The record cache in front of each task's instance of a DSL store,
@@ -575,6 +580,7 @@ impl<K, V> Default for Materialized<K, V> {
             values: None,
             logging: true,
             cache_bytes: Some(DEFAULT_CACHE_BYTES),
+            retention: None,
         }
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use crate::TaskId;
 use crate::error::{BoxError, Result, StreamsError, TopologyError};
 use crate::record::{ProducerRecord, Record, RecordMetadata};
-use crate::state::{KeyValueStoreHandle, StoreHandle, TaskStore};
+use crate::state::{
+    KeyValueStoreHandle, SessionStoreHandle, StoreHandle, TaskStore, WindowStoreHandle,
+};
 
 /// What [`Processor`] callbacks return: user code may fail with any error.
 pub type ProcessResult = std::result::Result<(), BoxError>;
@@ -168,6 +170,29 @@ impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
         self.lookup().key_value_store(name)
     }
 
+    /// Counts a record dropped because the window it belongs to had
+    /// closed (stream time passed the window's end plus its grace), in the
+    /// task's drop counts.
+    pub(crate) fn record_expired_window_drop(&mut self) {
+        self.task.count_expired_window();
+    }
+
+    /// A typed window store connected to this processor.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStoreHandle<K, V>> {
+        self.task.find_store(self.node, name)?.window()
+    }
+
+    /// A typed session store connected to this processor.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStoreHandle<K, V>> {
+        self.task.find_store(self.node, name)?.session()
+    }
+
     pub(crate) fn lookup(&self) -> StoreLookup<'_> {
         StoreLookup {
             task: &*self.task,
@@ -272,6 +297,8 @@ pub(crate) trait TaskContext {
     fn observe_timestamp(&mut self, timestamp: i64);
     /// A source dropped a record with a negative timestamp.
     fn count_invalid_timestamp(&mut self);
+    /// A processor dropped a record for a window already closed.
+    fn count_expired_window(&mut self);
     /// Sends a sink's record through the task's collector.
     fn send(&mut self, record: ProducerRecord<'_>) -> Result<()>;
 }
@@ -288,6 +315,20 @@ impl StoreLookup<'_> {
         name: &str,
     ) -> Result<KeyValueStoreHandle<K, V>> {
         self.task.find_store(self.node, name)?.key_value()
+    }
+
+    pub(crate) fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStoreHandle<K, V>> {
+        self.task.find_store(self.node, name)?.window()
+    }
+
+    pub(crate) fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStoreHandle<K, V>> {
+        self.task.find_store(self.node, name)?.session()
     }
 }
 

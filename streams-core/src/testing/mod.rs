@@ -43,7 +43,7 @@ use crate::error::{Result, StreamsError, TopologyError};
 use crate::record::{Headers, RawRecord, Record};
 use crate::record::{ProducerRecord, RecordCollector};
 use crate::serde::{Serde, SerdeRef};
-use crate::state::{KeyValueStoreHandle, StoreHandle};
+use crate::state::{KeyValueStoreHandle, SessionStoreHandle, StoreHandle, WindowStoreHandle};
 use crate::{TaskId, Topology};
 
 /// Keeps what tasks produce until the driver picks it up.
@@ -263,6 +263,7 @@ impl TopologyTestDriver {
         let collector = Arc::new(CapturingCollector::default());
         let handler = config.deserialization_handler();
         let processing_handler = config.processing_handler();
+        let timestamp_extractor = config.default_timestamp_extractor()?;
         let build = |nodes: &[usize], id: TaskId, globals: GlobalStores| {
             let dir = state_dir.join(id.to_string());
             let setup = TaskSetup {
@@ -273,6 +274,7 @@ impl TopologyTestDriver {
                 globals,
                 deserialization_handler: handler.clone(),
                 processing_handler: processing_handler.clone(),
+                timestamp_extractor: timestamp_extractor.clone(),
                 wall_clock: wall_clock_ms,
             };
             TaskCore::new(&topology, nodes, setup)
@@ -416,6 +418,33 @@ impl TopologyTestDriver {
                 message: "is not a key-value store".into(),
             })?;
         KeyValueStoreHandle::new(store.handle.clone(), &**serdes)
+    }
+
+    /// A typed handle on a window store of the topology.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStoreHandle<K, V>> {
+        self.task_store(name)?.window()
+    }
+
+    /// A typed handle on a session store of the topology.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStoreHandle<K, V>> {
+        self.task_store(name)?.session()
+    }
+
+    fn task_store(&self, name: &str) -> Result<crate::state::TaskStore> {
+        self.state
+            .borrow()
+            .find_store(name)
+            .cloned()
+            .ok_or_else(|| StreamsError::StoreAccess {
+                name: name.to_owned(),
+                message: "no such store in the topology".into(),
+            })
     }
 
     /// A handle on any store of the topology, such as a custom one.
