@@ -12,6 +12,8 @@
 //! | `replication.factor` | -1 (broker default) | of internal topics |
 //! | `registry.heartbeat.interval.ms` | 1000 | how often an instance re-announces itself in the instance registry |
 //! | `registry.instance.timeout.ms` | 10000 | an instance silent this long is taken for dead |
+//! | `default.timestamp.extractor` | `FailOnInvalidTimestamp` | the timestamps of sources without an extractor of their own: a built-in's name (or Kafka's class name); see [`crate::timestamps`] and [`StreamsConfig::with_default_timestamp_extractor`] |
+//! | `max.task.idle.ms` | 0 | how long a task reading several partitions waits for one that has no buffered record, once that partition is caught up, before it processes the others' records anyway; -1 never waits |
 //!
 //! Any other key is passed through to the Kafka clients: `consumer.`,
 //! `producer.` and `admin.` prefixes target one client, unprefixed keys
@@ -33,6 +35,7 @@ use crate::handlers::{
     DeserializationExceptionHandler, FailOnProductionError, LogAndContinue, LogAndFail,
     ProcessingExceptionHandler, ProductionExceptionHandler,
 };
+use crate::timestamps::{AnyTimestampExtractor, FailOnInvalidTimestamp, TimestampExtractor};
 
 /// Settings of a streams application.
 #[derive(Clone)]
@@ -41,6 +44,8 @@ pub struct StreamsConfig {
     deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
     processing_handler: Arc<dyn ProcessingExceptionHandler>,
     production_handler: Arc<dyn ProductionExceptionHandler>,
+    /// Set in code; wins over `default.timestamp.extractor`.
+    timestamp_extractor: Option<AnyTimestampExtractor>,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -73,6 +78,14 @@ pub const REGISTRY_HEARTBEAT_INTERVAL_MS: &str = "registry.heartbeat.interval.ms
 /// `registry.instance.timeout.ms`
 pub const REGISTRY_INSTANCE_TIMEOUT_MS: &str = "registry.instance.timeout.ms";
 
+/// `default.timestamp.extractor`
+pub const DEFAULT_TIMESTAMP_EXTRACTOR: &str = "default.timestamp.extractor";
+/// `max.task.idle.ms`
+pub const MAX_TASK_IDLE_MS: &str = "max.task.idle.ms";
+/// `max.task.idle.ms` for "never wait" (Kafka Streams'
+/// `MAX_TASK_IDLE_MS_DISABLED`).
+pub const MAX_TASK_IDLE_MS_DISABLED: i64 = -1;
+
 /// Keys read by the streams runtime itself, not passed to Kafka clients.
 const STREAMS_KEYS: &[&str] = &[
     APPLICATION_ID,
@@ -84,6 +97,8 @@ const STREAMS_KEYS: &[&str] = &[
     REPLICATION_FACTOR,
     REGISTRY_HEARTBEAT_INTERVAL_MS,
     REGISTRY_INSTANCE_TIMEOUT_MS,
+    DEFAULT_TIMESTAMP_EXTRACTOR,
+    MAX_TASK_IDLE_MS,
 ];
 
 /// librdkafka settings the framework's consumers get unless the
@@ -139,6 +154,7 @@ impl StreamsConfig {
             deserialization_handler: Arc::new(LogAndContinue),
             processing_handler: Arc::new(LogAndFail),
             production_handler: Arc::new(FailOnProductionError),
+            timestamp_extractor: None,
         }
     }
 
@@ -209,6 +225,79 @@ impl StreamsConfig {
     /// The production-exception handler configured.
     pub fn production_handler(&self) -> Arc<dyn ProductionExceptionHandler> {
         self.production_handler.clone()
+    }
+
+    /// Give records of every source without an extractor of its own their
+    /// timestamps with `extractor` (`default.timestamp.extractor`, which
+    /// this wins over). It sees keys and values as `dyn Any`.
+    ///
+    /// ```
+    /// use std::any::Any;
+    /// use streams_core::StreamsConfig;
+    /// use streams_core::timestamps::{AnyConsumerRecord, extractor_fn};
+    ///
+    /// // Numeric values are event times; other records keep their own.
+    /// let config = StreamsConfig::new("app").with_default_timestamp_extractor(extractor_fn(
+    ///     |record: &AnyConsumerRecord<'_>, _| {
+    ///         record.value.downcast_ref::<i64>().copied().unwrap_or(record.timestamp)
+    ///     },
+    /// ));
+    /// # let _ = config;
+    /// ```
+    pub fn with_default_timestamp_extractor(
+        mut self,
+        extractor: impl TimestampExtractor<dyn std::any::Any, dyn std::any::Any>,
+    ) -> Self {
+        self.timestamp_extractor = Some(Arc::new(extractor));
+        self
+    }
+
+    /// The extractor for sources without one of their own: the one given
+    /// to [`with_default_timestamp_extractor`](Self::with_default_timestamp_extractor),
+    /// else the built-in `default.timestamp.extractor` names (by its name,
+    /// such as `LogAndSkipOnInvalidTimestamp`, or Kafka's class name), else
+    /// [`FailOnInvalidTimestamp`].
+    ///
+    /// ```
+    /// use streams_core::StreamsConfig;
+    /// use streams_core::config::DEFAULT_TIMESTAMP_EXTRACTOR;
+    ///
+    /// let config = StreamsConfig::new("app")
+    ///     .set(DEFAULT_TIMESTAMP_EXTRACTOR, "UsePartitionTimeOnInvalidTimestamp");
+    /// assert!(config.default_timestamp_extractor().is_ok());
+    /// let wrong = StreamsConfig::new("app").set(DEFAULT_TIMESTAMP_EXTRACTOR, "Sundial");
+    /// assert!(wrong.default_timestamp_extractor().is_err());
+    /// ```
+    pub fn default_timestamp_extractor(&self) -> Result<AnyTimestampExtractor> {
+        if let Some(extractor) = &self.timestamp_extractor {
+            return Ok(extractor.clone());
+        }
+        match self.get(DEFAULT_TIMESTAMP_EXTRACTOR) {
+            None => Ok(Arc::new(FailOnInvalidTimestamp)),
+            Some(name) => crate::timestamps::built_in(name).ok_or_else(|| {
+                StreamsError::Config(format!(
+                    "{DEFAULT_TIMESTAMP_EXTRACTOR} is `{name}`, but must be one of \
+                     FailOnInvalidTimestamp, LogAndSkipOnInvalidTimestamp, \
+                     UsePartitionTimeOnInvalidTimestamp or WallclockTimestampExtractor \
+                     (set your own with StreamsConfig::with_default_timestamp_extractor)"
+                ))
+            }),
+        }
+    }
+
+    /// `max.task.idle.ms` (default 0): how long, in ms, a task that reads
+    /// several partitions waits for one of them that has no buffered
+    /// record, once that partition is caught up (nothing more to fetch),
+    /// before it processes the others' records, lowest timestamp first,
+    /// anyway. While such a partition still has records to fetch, the task
+    /// waits for them. [`MAX_TASK_IDLE_MS_DISABLED`] (-1) never waits.
+    pub fn max_task_idle_ms(&self) -> Result<i64> {
+        self.parse(
+            MAX_TASK_IDLE_MS,
+            0i64,
+            |ms| *ms >= MAX_TASK_IDLE_MS_DISABLED,
+            "-1 (never wait) or a number of milliseconds",
+        )
     }
 
     /// The application id; an error when empty or not a valid topic-name part.
@@ -399,6 +488,8 @@ impl StreamsConfig {
         self.replication_factor()?;
         self.application_server()?;
         self.registry_timing()?;
+        self.default_timestamp_extractor()?;
+        self.max_task_idle_ms()?;
         Ok(())
     }
 
@@ -430,6 +521,19 @@ mod tests {
             err(base().set(COMMIT_INTERVAL_MS, "soon")).contains("commit.interval.ms is `soon`")
         );
         assert!(err(base().set(APPLICATION_SERVER, "nohost")).contains("host:port"));
+        assert!(
+            err(base().set(DEFAULT_TIMESTAMP_EXTRACTOR, "Sundial"))
+                .contains("default.timestamp.extractor is `Sundial`")
+        );
+        assert!(err(base().set(MAX_TASK_IDLE_MS, "-2")).contains("max.task.idle.ms is `-2`"));
+        assert_eq!(base().max_task_idle_ms().unwrap(), 0);
+        assert_eq!(
+            base()
+                .set(MAX_TASK_IDLE_MS, "-1")
+                .max_task_idle_ms()
+                .unwrap(),
+            MAX_TASK_IDLE_MS_DISABLED
+        );
         assert_eq!(base().commit_interval().unwrap().as_millis(), 30_000);
         let eos = base().set(PROCESSING_GUARANTEE, "exactly_once_v2");
         assert_eq!(

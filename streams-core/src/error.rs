@@ -35,6 +35,22 @@ pub enum StreamsError {
         #[source]
         source: SerdeError,
     },
+    /// A record's timestamp could not be extracted: its source's
+    /// [`TimestampExtractor`](crate::timestamps::TimestampExtractor) failed
+    /// (the default, `FailOnInvalidTimestamp`, fails on a negative one).
+    /// The task stops, as in Kafka Streams.
+    #[error("cannot extract a timestamp from record {topic}[{partition}]@{offset}: {source}")]
+    TimestampExtraction {
+        /// Source topic.
+        topic: String,
+        /// Source partition.
+        partition: i32,
+        /// Source offset.
+        offset: i64,
+        /// The extractor's error.
+        #[source]
+        source: BoxError,
+    },
     /// A key or value could not be serialized for a sink, store or topic.
     #[error("cannot serialize for {target}: {source}")]
     Serialization {

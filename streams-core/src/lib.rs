@@ -57,6 +57,7 @@ pub mod record;
 pub mod serde;
 pub mod state;
 pub mod testing;
+pub mod timestamps;
 pub mod topology;
 pub mod window;
 

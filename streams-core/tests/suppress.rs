@@ -26,7 +26,7 @@ fn at(key: &str, start: i64, end: i64) -> Windowed<String> {
 fn final_counts(buffer: BufferConfig) -> TopologyTestDriver {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(TimeWindows::of_size_and_grace(secs(10), secs(2)).unwrap())
         .count_with(Materialized::named("counts").in_memory())
@@ -80,7 +80,7 @@ fn final_results_come_once_per_window_after_it_closes_late_records_included_with
 fn final_session_results_come_after_the_session_closes() {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(SessionWindows::of_inactivity_gap_and_grace(secs(5), secs(1)).unwrap())
         .count_with(Materialized::named("sessions").in_memory())
@@ -107,7 +107,7 @@ fn a_full_buffer_emits_early_or_shuts_down_as_configured() {
     // Emit early: final results are not allowed to.
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(TimeWindows::of_size_with_no_grace(secs(10)).unwrap())
         .count_with(Materialized::named("counts").in_memory())

@@ -32,7 +32,7 @@ fn at(key: &str, start: i64, end: i64) -> Windowed<String> {
 fn time_counts(windows: TimeWindows) -> streams_core::testing::TopologyTestDriver {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(windows)
         .count_with(Materialized::named("counts").in_memory())
@@ -126,7 +126,7 @@ fn hopping_windows_count_a_record_in_every_window_that_holds_it() {
 fn sliding_windows_hold_each_distinct_set_of_records_close_enough_in_time() {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(SlidingWindows::of_time_difference_and_grace(secs(10), secs(30)).unwrap())
         .count_with(Materialized::named("sliding").in_memory())
@@ -170,7 +170,7 @@ fn sliding_windows_hold_each_distinct_set_of_records_close_enough_in_time() {
 fn sliding_windows_of_early_records_share_one_window_from_zero() {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(SlidingWindows::of_time_difference_with_no_grace(secs(10)).unwrap())
         .count_with(Materialized::named("sliding").in_memory())
@@ -208,7 +208,7 @@ fn session_output(
 fn sessions_merge_when_a_record_bridges_them_and_late_records_are_dropped() {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(SessionWindows::of_inactivity_gap_and_grace(secs(5), secs(2)).unwrap())
         .count_with(Materialized::named("sessions").in_memory())
@@ -246,7 +246,7 @@ fn sessions_merge_when_a_record_bridges_them_and_late_records_are_dropped() {
 fn session_aggregate_and_reduce_merge_with_the_merger() {
     let builder = StreamsBuilder::new();
     let grouped = builder
-        .stream_with(&["in"], streams_core::dsl::Consumed::with(StringSerde, I64Serde))
+        .stream_with("in", streams_core::dsl::Consumed::with(StringSerde, I64Serde))
         .group_by_key();
     // Grace keeps the first session open when the bridging record comes.
     let sessions = SessionWindows::of_inactivity_gap_and_grace(ms(100), secs(1)).unwrap();
@@ -282,7 +282,7 @@ fn session_aggregate_and_reduce_merge_with_the_merger() {
 fn windowed_reduce_and_aggregate_fold_each_window() {
     let builder = StreamsBuilder::new();
     let grouped = builder
-        .stream_with(&["in"], streams_core::dsl::Consumed::with(StringSerde, I64Serde))
+        .stream_with("in", streams_core::dsl::Consumed::with(StringSerde, I64Serde))
         .group_by_key();
     let windows = TimeWindows::of_size_with_no_grace(secs(1)).unwrap();
     grouped
@@ -319,7 +319,7 @@ fn windowed_reduce_and_aggregate_fold_each_window() {
 fn changelogs_and_outputs_have_kafka_streams_bytes() {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(TimeWindows::of_size_with_no_grace(secs(60)).unwrap())
         .count_with(Materialized::named("counts").with_caching_disabled())
@@ -352,7 +352,7 @@ fn changelogs_and_outputs_have_kafka_streams_bytes() {
 fn a_retention_shorter_than_size_plus_grace_is_a_build_error() {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with(&["in"], strings())
+        .stream_with("in", strings())
         .group_by_key()
         .windowed_by(TimeWindows::of_size_and_grace(secs(10), secs(5)).unwrap())
         .count_with(Materialized::named("counts").with_retention(secs(12)));

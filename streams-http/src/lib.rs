@@ -6,6 +6,8 @@
 //! | `GET /state/instances` | every live instance: `host`, `port`, `storeNames`, `partitions` |
 //! | `GET /state/keyvalue/{store}/{key}` | the key's value, from this instance or fetched from the one that holds it |
 //! | `GET /state/keyvalue/{store}` | a page of the entries of every instance, merged in key order: `?limit=` (default 1,000) entries from key `?from=`, with `next`, the key to continue from (`null` at the end), and the instances that did not answer |
+//! | `GET /state/windowed/{store}/{key}` | the key's windows in a window store, from the instance that holds it: `[{"start": ms, "end": ms, "value": ...}]` in window-start order, those starting from `?from=` to `?to=` (ms since the epoch, both inclusive, both optional: by default every window the store keeps) |
+//! | `GET /state/session/{store}/{key}` | the key's sessions in a session store, from the instance that holds it: `[{"start": ms, "end": ms, "value": ...}]` (start and end are the first and last record's times) in start order; with `?from=` or `?to=`, those that end at or after `from` and start at or before `to` |
 //! | `GET /metrics` | the runtime's metrics (and the application's) in Prometheus text |
 //! | `GET /health` | 200 while running, 503 otherwise, with the state and, after a failure, its reason |
 //!
@@ -15,6 +17,18 @@
 //! routes that merge answers. Answers are JSON; errors are
 //! `{"error": "..."}` with a fitting status; a handler that panics is a
 //! 500, never a dead server.
+//!
+//! Stores are made queryable by kind: [`QueryServer::key_value_store`],
+//! [`QueryServer::window_store`] and [`QueryServer::session_store`], each
+//! with the store's key serde, which finds a key's partition and so its
+//! instance. Key lookups (the three `{store}/{key}` routes) are forwarded
+//! to the instance that holds the key and answered there; an instance
+//! answers a forwarded request itself. Their errors: 400 for a key that
+//! does not parse or a bad `from`/`to` (not an integer, or `from` after
+//! `to`), 404 for a store not registered with that kind (and a key-value
+//! key with no value; a windowed key with none is an empty list), 502
+//! when the owner does not answer, 503 (retry) while no live instance
+//! holds the key's partition or the store is being rebalanced.
 //!
 //! The server is axum's router on hyper, with the limits of
 //! [`HttpLimits`]: no route takes a body (a request with one is answered
@@ -194,6 +208,32 @@ pub const DEFAULT_PAGE: usize = 1000;
 /// The largest `limit` of a page.
 pub const MAX_PAGE: usize = 100_000;
 
+/// The two routes of windowed stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowedKind {
+    /// `/state/windowed/...`: window stores.
+    Window,
+    /// `/state/session/...`: session stores.
+    Session,
+}
+
+impl WindowedKind {
+    /// The route's second path segment.
+    fn segment(self) -> &'static str {
+        match self {
+            WindowedKind::Window => "windowed",
+            WindowedKind::Session => "session",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            WindowedKind::Window => "window",
+            WindowedKind::Session => "session",
+        }
+    }
+}
+
 struct KeyValueQuery<K, V> {
     streams: Arc<KafkaStreams>,
     name: String,
@@ -207,8 +247,7 @@ where
     V: Serialize + 'static,
 {
     fn parse(&self, key: &str) -> Result<K, String> {
-        key.parse::<K>()
-            .map_err(|_| format!("`{key}` is not a key of store {}", self.name))
+        parse_key(&self.name, key)
     }
 }
 
@@ -218,12 +257,7 @@ where
     V: Serialize + 'static,
 {
     fn key_bytes(&self, key: &str) -> Result<Vec<u8>, String> {
-        let key = self.parse(key)?;
-        let mut out = Vec::new();
-        self.keys
-            .serialize_into(&key, &mut out)
-            .map_err(|e| e.to_string())?;
-        Ok(out)
+        serialize_key(&*self.keys, &self.parse(key)?)
     }
 
     fn get(&self, key: &str) -> StreamsResult<Option<Value>> {
@@ -253,6 +287,151 @@ fn to_json(value: &impl Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
+/// A key from URL text, parsed with `FromStr`.
+fn parse_key<K: FromStr>(store: &str, key: &str) -> Result<K, String> {
+    key.parse::<K>()
+        .map_err(|_| format!("`{key}` is not a key of store {store}"))
+}
+
+/// `key` serialized by the store's key serde, to find its partition.
+fn serialize_key<K>(keys: &dyn state_stores::Serde<K>, key: &K) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    keys.serialize_into(key, &mut out)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Times from `from` to `to` (ms since the epoch, both inclusive) that a
+/// windowed lookup covers; unbounded on a side not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TimeRange {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+impl TimeRange {
+    /// `?from=` and `?to=` of `request`: integers, `from` not after `to`.
+    fn of(request: &Request) -> Result<TimeRange, String> {
+        let time = |name: &str| {
+            request
+                .param(name)
+                .map(|text| {
+                    text.parse::<i64>().map_err(|_| {
+                        format!("{name} must be a time in ms since the epoch (an integer), not `{text}`")
+                    })
+                })
+                .transpose()
+        };
+        let range = TimeRange {
+            from: time("from")?,
+            to: time("to")?,
+        };
+        if let (Some(from), Some(to)) = (range.from, range.to)
+            && from > to
+        {
+            return Err(format!("from ({from}) is after to ({to})"));
+        }
+        Ok(range)
+    }
+
+    fn bounds(self) -> (i64, i64) {
+        (self.from.unwrap_or(i64::MIN), self.to.unwrap_or(i64::MAX))
+    }
+
+    /// The range as a query string (`?from=..&to=..`, or nothing).
+    fn query(self) -> String {
+        let parts: Vec<String> = [("from", self.from), ("to", self.to)]
+            .into_iter()
+            .filter_map(|(name, time)| time.map(|time| format!("{name}={time}")))
+            .collect();
+        match parts.is_empty() {
+            true => String::new(),
+            false => format!("?{}", parts.join("&")),
+        }
+    }
+}
+
+/// A window or session store the layer can read: one key's windows (or
+/// sessions) in a time range, as JSON.
+trait WindowedQueryable: Send + Sync {
+    /// The key parsed from the URL and serialized as the store keeps it.
+    fn key_bytes(&self, key: &str) -> Result<Vec<u8>, String>;
+    /// The key's windows here that `range` covers, earliest first, as
+    /// `{"start", "end", "value"}` objects.
+    fn windows(&self, key: &str, range: TimeRange) -> StreamsResult<Vec<Value>>;
+}
+
+fn window_json(start: i64, end: i64, value: &impl Serialize) -> Value {
+    json!({ "start": start, "end": end, "value": to_json(value) })
+}
+
+struct WindowQuery<K, V> {
+    streams: Arc<KafkaStreams>,
+    name: String,
+    keys: Box<dyn state_stores::Serde<K>>,
+    _values: std::marker::PhantomData<fn() -> V>,
+}
+
+impl<K, V> WindowedQueryable for WindowQuery<K, V>
+where
+    K: FromStr + 'static,
+    V: Serialize + 'static,
+{
+    fn key_bytes(&self, key: &str) -> Result<Vec<u8>, String> {
+        serialize_key(&*self.keys, &parse_key(&self.name, key)?)
+    }
+
+    /// Windows that start in the range.
+    fn windows(&self, key: &str, range: TimeRange) -> StreamsResult<Vec<Value>> {
+        let key = parse_key::<K>(&self.name, key).map_err(StreamsError::InvalidState)?;
+        let (from, to) = range.bounds();
+        let view = self.streams.window_store::<K, V>(&self.name)?;
+        Ok(view
+            .fetch_windows(&key, from, to)?
+            .iter()
+            .map(|(window, value)| window_json(window.start, window.end, value))
+            .collect())
+    }
+}
+
+struct SessionQuery<K, V> {
+    streams: Arc<KafkaStreams>,
+    name: String,
+    keys: Box<dyn state_stores::Serde<K>>,
+    _values: std::marker::PhantomData<fn() -> V>,
+}
+
+impl<K, V> WindowedQueryable for SessionQuery<K, V>
+where
+    K: FromStr + 'static,
+    V: Serialize + 'static,
+{
+    fn key_bytes(&self, key: &str) -> Result<Vec<u8>, String> {
+        serialize_key(&*self.keys, &parse_key(&self.name, key)?)
+    }
+
+    /// Sessions that overlap the range: end at or after `from`, start at
+    /// or before `to` (Kafka Streams' `findSessions`).
+    fn windows(&self, key: &str, range: TimeRange) -> StreamsResult<Vec<Value>> {
+        let key = parse_key::<K>(&self.name, key).map_err(StreamsError::InvalidState)?;
+        let view = self.streams.session_store::<K, V>(&self.name)?;
+        let sessions = match range {
+            TimeRange {
+                from: None,
+                to: None,
+            } => view.fetch(&key)?,
+            _ => {
+                let (earliest_end, latest_start) = range.bounds();
+                view.find_sessions(&key, earliest_end, latest_start)?
+            }
+        };
+        Ok(sessions
+            .iter()
+            .map(|(session, value)| window_json(session.window.start, session.window.end, value))
+            .collect())
+    }
+}
+
 type Route = Arc<dyn Fn(&Request, &QueryServer) -> Option<Response> + Send + Sync>;
 type MetricsSource = Arc<dyn Fn(&mut Registry) + Send + Sync>;
 
@@ -262,6 +441,8 @@ type MetricsSource = Arc<dyn Fn(&mut Registry) + Send + Sync>;
 pub struct QueryServer {
     streams: Arc<KafkaStreams>,
     stores: BTreeMap<String, Arc<dyn QueryableStore>>,
+    window_stores: BTreeMap<String, Arc<dyn WindowedQueryable>>,
+    session_stores: BTreeMap<String, Arc<dyn WindowedQueryable>>,
     routes: Vec<Route>,
     metrics: Vec<MetricsSource>,
     limits: HttpLimits,
@@ -273,6 +454,8 @@ impl std::fmt::Debug for QueryServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueryServer")
             .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .field("window_stores", &self.window_stores.keys().collect::<Vec<_>>())
+            .field("session_stores", &self.session_stores.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -292,6 +475,8 @@ impl QueryServer {
         QueryServer {
             streams,
             stores: BTreeMap::new(),
+            window_stores: BTreeMap::new(),
+            session_stores: BTreeMap::new(),
             routes: Vec::new(),
             metrics: Vec::new(),
             limits: HttpLimits::default(),
@@ -326,6 +511,112 @@ impl QueryServer {
         self.stores.insert(
             name.to_owned(),
             Arc::new(KeyValueQuery::<K, V> {
+                streams: self.streams.clone(),
+                name: name.to_owned(),
+                keys: Box::new(keys),
+                _values: std::marker::PhantomData,
+            }),
+        );
+        self
+    }
+
+    /// Makes window store `name` queryable at `GET
+    /// /state/windowed/{name}/{key}?from=&to=`: keys are parsed from the URL
+    /// with `FromStr` and serialized with `keys` (the store's key serde) to
+    /// find their partition; values are shown as JSON. For the stores of
+    /// windowed aggregations (`windowed_by(TimeWindows | SlidingWindows)`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::window::TimeWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    /// use streams_http::{QueryServer, Request};
+    /// use streams_kafka::KafkaStreams;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream_with(["clicks"], Consumed::with(StringSerde, StringSerde))
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60))?)
+    ///     .count_with(Materialized::named("clicks-per-minute"));
+    /// let config = StreamsConfig::new("clicks")
+    ///     .set("bootstrap.servers", "127.0.0.1:9092")
+    ///     .set("application.server", "127.0.0.1:8080");
+    /// let streams = Arc::new(KafkaStreams::new(builder.build()?, config)?);
+    /// let server = QueryServer::new(streams)
+    ///     .window_store::<String, i64>("clicks-per-minute", StringSerde);
+    /// // Once started: `[{"start": 0, "end": 60000, "value": 2}, ...]`.
+    /// let answer = server.handle(&Request::get("/state/windowed/clicks-per-minute/ann?from=noon"));
+    /// assert_eq!(answer.status, 400);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn window_store<K, V>(
+        mut self,
+        name: &str,
+        keys: impl state_stores::Serde<K> + 'static,
+    ) -> QueryServer
+    where
+        K: FromStr + 'static,
+        V: Serialize + 'static,
+    {
+        self.window_stores.insert(
+            name.to_owned(),
+            Arc::new(WindowQuery::<K, V> {
+                streams: self.streams.clone(),
+                name: name.to_owned(),
+                keys: Box::new(keys),
+                _values: std::marker::PhantomData,
+            }),
+        );
+        self
+    }
+
+    /// Makes session store `name` queryable at `GET
+    /// /state/session/{name}/{key}`, as [`QueryServer::window_store`] does
+    /// window stores. For the stores of session aggregations
+    /// (`windowed_by(SessionWindows)`).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::window::SessionWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    /// use streams_http::{QueryServer, Request};
+    /// use streams_kafka::KafkaStreams;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream_with(["clicks"], Consumed::with(StringSerde, StringSerde))
+    ///     .group_by_key()
+    ///     .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(300))?)
+    ///     .count_with(Materialized::named("visits"));
+    /// let config = StreamsConfig::new("clicks")
+    ///     .set("bootstrap.servers", "127.0.0.1:9092")
+    ///     .set("application.server", "127.0.0.1:8080");
+    /// let streams = Arc::new(KafkaStreams::new(builder.build()?, config)?);
+    /// let server = QueryServer::new(streams).session_store::<String, i64>("visits", StringSerde);
+    /// // Once started: `[{"start": 1000, "end": 95000, "value": 7}, ...]`;
+    /// // before, no instance holds the key's partition: retry later.
+    /// assert_eq!(server.handle(&Request::get("/state/session/visits/ann")).status, 503);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn session_store<K, V>(
+        mut self,
+        name: &str,
+        keys: impl state_stores::Serde<K> + 'static,
+    ) -> QueryServer
+    where
+        K: FromStr + 'static,
+        V: Serialize + 'static,
+    {
+        self.session_stores.insert(
+            name.to_owned(),
+            Arc::new(SessionQuery::<K, V> {
                 streams: self.streams.clone(),
                 name: name.to_owned(),
                 keys: Box::new(keys),
@@ -435,46 +726,66 @@ impl QueryServer {
             .ok_or_else(|| Response::error(404, format!("no queryable store `{name}`")))
     }
 
+    /// Answers a lookup of `key` in store `name` at the instance that
+    /// holds it: `None` when that is this one (or the request was
+    /// forwarded here, so is answered here), else the owner's answer to
+    /// `GET path`, or why there is none.
+    fn forward_to_owner(
+        &self,
+        request: &Request,
+        name: &str,
+        key: &str,
+        key_bytes: impl FnOnce() -> Result<Vec<u8>, String>,
+        path: impl FnOnce() -> String,
+    ) -> Option<Response> {
+        if request.forwarded {
+            return None;
+        }
+        let bytes = match key_bytes() {
+            Ok(bytes) => bytes,
+            Err(message) => return Some(Response::error(400, message)),
+        };
+        let Some(owner) = self.streams.query_metadata_for_raw_key(name, &bytes) else {
+            return Some(Response::error(
+                503,
+                format!("no live instance holds the partition of `{key}` now (rebalancing?); retry"),
+            ));
+        };
+        if Some(&owner.active_host) == self.streams.application_server() {
+            return None;
+        }
+        Some(match self.peers().get(&owner.active_host, &path(), true) {
+            Ok(answer) => Response {
+                status: answer.status,
+                content_type: "application/json".into(),
+                body: answer.body,
+            },
+            Err(error) => Response::error(
+                502,
+                format!(
+                    "{} holds `{key}` but did not answer: {error}",
+                    owner.active_host
+                ),
+            ),
+        })
+    }
+
     fn key_lookup(&self, request: &Request, name: &str, key: &str) -> Response {
         let store = match self.store(name) {
             Ok(store) => store,
             Err(response) => return response,
         };
-        let me = self.streams.application_server();
-        if !request.forwarded {
-            let bytes = match store.key_bytes(key) {
-                Ok(bytes) => bytes,
-                Err(message) => return Response::error(400, message),
-            };
-            let Some(owner) = self.streams.query_metadata_for_raw_key(name, &bytes) else {
-                return Response::error(
-                    503,
-                    format!(
-                        "no live instance holds the partition of `{key}` now (rebalancing?); retry"
-                    ),
-                );
-            };
-            if Some(&owner.active_host) != me {
-                let path = format!(
-                    "/state/keyvalue/{}/{}",
-                    percent_encode(name),
-                    percent_encode(key)
-                );
-                return match self.peers().get(&owner.active_host, &path, true) {
-                    Ok(answer) => Response {
-                        status: answer.status,
-                        content_type: "application/json".into(),
-                        body: answer.body,
-                    },
-                    Err(error) => Response::error(
-                        502,
-                        format!(
-                            "{} holds `{key}` but did not answer: {error}",
-                            owner.active_host
-                        ),
-                    ),
-                };
-            }
+        let path = || {
+            format!(
+                "/state/keyvalue/{}/{}",
+                percent_encode(name),
+                percent_encode(key)
+            )
+        };
+        if let Some(answer) =
+            self.forward_to_owner(request, name, key, || store.key_bytes(key), path)
+        {
+            return answer;
         }
         match store.get(key) {
             Ok(Some(value)) => Response::json(
@@ -482,12 +793,69 @@ impl QueryServer {
                 &json!({
                     "key": key,
                     "value": value,
-                    "host": me.map(ToString::to_string),
+                    "host": self.streams.application_server().map(ToString::to_string),
                 }),
             ),
             Ok(None) => Response::error(404, format!("no value for `{key}` in store {name}")),
             Err(error) => store_error(&error),
         }
+    }
+
+    /// `GET /state/windowed/{store}/{key}` and `GET
+    /// /state/session/{store}/{key}`: the key's windows (sessions) in
+    /// `?from=` to `?to=`, answered by the instance that holds the key.
+    fn windowed_lookup(&self, request: &Request, kind: WindowedKind, name: &str, key: &str) -> Response {
+        let stores = match kind {
+            WindowedKind::Window => &self.window_stores,
+            WindowedKind::Session => &self.session_stores,
+        };
+        let Some(store) = stores.get(name) else {
+            return self.no_such_store(kind, name);
+        };
+        let range = match TimeRange::of(request) {
+            Ok(range) => range,
+            Err(message) => return Response::error(400, message),
+        };
+        // The key must parse here too: a forwarded request reads it below.
+        let bytes = match store.key_bytes(key) {
+            Ok(bytes) => bytes,
+            Err(message) => return Response::error(400, message),
+        };
+        let path = || {
+            format!(
+                "/state/{}/{}/{}{}",
+                kind.segment(),
+                percent_encode(name),
+                percent_encode(key),
+                range.query()
+            )
+        };
+        if let Some(answer) = self.forward_to_owner(request, name, key, || Ok(bytes), path) {
+            return answer;
+        }
+        match store.windows(key, range) {
+            Ok(windows) => Response::json(200, &windows),
+            Err(error) => store_error(&error),
+        }
+    }
+
+    /// A 404 for a `kind` store the layer does not know, naming the route
+    /// that reads `name` when it is registered as another kind.
+    fn no_such_store(&self, kind: WindowedKind, name: &str) -> Response {
+        let elsewhere = if self.stores.contains_key(name) {
+            Some("keyvalue")
+        } else if self.window_stores.contains_key(name) {
+            Some(WindowedKind::Window.segment())
+        } else if self.session_stores.contains_key(name) {
+            Some(WindowedKind::Session.segment())
+        } else {
+            None
+        };
+        let mut message = format!("no queryable {} store `{name}`", kind.noun());
+        if let Some(segment) = elsewhere {
+            message.push_str(&format!("; it is read at /state/{segment}/{name}/..."));
+        }
+        Response::error(404, message)
     }
 
     /// `GET /state/keyvalue/{store}`: one page (`limit`, default
@@ -823,6 +1191,8 @@ fn router(server: Arc<QueryServer>, exec: Exec) -> Router {
         .route("/state/instances", get_route(instances))
         .route("/state/keyvalue/{store}", get_route(scan))
         .route("/state/keyvalue/{store}/{key}", get_route(key_lookup))
+        .route("/state/windowed/{store}/{key}", get_route(window_lookup))
+        .route("/state/session/{store}/{key}", get_route(session_lookup))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -871,6 +1241,36 @@ async fn key_lookup(
     let request = request_of(&method, &uri, &headers);
     let server = ctx.server.clone();
     query(&ctx, move || server.key_lookup(&request, &store, &key)).await
+}
+
+async fn window_lookup(
+    State(ctx): State<Ctx>,
+    Path((store, key)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let request = request_of(&method, &uri, &headers);
+    let server = ctx.server.clone();
+    query(&ctx, move || {
+        server.windowed_lookup(&request, WindowedKind::Window, &store, &key)
+    })
+    .await
+}
+
+async fn session_lookup(
+    State(ctx): State<Ctx>,
+    Path((store, key)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let request = request_of(&method, &uri, &headers);
+    let server = ctx.server.clone();
+    query(&ctx, move || {
+        server.windowed_lookup(&request, WindowedKind::Session, &store, &key)
+    })
+    .await
 }
 
 async fn query(ctx: &Ctx, f: impl FnOnce() -> Response + Send + 'static) -> HttpResponse {
@@ -1187,6 +1587,23 @@ mod tests {
                 .contains(&format!("cannot listen on {addr}")),
             "{error}"
         );
+    }
+
+    #[test]
+    fn time_ranges_parse_and_travel_with_forwarded_requests() {
+        let range = |path: &str| TimeRange::of(&Request::get(path));
+        let whole = range("/x").unwrap();
+        assert_eq!(whole.bounds(), (i64::MIN, i64::MAX));
+        assert_eq!(whole.query(), "");
+        for path in ["/x?from=-5", "/x?to=7", "/x?from=3&to=3", "/x?to=9&from=1"] {
+            let parsed = range(path).unwrap();
+            // What a forwarded request carries reads back the same.
+            assert_eq!(range(&format!("/x{}", parsed.query())), Ok(parsed), "{path}");
+        }
+        assert_eq!(range("/x?to=9&from=1").unwrap().bounds(), (1, 9));
+        assert_eq!(range("/x?from=-5").unwrap().bounds(), (-5, i64::MAX));
+        assert!(range("/x?from=1&to=0").unwrap_err().contains("after"));
+        assert!(range("/x?to=1e3").unwrap_err().contains("`1e3`"));
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub(crate) fn start(
         Arc::new(NoDeadLetters(config.deserialization_handler()));
     let processing_handler: Arc<dyn ProcessingExceptionHandler> =
         Arc::new(NoDeadLetters(config.processing_handler()));
+    let timestamp_extractor = config.default_timestamp_extractor()?;
     let new_task = || -> Result<TaskCore> {
         let setup = TaskSetup {
             application_id,
@@ -151,6 +152,7 @@ pub(crate) fn start(
             globals: Arc::default(),
             deserialization_handler: handler.clone(),
             processing_handler: processing_handler.clone(),
+            timestamp_extractor: timestamp_extractor.clone(),
             wall_clock: now_ms(),
         };
         TaskCore::new(topology, &nodes, setup)

@@ -71,7 +71,10 @@ pub use clients::drain_producer;
 pub use metrics::{
     MetricLabels, MetricRows, MetricsSnapshot, RestoreMetrics, TaskMetrics, ThreadMetrics,
 };
-pub use query::{HostInfo, KeyQueryMetadata, ReadOnlyKeyValueView, StreamsMetadata};
+pub use query::{
+    HostInfo, KeyQueryMetadata, ReadOnlyKeyValueView, ReadOnlySessionView, ReadOnlyWindowView,
+    StreamsMetadata,
+};
 pub use registry::validate_endpoint;
 pub use restore::{NoopRestoreListener, StateRestoreListener};
 pub use state_dir::PROCESS_METADATA_FILE;
@@ -370,6 +373,33 @@ impl KafkaStreams {
         ReadOnlyKeyValueView::new(self.shared.clone(), name)
     }
 
+    /// A read-only view of the window store `name` over every local task,
+    /// as Kafka Streams' `store(StoreQueryParameters.fromNameAndType(name,
+    /// QueryableStoreTypes.windowStore()))`: the stores of windowed
+    /// aggregations (`windowed_by(TimeWindows | SlidingWindows)`) and the
+    /// Processor API's window stores. Fails as [`KafkaStreams::store`]
+    /// does, and when `name` is not a window store of `K` to `V`.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyWindowView<K, V>> {
+        self.check_queryable(name)?;
+        ReadOnlyWindowView::new(self.shared.clone(), name)
+    }
+
+    /// A read-only view of the session store `name` over every local task,
+    /// as Kafka Streams' `QueryableStoreTypes.sessionStore()`: the stores
+    /// of session aggregations (`windowed_by(SessionWindows)`). Fails as
+    /// [`KafkaStreams::store`] does, and when `name` is not a session store
+    /// of `K` to `V`.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionView<K, V>> {
+        self.check_queryable(name)?;
+        ReadOnlySessionView::new(self.shared.clone(), name)
+    }
+
     /// Runs `f` on every local instance of store `name` as its own type `S`
     /// (each running task's, or the global one) and returns the answers:
     /// interactive queries for custom stores, which have no key-value view.
@@ -629,6 +659,12 @@ impl Drop for KafkaStreams {
             self.close(Duration::from_secs(30));
         }
     }
+}
+
+/// The partition count of `topic`, `None` if it does not exist.
+pub fn partition_count(config: &StreamsConfig, topic: &str) -> Result<Option<i32>> {
+    let counts = partition_counts(config, &[topic.to_owned()])?;
+    Ok(counts.get(topic).copied().flatten())
 }
 
 /// Creates the topics that do not exist yet (`name`, partition count), with

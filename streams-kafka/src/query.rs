@@ -11,8 +11,10 @@ use super::partitioner::partition_for_key;
 use super::{Shared, State};
 use streams_core::TaskId;
 use streams_core::error::{Result, StreamsError};
-use streams_core::state::KeyValueStoreHandle;
-use streams_core::state::TaskStore;
+use streams_core::state::{
+    KeyValueStoreHandle, StoreInstance, TaskStore, WindowStoreHandle, lock,
+};
+use streams_core::window::{Window, Windowed};
 
 /// An instance's endpoint, from its `application.server` (Kafka Streams'
 /// `HostInfo`).
@@ -149,22 +151,54 @@ pub(crate) fn queryable_stores(
     }
 }
 
+/// Store `name` as queries reach it: its local instances, the global one
+/// or the running tasks', whatever kind of store it is.
+#[derive(Clone)]
+struct LocalView {
+    shared: Arc<Shared>,
+    name: String,
+    global: bool,
+}
+
+impl LocalView {
+    fn new(shared: Arc<Shared>, name: &str) -> Result<Self> {
+        let global = is_global_store(&shared, name)?;
+        Ok(LocalView {
+            shared,
+            name: name.to_owned(),
+            global,
+        })
+    }
+
+    /// The instances that may be read now (an error while rebalancing).
+    fn stores(&self) -> Result<Vec<TaskStore>> {
+        queryable_stores(&self.shared, &self.name, self.global)
+    }
+
+    /// The instances there are now, whatever the state: typed access is
+    /// checked on them when a view is made, not only on its first query.
+    fn running(&self) -> Vec<TaskStore> {
+        match self.global {
+            true => self.shared.global_store(&self.name).into_iter().collect(),
+            false => self.shared.local_stores.of(&self.name),
+        }
+    }
+}
+
 /// A read-only view over one store in every local task (or over a global
 /// store), as Kafka Streams' composite `ReadOnlyKeyValueStore`. Each call
 /// sees the tasks running at that moment; during a rebalance calls fail
 /// with a retriable error ([`StreamsError::is_retriable`]) instead of
 /// reading a store that is being closed or restored.
 pub struct ReadOnlyKeyValueView<K, V> {
-    shared: Arc<Shared>,
-    name: String,
-    global: bool,
+    view: LocalView,
     types: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> std::fmt::Debug for ReadOnlyKeyValueView<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadOnlyKeyValueView")
-            .field("name", &self.name)
+            .field("name", &self.view.name)
             .finish()
     }
 }
@@ -172,9 +206,7 @@ impl<K, V> std::fmt::Debug for ReadOnlyKeyValueView<K, V> {
 impl<K, V> Clone for ReadOnlyKeyValueView<K, V> {
     fn clone(&self) -> Self {
         ReadOnlyKeyValueView {
-            shared: self.shared.clone(),
-            name: self.name.clone(),
-            global: self.global,
+            view: self.view.clone(),
             types: PhantomData,
         }
     }
@@ -182,20 +214,11 @@ impl<K, V> Clone for ReadOnlyKeyValueView<K, V> {
 
 impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
     pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Result<Self> {
-        let global = is_global_store(&shared, name)?;
         let view = ReadOnlyKeyValueView {
-            shared,
-            name: name.to_owned(),
-            global,
+            view: LocalView::new(shared, name)?,
             types: PhantomData,
         };
-        // Typed access is checked now (on whatever tasks run), not only on
-        // the first query.
-        let running = match view.global {
-            true => view.shared.global_store(name).into_iter().collect(),
-            false => view.shared.local_stores.of(name),
-        };
-        for store in running {
+        for store in view.view.running() {
             view.typed(&store)?;
         }
         Ok(view)
@@ -203,11 +226,11 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
 
     /// The store's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.view.name
     }
 
     fn stores(&self) -> Result<Vec<TaskStore>> {
-        queryable_stores(&self.shared, &self.name, self.global)
+        self.view.stores()
     }
 
     fn typed(&self, store: &TaskStore) -> Result<KeyValueStoreHandle<K, V>> {
@@ -283,6 +306,263 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueView<K, V> {
             out.extend(scan(&self.typed(&store)?)?);
         }
         Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreKind {
+    KeyValue,
+    Window,
+    Session,
+    Custom,
+}
+
+impl StoreKind {
+    fn of(store: &TaskStore) -> StoreKind {
+        match &*lock(&store.handle.cell) {
+            StoreInstance::KeyValue(_) => StoreKind::KeyValue,
+            StoreInstance::Window(_) => StoreKind::Window,
+            StoreInstance::Session(_) => StoreKind::Session,
+            StoreInstance::Custom(_) => StoreKind::Custom,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            StoreKind::KeyValue => "a key-value store",
+            StoreKind::Window => "a window store",
+            StoreKind::Session => "a session store",
+            StoreKind::Custom => "a custom store",
+        }
+    }
+}
+
+/// An error unless `store` is of kind `kind`. Window and session stores
+/// keep serdes of one type, so typed access alone does not tell them
+/// apart: without this check a view over the wrong kind would fail only
+/// on its first query.
+fn expect_kind(store: &TaskStore, name: &str, kind: StoreKind) -> Result<()> {
+    match StoreKind::of(store) {
+        found if found == kind => Ok(()),
+        found => Err(StreamsError::StoreAccess {
+            name: name.to_owned(),
+            message: format!("is {}, not {}", found.noun(), kind.noun()),
+        }),
+    }
+}
+
+/// The first task's non-empty answer, else an empty one: a key lives in one
+/// task, so that is its answer (Kafka Streams' composite window and
+/// session stores do the same).
+fn first_found<T>(
+    stores: Vec<TaskStore>,
+    mut fetch: impl FnMut(&TaskStore) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    for store in stores {
+        let found = fetch(&store)?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// A read-only view over one window store in every local task, as Kafka
+/// Streams' composite `ReadOnlyWindowStore` (what
+/// `QueryableStoreTypes.windowStore()` gives). Times are ms since the
+/// epoch; a window is named by its start. Calls fail with a retriable
+/// error during a rebalance, as [`ReadOnlyKeyValueView`]'s do.
+///
+/// ```no_run
+/// # fn demo(streams: &streams_kafka::KafkaStreams) -> streams_core::Result<()> {
+/// let clicks = streams.window_store::<String, i64>("clicks-per-minute")?;
+/// for (start, count) in clicks.fetch(&"ann".to_owned(), 0, i64::MAX)? {
+///     println!("ann: {count} clicks in the minute from {start}");
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ReadOnlyWindowView<K, V> {
+    view: LocalView,
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> std::fmt::Debug for ReadOnlyWindowView<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOnlyWindowView")
+            .field("name", &self.view.name)
+            .finish()
+    }
+}
+
+impl<K, V> Clone for ReadOnlyWindowView<K, V> {
+    fn clone(&self) -> Self {
+        ReadOnlyWindowView {
+            view: self.view.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlyWindowView<K, V> {
+    pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Result<Self> {
+        let view = LocalView::new(shared, name)?;
+        for store in view.running() {
+            store.window::<K, V>()?;
+            expect_kind(&store, name, StoreKind::Window)?;
+        }
+        Ok(ReadOnlyWindowView {
+            view,
+            types: PhantomData,
+        })
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.view.name
+    }
+
+    fn handles(&self) -> Result<Vec<WindowStoreHandle<K, V>>> {
+        self.view.stores()?.iter().map(TaskStore::window).collect()
+    }
+
+    /// The value of `key` in the window starting at `window_start` (Kafka
+    /// Streams' `fetch(key, time)`).
+    pub fn fetch_window(&self, key: &K, window_start: i64) -> Result<Option<V>> {
+        for store in self.handles()? {
+            if let Some(value) = store.fetch(key, window_start)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `key`'s windows that start from `from` to `to` (both inclusive),
+    /// earliest first, as (window start, value): Kafka Streams'
+    /// `fetch(key, timeFrom, timeTo)`. Empty when `from > to`.
+    pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>> {
+        first_found(self.view.stores()?, |store| {
+            store.window::<K, V>()?.fetch_range(key, from, to)
+        })
+    }
+
+    /// [`fetch`](Self::fetch) with each whole window: its start and its
+    /// end, the start plus the store's window size.
+    pub fn fetch_windows(&self, key: &K, from: i64, to: i64) -> Result<Vec<(Window, V)>> {
+        first_found(self.view.stores()?, |store| {
+            let store = store.window::<K, V>()?;
+            let size = store.window_size();
+            Ok(store
+                .fetch_range(key, from, to)?
+                .into_iter()
+                .map(|(start, value)| (Window::new(start, start.saturating_add(size)), value))
+                .collect())
+        })
+    }
+
+    /// Every key's windows that start from `from` to `to` (inclusive): each
+    /// task's by start then key, task after task (as Kafka Streams'
+    /// composite store).
+    pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(Windowed<K>, V)>> {
+        let mut out = Vec::new();
+        for store in self.handles()? {
+            out.extend(store.fetch_all(from, to)?);
+        }
+        Ok(out)
+    }
+
+    /// Every window of every local task.
+    pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>> {
+        self.fetch_all(i64::MIN, i64::MAX)
+    }
+}
+
+/// A read-only view over one session store in every local task, as Kafka
+/// Streams' composite `ReadOnlySessionStore` (what
+/// `QueryableStoreTypes.sessionStore()` gives). A session is a key with its
+/// window, whose start and end (its first and last record's times) are
+/// both inclusive. Calls fail with a retriable error during a rebalance.
+///
+/// ```no_run
+/// # fn demo(streams: &streams_kafka::KafkaStreams) -> streams_core::Result<()> {
+/// let sessions = streams.session_store::<String, i64>("sessions")?;
+/// for (session, count) in sessions.fetch(&"ann".to_owned())? {
+///     let (start, end) = (session.window.start, session.window.end);
+///     println!("ann: {count} clicks from {start} to {end}");
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ReadOnlySessionView<K, V> {
+    view: LocalView,
+    types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> std::fmt::Debug for ReadOnlySessionView<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOnlySessionView")
+            .field("name", &self.view.name)
+            .finish()
+    }
+}
+
+impl<K, V> Clone for ReadOnlySessionView<K, V> {
+    fn clone(&self) -> Self {
+        ReadOnlySessionView {
+            view: self.view.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlySessionView<K, V> {
+    pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Result<Self> {
+        let view = LocalView::new(shared, name)?;
+        for store in view.running() {
+            store.session::<K, V>()?;
+            expect_kind(&store, name, StoreKind::Session)?;
+        }
+        Ok(ReadOnlySessionView {
+            view,
+            types: PhantomData,
+        })
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.view.name
+    }
+
+    /// Every session of `key` the store keeps, earliest first (Kafka
+    /// Streams' `fetch(key)`).
+    pub fn fetch(&self, key: &K) -> Result<Vec<(Windowed<K>, V)>> {
+        first_found(self.view.stores()?, |store| {
+            store.session::<K, V>()?.fetch(key)
+        })
+    }
+
+    /// `key`'s sessions that end at or after `earliest_end` and start at or
+    /// before `latest_start` (Kafka Streams' `findSessions`).
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<(Windowed<K>, V)>> {
+        first_found(self.view.stores()?, |store| {
+            store
+                .session::<K, V>()?
+                .find_sessions(key, earliest_end, latest_start)
+        })
+    }
+
+    /// The value of `key`'s session from `start` to `end` (Kafka Streams'
+    /// `fetchSession`).
+    pub fn fetch_session(&self, key: &K, start: i64, end: i64) -> Result<Option<V>> {
+        for store in self.view.stores()? {
+            if let Some(value) = store.session::<K, V>()?.fetch_session(key, start, end)? {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -59,6 +59,19 @@ pub(crate) trait GroupConsumer: Send {
 
     /// The group's metadata, once the consumer is in the group.
     fn group_metadata(&self) -> Option<GroupMetadata>;
+
+    /// Kafka's `currentLag`: how many records of `topic`/`partition` lie
+    /// between the consumer's position and the partition's end; `None`
+    /// while it cannot tell. A task reading several partitions asks
+    /// about one that has nothing buffered (see `partition_group.rs`).
+    fn current_lag(&self, topic: &str, partition: i32) -> Option<i64>;
+
+    /// Stops fetching `partitions` (a task's buffer of them is full); the
+    /// records not yet handed over are fetched again on resume.
+    fn pause(&self, partitions: &[(String, i32)]);
+
+    /// Fetches `partitions` again.
+    fn resume(&self, partitions: &[(String, i32)]);
 }
 
 /// Told of rebalances by the consumer, from inside its poll.
@@ -317,6 +330,64 @@ impl GroupConsumer for BaseConsumer<ThreadContext> {
     fn group_metadata(&self) -> Option<GroupMetadata> {
         Consumer::group_metadata(self).map(|m| GroupMetadata(Box::new(m)))
     }
+
+    /// The partition's end from the broker (rust-rdkafka does not expose
+    /// librdkafka's cached one), minus the position: librdkafka's, which
+    /// passes transaction markers, or, before anything was handed over,
+    /// the committed offset (else the log's start). The end is the high
+    /// watermark, also for `read_committed`: an open transaction counts
+    /// as lag until it ends. A broker that reports a low watermark (as
+    /// Tansu does for a batch of several records) makes the lag look
+    /// smaller.
+    fn current_lag(&self, topic: &str, partition: i32) -> Option<i64> {
+        let (low, high) = self
+            .fetch_watermarks(topic, partition, LAG_TIMEOUT)
+            .map_err(|e| log::debug!("lag of {topic}[{partition}]: {e}"))
+            .ok()?;
+        let offset_of = |list: &TopicPartitionList| match list
+            .find_partition(topic, partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        };
+        let position = match Consumer::position(self).ok().as_ref().and_then(offset_of) {
+            Some(position) => position,
+            None if high <= low => return Some(0),
+            None => {
+                let mut list = TopicPartitionList::new();
+                list.add_partition(topic, partition);
+                let committed = self.committed_offsets(list, LAG_TIMEOUT).ok()?;
+                offset_of(&committed).unwrap_or(low)
+            }
+        };
+        Some((high - position).max(0))
+    }
+
+    fn pause(&self, partitions: &[(String, i32)]) {
+        let list = partition_list(partitions);
+        if let Err(e) = Consumer::pause(self, &list) {
+            log::warn!("pausing {partitions:?}: {e}");
+        }
+    }
+
+    fn resume(&self, partitions: &[(String, i32)]) {
+        let list = partition_list(partitions);
+        if let Err(e) = Consumer::resume(self, &list) {
+            log::warn!("resuming {partitions:?}: {e}");
+        }
+    }
+}
+
+/// How long asking for a lag may hold the stream thread up.
+const LAG_TIMEOUT: Duration = Duration::from_secs(1);
+
+fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        list.add_partition(topic, *partition);
+    }
+    list
 }
 
 impl TaskProducer for KafkaCollector {

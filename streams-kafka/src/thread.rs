@@ -19,6 +19,7 @@ use super::supplier::{
     ClientSupplier, CommitOffset, GroupConsumer, RebalanceListener, TaskProducer,
 };
 use super::{Shared, State, now_ms};
+use partition_group::PartitionGroup;
 use streams_core::TaskId;
 use streams_core::config::{ProcessingGuarantee, StreamsConfig};
 use streams_core::engine::{GlobalStores, TaskCore, TaskSetup};
@@ -53,6 +54,10 @@ struct RunningTask {
     consumed: Vec<(String, i32, i64)>,
     /// Changelog offsets the local stores reflect.
     changelog: Offsets,
+    /// For a task that reads several partitions: their records, buffered
+    /// to be processed lowest timestamp first. A task that reads one
+    /// partition processes each record as it comes.
+    group: Option<PartitionGroup>,
 }
 
 /// The part of a thread the rebalance callback needs too.
@@ -246,7 +251,7 @@ fn run_inner(index: usize, plan: Arc<ThreadPlan>, shared: &Arc<Shared>) -> Resul
 /// rebalances handled), then commits and punctuation when due. Tasks that
 /// migrated away are closed dirty and the consumer rejoins the group.
 fn poll_once(engine: &Mutex<Engine>, consumer: &dyn GroupConsumer, topics: &[&str]) -> Result<()> {
-    let polled = consumer.poll(POLL, &mut |raw| lock(engine).on_record(raw));
+    let polled = consumer.poll(POLL, &mut |raw| lock(engine).on_record(raw, consumer));
     // Under load, the rest runs once per HOUSEKEEPING_EVERY records: it
     // reads clocks and serves the producer's queue. A record's round
     // takes the engine's lock once.
@@ -302,25 +307,27 @@ impl Engine {
     }
 
     /// Creates the tasks of partitions assigned since the last call.
-    fn apply_assignment(&mut self) -> Result<()> {
+    fn apply_assignment(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
         if let Some(assignment) = self.pending_assignment.take() {
-            self.assign(assignment)?;
+            self.assign(assignment, consumer)?;
             self.shared.thread_rebalancing(self.index, false);
         }
         Ok(())
     }
 
     /// Processes one record; returns whether housekeeping is due.
-    fn on_record(&mut self, raw: RawView<'_>) -> Result<bool> {
-        self.apply_assignment()?;
-        self.process(raw)?;
+    fn on_record(&mut self, raw: RawView<'_>, consumer: &dyn GroupConsumer) -> Result<bool> {
+        self.apply_assignment(consumer)?;
+        self.process(raw, consumer)?;
         self.since_housekeeping += 1;
         Ok(self.since_housekeeping >= HOUSEKEEPING_EVERY)
     }
 
     /// Commits and punctuates when due; serves delivery reports.
     fn housekeeping(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
-        self.apply_assignment()?;
+        self.apply_assignment(consumer)?;
+        // Idle deadlines pass and lags change without a record coming.
+        self.process_buffered(consumer)?;
         self.since_housekeeping = 0;
         self.collector.poll();
         let now = now_ms();
@@ -355,6 +362,7 @@ impl Engine {
                     dropped_unreadable: task.core.drops.unreadable,
                     dropped_failed: task.core.drops.failed,
                     dropped_invalid_timestamp: task.core.drops.invalid_timestamp,
+                    dropped_expired_window: task.core.drops.expired_window,
                     dead_lettered_unreadable: task.core.drops.dead_lettered_unreadable,
                     dead_lettered_failed: task.core.drops.dead_lettered_failed,
                 },
@@ -368,7 +376,11 @@ impl Engine {
     }
 
     /// Creates and restores the tasks of newly assigned partitions.
-    fn assign(&mut self, assignment: Vec<(String, i32)>) -> Result<()> {
+    fn assign(
+        &mut self,
+        assignment: Vec<(String, i32)>,
+        consumer: &dyn GroupConsumer,
+    ) -> Result<()> {
         let mut wanted: Vec<TaskId> = assignment
             .iter()
             .filter_map(|(topic, partition)| {
@@ -388,6 +400,11 @@ impl Engine {
                 continue;
             }
             let task = self.create_task(id)?;
+            if let Some(group) = &task.group {
+                // A partition paused for an earlier task of the same
+                // partitions must not stay paused.
+                consumer.resume(&group.partitions());
+            }
             self.shared.local_stores.register(id, task.core.stores());
             self.tasks.insert(id, task);
         }
@@ -431,6 +448,7 @@ impl Engine {
             globals: plan.globals.clone(),
             deserialization_handler: plan.config.deserialization_handler(),
             processing_handler: plan.config.processing_handler(),
+            timestamp_extractor: plan.config.default_timestamp_extractor()?,
             wall_clock: now_ms(),
         };
         let core = TaskCore::new(&plan.topology, &sub.nodes, setup)?;
@@ -458,19 +476,31 @@ impl Engine {
             // transactions: only a clean close vouches for it.
             delete_checkpoint(&dir);
         }
+        // Several input partitions: one of each source topic.
+        let inputs: Vec<(String, i32)> = sub
+            .source_topics
+            .iter()
+            .map(|topic| (topic.resolve(&plan.application_id), id.partition))
+            .collect();
+        let group = if inputs.len() > 1 {
+            Some(PartitionGroup::new(inputs, plan.config.max_task_idle_ms()?))
+        } else {
+            None
+        };
         let mut task = RunningTask {
             core,
             dir,
             consumed: Vec::new(),
             changelog,
+            group,
         };
         task.core.init()?;
         log::info!("thread {}: task {id} running", self.index);
         Ok(task)
     }
 
-    fn process(&mut self, raw: RawView<'_>) -> Result<()> {
-        let (topic, partition, next) = (raw.topic, raw.partition, raw.offset + 1);
+    fn process(&mut self, raw: RawView<'_>, consumer: &dyn GroupConsumer) -> Result<()> {
+        let (topic, partition) = (raw.topic, raw.partition);
         let Some(&subtopology) = self.plan.topic_to_subtopology.get(topic) else {
             return Ok(());
         };
@@ -478,32 +508,71 @@ impl Engine {
             subtopology,
             partition,
         };
-        // The consumed offset joins the transaction even if no output does.
-        self.collector.begin_if_needed()?;
-        let Some(task) = self.tasks.get_mut(&id) else {
-            log::warn!(
-                "thread {}: record for unassigned task {id} ignored",
-                self.index
-            );
+        match self.tasks.get_mut(&id) {
+            Some(RunningTask {
+                group: Some(group), ..
+            }) => {
+                if let Some(full) = group.add(raw) {
+                    consumer.pause(&[full]);
+                }
+                self.process_ready(id, consumer)
+            }
+            Some(task) => {
+                // The consumed offset joins the transaction even if no
+                // output does.
+                self.collector.begin_if_needed()?;
+                process_record(&mut task.core, &mut task.consumed, &mut self.stats, raw)
+            }
+            None => {
+                self.collector.begin_if_needed()?;
+                log::warn!(
+                    "thread {}: record for unassigned task {id} ignored",
+                    self.index
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Processes the buffered records of task `id` while it is ready to,
+    /// lowest timestamp first (see `partition_group.rs`).
+    fn process_ready(&mut self, id: TaskId, consumer: &dyn GroupConsumer) -> Result<()> {
+        let Some(RunningTask {
+            core,
+            consumed,
+            group: Some(group),
+            ..
+        }) = self.tasks.get_mut(&id)
+        else {
             return Ok(());
         };
-        // Process latency is sampled on one record in PROCESS_SAMPLE: two
-        // clock reads per record would cost more than some topologies.
-        if self.stats.records_processed.is_multiple_of(PROCESS_SAMPLE) {
-            let started = Instant::now();
-            task.core.process(raw)?;
-            self.stats.process_nanos += started.elapsed().as_nanos() as u64 * PROCESS_SAMPLE;
-        } else {
-            task.core.process(raw)?;
+        let now = Instant::now();
+        let mut lag = |topic: &str, partition: i32| consumer.current_lag(topic, partition);
+        while let Some(index) = group.next_partition(now, &mut lag) {
+            let Some((mut popped, resume)) = group.pop(index) else {
+                break;
+            };
+            self.collector.begin_if_needed()?;
+            let raw = popped.view();
+            let partition = [(raw.topic.to_owned(), raw.partition)];
+            process_record(core, consumed, &mut self.stats, raw)?;
+            if resume {
+                consumer.resume(&partition);
+            }
         }
-        self.stats.records_processed += 1;
-        match task
-            .consumed
-            .iter_mut()
-            .find(|(t, p, _)| *p == partition && t == topic)
-        {
-            Some((_, _, offset)) => *offset = next,
-            None => task.consumed.push((topic.to_owned(), partition, next)),
+        Ok(())
+    }
+
+    /// Gives every task with buffered records a chance to process them.
+    fn process_buffered(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
+        let waiting: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.group.as_ref().is_some_and(|g| g.buffered() > 0))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.process_ready(id, consumer)?;
         }
         Ok(())
     }
@@ -638,6 +707,34 @@ impl Engine {
     }
 }
 
+/// Runs one record through its task and notes its offset for the commit.
+fn process_record(
+    core: &mut TaskCore,
+    consumed: &mut Vec<(String, i32, i64)>,
+    stats: &mut ThreadMetrics,
+    raw: RawView<'_>,
+) -> Result<()> {
+    let (topic, partition, next) = (raw.topic, raw.partition, raw.offset + 1);
+    // Process latency is sampled on one record in PROCESS_SAMPLE: two
+    // clock reads per record would cost more than some topologies.
+    if stats.records_processed.is_multiple_of(PROCESS_SAMPLE) {
+        let started = Instant::now();
+        core.process(raw)?;
+        stats.process_nanos += started.elapsed().as_nanos() as u64 * PROCESS_SAMPLE;
+    } else {
+        core.process(raw)?;
+    }
+    stats.records_processed += 1;
+    match consumed
+        .iter_mut()
+        .find(|(t, p, _)| *p == partition && t == topic)
+    {
+        Some((_, _, offset)) => *offset = next,
+        None => consumed.push((topic.to_owned(), partition, next)),
+    }
+    Ok(())
+}
+
 impl Engine {
     /// `error` as `TaskMigrated` when the producer was fenced: a send that
     /// failed for that reason may surface wrapped, as a store's changelog
@@ -685,6 +782,9 @@ impl Shared {
         }
     }
 }
+
+#[path = "partition_group.rs"]
+mod partition_group;
 
 #[cfg(test)]
 #[path = "thread_tests.rs"]

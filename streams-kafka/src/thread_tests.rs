@@ -1,7 +1,8 @@
-//! The stream thread's commit, rebalance, abort and fencing paths, driven
-//! through in-process fakes of the client seam: no broker.
+//! The stream thread's commit, rebalance, abort and fencing paths, and the
+//! order in which a task reading several partitions processes their
+//! records, driven through in-process fakes of the client seam: no broker.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::*;
@@ -15,7 +16,17 @@ use streams_core::serde::{StringSerde, UnitSerde};
 enum Event {
     Assign(Vec<(String, i32)>),
     Revoke(Vec<(String, i32)>),
-    Record { offset: i64, value: &'static str },
+    Record {
+        offset: i64,
+        value: &'static str,
+    },
+    /// A record of partition 0 of `topic`.
+    At {
+        topic: &'static str,
+        offset: i64,
+        timestamp: i64,
+        value: &'static str,
+    },
 }
 
 /// The broker and group as the fakes see them: scripted consumer events,
@@ -29,6 +40,11 @@ struct Cluster {
     producers: Mutex<Vec<Arc<FakeProducer>>>,
     /// Flushes and commits, in the order they happened.
     log: Arc<Mutex<Vec<&'static str>>>,
+    /// What the consumer knows of each topic's lag (partition 0); unknown
+    /// when absent.
+    lags: Mutex<HashMap<&'static str, i64>>,
+    /// Partitions paused and resumed, in order.
+    pauses: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Cluster {
@@ -42,6 +58,14 @@ impl Cluster {
 
     fn commits(&self) -> Vec<Vec<CommitOffset>> {
         lock_any(&self.commits).clone()
+    }
+
+    fn set_lag(&self, topic: &'static str, lag: i64) {
+        lock_any(&self.lags).insert(topic, lag);
+    }
+
+    fn pauses(&self) -> Vec<(&'static str, String)> {
+        lock_any(&self.pauses).clone()
     }
 }
 
@@ -119,6 +143,38 @@ impl GroupConsumer for FakeConsumer {
                 headers: Default::default(),
             })
             .map(Some),
+            Some(Event::At {
+                topic,
+                offset,
+                timestamp,
+                value,
+            }) => on_record(RawView {
+                topic,
+                partition: 0,
+                offset,
+                timestamp,
+                key: None,
+                value: Some(value.as_bytes()),
+                headers: Default::default(),
+            })
+            .map(Some),
+        }
+    }
+
+    fn current_lag(&self, topic: &str, partition: i32) -> Option<i64> {
+        assert_eq!(partition, 0);
+        lock_any(&self.cluster.lags).get(topic).copied()
+    }
+
+    fn pause(&self, partitions: &[(String, i32)]) {
+        for (topic, _) in partitions {
+            lock_any(&self.cluster.pauses).push(("pause", topic.clone()));
+        }
+    }
+
+    fn resume(&self, partitions: &[(String, i32)]) {
+        for (topic, _) in partitions {
+            lock_any(&self.cluster.pauses).push(("resume", topic.clone()));
         }
     }
 
@@ -253,14 +309,31 @@ fn harness(guarantee: ProcessingGuarantee) -> Harness {
 }
 
 fn harness_committing_every(guarantee: ProcessingGuarantee, interval: Duration) -> Harness {
-    let topology = Arc::new(topology());
+    harness_of(
+        topology(),
+        &["in"],
+        StreamsConfig::new("app"),
+        guarantee,
+        interval,
+    )
+}
+
+/// A thread running `topology`, which reads `topics` in one sub-topology.
+fn harness_of(
+    topology: Topology,
+    topics: &[&str],
+    config: StreamsConfig,
+    guarantee: ProcessingGuarantee,
+    interval: Duration,
+) -> Harness {
+    let topology = Arc::new(topology);
     let dir = tempfile::tempdir().unwrap();
     let cluster = Arc::new(Cluster::default());
     let plan = Arc::new(ThreadPlan {
         subtopologies: topology.subtopologies(),
         topology,
-        topic_to_subtopology: [("in".to_owned(), 0)].into_iter().collect(),
-        config: StreamsConfig::new("app"),
+        topic_to_subtopology: topics.iter().map(|t| ((*t).to_owned(), 0)).collect(),
+        config,
         application_id: "app".into(),
         state_dir: dir.path().to_owned(),
         guarantee,
@@ -431,4 +504,153 @@ fn a_fenced_producer_closes_the_tasks_dirty_and_a_new_producer_takes_over() {
     let second = h.cluster.producer(1);
     assert_eq!(second.values(), ["A"]);
     assert_eq!(second.transactions(), [offsets(1)]);
+}
+
+/// `left` and `right`, merged in one task and upper-cased to `out`; the
+/// output shows the order the task processed its records in.
+fn merge_harness(max_task_idle_ms: &str) -> Harness {
+    let builder = StreamsBuilder::new();
+    let strings = || Consumed::with(UnitSerde, StringSerde);
+    let left = builder.stream_with("left", strings());
+    let right = builder.stream_with("right", strings());
+    left.merge(&right)
+        .map_values(|v: String| v.to_uppercase())
+        .to_with("out", Produced::with(UnitSerde, StringSerde));
+    let config =
+        StreamsConfig::new("app").set(streams_core::config::MAX_TASK_IDLE_MS, max_task_idle_ms);
+    harness_of(
+        builder.build().unwrap(),
+        &["left", "right"],
+        config,
+        ProcessingGuarantee::AtLeastOnce,
+        Duration::ZERO,
+    )
+}
+
+fn both_assigned() -> Event {
+    Event::Assign(vec![("left".into(), 0), ("right".into(), 0)])
+}
+
+fn at(topic: &'static str, offset: i64, timestamp: i64, value: &'static str) -> Event {
+    Event::At {
+        topic,
+        offset,
+        timestamp,
+        value,
+    }
+}
+
+#[test]
+fn a_task_reading_two_partitions_processes_the_lowest_timestamp_first() {
+    let h = merge_harness("0");
+    let started = h.start();
+    // `right` is behind: nothing of it has come, and the consumer cannot
+    // tell yet whether it has records to fetch. `left` waits for it.
+    h.cluster.script([
+        both_assigned(),
+        at("left", 0, 1, "l1"),
+        at("left", 1, 5, "l5"),
+    ]);
+    h.drain(&started).unwrap();
+    let producer = h.cluster.producer(0);
+    assert!(producer.values().is_empty(), "{:?}", producer.values());
+    assert!(
+        h.cluster.commits().is_empty(),
+        "nothing processed, nothing committed"
+    );
+
+    // `right` fills: the heads are taken lowest timestamp first, until
+    // `right` is empty again and its lag unknown.
+    h.cluster.script([at("right", 0, 3, "r3")]);
+    h.drain(&started).unwrap();
+    assert_eq!(producer.values(), ["L1", "R3"]);
+    // Only processed records count as consumed: `l5` is read again after
+    // a crash.
+    let mut committed = h.cluster.commits().concat();
+    committed.sort();
+    assert_eq!(
+        committed,
+        [("left".to_owned(), 0, 1), ("right".to_owned(), 0, 1)]
+    );
+
+    // `right` has records still to fetch: the task waits for them.
+    h.cluster.set_lag("right", 2);
+    h.drain(&started).unwrap();
+    assert_eq!(producer.values(), ["L1", "R3"]);
+    h.cluster
+        .script([at("right", 1, 4, "r4"), at("right", 2, 9, "r9")]);
+    h.drain(&started).unwrap();
+    assert_eq!(producer.values(), ["L1", "R3", "R4", "L5"]);
+
+    // Caught up (its lag is 0): with max.task.idle.ms = 0 the task goes
+    // on without it, at the next round.
+    h.cluster.set_lag("left", 0);
+    h.drain(&started).unwrap();
+    assert_eq!(producer.values(), ["L1", "R3", "R4", "L5", "R9"]);
+}
+
+#[test]
+fn with_max_task_idle_ms_a_caught_up_partition_is_waited_for() {
+    // An hour: the test never sees the wait end by itself.
+    let h = merge_harness("3600000");
+    let started = h.start();
+    h.cluster.set_lag("right", 0);
+    h.cluster.script([
+        both_assigned(),
+        at("left", 0, 7, "l7"),
+        at("left", 1, 8, "l8"),
+    ]);
+    h.drain(&started).unwrap();
+    let producer = h.cluster.producer(0);
+    assert!(producer.values().is_empty(), "{:?}", producer.values());
+    // A record on the partition waited for: processing goes on in order,
+    // until that partition is empty (and caught up) again.
+    h.cluster.script([at("right", 0, 2, "r2")]);
+    h.drain(&started).unwrap();
+    assert_eq!(producer.values(), ["R2"]);
+    h.cluster.script([at("right", 1, 9, "r9")]);
+    h.drain(&started).unwrap();
+    assert_eq!(producer.values(), ["R2", "L7", "L8"]);
+}
+
+#[test]
+fn with_max_task_idle_ms_of_minus_one_records_are_processed_as_they_come() {
+    let h = merge_harness("-1");
+    let started = h.start();
+    h.cluster.script([
+        both_assigned(),
+        at("left", 0, 5, "l5"),
+        at("right", 0, 3, "r3"),
+    ]);
+    h.drain(&started).unwrap();
+    assert_eq!(h.cluster.producer(0).values(), ["L5", "R3"]);
+}
+
+#[test]
+fn a_partition_whose_buffer_fills_up_is_paused_until_it_drains() {
+    let h = merge_harness("0");
+    let started = h.start();
+    let full = partition_group::MAX_BUFFERED_PER_PARTITION;
+    h.cluster.script([both_assigned()]);
+    h.cluster
+        .script((0..full as i64).map(|offset| at("left", offset, 10 + offset, "l")));
+    h.drain(&started).unwrap();
+    // Resumed once when the task was made (in case an earlier task left
+    // them paused), then `left` paused when its buffer filled.
+    assert_eq!(
+        h.cluster.pauses(),
+        [
+            ("resume", "left".into()),
+            ("resume", "right".into()),
+            ("pause", "left".into())
+        ]
+    );
+    h.cluster.set_lag("right", 0);
+    h.drain(&started).unwrap();
+    assert_eq!(h.cluster.producer(0).values().len(), full);
+    assert_eq!(h.cluster.pauses().last(), Some(&("resume", "left".into())));
+    assert_eq!(
+        h.cluster.commits().concat(),
+        [("left".to_owned(), 0, full as i64)]
+    );
 }

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::kstream_global_ktable_join::KStreamGlobalKTableJoin;
+use super::kstream_kstream_join::stream_join;
 use super::kstream_ktable_join::KStreamKTableJoin;
 use super::ktable::{GlobalKTable, KTable};
-use super::options::{Grouped, Named, Produced, Repartitioned};
+use super::options::{Grouped, Named, Produced, Repartitioned, StreamJoined};
 use super::{Data, FnProcessor, KGroupedStream, Serdes, Shared};
 use crate::error::TopologyError;
 use crate::processor::{ProcessorContext, ProcessorSupplier};
@@ -14,6 +15,7 @@ use crate::record::Record;
 use crate::serde::SerdeRef;
 use crate::topology::SinkTopic;
 use crate::topology::{TopicName, TopicNameExtractor};
+use crate::window::JoinWindows;
 
 /// A stream of records, each independent of the others (Kafka Streams'
 /// `KStream`). Operators return new streams; nothing runs until the
@@ -1052,6 +1054,293 @@ impl<K: Data, V: Data> KStream<K, V> {
         joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
         self.table_join(table, false, Arc::new(move |v, t| Some(joiner(v, t))))
+    }
+
+    /// Joins each record with every record of `other` with the same key
+    /// whose timestamp is within `windows` (from `before` earlier to
+    /// `after` later), in either order of arrival, as Kafka Streams'
+    /// `KStream#join(KStream, ValueJoiner, JoinWindows)`. Each result has
+    /// the later of the two timestamps. Records without a match are
+    /// dropped, as are records with a null key or value (for types that
+    /// have one) and records that come after their window has closed
+    /// (`after` plus the grace period behind the stream time; counted as
+    /// dropped). Both streams must be co-partitioned: one whose key changed
+    /// is repartitioned first. Each side's records are kept for the window
+    /// and its grace in a RocksDB window store (see [`StreamJoined`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::window::JoinWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Ad impressions and clicks, keyed by ad: clicks within 10 s of an impression.
+    /// let builder = StreamsBuilder::new();
+    /// let impressions: KStream<String, String> = builder.stream("impressions");
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(10))?;
+    /// impressions
+    ///     .join_stream(&clicks, |shown, clicked| format!("{shown}/{clicked}"), windows)
+    ///     .to("clicked-impressions");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut impression_input = driver.create_input_topic("impressions", StringSerde, StringSerde);
+    /// let mut click_input = driver.create_input_topic("clicks", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("clicked-impressions", StringSerde, StringSerde);
+    /// impression_input.pipe_input_at("ad1".into(), "shown".into(), 1_000);
+    /// click_input.pipe_input_at("ad1".into(), "clicked".into(), 4_000);
+    /// click_input.pipe_input_at("ad1".into(), "clicked again".into(), 30_000); // too late
+    /// let joined = output.read_records_to_list();
+    /// assert_eq!(joined.len(), 1);
+    /// assert_eq!((joined[0].value.as_str(), joined[0].timestamp), ("shown/clicked", 4_000));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn join_stream<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR> {
+        self.join_stream_with(other, joiner, windows, StreamJoined::default())
+    }
+
+    /// [`KStream::join_stream`] with the serdes, stores and names of
+    /// `joined`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::window::JoinWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Order totals and payments, keyed by order: the amount still due.
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, i64> = builder.stream("orders");
+    /// let payments: KStream<String, i64> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// let joined = StreamJoined::with(StringSerde, I64Serde, I64Serde).with_store_name("due").in_memory();
+    /// orders
+    ///     .join_stream_with(&payments, |total, paid| total - paid, windows, joined)
+    ///     .to("due");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut order_input = driver.create_input_topic("orders", StringSerde, I64Serde);
+    /// let mut payment_input = driver.create_input_topic("payments", StringSerde, I64Serde);
+    /// let output = driver.create_output_topic("due", StringSerde, I64Serde);
+    /// order_input.pipe_input_at("o1".into(), 100, 0);
+    /// payment_input.pipe_input_at("o1".into(), 60, 5_000);
+    /// payment_input.pipe_input_at("o1".into(), 40, 6_000); // every payment joins the order
+    /// assert_eq!(output.read_values_to_list(), [40, 60]);
+    /// let store = driver.window_store::<String, i64>("due-this-join-store")?;
+    /// assert_eq!(store.fetch_range(&"o1".into(), 0, 0)?, [(0, 100)]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn join_stream_with<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, VO>,
+    ) -> KStream<K, VR> {
+        let joiner = move |this: Option<&V>, that: Option<&VO>| match (this, that) {
+            (Some(this), Some(that)) => joiner(this, that),
+            _ => unreachable!("an inner join joins two records"),
+        };
+        stream_join(
+            self,
+            other,
+            windows,
+            joined,
+            (false, false),
+            Arc::new(joiner),
+        )
+    }
+
+    /// As [`KStream::join_stream`], and each record of this stream that
+    /// finds no match in its window is joined with `None`, once the window
+    /// (and its grace period) has closed: Kafka Streams'
+    /// `KStream#leftJoin(KStream, ValueJoiner, JoinWindows)`, which does
+    /// not emit such results eagerly. They wait in a shared store and come
+    /// out, in time order, when a later record advances stream time. A
+    /// record with a null key (for key types that have one) is joined with
+    /// `None` at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::window::JoinWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let impressions: KStream<String, String> = builder.stream("impressions");
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(10))?;
+    /// impressions
+    ///     .left_join_stream(&clicks, |ad, click| format!("{ad}: {}", click.map_or("-", String::as_str)), windows)
+    ///     .to("impression-results");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut impression_input = driver.create_input_topic("impressions", StringSerde, StringSerde);
+    /// let mut click_input = driver.create_input_topic("clicks", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("impression-results", StringSerde, StringSerde);
+    /// impression_input.pipe_input_at("u1".into(), "ad1".into(), 0);
+    /// impression_input.pipe_input_at("u2".into(), "ad2".into(), 1_000);
+    /// click_input.pipe_input_at("u2".into(), "click".into(), 2_000);
+    /// assert_eq!(output.read_values_to_list(), ["ad2: click"]); // ad1 may still be clicked
+    /// impression_input.pipe_input_at("u3".into(), "ad3".into(), 20_000); // ad1's window closes
+    /// assert_eq!(output.read_values_to_list(), ["ad1: -"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn left_join_stream<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR> {
+        self.left_join_stream_with(other, joiner, windows, StreamJoined::default())
+    }
+
+    /// [`KStream::left_join_stream`] with the serdes, stores and names of
+    /// `joined`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::window::JoinWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_and_grace(
+    ///     Duration::from_secs(60),
+    ///     Duration::from_secs(30),
+    /// )?;
+    /// orders
+    ///     .left_join_stream_with(
+    ///         &payments,
+    ///         |order, payment| format!("{order}: {}", payment.map_or("unpaid", String::as_str)),
+    ///         windows,
+    ///         StreamJoined::named("payments").in_memory(),
+    ///     )
+    ///     .to("order-status");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut order_input = driver.create_input_topic("orders", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("order-status", StringSerde, StringSerde);
+    /// order_input.pipe_input_at("o1".into(), "pen".into(), 0);
+    /// order_input.pipe_input_at("o2".into(), "ink".into(), 90_000); // within o1's grace
+    /// assert!(output.is_empty());
+    /// order_input.pipe_input_at("o3".into(), "pad".into(), 90_001); // past it
+    /// assert_eq!(output.read_values_to_list(), ["pen: unpaid"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn left_join_stream_with<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, VO>,
+    ) -> KStream<K, VR> {
+        let joiner = move |this: Option<&V>, that: Option<&VO>| match this {
+            Some(this) => joiner(this, that),
+            None => unreachable!("a left join always has the left record"),
+        };
+        stream_join(
+            self,
+            other,
+            windows,
+            joined,
+            (true, false),
+            Arc::new(joiner),
+        )
+    }
+
+    /// As [`KStream::left_join_stream`], for the records of both streams:
+    /// a record of either that finds no match in its window is joined with
+    /// `None` for the other side once its window has closed (Kafka Streams'
+    /// `KStream#outerJoin(KStream, ValueJoiner, JoinWindows)`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::window::JoinWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// // Sensor readings from two probes, keyed by room: pairs, or a probe alone.
+    /// let builder = StreamsBuilder::new();
+    /// let north: KStream<String, String> = builder.stream("north");
+    /// let south: KStream<String, String> = builder.stream("south");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(5))?;
+    /// let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "?".into());
+    /// north
+    ///     .outer_join_stream(&south, move |n, s| format!("{}|{}", show(n), show(s)), windows)
+    ///     .to("readings");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut north_input = driver.create_input_topic("north", StringSerde, StringSerde);
+    /// let mut south_input = driver.create_input_topic("south", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("readings", StringSerde, StringSerde);
+    /// north_input.pipe_input_at("hall".into(), "20C".into(), 0);
+    /// south_input.pipe_input_at("hall".into(), "21C".into(), 2_000);
+    /// south_input.pipe_input_at("attic".into(), "30C".into(), 3_000);
+    /// north_input.pipe_input_at("cellar".into(), "12C".into(), 10_000); // attic's window closes
+    /// assert_eq!(output.read_values_to_list(), ["20C|21C", "?|30C"]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn outer_join_stream<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR> {
+        self.outer_join_stream_with(other, joiner, windows, StreamJoined::default())
+    }
+
+    /// [`KStream::outer_join_stream`] with the serdes, stores and names of
+    /// `joined`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::window::JoinWindows;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let north: KStream<String, String> = builder.stream("north");
+    /// let south: KStream<String, String> = builder.stream("south");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(5))?;
+    /// let joined = StreamJoined::with(StringSerde, StringSerde, StringSerde)
+    ///     .with_store_name("probes")
+    ///     .with_name("pair-probes");
+    /// north
+    ///     .outer_join_stream_with(&south, |n, s| format!("{n:?}|{s:?}"), windows, joined)
+    ///     .to("readings");
+    /// let topology = builder.build()?;
+    /// assert!(topology.store_builder("probes-outer-shared-join-store").is_some());
+    /// let driver = TopologyTestDriver::new(topology, StreamsConfig::new("app"))?;
+    /// let mut south_input = driver.create_input_topic("south", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("readings", StringSerde, StringSerde);
+    /// south_input.pipe_input_at("attic".into(), "30C".into(), 0);
+    /// south_input.pipe_input_at("attic".into(), "31C".into(), 6_000);
+    /// assert_eq!(output.read_values_to_list(), [r#"None|Some("30C")"#]);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn outer_join_stream_with<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, VO>,
+    ) -> KStream<K, VR> {
+        stream_join(self, other, windows, joined, (true, true), Arc::new(joiner))
     }
 
     fn global_join<GK: Data, GV: Data, VR: Data>(

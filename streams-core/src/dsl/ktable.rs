@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::kstream::KStream;
-use super::ktable_ktable_join::{KTableKTableJoin, joined_getter};
+use super::ktable_ktable_join::{
+    KTableKTableJoin, TableJoiner, inner_joiner, joined_getter, left_joiner, outer_joiner,
+};
 use super::options::{Consumed, Grouped, Materialized};
 use super::{Change, Data, FnProcessor, KGroupedTable, Serdes, Shared};
 use crate::error::Result;
@@ -175,21 +177,9 @@ impl<K: Data, V: Data> KTable<K, V> {
             .clone()
             .unwrap_or_else(|| consumed.values.clone());
         let nullable: SerdeRef<Option<V>> = Arc::new(Nullable(consumed.values.clone()));
-        let extractor = consumed.extractor.clone().map(|f| {
-            let f: crate::topology::TimestampExtractor<K, Option<V>> =
-                Arc::new(move |r: &Record<K, Option<V>>, t| match &r.value {
-                    Some(v) => f(
-                        &Record {
-                            key: r.key.clone(),
-                            value: v.clone(),
-                            timestamp: r.timestamp,
-                            headers: r.headers.clone(),
-                        },
-                        t,
-                    ),
-                    None => r.timestamp,
-                });
-            f
+        let extractor = consumed.extractor.clone().map(|own| {
+            Arc::new(crate::timestamps::TableTimestamps(own))
+                as Arc<dyn crate::timestamps::TimestampExtractor<K, Option<V>>>
         });
         {
             let mut st = state.borrow_mut();
@@ -473,48 +463,64 @@ impl<K: Data, V: Data> KTable<K, V> {
         }
     }
 
+    /// Wires a table-table join of any kind: one processor per side, each
+    /// joining its table's changes with the other table's current value,
+    /// and a merge node both forward through. Names follow Kafka Streams:
+    /// `KTABLE-MERGE-`, `KTABLE-JOINTHIS-`, `KTABLE-JOINOTHER-`, for every
+    /// kind of join.
     fn table_join<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,
-        left: bool,
-        joiner: Arc<dyn Fn(&V, Option<&VO>) -> Option<VR> + Send + Sync>,
+        joiner: TableJoiner<V, VO, VR>,
     ) -> KTable<K, VR> {
-        let (this_side, other_side, merge) = {
+        let (merge, this_side, other_side) = {
             let mut st = self.state.borrow_mut();
-            let prefix = if left {
-                "KTABLE-LEFTJOIN"
-            } else {
-                "KTABLE-JOIN"
-            };
             (
-                st.next_name(&format!("{prefix}THIS-")),
-                st.next_name(&format!("{prefix}OTHER-")),
                 st.next_name("KTABLE-MERGE-"),
+                st.next_name("KTABLE-JOINTHIS-"),
+                st.next_name("KTABLE-JOINOTHER-"),
             )
         };
         let (this_getter, other_getter) = (self.getter.clone(), other.getter.clone());
         let j = joiner.clone();
-        let this_supplier =
-            move || KTableKTableJoin::this_side(other_getter.clone(), j.clone(), left);
+        let this_supplier = move || KTableKTableJoin::this_side(other_getter.clone(), j.clone());
         let j = joiner.clone();
-        let other_supplier =
-            move || KTableKTableJoin::other_side(this_getter.clone(), j.clone(), left);
+        let other_supplier = move || KTableKTableJoin::other_side(this_getter.clone(), j.clone());
+        let merge_supplier = || {
+            FnProcessor::new(
+                |r: Record<K, Change<VR>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| {
+                    Ok(ctx.forward(r)?)
+                },
+            )
+        };
         {
             let mut st = self.state.borrow_mut();
-            let this_stores: Vec<&str> = other.getter.stores.iter().map(String::as_str).collect();
-            let other_stores: Vec<&str> = self.getter.stores.iter().map(String::as_str).collect();
-            let result = st
-                .topology
-                .add_processor(&this_side, this_supplier, &[&self.node]).map(|_| ())
-                .and_then(|_| st.topology.add_processor(&other_side, other_supplier, &[&other.node]).map(|_| ()))
-                .and_then(|_| {
-                    st.topology.add_processor(&merge, || FnProcessor::new(|r: Record<K, Change<VR>>, ctx: &mut ProcessorContext<'_, K, Change<VR>>| Ok(ctx.forward(r)?)), &[&this_side, &other_side]).map(|_| ())
+            // Each side reads the other table's stores.
+            let this_reads: Vec<&str> = other.getter.stores.iter().map(String::as_str).collect();
+            let other_reads: Vec<&str> = self.getter.stores.iter().map(String::as_str).collect();
+            let t = &mut st.topology;
+            let result = t
+                .add_processor(&this_side, this_supplier, &[&self.node])
+                .map(|_| ())
+                .and_then(|()| {
+                    t.add_processor(&other_side, other_supplier, &[&other.node])
+                        .map(|_| ())
                 })
-                .and_then(|_| st.topology.connect_processor_and_state_stores(&this_side, &this_stores).map(|_| ()))
-                .and_then(|()| st.topology.connect_processor_and_state_stores(&other_side, &other_stores).map(|_| ()));
+                .and_then(|()| {
+                    t.add_processor(&merge, merge_supplier, &[&this_side, &other_side])
+                        .map(|_| ())
+                })
+                .and_then(|()| {
+                    t.connect_processor_and_state_stores(&this_side, &this_reads)
+                        .map(|_| ())
+                })
+                .and_then(|()| {
+                    t.connect_processor_and_state_stores(&other_side, &other_reads)
+                        .map(|_| ())
+                });
             st.record(result);
         }
-        let getter = joined_getter(&self.getter, &other.getter, joiner, left);
+        let getter = joined_getter(&self.getter, &other.getter, joiner);
         KTable {
             state: self.state.clone(),
             node: merge,
@@ -557,11 +563,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, VO>,
         joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.table_join(
-            other,
-            false,
-            Arc::new(move |v, o: Option<&VO>| o.map(|o| joiner(v, o))),
-        )
+        self.table_join(other, inner_joiner(joiner))
     }
 
     /// Every row of this table, joined with the other's row or `None`.
@@ -598,7 +600,59 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, VO>,
         joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.table_join(other, true, Arc::new(move |v, o| Some(joiner(v, o))))
+        self.table_join(other, left_joiner(joiner))
+    }
+
+    /// Every row of either table, joined with the other table's row for
+    /// the key; the joiner gets `None` for a table that has none (Kafka
+    /// Streams' `KTable#outerJoin`). The joined row is deleted only when
+    /// neither table has the key any more. Both tables' topics must be
+    /// co-partitioned. Each update carries the joined row it replaces, so
+    /// a downstream aggregation stays right.
+    ///
+    /// ```
+    /// use streams_core::dsl::{Consumed, Materialized};
+    /// use streams_core::serde::{Nullable, StringSerde};
+    /// use streams_core::testing::TopologyTestDriver;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let strings = || Consumed::with(StringSerde, StringSerde);
+    /// let names = builder.table("names", strings(), Materialized::named("names").in_memory());
+    /// let emails = builder.table("emails", strings(), Materialized::named("emails").in_memory());
+    /// names
+    ///     .outer_join(&emails, |name, email| {
+    ///         let or_unknown = |v: Option<&String>| v.map_or("?", String::as_str).to_owned();
+    ///         format!("{} <{}>", or_unknown(name), or_unknown(email))
+    ///     })
+    ///     .to_stream()
+    ///     .to("contacts");
+    /// let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("app"))?;
+    /// let mut name_input = driver.create_input_topic("names", StringSerde, StringSerde);
+    /// let mut email_input = driver.create_input_topic("emails", StringSerde, StringSerde);
+    /// let output = driver.create_output_topic("contacts", StringSerde, Nullable(StringSerde));
+    /// email_input.pipe_input("u1".into(), "ann@example.com".into()); // no name yet
+    /// name_input.pipe_input("u1".into(), "ann".into());
+    /// name_input.pipe_tombstone("u1".into()); // the email is still there
+    /// email_input.pipe_tombstone("u1".into()); // both gone: a delete
+    /// let contacts = output.read_values_to_list();
+    /// assert_eq!(
+    ///     contacts,
+    ///     [
+    ///         Some("? <ann@example.com>".into()),
+    ///         Some("ann <ann@example.com>".into()),
+    ///         Some("? <ann@example.com>".into()),
+    ///         None,
+    ///     ]
+    /// );
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn outer_join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+    ) -> KTable<K, VR> {
+        self.table_join(other, outer_joiner(joiner))
     }
 
     /// Regroups the rows by a new key and value, for aggregations that

@@ -7,19 +7,25 @@ use super::ktable::{Getter, ValueGetterSupplier};
 use crate::processor::{ProcessResult, Processor, ProcessorContext};
 use crate::record::Record;
 
-/// The user's table joiner: this table's value and the other's (`None`
-/// for no row in a left join); `None` from it is no row.
-pub(crate) type TableJoiner<V, VO, VR> = Arc<dyn Fn(&V, Option<&VO>) -> Option<VR> + Send + Sync>;
+/// A table-table join's joiner, for every kind of join: this table's
+/// value and the other's, each `None` where that table has no row for the
+/// key. `None` from it is no row: an inner join gives none unless both
+/// values are there, a left join none without this table's, an outer join
+/// none only when both are missing.
+pub(crate) type TableJoiner<V, VO, VR> =
+    Arc<dyn Fn(Option<&V>, Option<&VO>) -> Option<VR> + Send + Sync>;
 
 /// What one side makes of a value of its own table (`None`: no row) and
 /// the other table's current value.
 type SideJoin<VI, VL, VR> = Arc<dyn Fn(Option<&VI>, Option<&VL>) -> Option<VR> + Send + Sync>;
 
-/// One side of a table-table join (Kafka Streams' `KTableKTableInnerJoin`
-/// and `KTableKTableLeftJoin`, and their other sides): each change of this
-/// side's table is joined with the other table's current value for the
-/// key, its new and its old value alike, so the joined table's change
-/// carries both. A change that joins to no row on either side is dropped.
+/// One side of a table-table join (Kafka Streams' `KTableKTableInnerJoin`,
+/// `KTableKTableLeftJoin`, `KTableKTableRightJoin` and
+/// `KTableKTableOuterJoin`): each change of this side's table is joined
+/// with the other table's current value for the key, its new and its old
+/// value alike, so the joined table's change carries both and a
+/// downstream aggregation can subtract the old row. A change that joins
+/// to no row before or after is dropped.
 pub(crate) struct KTableKTableJoin<K, VI, VL, VR> {
     getter: ValueGetterSupplier<K, VL>,
     lookup: Option<Getter<K, VL>>,
@@ -28,39 +34,28 @@ pub(crate) struct KTableKTableJoin<K, VI, VL, VR> {
 
 impl<K, VI: 'static, VL: 'static, VR: 'static> KTableKTableJoin<K, VI, VL, VR> {
     /// The side of the table `join` was called on: its rows join the other
-    /// table's value, or `None` in a left join.
+    /// table's value, read through `other`.
     pub(crate) fn this_side(
         other: ValueGetterSupplier<K, VL>,
         joiner: TableJoiner<VI, VL, VR>,
-        left: bool,
     ) -> Self {
         KTableKTableJoin {
             getter: other,
             lookup: None,
-            join: Arc::new(move |this, other| match (this, other) {
-                (Some(this), Some(other)) => joiner(this, Some(other)),
-                (Some(this), None) if left => joiner(this, None),
-                _ => None,
-            }),
+            join: joiner,
         }
     }
 
-    /// The other table's side: its rows join this table's value when it
-    /// has one; in a left join, a row leaving the other table leaves this
-    /// table's row joined with `None`.
+    /// The other table's side: its rows join this table's value, read
+    /// through `this`; the joiner still takes this table's value first.
     pub(crate) fn other_side(
         this: ValueGetterSupplier<K, VL>,
         joiner: TableJoiner<VL, VI, VR>,
-        left: bool,
     ) -> Self {
         KTableKTableJoin {
             getter: this,
             lookup: None,
-            join: Arc::new(move |other, this| match (this, other) {
-                (Some(this), Some(other)) => joiner(this, Some(other)),
-                (Some(this), None) if left => joiner(this, None),
-                _ => None,
-            }),
+            join: Arc::new(move |other, this| joiner(this, other)),
         }
     }
 }
@@ -95,13 +90,33 @@ where
     }
 }
 
+/// An inner join's joiner: a row only where both tables have one.
+pub(crate) fn inner_joiner<V, VO, VR>(
+    joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+) -> TableJoiner<V, VO, VR> {
+    Arc::new(move |v, o| Some(joiner(v?, o?)))
+}
+
+/// A left join's joiner: a row wherever this table has one.
+pub(crate) fn left_joiner<V, VO, VR>(
+    joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+) -> TableJoiner<V, VO, VR> {
+    Arc::new(move |v, o| Some(joiner(v?, o)))
+}
+
+/// An outer join's joiner: a row wherever either table has one.
+pub(crate) fn outer_joiner<V, VO, VR>(
+    joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+) -> TableJoiner<V, VO, VR> {
+    Arc::new(move |v, o| (v.is_some() || o.is_some()).then(|| joiner(v, o)))
+}
+
 /// The joined table's value getter: this table's row joined with the
 /// other's, as the two sides would have forwarded it.
 pub(crate) fn joined_getter<K, V, VO, VR>(
     this: &ValueGetterSupplier<K, V>,
     other: &ValueGetterSupplier<K, VO>,
     joiner: TableJoiner<V, VO, VR>,
-    left: bool,
 ) -> ValueGetterSupplier<K, VR>
 where
     K: 'static,
@@ -116,12 +131,8 @@ where
             let (this, other) = (this_make(lookup)?, other_make(lookup)?);
             let joiner = joiner.clone();
             Ok(Box::new(move |key: &K| {
-                let Some(v) = this(key)? else { return Ok(None) };
-                let o = other(key)?;
-                if !left && o.is_none() {
-                    return Ok(None);
-                }
-                Ok(joiner(&v, o.as_ref()))
+                let (v, o) = (this(key)?, other(key)?);
+                Ok(joiner(v.as_ref(), o.as_ref()))
             }))
         }),
     }
@@ -174,8 +185,19 @@ mod tests {
         ChangeSerde::new(Arc::new(StringSerde))
     }
 
-    fn joiner() -> TableJoiner<String, String, String> {
-        Arc::new(|a, b| Some(format!("{a}+{}", b.map_or("none", String::as_str))))
+    /// "this+other", with "none" for a missing value.
+    fn show(this: Option<&String>, other: Option<&String>) -> String {
+        let show = |v: Option<&String>| v.map_or("none", String::as_str).to_owned();
+        format!("{}+{}", show(this), show(other))
+    }
+
+    /// The joiner of an inner, left or outer join, all showing values alike.
+    fn joiner(kind: &str) -> TableJoiner<String, String, String> {
+        match kind {
+            "inner" => inner_joiner(|a, b| show(Some(a), Some(b))),
+            "left" => left_joiner(|a, b| show(Some(a), b)),
+            _ => outer_joiner(show),
+        }
     }
 
     fn pipe(
@@ -212,24 +234,30 @@ mod tests {
         changes::<String, String>(&driver)
     }
 
+    /// The side of the table `join` was called on, of the join `kind`.
+    fn this_side(kind: &'static str) -> Vec<Row> {
+        run(move || KTableKTableJoin::this_side(ValueGetterSupplier::store("other"), joiner(kind)))
+    }
+
+    /// The other table's side, of the join `kind`. Here `in` carries the
+    /// other table's changes, and the store holds this table's rows: "x"
+    /// for k, from the second change on.
+    fn other_side(kind: &'static str) -> Vec<Row> {
+        run(move || KTableKTableJoin::other_side(ValueGetterSupplier::store("other"), joiner(kind)))
+    }
+
     #[test]
     fn an_inner_joins_this_side_needs_a_row_on_the_other() {
-        let rows = run(|| {
-            KTableKTableJoin::this_side(ValueGetterSupplier::store("other"), joiner(), false)
-        });
         assert_eq!(
-            rows,
+            this_side("inner"),
             [row(Some("b+x"), Some("a+x")), row(None, Some("b+x"))]
         );
     }
 
     #[test]
     fn a_left_joins_this_side_joins_none_where_the_other_has_no_row() {
-        let rows = run(|| {
-            KTableKTableJoin::this_side(ValueGetterSupplier::store("other"), joiner(), true)
-        });
         assert_eq!(
-            rows,
+            this_side("left"),
             [
                 row(Some("a+none"), None),
                 row(Some("b+x"), Some("a+x")),
@@ -239,25 +267,55 @@ mod tests {
     }
 
     #[test]
-    fn the_other_side_joins_this_tables_row_and_a_left_join_keeps_it_when_the_other_row_leaves() {
-        // Here `in` carries the other table's changes, and the store holds
-        // this table's rows: "x" for k.
-        let inner = run(|| {
-            KTableKTableJoin::other_side(ValueGetterSupplier::store("other"), joiner(), false)
-        });
+    fn an_outer_joins_this_side_keeps_the_other_row_when_its_own_leaves() {
         assert_eq!(
-            inner,
+            this_side("outer"),
+            [
+                row(Some("a+none"), None),
+                row(Some("b+x"), Some("a+x")),
+                row(Some("none+x"), Some("b+x"))
+            ]
+        );
+    }
+
+    #[test]
+    fn the_other_side_joins_this_tables_row_and_a_left_join_keeps_it_when_the_other_row_leaves() {
+        assert_eq!(
+            other_side("inner"),
             [row(Some("x+b"), Some("x+a")), row(None, Some("x+b"))]
         );
-        let left = run(|| {
-            KTableKTableJoin::other_side(ValueGetterSupplier::store("other"), joiner(), true)
-        });
         assert_eq!(
-            left,
+            other_side("left"),
             [
                 row(Some("x+b"), Some("x+a")),
                 row(Some("x+none"), Some("x+b"))
             ]
+        );
+    }
+
+    #[test]
+    fn an_outer_joins_other_side_joins_none_where_this_table_has_no_row() {
+        assert_eq!(
+            other_side("outer"),
+            [
+                row(Some("none+a"), None),
+                row(Some("x+b"), Some("x+a")),
+                row(Some("x+none"), Some("x+b"))
+            ]
+        );
+    }
+
+    #[test]
+    fn an_outer_join_deletes_the_row_when_both_tables_have_none() {
+        let driver = driver(|| {
+            KTableKTableJoin::this_side(ValueGetterSupplier::store("other"), joiner("outer"))
+        });
+        let mut input = driver.create_input_topic("in", StringSerde, changes_of_strings());
+        pipe(&mut input, Some("a"), None);
+        pipe(&mut input, None, Some("a"));
+        assert_eq!(
+            changes::<String, String>(&driver),
+            [row(Some("a+none"), None), row(None, Some("a+none"))]
         );
     }
 }
@@ -272,16 +330,19 @@ mod getter_tests {
     use crate::testing::TopologyTestDriver;
     use crate::{StreamsConfig, Topology};
 
-    /// A stream looked up in the join of the tables kept in stores `a`
-    /// and `b`.
-    fn lookups(left: bool) -> Vec<(String, String)> {
-        let joiner: TableJoiner<String, String, String> =
-            Arc::new(|a, b| Some(format!("{a}+{}", b.map_or("none", String::as_str))));
+    /// A stream looked up in the join (of `kind`) of the tables kept in
+    /// stores `a` and `b`.
+    fn lookups(kind: &str) -> Vec<(String, String)> {
+        let show = |v: Option<&String>| v.map_or("none", String::as_str).to_owned();
+        let joiner: TableJoiner<String, String, String> = match kind {
+            "inner" => inner_joiner(move |a, b| format!("{a}+{b}")),
+            "left" => left_joiner(move |a, b| format!("{a}+{}", show(b))),
+            _ => outer_joiner(move |a, b| format!("{}+{}", show(a), show(b))),
+        };
         let getter = joined_getter(
             &ValueGetterSupplier::<String, String>::store("a"),
             &ValueGetterSupplier::<String, String>::store("b"),
             joiner,
-            left,
         );
         let mut topology = Topology::new();
         for table in ["a", "b"] {
@@ -354,7 +415,7 @@ mod getter_tests {
     #[test]
     fn the_joined_tables_getter_answers_as_the_join_would() {
         assert_eq!(
-            lookups(false),
+            lookups("inner"),
             pairs(&[
                 ("only-a", "?=no row"),
                 ("both", "?=2+3"),
@@ -362,11 +423,19 @@ mod getter_tests {
             ])
         );
         assert_eq!(
-            lookups(true),
+            lookups("left"),
             pairs(&[
                 ("only-a", "?=1+none"),
                 ("both", "?=2+3"),
                 ("only-b", "?=no row")
+            ])
+        );
+        assert_eq!(
+            lookups("outer"),
+            pairs(&[
+                ("only-a", "?=1+none"),
+                ("both", "?=2+3"),
+                ("only-b", "?=none+4")
             ])
         );
     }

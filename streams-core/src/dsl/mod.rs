@@ -15,6 +15,7 @@ mod grouped;
 mod kstream;
 mod kstream_aggregate;
 mod kstream_global_ktable_join;
+mod kstream_kstream_join;
 mod kstream_ktable_join;
 mod kstream_session_window_aggregate;
 mod kstream_window_aggregate;
@@ -35,6 +36,7 @@ pub use ktable::{GlobalKTable, KTable};
 pub use suppress::{BufferConfig, BufferFull, SuppressionBuffer, Suppressed};
 pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 
+pub use options::StreamJoined;
 pub use options::{
     Consumed, DEFAULT_CACHE_BYTES, Grouped, Materialized, Named, Produced, Repartitioned, StoreType,
 };

@@ -845,3 +845,471 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
         builder
     }
 }
+
+/// How a stream-stream join keeps its records (Kafka Streams'
+/// `StreamJoined`): the serdes of the key and of both sides' values, the
+/// suppliers (or the kind) of the two window stores, the base name of the
+/// stores and of the processors, and whether the stores are logged.
+///
+/// Unless named, the stores are `KSTREAM-JOINTHIS-<n>-store` and
+/// `KSTREAM-JOINOTHER-<n>-store` (`OUTERTHIS`/`OUTEROTHER` for the outer
+/// sides of left and outer joins), plus `KSTREAM-OUTERSHARED-<n>-store`
+/// for the records of left and outer joins still without a match.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::StreamsBuilder;
+/// use streams_core::dsl::{KStream, StreamJoined};
+/// use streams_core::serde::StringSerde;
+/// use streams_core::window::JoinWindows;
+///
+/// let builder = StreamsBuilder::new();
+/// let orders: KStream<String, String> = builder.stream("orders");
+/// let payments: KStream<String, String> = builder.stream("payments");
+/// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+/// let joined = StreamJoined::with(StringSerde, StringSerde, StringSerde)
+///     .with_store_name("paid")
+///     .in_memory();
+/// orders
+///     .left_join_stream_with(&payments, |o, p| format!("{o}: {}", p.is_some()), windows, joined)
+///     .to("orders-paid");
+/// let topology = builder.build()?;
+/// for store in ["paid-this-join-store", "paid-outer-other-join-store", "paid-left-shared-join-store"] {
+///     assert!(!topology.store_builder(store).unwrap().persistent());
+/// }
+/// # Ok::<(), streams_core::StreamsError>(())
+/// ```
+pub struct StreamJoined<K, V, VO> {
+    pub(crate) keys: Option<SerdeRef<K>>,
+    pub(crate) values: Option<SerdeRef<V>>,
+    pub(crate) other_values: Option<SerdeRef<VO>>,
+    pub(crate) this_supplier: Option<Arc<dyn crate::state::WindowBytesStoreSupplier>>,
+    pub(crate) other_supplier: Option<Arc<dyn crate::state::WindowBytesStoreSupplier>>,
+    pub(crate) name: Option<String>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) logging: bool,
+    pub(crate) in_memory: bool,
+}
+
+impl<K, V, VO> Default for StreamJoined<K, V, VO> {
+    fn default() -> Self {
+        StreamJoined {
+            keys: None,
+            values: None,
+            other_values: None,
+            this_supplier: None,
+            other_supplier: None,
+            name: None,
+            store_name: None,
+            logging: true,
+            in_memory: false,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static, VO: 'static> StreamJoined<K, V, VO> {
+    /// Use these serdes for the key, this stream's values and the other
+    /// stream's values (the streams' own, when they know them, otherwise).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::{I64Serde, JsonSerde, StringSerde};
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// // Item lists have no default serde: the join's store keeps them as JSON.
+    /// let builder = StreamsBuilder::new();
+    /// let carts: KStream<String, String> = builder.stream("carts");
+    /// let items: KStream<String, Vec<String>> = builder
+    ///     .stream::<String, String>("items")
+    ///     .map_values(|line| line.split(',').map(str::to_owned).collect());
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// carts
+    ///     .join_stream_with(
+    ///         &items,
+    ///         |_, items| items.len() as i64,
+    ///         windows,
+    ///         StreamJoined::with(StringSerde, StringSerde, JsonSerde::new()),
+    ///     )
+    ///     .to_with("cart-sizes", streams_core::dsl::Produced::with(StringSerde, I64Serde));
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with(
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+        other_values: impl Serde<VO> + 'static,
+    ) -> Self {
+        StreamJoined {
+            keys: Some(Arc::new(keys)),
+            values: Some(Arc::new(values)),
+            other_values: Some(Arc::new(other_values)),
+            ..Self::default()
+        }
+    }
+
+    /// Keep each side's records in the window stores these suppliers make,
+    /// named as they are. Each must keep duplicates, hold windows of the
+    /// join's size (`before + after`) and keep them for that size plus the
+    /// grace period, as Kafka Streams requires.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::state::Stores;
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let minute = Duration::from_secs(60);
+    /// let windows = JoinWindows::of_time_difference_and_grace(minute, minute)?;
+    /// // Windows of before + after = 2 minutes, kept 2 minutes plus the grace period.
+    /// let store = |name| Stores::in_memory_window_store(name, 3 * minute, 2 * minute, true);
+    /// let joined = StreamJoined::with_store_suppliers(store("orders-seen")?, store("payments-seen")?);
+    /// orders.join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, joined).to("paid");
+    /// let topology = builder.build()?;
+    /// assert!(topology.store_builder("orders-seen").is_some());
+    /// assert!(topology.store_builder("payments-seen").is_some());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_store_suppliers(
+        this: Arc<dyn crate::state::WindowBytesStoreSupplier>,
+        other: Arc<dyn crate::state::WindowBytesStoreSupplier>,
+    ) -> Self {
+        StreamJoined {
+            this_supplier: Some(this),
+            other_supplier: Some(other),
+            ..Self::default()
+        }
+    }
+
+    /// Name the join's stores after `store_name` (Kafka Streams'
+    /// `StreamJoined.as`): `<store_name>-this-join-store`,
+    /// `<store_name>-other-join-store` (`-outer-this-join`,
+    /// `-outer-other-join` for the outer sides) and, for left and outer
+    /// joins, `<store_name>-left-shared-join-store` or
+    /// `<store_name>-outer-shared-join-store`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// orders
+    ///     .outer_join_stream_with(&payments, |o, p| format!("{o:?}/{p:?}"), windows, StreamJoined::named("paid"))
+    ///     .to("paid");
+    /// let topology = builder.build()?;
+    /// for store in ["paid-outer-this-join-store", "paid-outer-other-join-store", "paid-outer-shared-join-store"] {
+    ///     assert!(topology.store_builder(store).is_some());
+    /// }
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn named(store_name: impl Into<String>) -> Self {
+        Self::default().with_store_name(store_name)
+    }
+
+    /// Set the stores' base name; see [`StreamJoined::named`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::StringSerde;
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// let joined = StreamJoined::with(StringSerde, StringSerde, StringSerde).with_store_name("paid");
+    /// orders.join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, joined).to("paid");
+    /// assert!(builder.build()?.store_builder("paid-other-join-store").is_some());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_store_name(mut self, store_name: impl Into<String>) -> Self {
+        self.store_name = Some(store_name.into());
+        self
+    }
+
+    /// Name the join's processors after `name` (`<name>-this-windowed`,
+    /// `<name>-this-join`, `<name>-merge`, …) and, when a side must be
+    /// repartitioned first, its topic (`<name>-left-repartition`,
+    /// `<name>-right-repartition`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// orders
+    ///     .join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, StreamJoined::default().with_name("pay"))
+    ///     .to("paid");
+    /// let topology = builder.build()?;
+    /// let nodes = &topology.describe().subtopologies[0].nodes;
+    /// assert!(nodes.iter().any(|node| node.name == "pay-this-join"));
+    /// assert!(nodes.iter().any(|node| node.name == "pay-merge"));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Set the key serde.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::JsonSerde;
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// // Keyed by (user, page), which has no default serde: the key changed, so both
+    /// // sides are repartitioned with it.
+    /// let builder = StreamsBuilder::new();
+    /// let views: KStream<String, String> = builder.stream("views");
+    /// let clicks: KStream<String, String> = builder.stream("clicks");
+    /// let by_page = |user: &String, page: &String| (user.clone(), page.clone());
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// views
+    ///     .select_key(by_page)
+    ///     .join_stream_with(
+    ///         &clicks.select_key(by_page),
+    ///         |view, _| view.clone(),
+    ///         windows,
+    ///         StreamJoined::default().with_key_serde(JsonSerde::new()),
+    ///     )
+    ///     .map(|(user, _), page| (user, page))
+    ///     .to("clicked-views");
+    /// assert_eq!(builder.build()?.repartition_topics().len(), 2);
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_key_serde(mut self, keys: impl Serde<K> + 'static) -> Self {
+        self.keys = Some(Arc::new(keys));
+        self
+    }
+
+    /// Set the serde of this stream's values.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::JsonSerde;
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let carts: KStream<String, Vec<String>> = builder
+    ///     .stream::<String, String>("carts")
+    ///     .map_values(|line| line.split(',').map(str::to_owned).collect());
+    /// let checkouts: KStream<String, String> = builder.stream("checkouts");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// carts
+    ///     .join_stream_with(
+    ///         &checkouts,
+    ///         |items, at| format!("{} items at {at}", items.len()),
+    ///         windows,
+    ///         StreamJoined::default().with_value_serde(JsonSerde::new()),
+    ///     )
+    ///     .to("checked-out");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_value_serde(mut self, values: impl Serde<V> + 'static) -> Self {
+        self.values = Some(Arc::new(values));
+        self
+    }
+
+    /// Set the serde of the other stream's values.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::serde::JsonSerde;
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let checkouts: KStream<String, String> = builder.stream("checkouts");
+    /// let carts: KStream<String, Vec<String>> = builder
+    ///     .stream::<String, String>("carts")
+    ///     .map_values(|line| line.split(',').map(str::to_owned).collect());
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// checkouts
+    ///     .join_stream_with(
+    ///         &carts,
+    ///         |at, items| format!("{} items at {at}", items.len()),
+    ///         windows,
+    ///         StreamJoined::default().with_other_value_serde(JsonSerde::new()),
+    ///     )
+    ///     .to("checked-out");
+    /// builder.build()?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_other_value_serde(mut self, other_values: impl Serde<VO> + 'static) -> Self {
+        self.other_values = Some(Arc::new(other_values));
+        self
+    }
+
+    /// Keep this stream's records in the window store `supplier` makes; see
+    /// [`StreamJoined::with_store_suppliers`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::state::Stores;
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let minute = Duration::from_secs(60);
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(minute)?;
+    /// let supplier = Stores::persistent_window_store("orders-seen", 2 * minute, 2 * minute, true)?;
+    /// let joined = StreamJoined::default().with_this_store_supplier(supplier);
+    /// orders.join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, joined).to("paid");
+    /// assert!(builder.build()?.store_builder("orders-seen").unwrap().persistent());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_this_store_supplier(
+        mut self,
+        supplier: Arc<dyn crate::state::WindowBytesStoreSupplier>,
+    ) -> Self {
+        self.this_supplier = Some(supplier);
+        self
+    }
+
+    /// Keep the other stream's records in the window store `supplier`
+    /// makes; see [`StreamJoined::with_store_suppliers`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::state::Stores;
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let minute = Duration::from_secs(60);
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(minute)?;
+    /// let supplier = Stores::in_memory_window_store("payments-seen", 2 * minute, 2 * minute, true)?;
+    /// let joined = StreamJoined::default().with_other_store_supplier(supplier);
+    /// orders.join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, joined).to("paid");
+    /// assert!(!builder.build()?.store_builder("payments-seen").unwrap().persistent());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_other_store_supplier(
+        mut self,
+        supplier: Arc<dyn crate::state::WindowBytesStoreSupplier>,
+    ) -> Self {
+        self.other_supplier = Some(supplier);
+        self
+    }
+
+    /// Keep the stores this join makes itself in memory.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// let joined = StreamJoined::named("paid").in_memory();
+    /// orders.join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, joined).to("paid");
+    /// assert!(!builder.build()?.store_builder("paid-this-join-store").unwrap().persistent());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn in_memory(mut self) -> Self {
+        self.in_memory = true;
+        self
+    }
+
+    /// Keep the stores this join makes itself in RocksDB (the default, as
+    /// in Kafka Streams).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// let joined = StreamJoined::named("paid").persistent();
+    /// orders.join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, joined).to("paid");
+    /// assert!(builder.build()?.store_builder("paid-this-join-store").unwrap().persistent());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn persistent(mut self) -> Self {
+        self.in_memory = false;
+        self
+    }
+
+    /// Do not write changelogs for the join's stores.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// let joined = StreamJoined::named("paid").with_logging_disabled();
+    /// orders.left_join_stream_with(&payments, |o, _| o.clone(), windows, joined).to("orders-seen");
+    /// let topology = builder.build()?;
+    /// assert!(!topology.store_builder("paid-this-join-store").unwrap().logging_enabled());
+    /// assert!(!topology.store_builder("paid-left-shared-join-store").unwrap().logging_enabled());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+
+    /// Write changelogs for the join's stores (the default).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::StreamsBuilder;
+    /// use streams_core::dsl::{KStream, StreamJoined};
+    /// use streams_core::window::JoinWindows;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// let payments: KStream<String, String> = builder.stream("payments");
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(60))?;
+    /// let joined = StreamJoined::named("paid").with_logging_disabled().with_logging_enabled();
+    /// orders.join_stream_with(&payments, |o, p| format!("{o}/{p}"), windows, joined).to("paid");
+    /// assert!(builder.build()?.store_builder("paid-other-join-store").unwrap().logging_enabled());
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn with_logging_enabled(mut self) -> Self {
+        self.logging = true;
+        self
+    }
+}

@@ -388,7 +388,10 @@ fn session_getter<K: Data, V: Data>(store: &str) -> ValueGetterSupplier<Windowed
 /// let clicks: KStream<String, String> = builder.stream("clicks");
 /// clicks
 ///     .group_by_key()
-///     .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(5))?)
+///     .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+///         Duration::from_secs(5),
+///         Duration::from_secs(10), // keeps [0, 0] open when 8 s arrives
+///     )?)
 ///     .count_with(Materialized::named("sessions").in_memory())
 ///     .to_stream()
 ///     .to("sessions");

@@ -27,11 +27,9 @@ use crate::processor::{ErasedProcessor, ProcessorAdapter, ProcessorSupplier};
 use crate::record::Record;
 use crate::serde::{Serde, SerdeRef};
 use crate::state::StoreBuilder;
+use crate::timestamps::AnyTimestampExtractor;
 
-/// Picks a record's timestamp: given the record (with the timestamp it was
-/// written with) and the partition's stream time so far. A negative result
-/// drops the record with a warning, as Kafka Streams does.
-pub type TimestampExtractor<K, V> = Arc<dyn Fn(&Record<K, V>, i64) -> i64 + Send + Sync>;
+pub use crate::timestamps::TimestampExtractor;
 
 /// Chooses a sink's partition: given the topic, key, value and the topic's
 /// partition count; `None` falls back to the default (murmur2 of the key).
@@ -83,7 +81,9 @@ impl RecordType {
     }
 }
 
-pub(crate) type SourceFactory = Arc<dyn Fn(&str) -> Box<dyn ErasedSource> + Send + Sync>;
+/// Makes a task's source node, given the application's default extractor.
+pub(crate) type SourceFactory =
+    Arc<dyn Fn(&str, &AnyTimestampExtractor) -> Box<dyn ErasedSource> + Send + Sync>;
 pub(crate) type ProcessorFactory = Arc<dyn Fn(&str) -> Box<dyn ErasedProcessor> + Send + Sync>;
 
 pub(crate) enum NodeKind {
@@ -280,13 +280,32 @@ impl Topology {
         Ok(self)
     }
 
-    /// Adds a source node whose records' timestamps come from `extractor`.
+    /// Adds a source node whose records' timestamps come from `extractor`
+    /// instead of the application's default (see [`crate::timestamps`]).
+    ///
+    /// ```
+    /// use streams_core::Topology;
+    /// use streams_core::serde::{I64Serde, StringSerde};
+    /// use streams_core::timestamps::UsePartitionTimeOnInvalidTimestamp;
+    ///
+    /// let mut topology = Topology::new();
+    /// topology
+    ///     .add_source_with_timestamps(
+    ///         "in",
+    ///         StringSerde,
+    ///         I64Serde,
+    ///         UsePartitionTimeOnInvalidTimestamp,
+    ///         &["readings"],
+    ///     )?
+    ///     .add_sink("out", "readings-copy", StringSerde, I64Serde, &["in"])?;
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
     pub fn add_source_with_timestamps<K, V>(
         &mut self,
         name: &str,
         keys: impl Serde<K> + 'static,
         values: impl Serde<V> + 'static,
-        extractor: TimestampExtractor<K, V>,
+        extractor: impl TimestampExtractor<K, V>,
         topics: &[&str],
     ) -> Result<&mut Self>
     where
@@ -302,7 +321,7 @@ impl Topology {
             topics,
             Arc::new(keys),
             Arc::new(values),
-            Some(extractor),
+            Some(Arc::new(extractor)),
             false,
         )?;
         Ok(self)
@@ -310,7 +329,8 @@ impl Topology {
 
     /// Adds a source node reading `topics`, external or internal (a
     /// repartition topic the DSL declared), with shared serdes and an
-    /// optional timestamp extractor: the form the DSL builds on.
+    /// optional timestamp extractor (`None`: the application's default):
+    /// the form the DSL builds on.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -337,7 +357,7 @@ impl Topology {
         topics: Vec<TopicName>,
         keys: SerdeRef<K>,
         values: SerdeRef<V>,
-        extractor: Option<TimestampExtractor<K, V>>,
+        extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
     ) -> Result<()>
     where
         K: Clone + Send + 'static,
@@ -353,7 +373,7 @@ impl Topology {
         topics: Vec<TopicName>,
         keys: SerdeRef<K>,
         values: SerdeRef<V>,
-        extractor: Option<TimestampExtractor<K, V>>,
+        extractor: Option<Arc<dyn TimestampExtractor<K, V>>>,
         global: bool,
     ) -> Result<usize>
     where
@@ -385,13 +405,15 @@ impl Topology {
                 );
             }
         }
-        let factory: SourceFactory = Arc::new(move |_node: &str| {
-            Box::new(SourceNode {
-                keys: keys.clone(),
-                values: values.clone(),
-                extractor: extractor.clone(),
-            }) as Box<dyn ErasedSource>
-        });
+        let factory: SourceFactory =
+            Arc::new(move |_node: &str, default: &AnyTimestampExtractor| {
+                Box::new(SourceNode::new(
+                    keys.clone(),
+                    values.clone(),
+                    extractor.clone(),
+                    default,
+                )) as Box<dyn ErasedSource>
+            });
         Ok(self.push_node(NodeDef {
             name: name.to_owned(),
             kind: NodeKind::Source { topics, factory },

@@ -3,12 +3,14 @@
 //! them. Processors are the user's, behind the Processor API.
 
 use std::any::Any;
+use std::sync::Arc;
 
-use super::{StreamPartitioner, TimestampExtractor, TopicName, TopicNameExtractor};
+use super::{StreamPartitioner, TopicName, TopicNameExtractor};
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, ProcessorContext, TaskContext, take_record};
 use crate::record::{ProducerRecord, RawView, Record};
 use crate::serde::{SerdeError, SerdeRef};
+use crate::timestamps::{AnyTimestampExtractor, ConsumerRecord, TimestampExtractor};
 
 /// Why a source could not hand a record on.
 pub(crate) enum SourceError {
@@ -26,10 +28,52 @@ pub(crate) trait ErasedSource: Send {
     ) -> std::result::Result<(), SourceError>;
 }
 
+/// Where a source's timestamps come from: its own extractor, or the
+/// application's default, which sees keys and values as `dyn Any`.
+pub(crate) enum SourceTimestamps<K, V> {
+    Own(Arc<dyn TimestampExtractor<K, V>>),
+    Default(AnyTimestampExtractor),
+}
+
 pub(crate) struct SourceNode<K, V> {
     pub(crate) keys: SerdeRef<K>,
     pub(crate) values: SerdeRef<V>,
-    pub(crate) extractor: Option<TimestampExtractor<K, V>>,
+    pub(crate) timestamps: SourceTimestamps<K, V>,
+    /// Partition time per topic read (a task reads one partition of
+    /// each): the largest timestamp extracted so far, or -1. Sources
+    /// mostly read one topic, so a short list beats a map.
+    pub(crate) partition_times: Vec<(String, i64)>,
+}
+
+impl<K, V> SourceNode<K, V> {
+    pub(crate) fn new(
+        keys: SerdeRef<K>,
+        values: SerdeRef<V>,
+        own: Option<Arc<dyn TimestampExtractor<K, V>>>,
+        default: &AnyTimestampExtractor,
+    ) -> Self {
+        SourceNode {
+            keys,
+            values,
+            timestamps: match own {
+                Some(extractor) => SourceTimestamps::Own(extractor),
+                None => SourceTimestamps::Default(default.clone()),
+            },
+            partition_times: Vec::new(),
+        }
+    }
+
+    /// Where `topic`'s partition time is kept.
+    fn partition_index(&mut self, topic: &str) -> usize {
+        match self.partition_times.iter().position(|(t, _)| t == topic) {
+            Some(index) => index,
+            None => {
+                self.partition_times
+                    .push((topic.to_owned(), crate::engine::UNKNOWN_TIME));
+                self.partition_times.len() - 1
+            }
+        }
+    }
 }
 
 impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for SourceNode<K, V> {
@@ -54,12 +98,49 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for Sour
             timestamp: raw.timestamp,
             headers: std::mem::take(&mut raw.headers),
         };
-        if let Some(extractor) = &self.extractor {
-            record.timestamp = extractor(&record, task.stream_time());
-        }
+        let partition = self.partition_index(raw.topic);
+        let partition_time = self.partition_times[partition].1;
+        let extracted = match &self.timestamps {
+            SourceTimestamps::Own(extractor) => extractor.extract(
+                &ConsumerRecord {
+                    topic: raw.topic,
+                    partition: raw.partition,
+                    offset: raw.offset,
+                    timestamp: raw.timestamp,
+                    key: &record.key,
+                    value: &record.value,
+                    headers: &record.headers,
+                },
+                partition_time,
+            ),
+            SourceTimestamps::Default(extractor) => extractor.extract(
+                &ConsumerRecord {
+                    topic: raw.topic,
+                    partition: raw.partition,
+                    offset: raw.offset,
+                    timestamp: raw.timestamp,
+                    key: &record.key as &dyn Any,
+                    value: &record.value as &dyn Any,
+                    headers: &record.headers,
+                },
+                partition_time,
+            ),
+        };
+        // An extractor's error is not user code failing on a record for
+        // the processing handler to judge: it stops the task, as in Kafka
+        // Streams.
+        record.timestamp = extracted.map_err(|source| {
+            SourceError::Downstream(StreamsError::TimestampExtraction {
+                topic: raw.topic.to_owned(),
+                partition: raw.partition,
+                offset: raw.offset,
+                source,
+            })
+        })?;
         if record.timestamp < 0 {
             log::warn!(
-                "dropping record {}[{}]@{} with invalid timestamp {}",
+                "dropping record {}[{}]@{} with invalid timestamp {} (its timestamp extractor \
+                 skips such records)",
                 raw.topic,
                 raw.partition,
                 raw.offset,
@@ -68,6 +149,8 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for Sour
             task.count_invalid_timestamp();
             return Ok(());
         }
+        let partition_time = &mut self.partition_times[partition].1;
+        *partition_time = (*partition_time).max(record.timestamp);
         task.observe_timestamp(record.timestamp);
         ProcessorContext::<K, V>::new(task, node)
             .forward(record)
