@@ -1,8 +1,8 @@
 //! Window and session stores behind a box, as their layers hold them.
 
+use crate::Result;
 use crate::session::{ReadOnlySessionStore, SessionIterator, SessionStore};
 use crate::window::{ReadOnlyWindowStore, WindowIterator, WindowStore};
-use crate::Result;
 
 impl<S: ReadOnlyWindowStore + ?Sized> ReadOnlyWindowStore for Box<S> {
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {

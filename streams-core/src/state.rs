@@ -22,9 +22,8 @@ use crate::serde::SerdeRef;
 mod windowed;
 
 pub use windowed::{
-    RestorableSessionStore, RestorableWindowStore, SessionBytesStoreSupplier,
-    SessionStoreBuilder, SessionStoreHandle, WindowBytesStoreSupplier, WindowStoreBuilder,
-    WindowStoreHandle,
+    RestorableSessionStore, RestorableWindowStore, SessionBytesStoreSupplier, SessionStoreBuilder,
+    SessionStoreHandle, WindowBytesStoreSupplier, WindowStoreBuilder, WindowStoreHandle,
 };
 
 /// What a store builder gets to build one task's instance.

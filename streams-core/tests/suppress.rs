@@ -99,7 +99,10 @@ fn final_session_results_come_after_the_session_closes() {
     );
     assert!(output.is_empty(), "the merged-away [0, 0] is not a result");
     input.pipe_input_at(s("b"), s("x"), 4_000); // [0, 3 s] ends + 1 s grace
-    assert_eq!(output.read_key_values_to_list(), [(at("a", 0, 3_000), Some(2))]);
+    assert_eq!(
+        output.read_key_values_to_list(),
+        [(at("a", 0, 3_000), Some(2))]
+    );
 }
 
 #[test]
@@ -111,7 +114,9 @@ fn a_full_buffer_emits_early_or_shuts_down_as_configured() {
         .group_by_key()
         .windowed_by(TimeWindows::of_size_with_no_grace(secs(10)).unwrap())
         .count_with(Materialized::named("counts").in_memory())
-        .suppress(Suppressed::until_window_closes(BufferConfig::max_records(1)));
+        .suppress(Suppressed::until_window_closes(BufferConfig::max_records(
+            1,
+        )));
     let error = builder.build().unwrap_err().to_string();
     assert!(error.contains("must not emit early"), "{error}");
 
@@ -123,7 +128,10 @@ fn a_full_buffer_emits_early_or_shuts_down_as_configured() {
         .try_pipe(&s("b"), Some(&s("x")), 2_000, streams_core::Headers::new())
         .unwrap_err()
         .to_string();
-    assert!(error.contains("suppression buffer") && error.contains("full"), "{error}");
+    assert!(
+        error.contains("suppression buffer") && error.contains("full"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -136,8 +144,7 @@ fn time_limits_emit_the_latest_value_a_limit_after_the_first_held_update() {
             Materialized::named("prices").in_memory(),
         )
         .suppress(
-            Suppressed::until_time_limit(secs(10), BufferConfig::max_records(2))
-                .with_name("slow"),
+            Suppressed::until_time_limit(secs(10), BufferConfig::max_records(2)).with_name("slow"),
         )
         .to_stream()
         .to("out");

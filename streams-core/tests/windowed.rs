@@ -11,8 +11,8 @@ use streams_core::StreamsBuilder;
 use streams_core::dsl::Materialized;
 use streams_core::serde::{I64Serde, Nullable, StringSerde};
 use streams_core::window::{
-    SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde, TimeWindows,
-    Window, Windowed,
+    SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde, TimeWindows, Window,
+    Windowed,
 };
 
 fn secs(n: u64) -> Duration {
@@ -144,7 +144,10 @@ fn sliding_windows_hold_each_distinct_set_of_records_close_enough_in_time() {
         [(w(10_001, 20_001), Some(1)), (w(5_000, 15_000), Some(2))]
     );
     input.pipe_input_at(s("a"), s("C"), 30_000);
-    assert_eq!(read_windowed(&driver, 10_000), [(w(20_000, 30_000), Some(1))]);
+    assert_eq!(
+        read_windowed(&driver, 10_000),
+        [(w(20_000, 30_000), Some(1))]
+    );
     // Out of order, within grace: D at 12 s joins the windows around it,
     // gets its own left window (A, D) and a right window (B).
     input.pipe_input_at(s("a"), s("D"), 12_000);
@@ -235,7 +238,10 @@ fn sessions_merge_when_a_record_bridges_them_and_late_records_are_dropped() {
     input.pipe_input_at(s("b"), s("x"), 20_000);
     input.pipe_input_at(s("a"), s("x"), 7_000);
     // [0, 7 s] would end before 20 s - 2 s: late.
-    assert_eq!(session_output(&driver), [(at("b", 20_000, 20_000), Some(1))]);
+    assert_eq!(
+        session_output(&driver),
+        [(at("b", 20_000, 20_000), Some(1))]
+    );
     assert_eq!(driver.dropped_records(), 1);
     // The store keeps sessions for the gap plus grace after they end,
     // counted from the latest end it has seen (20 s).
@@ -246,7 +252,10 @@ fn sessions_merge_when_a_record_bridges_them_and_late_records_are_dropped() {
 fn session_aggregate_and_reduce_merge_with_the_merger() {
     let builder = StreamsBuilder::new();
     let grouped = builder
-        .stream_with("in", streams_core::dsl::Consumed::with(StringSerde, I64Serde))
+        .stream_with(
+            "in",
+            streams_core::dsl::Consumed::with(StringSerde, I64Serde),
+        )
         .group_by_key();
     // Grace keeps the first session open when the bridging record comes.
     let sessions = SessionWindows::of_inactivity_gap_and_grace(ms(100), secs(1)).unwrap();
@@ -282,17 +291,18 @@ fn session_aggregate_and_reduce_merge_with_the_merger() {
 fn windowed_reduce_and_aggregate_fold_each_window() {
     let builder = StreamsBuilder::new();
     let grouped = builder
-        .stream_with("in", streams_core::dsl::Consumed::with(StringSerde, I64Serde))
+        .stream_with(
+            "in",
+            streams_core::dsl::Consumed::with(StringSerde, I64Serde),
+        )
         .group_by_key();
     let windows = TimeWindows::of_size_with_no_grace(secs(1)).unwrap();
-    grouped
-        .windowed_by(windows)
-        .reduce(
-            |a, b| a + b,
-            Materialized::named("sums")
-                .in_memory()
-                .with_retention(secs(10)),
-        );
+    grouped.windowed_by(windows).reduce(
+        |a, b| a + b,
+        Materialized::named("sums")
+            .in_memory()
+            .with_retention(secs(10)),
+    );
     grouped.windowed_by(windows).aggregate(
         String::new,
         |_, v, agg| format!("{agg}{v}"),
@@ -307,7 +317,10 @@ fn windowed_reduce_and_aggregate_fold_each_window() {
         input.pipe_input_at(s("k"), v, t);
     }
     let sums = driver.window_store::<String, i64>("sums").unwrap();
-    assert_eq!(sums.fetch_range(&s("k"), 0, 1_000).unwrap(), [(0, 3), (1_000, 3)]);
+    assert_eq!(
+        sums.fetch_range(&s("k"), 0, 1_000).unwrap(),
+        [(0, 3), (1_000, 3)]
+    );
     let joined = driver.window_store::<String, String>("joined").unwrap();
     assert_eq!(
         joined.fetch_range(&s("k"), 0, 1_000).unwrap(),
@@ -345,7 +358,10 @@ fn changelogs_and_outputs_have_kafka_streams_bytes() {
     let out = driver.read_raw("out");
     let key = [b"ann".as_slice(), &60_000_i64.to_be_bytes()].concat();
     assert_eq!(out[0].key.as_deref(), Some(key.as_slice()));
-    assert_eq!(out[0].value.as_deref(), Some(1_i64.to_be_bytes().as_slice()));
+    assert_eq!(
+        out[0].value.as_deref(),
+        Some(1_i64.to_be_bytes().as_slice())
+    );
 }
 
 #[test]
@@ -357,5 +373,8 @@ fn a_retention_shorter_than_size_plus_grace_is_a_build_error() {
         .windowed_by(TimeWindows::of_size_and_grace(secs(10), secs(5)).unwrap())
         .count_with(Materialized::named("counts").with_retention(secs(12)));
     let error = builder.build().unwrap_err().to_string();
-    assert!(error.contains("at least") && error.contains("counts"), "{error}");
+    assert!(
+        error.contains("at least") && error.contains("counts"),
+        "{error}"
+    );
 }

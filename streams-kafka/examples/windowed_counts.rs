@@ -77,27 +77,29 @@ fn topology(args: &Args) -> streams_core::Result<Topology> {
         .group_by_key();
     let store = Materialized::named("windowed-counts");
     let grace = Duration::from_millis(args.grace_ms);
-    let (counts, name): (KTable<Windowed<String>, i64>, fn(&Windowed<String>) -> String) =
-        match args.session_gap_ms {
-            Some(gap) => (
-                grouped
-                    .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
-                        Duration::from_millis(gap),
-                        grace,
-                    )?)
-                    .count_with(store),
-                |k| format!("{}@{}-{}", k.key, k.window.start, k.window.end),
-            ),
-            None => (
-                grouped
-                    .windowed_by(TimeWindows::of_size_and_grace(
-                        Duration::from_millis(args.window_ms),
-                        grace,
-                    )?)
-                    .count_with(store),
-                |k| format!("{}@{}", k.key, k.window.start),
-            ),
-        };
+    let (counts, name): (
+        KTable<Windowed<String>, i64>,
+        fn(&Windowed<String>) -> String,
+    ) = match args.session_gap_ms {
+        Some(gap) => (
+            grouped
+                .windowed_by(SessionWindows::of_inactivity_gap_and_grace(
+                    Duration::from_millis(gap),
+                    grace,
+                )?)
+                .count_with(store),
+            |k| format!("{}@{}-{}", k.key, k.window.start, k.window.end),
+        ),
+        None => (
+            grouped
+                .windowed_by(TimeWindows::of_size_and_grace(
+                    Duration::from_millis(args.window_ms),
+                    grace,
+                )?)
+                .count_with(store),
+            |k| format!("{}@{}", k.key, k.window.start),
+        ),
+    };
     counts
         .suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))
         .to_stream()

@@ -48,8 +48,7 @@ impl<K, V, VA> KStreamSessionWindowAggregate<K, V, VA> {
 
 type SessionContext<'a, K, VA> = ProcessorContext<'a, Windowed<K>, Change<VA>>;
 
-impl<K, V, VA> Processor<K, V, Windowed<K>, Change<VA>>
-    for KStreamSessionWindowAggregate<K, V, VA>
+impl<K, V, VA> Processor<K, V, Windowed<K>, Change<VA>> for KStreamSessionWindowAggregate<K, V, VA>
 where
     K: Clone + Send + 'static,
     V: Send + 'static,
@@ -64,7 +63,9 @@ where
         let handle = self.handle.as_ref().expect("init looks the store up");
         let t = r.timestamp;
         let gap = self.windows.inactivity_gap();
-        let close_time = ctx.current_stream_time().saturating_sub(self.windows.grace());
+        let close_time = ctx
+            .current_stream_time()
+            .saturating_sub(self.windows.grace());
         let found = handle.find_sessions(&r.key, t.saturating_sub(gap), t.saturating_add(gap))?;
         let single = Window::new(t, t);
         let mut merged = single;

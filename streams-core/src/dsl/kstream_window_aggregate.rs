@@ -65,7 +65,9 @@ where
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut WindowedContext<'_, K, VA>) -> ProcessResult {
         let handle = self.handle.as_ref().expect("init looks the store up");
-        let close_time = ctx.current_stream_time().saturating_sub(self.windows.grace());
+        let close_time = ctx
+            .current_stream_time()
+            .saturating_sub(self.windows.grace());
         for window in self.windows.windows_for(r.timestamp) {
             if window.end <= close_time {
                 drop_late(ctx, r.timestamp, window, close_time);
@@ -264,16 +266,12 @@ where
         }
         if !left_exists {
             let base = match (previous, left_aggregate) {
-                (Some(previous), Some((aggregate, _))) if t - d <= previous => {
-                    Some((aggregate, t))
-                }
+                (Some(previous), Some((aggregate, _))) if t - d <= previous => Some((aggregate, t)),
                 _ => None,
             };
             self.update(ctx, input, self.window(t - d), base)?;
         }
-        if !right_exists
-            && let Some(right) = right_aggregate.filter(|(_, at)| *at > t)
-        {
+        if !right_exists && let Some(right) = right_aggregate.filter(|(_, at)| *at > t) {
             self.create_right_window(ctx, input, right)?;
         }
         Ok(())
@@ -317,9 +315,7 @@ where
         {
             right_aggregate = Some((aggregate.clone(), *at));
         }
-        if !right_exists
-            && let Some(right) = right_aggregate.filter(|(_, at)| *at > t)
-        {
+        if !right_exists && let Some(right) = right_aggregate.filter(|(_, at)| *at > t) {
             self.create_right_window(ctx, input, right)?;
         }
         if let Some(previous) = previous
@@ -343,7 +339,9 @@ where
     }
 
     fn process(&mut self, r: Record<K, V>, ctx: &mut WindowedContext<'_, K, VA>) -> ProcessResult {
-        let close_time = ctx.current_stream_time().saturating_sub(self.windows.grace());
+        let close_time = ctx
+            .current_stream_time()
+            .saturating_sub(self.windows.grace());
         let d = self.windows.time_difference();
         let input = Input {
             key: &r.key,

@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{GlobalKTable, KTable};
-pub use suppress::{BufferConfig, BufferFull, SuppressionBuffer, Suppressed};
+pub use suppress::{BufferConfig, BufferFull, Suppressed, SuppressionBuffer};
 pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 
 pub use options::StreamJoined;
@@ -87,7 +87,11 @@ impl BuilderState {
     /// `node`, if there is one.
     pub(crate) fn upstream_grace(&self, node: &str) -> Option<i64> {
         let nodes = &self.topology.nodes;
-        let mut queue: Vec<usize> = nodes.iter().position(|n| n.name == node).into_iter().collect();
+        let mut queue: Vec<usize> = nodes
+            .iter()
+            .position(|n| n.name == node)
+            .into_iter()
+            .collect();
         let mut seen = std::collections::HashSet::new();
         while let Some(index) = queue.pop() {
             if !seen.insert(index) {

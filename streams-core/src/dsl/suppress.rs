@@ -238,7 +238,10 @@ impl<K: Data, V: Data> KTable<K, V> {
             (None, _) => Some(format!(
                 "`{name}` suppresses until windows close, but no windowed aggregation is upstream of it"
             )),
-            (_, _) if suppressed.final_results && suppressed.buffer.when_full == BufferFull::EmitEarly => {
+            (_, _)
+                if suppressed.final_results
+                    && suppressed.buffer.when_full == BufferFull::EmitEarly =>
+            {
                 Some(format!(
                     "`{name}` emits final results only, so its buffer must not emit early: use BufferConfig::unbounded() or shut_down_when_full()"
                 ))
@@ -273,7 +276,12 @@ impl<K: Data, V: Data> KTable<K, V> {
             .map(|_| ())
             .and_then(|()| {
                 st.topology
-                    .add_state_store(SuppressionBufferBuilder { name: store.clone() }, &[])
+                    .add_state_store(
+                        SuppressionBufferBuilder {
+                            name: store.clone(),
+                        },
+                        &[],
+                    )
                     .map(|_| ())
             })
             .and_then(|()| {
@@ -589,11 +597,12 @@ impl state_stores::StateStore for SuppressionBuffer {
         };
         for key in self.dirty.drain() {
             let value = self.entries.get(&key).map(Buffered::encode);
-            sink.log_change(&key, value.as_deref())
-                .map_err(|source| state_stores::StoreError::Changelog {
+            sink.log_change(&key, value.as_deref()).map_err(|source| {
+                state_stores::StoreError::Changelog {
                     store: self.name.clone(),
                     source,
-                })?;
+                }
+            })?;
         }
         Ok(())
     }
@@ -609,13 +618,15 @@ impl state_stores::StateRestoreCallback for SuppressionBuffer {
         for (key, value) in records {
             self.remove(key);
             let Some(value) = value else { continue };
-            let entry = Buffered::decode(value).ok_or_else(|| {
-                state_stores::StoreError::Changelog {
+            let entry =
+                Buffered::decode(value).ok_or_else(|| state_stores::StoreError::Changelog {
                     store: self.name.clone(),
-                    source: format!("an unreadable suppression buffer entry of {} bytes", value.len())
-                        .into(),
-                }
-            })?;
+                    source: format!(
+                        "an unreadable suppression buffer entry of {} bytes",
+                        value.len()
+                    )
+                    .into(),
+                })?;
             self.bytes += entry.size(key);
             self.order.insert((entry.time, key.to_vec()));
             self.entries.insert(key.to_vec(), entry);
@@ -684,9 +695,27 @@ mod tests {
     fn a_held_key_keeps_its_place_and_prior_value_and_restores_from_its_log() {
         let sink = state_stores::testing::RecordingSink::new();
         let mut buffer = SuppressionBuffer::new("b".into(), Some(Box::new(sink.clone())));
-        buffer.put(b"a".to_vec(), 10, Some(b"0".to_vec()), Some(b"1".to_vec()), 10).unwrap();
-        buffer.put(b"b".to_vec(), 20, None, Some(b"1".to_vec()), 20).unwrap();
-        buffer.put(b"a".to_vec(), 30, Some(b"1".to_vec()), Some(b"2".to_vec()), 30).unwrap();
+        buffer
+            .put(
+                b"a".to_vec(),
+                10,
+                Some(b"0".to_vec()),
+                Some(b"1".to_vec()),
+                10,
+            )
+            .unwrap();
+        buffer
+            .put(b"b".to_vec(), 20, None, Some(b"1".to_vec()), 20)
+            .unwrap();
+        buffer
+            .put(
+                b"a".to_vec(),
+                30,
+                Some(b"1".to_vec()),
+                Some(b"2".to_vec()),
+                30,
+            )
+            .unwrap();
         assert_eq!(buffer.min_time(), Some(10), "non-resetting");
         use state_stores::StateStore;
         buffer.flush().unwrap();

@@ -22,8 +22,7 @@ use crate::state::{
     WindowStoreBuilder,
 };
 use crate::window::{
-    SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde, TimeWindows,
-    Windowed,
+    SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde, TimeWindows, Windowed,
 };
 
 /// Windows a grouped stream can be windowed by: [`TimeWindows`] and
@@ -222,17 +221,19 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             getter: window_getter(&store),
             store: None,
         };
-        let Some((keys, values)) =
-            self.serdes(&materialized, default_values, &store, input.serdes.keys.clone())
-        else {
+        let Some((keys, values)) = self.serdes(
+            &materialized,
+            default_values,
+            &store,
+            input.serdes.keys.clone(),
+        ) else {
             return stand_in();
         };
         let windows = self.windows;
-        let supplier = store_kind(&materialized, &store)
-            .and_then(|persistent| {
-                let retention = retention(&materialized, &store, windows.least_retention())?;
-                window_supplier(&store, persistent, retention, windows.size())
-            });
+        let supplier = store_kind(&materialized, &store).and_then(|persistent| {
+            let retention = retention(&materialized, &store, windows.least_retention())?;
+            window_supplier(&store, persistent, retention, windows.size())
+        });
         let supplier = match supplier {
             Ok(supplier) => supplier,
             Err(error) => {
@@ -240,7 +241,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 return stand_in();
             }
         };
-        let mut builder = WindowStoreBuilder::new(supplier, keys.clone(), values.clone()).timestamped();
+        let mut builder =
+            WindowStoreBuilder::new(supplier, keys.clone(), values.clone()).timestamped();
         if !materialized.logging {
             builder = builder.with_logging_disabled();
         }

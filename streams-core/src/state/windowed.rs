@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use state_stores::{
-    CachingSessionStore, CachingWindowStore, ChangeLoggingSessionStore, ChangeLoggingWindowStore, ChangelogSink, InMemorySessionStore,
-    InMemoryWindowStore, RocksDbSessionStore, RocksDbWindowStore, SessionStore,
-    StateRestoreCallback, WindowStore,
+    CachingSessionStore, CachingWindowStore, ChangeLoggingSessionStore, ChangeLoggingWindowStore,
+    ChangelogSink, InMemorySessionStore, InMemoryWindowStore, RocksDbSessionStore,
+    RocksDbWindowStore, SessionStore, StateRestoreCallback, WindowStore,
 };
 
 use super::{StoreBuilder, StoreContext, StoreHandle, StoreInstance, lock};
@@ -80,7 +80,10 @@ impl WindowSupplier {
         size: Duration,
         duplicates: bool,
     ) -> Result<Self> {
-        let (retention, size) = (millis("retention", retention)?, millis("window size", size)?);
+        let (retention, size) = (
+            millis("retention", retention)?,
+            millis("window size", size)?,
+        );
         if size < 1 || retention < size {
             return Err(StreamsError::Config(format!(
                 "the window store `{name}` keeps windows of {size} ms for {retention} ms: the size must be at least 1 ms and the retention at least the size"
@@ -116,7 +119,9 @@ impl WindowBytesStoreSupplier for WindowSupplier {
         let (name, dir, retention) = (self.name.clone(), ctx.store_dir(&self.name), self.retention);
         Ok(match (self.persistent, self.duplicates) {
             (true, false) => Box::new(RocksDbWindowStore::open(name, dir, retention)?),
-            (true, true) => Box::new(RocksDbWindowStore::open_with_duplicates(name, dir, retention)?),
+            (true, true) => Box::new(RocksDbWindowStore::open_with_duplicates(
+                name, dir, retention,
+            )?),
             (false, false) => Box::new(InMemoryWindowStore::new(name, retention)),
             (false, true) => Box::new(InMemoryWindowStore::new_with_duplicates(name, retention)),
         })
@@ -343,10 +348,12 @@ fn typed_serdes<'a, K: 'static, V: 'static>(
 }
 
 fn serialize<T>(serde: &SerdeRef<T>, value: &T, store: &str) -> Result<Vec<u8>> {
-    serde.serialize(value).map_err(|e| StreamsError::StoreAccess {
-        name: store.to_owned(),
-        message: format!("serializing: {e}"),
-    })
+    serde
+        .serialize(value)
+        .map_err(|e| StreamsError::StoreAccess {
+            name: store.to_owned(),
+            message: format!("serializing: {e}"),
+        })
 }
 
 fn deserialize<T>(serde: &SerdeRef<T>, bytes: &[u8], store: &str) -> Result<T> {
@@ -607,7 +614,8 @@ impl<K: 'static, V: 'static> SessionStoreHandle<K, V> {
         latest_start: i64,
     ) -> Result<Vec<(Windowed<K>, V)>> {
         let key = serialize(&self.keys, key, self.name())?;
-        let entries = self.with(|s| s.find_sessions(&key, earliest_end, latest_start)?.collect())?;
+        let entries =
+            self.with(|s| s.find_sessions(&key, earliest_end, latest_start)?.collect())?;
         self.typed(entries)
     }
 
@@ -618,10 +626,7 @@ impl<K: 'static, V: 'static> SessionStoreHandle<K, V> {
         self.typed(entries)
     }
 
-    fn typed(
-        &self,
-        entries: Vec<state_stores::SessionKeyValue>,
-    ) -> Result<Vec<(Windowed<K>, V)>> {
+    fn typed(&self, entries: Vec<state_stores::SessionKeyValue>) -> Result<Vec<(Windowed<K>, V)>> {
         entries
             .into_iter()
             .map(|((key, start, end), value)| {
