@@ -317,7 +317,9 @@ impl TimeRange {
                 .param(name)
                 .map(|text| {
                     text.parse::<i64>().map_err(|_| {
-                        format!("{name} must be a time in ms since the epoch (an integer), not `{text}`")
+                        format!(
+                            "{name} must be a time in ms since the epoch (an integer), not `{text}`"
+                        )
                     })
                 })
                 .transpose()
@@ -454,8 +456,14 @@ impl std::fmt::Debug for QueryServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueryServer")
             .field("stores", &self.stores.keys().collect::<Vec<_>>())
-            .field("window_stores", &self.window_stores.keys().collect::<Vec<_>>())
-            .field("session_stores", &self.session_stores.keys().collect::<Vec<_>>())
+            .field(
+                "window_stores",
+                &self.window_stores.keys().collect::<Vec<_>>(),
+            )
+            .field(
+                "session_stores",
+                &self.session_stores.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -748,7 +756,9 @@ impl QueryServer {
         let Some(owner) = self.streams.query_metadata_for_raw_key(name, &bytes) else {
             return Some(Response::error(
                 503,
-                format!("no live instance holds the partition of `{key}` now (rebalancing?); retry"),
+                format!(
+                    "no live instance holds the partition of `{key}` now (rebalancing?); retry"
+                ),
             ));
         };
         if Some(&owner.active_host) == self.streams.application_server() {
@@ -804,7 +814,13 @@ impl QueryServer {
     /// `GET /state/windowed/{store}/{key}` and `GET
     /// /state/session/{store}/{key}`: the key's windows (sessions) in
     /// `?from=` to `?to=`, answered by the instance that holds the key.
-    fn windowed_lookup(&self, request: &Request, kind: WindowedKind, name: &str, key: &str) -> Response {
+    fn windowed_lookup(
+        &self,
+        request: &Request,
+        kind: WindowedKind,
+        name: &str,
+        key: &str,
+    ) -> Response {
         let stores = match kind {
             WindowedKind::Window => &self.window_stores,
             WindowedKind::Session => &self.session_stores,
@@ -1598,7 +1614,11 @@ mod tests {
         for path in ["/x?from=-5", "/x?to=7", "/x?from=3&to=3", "/x?to=9&from=1"] {
             let parsed = range(path).unwrap();
             // What a forwarded request carries reads back the same.
-            assert_eq!(range(&format!("/x{}", parsed.query())), Ok(parsed), "{path}");
+            assert_eq!(
+                range(&format!("/x{}", parsed.query())),
+                Ok(parsed),
+                "{path}"
+            );
         }
         assert_eq!(range("/x?to=9&from=1").unwrap().bounds(), (1, 9));
         assert_eq!(range("/x?from=-5").unwrap().bounds(), (-5, i64::MAX));

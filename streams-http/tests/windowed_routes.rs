@@ -28,7 +28,9 @@ fn server() -> QueryServer {
         .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)).unwrap())
         .count_with(Materialized::named("clicks"));
     grouped
-        .windowed_by(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(5)).unwrap())
+        .windowed_by(
+            SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(5)).unwrap(),
+        )
         .count_with(Materialized::named("visits"));
     builder
         .stream_with(["ids"], Consumed::with(I64Serde, StringSerde))
@@ -62,8 +64,14 @@ fn bad_times_are_400s_that_say_what_is_wrong() {
     let server = server();
     for route in ["windowed/clicks", "session/visits"] {
         for (query, says) in [
-            ("from=noon", "from must be a time in ms since the epoch (an integer), not `noon`"),
-            ("to=1.5", "to must be a time in ms since the epoch (an integer), not `1.5`"),
+            (
+                "from=noon",
+                "from must be a time in ms since the epoch (an integer), not `noon`",
+            ),
+            (
+                "to=1.5",
+                "to must be a time in ms since the epoch (an integer), not `1.5`",
+            ),
             ("from=", "not ``"),
             ("to=99999999999999999999", "not `99999999999999999999`"),
             ("from=10&to=9", "from (10) is after to (9)"),
@@ -91,19 +99,34 @@ fn keys_that_do_not_parse_are_400s() {
 fn unknown_stores_are_404s_naming_the_route_of_another_kind() {
     let server = server();
     let (status, message) = ask(&server, "/state/windowed/nope/a");
-    assert_eq!((status, message.as_str()), (404, "no queryable window store `nope`"));
+    assert_eq!(
+        (status, message.as_str()),
+        (404, "no queryable window store `nope`")
+    );
     let (status, message) = ask(&server, "/state/session/nope/a");
-    assert_eq!((status, message.as_str()), (404, "no queryable session store `nope`"));
+    assert_eq!(
+        (status, message.as_str()),
+        (404, "no queryable session store `nope`")
+    );
     // Registered, but as another kind.
     let (status, message) = ask(&server, "/state/windowed/counts/a");
     assert_eq!(status, 404);
-    assert!(message.ends_with("it is read at /state/keyvalue/counts/..."), "{message}");
+    assert!(
+        message.ends_with("it is read at /state/keyvalue/counts/..."),
+        "{message}"
+    );
     let (status, message) = ask(&server, "/state/session/clicks/a");
     assert_eq!(status, 404);
-    assert!(message.ends_with("it is read at /state/windowed/clicks/..."), "{message}");
+    assert!(
+        message.ends_with("it is read at /state/windowed/clicks/..."),
+        "{message}"
+    );
     let (status, message) = ask(&server, "/state/windowed/visits/a");
     assert_eq!(status, 404);
-    assert!(message.ends_with("it is read at /state/session/visits/..."), "{message}");
+    assert!(
+        message.ends_with("it is read at /state/session/visits/..."),
+        "{message}"
+    );
     // The store is checked before the times.
     assert_eq!(ask(&server, "/state/windowed/nope/a?from=x").0, 404);
     // No route lists a whole windowed store.
@@ -139,7 +162,11 @@ fn the_routes_answer_over_http_and_refuse_other_methods() {
         host: "127.0.0.1".into(),
         port: running.local_addr().port(),
     };
-    let status = |path: &str| get(&host, path, Duration::from_secs(5), false).unwrap().status;
+    let status = |path: &str| {
+        get(&host, path, Duration::from_secs(5), false)
+            .unwrap()
+            .status
+    };
     // A key with spaces and slashes, percent-encoded.
     let key = streams_http::percent_encode("a b/c");
     assert_eq!(status(&format!("/state/windowed/clicks/{key}?from=x")), 400);

@@ -11,9 +11,7 @@ use super::partitioner::partition_for_key;
 use super::{Shared, State};
 use streams_core::TaskId;
 use streams_core::error::{Result, StreamsError};
-use streams_core::state::{
-    KeyValueStoreHandle, StoreInstance, TaskStore, WindowStoreHandle, lock,
-};
+use streams_core::state::{KeyValueStoreHandle, StoreInstance, TaskStore, WindowStoreHandle, lock};
 use streams_core::window::{Window, Windowed};
 
 /// An instance's endpoint, from its `application.server` (Kafka Streams'

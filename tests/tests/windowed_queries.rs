@@ -35,7 +35,9 @@ fn topology(input: &str) -> Topology {
         .group_by_key_with(Grouped::default());
     let hour = Duration::from_secs(3600);
     clicks
-        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(SIZE as u64)).unwrap())
+        .windowed_by(
+            TimeWindows::of_size_with_no_grace(Duration::from_millis(SIZE as u64)).unwrap(),
+        )
         .count_with(Materialized::named(WINDOWS).with_retention(hour));
     clicks
         .windowed_by(
@@ -58,7 +60,11 @@ fn start(app: &str, input: &str) -> Instance {
     let dir = tempfile::tempdir().unwrap();
     let port = apps::free_port();
     let config = apps::query_config(
-        apps::config(app, shared_broker().bootstrap_servers(), dir.path().to_str().unwrap()),
+        apps::config(
+            app,
+            shared_broker().bootstrap_servers(),
+            dir.path().to_str().unwrap(),
+        ),
         port,
     );
     let streams = Arc::new(KafkaStreams::new(topology(input), config).unwrap());
@@ -105,7 +111,10 @@ fn clicks(base: i64, i: usize) -> Vec<i64> {
 fn expected(base: i64, i: usize) -> (Vec<(i64, i64, i64)>, Vec<(i64, i64, i64)>) {
     let times = clicks(base, i);
     let second = (times.len() - 2) as i64;
-    let windows = vec![(base, base + SIZE, 2), (base + SIZE, base + 2 * SIZE, second)];
+    let windows = vec![
+        (base, base + SIZE, 2),
+        (base + SIZE, base + 2 * SIZE, second),
+    ];
     let sessions = vec![
         (base, times[1], 2),
         (base + 12_000, *times.last().unwrap(), second),
@@ -225,24 +234,48 @@ fn windows_and_sessions_are_answered_on_either_instance() {
         let window_view = |i: &Instance| i.streams.window_store::<String, i64>(WINDOWS).unwrap();
         let session_view = |i: &Instance| i.streams.session_store::<String, i64>(SESSIONS).unwrap();
         let starts: Vec<(i64, i64)> = windows.iter().map(|(s, _, v)| (*s, *v)).collect();
-        assert_eq!(window_view(holder).fetch(key, i64::MIN, i64::MAX).unwrap(), starts);
-        assert_eq!(window_view(holder).fetch(key, base + 1, base + SIZE).unwrap(), starts[1..]);
-        assert_eq!(window_view(holder).fetch_window(key, base).unwrap(), Some(2));
-        let whole: Vec<(Window, i64)> =
-            windows.iter().map(|(s, e, v)| (Window::new(*s, *e), *v)).collect();
-        assert_eq!(window_view(holder).fetch_windows(key, base, base).unwrap(), whole[..1]);
-        assert_eq!(window_view(other).fetch(key, i64::MIN, i64::MAX).unwrap(), []);
+        assert_eq!(
+            window_view(holder).fetch(key, i64::MIN, i64::MAX).unwrap(),
+            starts
+        );
+        assert_eq!(
+            window_view(holder)
+                .fetch(key, base + 1, base + SIZE)
+                .unwrap(),
+            starts[1..]
+        );
+        assert_eq!(
+            window_view(holder).fetch_window(key, base).unwrap(),
+            Some(2)
+        );
+        let whole: Vec<(Window, i64)> = windows
+            .iter()
+            .map(|(s, e, v)| (Window::new(*s, *e), *v))
+            .collect();
+        assert_eq!(
+            window_view(holder).fetch_windows(key, base, base).unwrap(),
+            whole[..1]
+        );
+        assert_eq!(
+            window_view(other).fetch(key, i64::MIN, i64::MAX).unwrap(),
+            []
+        );
         let typed: Vec<(Windowed<String>, i64)> = sessions
             .iter()
             .map(|(s, e, v)| (Windowed::new(key.clone(), Window::new(*s, *e)), *v))
             .collect();
         assert_eq!(session_view(holder).fetch(key).unwrap(), typed);
         assert_eq!(
-            session_view(holder).find_sessions(key, base + 5_000, i64::MAX).unwrap(),
+            session_view(holder)
+                .find_sessions(key, base + 5_000, i64::MAX)
+                .unwrap(),
             typed[1..]
         );
         let (start, end) = (sessions[0].0, sessions[0].1);
-        assert_eq!(session_view(holder).fetch_session(key, start, end).unwrap(), Some(2));
+        assert_eq!(
+            session_view(holder).fetch_session(key, start, end).unwrap(),
+            Some(2)
+        );
         assert_eq!(session_view(other).fetch(key).unwrap(), []);
 
         // Over HTTP from the instance that does not hold it: times go along.
@@ -281,25 +314,57 @@ fn windows_and_sessions_are_answered_on_either_instance() {
         .iter()
         .enumerate()
         .flat_map(|(i, key)| {
-            expected(base, i).0.into_iter().map(move |(s, e, v)| {
-                (Windowed::new(key.clone(), Window::new(s, e)), v)
-            })
+            expected(base, i)
+                .0
+                .into_iter()
+                .map(move |(s, e, v)| (Windowed::new(key.clone(), Window::new(s, e)), v))
         })
         .collect();
     want.sort();
     assert_eq!(every, want);
 
     // A key with no windows is an empty list; mistakes are clear errors.
-    assert_eq!(http(&one.host, &format!("/state/windowed/{WINDOWS}/nobody")), (200, json!([])));
-    assert_eq!(http(&two.host, &format!("/state/session/{SESSIONS}/nobody")), (200, json!([])));
-    assert_eq!(http(&one.host, &format!("/state/windowed/{SESSIONS}/a")).0, 404);
-    assert_eq!(http(&one.host, &format!("/state/windowed/{WINDOWS}/a?to=soon")).0, 400);
+    assert_eq!(
+        http(&one.host, &format!("/state/windowed/{WINDOWS}/nobody")),
+        (200, json!([]))
+    );
+    assert_eq!(
+        http(&two.host, &format!("/state/session/{SESSIONS}/nobody")),
+        (200, json!([]))
+    );
+    assert_eq!(
+        http(&one.host, &format!("/state/windowed/{SESSIONS}/a")).0,
+        404
+    );
+    assert_eq!(
+        http(&one.host, &format!("/state/windowed/{WINDOWS}/a?to=soon")).0,
+        400
+    );
     let streams = &one.streams;
-    assert!(streams.window_store::<String, String>(WINDOWS).is_err(), "wrong value type");
+    assert!(
+        streams.window_store::<String, String>(WINDOWS).is_err(),
+        "wrong value type"
+    );
     let error = streams.window_store::<String, i64>(SESSIONS).unwrap_err();
-    assert!(error.to_string().contains("is a session store, not a window store"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("is a session store, not a window store"),
+        "{error}"
+    );
     let error = streams.session_store::<String, i64>(WINDOWS).unwrap_err();
-    assert!(error.to_string().contains("is a window store, not a session store"), "{error}");
-    assert!(streams.store::<String, i64>(WINDOWS).is_err(), "not a key-value store");
-    assert!(streams.window_store::<String, i64>("nope").is_err(), "no such store");
+    assert!(
+        error
+            .to_string()
+            .contains("is a window store, not a session store"),
+        "{error}"
+    );
+    assert!(
+        streams.store::<String, i64>(WINDOWS).is_err(),
+        "not a key-value store"
+    );
+    assert!(
+        streams.window_store::<String, i64>("nope").is_err(),
+        "no such store"
+    );
 }
