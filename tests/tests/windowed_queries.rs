@@ -101,7 +101,7 @@ fn keys() -> Vec<String> {
 /// the second window, a new session.
 fn clicks(base: i64, i: usize) -> Vec<i64> {
     let mut times = vec![base, base + 2_000 + 100 * i as i64, base + 12_000];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         times.push(base + 14_000);
     }
     times
