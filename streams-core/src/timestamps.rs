@@ -127,6 +127,13 @@ pub trait TimestampExtractor<K: ?Sized, V: ?Sized>: Send + Sync + 'static {
         record: &ConsumerRecord<'_, K, V>,
         partition_time: i64,
     ) -> Result<i64, BoxError>;
+
+    /// Whether a record's valid (non-negative) timestamp is always the
+    /// answer: the source then skips the call for such records (the
+    /// built-ins that only judge invalid timestamps say yes).
+    fn keeps_valid_record_timestamps(&self) -> bool {
+        false
+    }
 }
 
 impl<K: ?Sized, V: ?Sized, E: TimestampExtractor<K, V> + ?Sized> TimestampExtractor<K, V>
@@ -138,6 +145,10 @@ impl<K: ?Sized, V: ?Sized, E: TimestampExtractor<K, V> + ?Sized> TimestampExtrac
         partition_time: i64,
     ) -> Result<i64, BoxError> {
         (**self).extract(record, partition_time)
+    }
+
+    fn keeps_valid_record_timestamps(&self) -> bool {
+        (**self).keeps_valid_record_timestamps()
     }
 }
 
@@ -166,6 +177,10 @@ pub enum InvalidTimestamp {
 pub struct FailOnInvalidTimestamp;
 
 impl<K: ?Sized, V: ?Sized> TimestampExtractor<K, V> for FailOnInvalidTimestamp {
+    fn keeps_valid_record_timestamps(&self) -> bool {
+        true
+    }
+
     fn extract(&self, record: &ConsumerRecord<'_, K, V>, _: i64) -> Result<i64, BoxError> {
         if record.timestamp < 0 {
             return Err(InvalidTimestamp::Negative(record.timestamp).into());
@@ -181,6 +196,10 @@ impl<K: ?Sized, V: ?Sized> TimestampExtractor<K, V> for FailOnInvalidTimestamp {
 pub struct LogAndSkipOnInvalidTimestamp;
 
 impl<K: ?Sized, V: ?Sized> TimestampExtractor<K, V> for LogAndSkipOnInvalidTimestamp {
+    fn keeps_valid_record_timestamps(&self) -> bool {
+        true
+    }
+
     fn extract(&self, record: &ConsumerRecord<'_, K, V>, _: i64) -> Result<i64, BoxError> {
         // Negative: the source drops it, with a warning naming the record.
         Ok(record.timestamp)
@@ -194,6 +213,10 @@ impl<K: ?Sized, V: ?Sized> TimestampExtractor<K, V> for LogAndSkipOnInvalidTimes
 pub struct UsePartitionTimeOnInvalidTimestamp;
 
 impl<K: ?Sized, V: ?Sized> TimestampExtractor<K, V> for UsePartitionTimeOnInvalidTimestamp {
+    fn keeps_valid_record_timestamps(&self) -> bool {
+        true
+    }
+
     fn extract(
         &self,
         record: &ConsumerRecord<'_, K, V>,

@@ -140,11 +140,17 @@ impl TimeWindows {
 
     /// The windows a record at `timestamp` falls into, earliest first.
     pub fn windows_for(&self, timestamp: i64) -> Vec<Window> {
-        let first = (timestamp - self.size + self.advance).max(0) / self.advance * self.advance;
-        (0..)
-            .map(|i| first + i * self.advance)
+        let first = timestamp
+            .saturating_sub(self.size)
+            .saturating_add(self.advance)
+            .max(0)
+            / self.advance
+            * self.advance;
+        // Checked steps: near i64::MAX a start would wrap and never pass
+        // the timestamp; ends saturate.
+        std::iter::successors(Some(first), |start| start.checked_add(self.advance))
             .take_while(|&start| start <= timestamp)
-            .map(|start| Window::new(start, start + self.size))
+            .map(|start| Window::new(start, start.saturating_add(self.size)))
             .collect()
     }
 }
@@ -469,6 +475,19 @@ mod tests {
             .map(|w| w.start)
             .collect();
         assert_eq!(starts, [0, 60_000]);
+    }
+
+    #[test]
+    fn windows_at_the_ends_of_time_stay_finite() {
+        let windows = TimeWindows::of_size_with_no_grace(secs(60))
+            .unwrap()
+            .advance_by(secs(20))
+            .unwrap();
+        let last = windows.windows_for(i64::MAX);
+        assert_eq!(last.len(), 3, "{last:?}");
+        assert!(last.iter().all(|w| w.start <= w.end), "{last:?}");
+        assert_eq!(last[2].end, i64::MAX, "ends saturate");
+        assert_eq!(windows.windows_for(0), [Window::new(0, 60_000)]);
     }
 
     #[test]

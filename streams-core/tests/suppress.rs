@@ -91,14 +91,16 @@ fn final_session_results_come_after_the_session_closes() {
     let mut input = driver.create_input_topic("in", StringSerde, StringSerde);
     input.pipe_input_at(s("a"), s("x"), 0);
     input.pipe_input_at(s("a"), s("x"), 3_000);
-    input.pipe_input_at(s("b"), s("x"), 3_999);
+    // [0, 3 s] could still grow until 8 s, and take late records for 1 s
+    // more: final at 9 s.
+    input.pipe_input_at(s("b"), s("x"), 8_999);
     let output = driver.create_output_topic(
         "out",
         SessionWindowedSerde::new(StringSerde),
         Nullable(I64Serde),
     );
     assert!(output.is_empty(), "the merged-away [0, 0] is not a result");
-    input.pipe_input_at(s("b"), s("x"), 4_000); // [0, 3 s] ends + 1 s grace
+    input.pipe_input_at(s("b"), s("x"), 9_000);
     assert_eq!(
         output.read_key_values_to_list(),
         [(at("a", 0, 3_000), Some(2))]
@@ -182,4 +184,35 @@ fn until_window_closes_needs_a_windowed_aggregation_upstream() {
     windows.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
     let error = builder.build().unwrap_err().to_string();
     assert!(error.contains("no windowed aggregation"), "{error}");
+}
+
+#[test]
+fn a_join_reads_what_downstream_last_saw_while_updates_are_held() {
+    let builder = StreamsBuilder::new();
+    let prices = builder
+        .table(
+            "prices",
+            Consumed::with(StringSerde, I64Serde),
+            Materialized::named("prices").in_memory(),
+        )
+        .suppress(Suppressed::until_time_limit(
+            secs(10),
+            BufferConfig::unbounded(),
+        ));
+    builder
+        .stream_with("orders", strings())
+        .join(&prices, |order, price| format!("{order} at {price}"))
+        .to("priced");
+    let driver = driver(builder);
+    let mut prices_in = driver.create_input_topic("prices", StringSerde, I64Serde);
+    let mut orders = driver.create_input_topic("orders", StringSerde, StringSerde);
+    let priced = driver.create_output_topic("priced", StringSerde, StringSerde);
+    prices_in.pipe_input_at(s("tea"), 3, 0);
+    orders.pipe_input_at(s("tea"), s("cup"), 1);
+    assert!(priced.is_empty(), "tea's first price is still held");
+    prices_in.pipe_input_at(s("cake"), 9, 10_000); // releases tea = 3
+    orders.pipe_input_at(s("tea"), s("pot"), 10_001);
+    prices_in.pipe_input_at(s("tea"), 4, 10_002); // held: 3 is still the price
+    orders.pipe_input_at(s("tea"), s("mug"), 10_003);
+    assert_eq!(priced.read_values_to_list(), [s("pot at 3"), s("mug at 3")]);
 }

@@ -60,6 +60,17 @@ struct Args {
     /// Count in session windows with this inactivity gap, in ms, instead.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     session_gap_ms: Option<u64>,
+    /// A setting of the application or its clients, as `KEY=VALUE`
+    /// (repeatable), e.g. `-c processing.guarantee=exactly_once_v2`.
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
+    config: Vec<(String, String)>,
+}
+
+fn key_value(setting: &str) -> Result<(String, String), String> {
+    match setting.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, not `{setting}`")),
+    }
 }
 
 /// The counting topology: final counts per window, keyed as the output
@@ -125,7 +136,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let topology = topology(args)?;
     let config = StreamsConfig::new(args.application_id.as_str())
         .set("bootstrap.servers", args.bootstrap_servers.as_str())
-        .set("state.dir", args.state_dir.as_str());
+        .set("state.dir", args.state_dir.as_str())
+        // The development broker answers a group join after half the
+        // session timeout: 6 s instead of 45 s makes a (re)start quick.
+        .set("consumer.session.timeout.ms", "6000")
+        .set("consumer.heartbeat.interval.ms", "1000");
+    let config = args.config.iter().fold(config, |config, (key, value)| {
+        config.set(key.as_str(), value.as_str())
+    });
     config.validate()?;
     // The output gets as many partitions as the input, as a Kafka Streams
     // sink does not decide it either.

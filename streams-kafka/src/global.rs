@@ -142,7 +142,10 @@ pub(crate) fn start(
         Arc::new(NoDeadLetters(config.deserialization_handler()));
     let processing_handler: Arc<dyn ProcessingExceptionHandler> =
         Arc::new(NoDeadLetters(config.processing_handler()));
-    let timestamp_extractor = config.default_timestamp_extractor()?;
+    // As Kafka Streams' global update task: the record's own timestamp,
+    // no extractor, and no update lost to a negative one.
+    let timestamp_extractor: streams_core::timestamps::AnyTimestampExtractor =
+        Arc::new(RecordTimestamp);
     let new_task = || -> Result<TaskCore> {
         let setup = TaskSetup {
             application_id,
@@ -354,5 +357,19 @@ fn flush_and_checkpoint(
     match dir {
         Some(dir) => write_checkpoint(dir, positions),
         None => Ok(()),
+    }
+}
+
+/// A global record's own timestamp (0 for a negative one): global stores
+/// take every update, as Kafka Streams' global task does.
+struct RecordTimestamp;
+
+impl<K: ?Sized, V: ?Sized> streams_core::timestamps::TimestampExtractor<K, V> for RecordTimestamp {
+    fn extract(
+        &self,
+        record: &streams_core::timestamps::ConsumerRecord<'_, K, V>,
+        _: i64,
+    ) -> std::result::Result<i64, streams_core::error::BoxError> {
+        Ok(record.timestamp.max(0))
     }
 }

@@ -361,9 +361,9 @@ fn sessions_merge_when_a_record_bridges_them_and_each_final_count_comes_once() {
         (Some("a"), 6_000), // 4 s after 2 s: a session of its own
         (Some("a"), 4_000), // within 3 s of both: one session [0, 6 s] of 4
         (Some("c"), 5_000),
-        (Some("d"), 30_000), // stream time 30 s: a, b and c are final
-        (Some("c"), 5_500),  // past grace: dropped, no second result
-        (Some("d"), 31_000), // d: [30 s, 31 s]
+        (Some("d"), 30_000),  // stream time 30 s: a, b and c are final
+        (Some("c"), 5_500),   // past grace: dropped, no second result
+        (Some("d"), 31_000),  // d: [30 s, 31 s]
         (Some("z"), 100_000), // far ahead: d is final too
     ]);
     let dir = tempfile::tempdir().unwrap();
@@ -390,8 +390,6 @@ fn sessions_merge_when_a_record_bridges_them_and_each_final_count_comes_once() {
 /// session or bridge it with the next, so an earlier result would not be
 /// final.
 #[test]
-#[ignore = "streams-core's suppression holds session windows for their grace only, \
-            not gap + grace: a session is emitted, then extended and emitted again"]
 fn a_session_is_held_for_its_gap_and_grace_before_it_is_final() {
     let broker = shared_broker();
     let run = Run::new(broker, "session-close");
@@ -438,7 +436,11 @@ fn a_restart_on_a_fresh_state_directory_restores_open_windows_and_emits_once() {
         Some(5),
         "a clean stop commits every record it processed"
     );
-    assert_eq!(run.output(), [run.tumbling("m", 0, 1)], "nothing else is final");
+    assert_eq!(
+        run.output(),
+        [run.tumbling("m", 0, 1)],
+        "nothing else is final"
+    );
 
     // After it, on an empty state directory: everything is restored from
     // the changelogs. k gets one more record in [10 s, 20 s); j and the
@@ -525,10 +527,7 @@ fn a_broker_that_is_down_is_a_clear_error() {
     let status = program
         .wait_exit(WAIT)
         .unwrap_or_else(|| panic!("still running after {WAIT:?}: {}", program.log()));
-    eprintln!(
-        "gave up after {:.1} s",
-        began.elapsed().as_secs_f64()
-    );
+    eprintln!("gave up after {:.1} s", began.elapsed().as_secs_f64());
     let log = program.log();
     assert!(!status.success(), "{status}: {log}");
     // One line in words, naming the address and the likely cause.

@@ -20,7 +20,8 @@ pub(crate) type SessionMerge<K, VA> = Arc<dyn Fn(&K, Option<VA>, VA) -> VA + Sen
 /// of the record are merged into one with the record, the merged ones
 /// are removed (a tombstone is forwarded for each) and the new session is
 /// stored and forwarded. A session's end is its latest record's time; a
-/// record whose merged session ended before stream time less grace is late.
+/// record whose merged session ended before stream time less grace and
+/// gap is late.
 pub(crate) struct KStreamSessionWindowAggregate<K, V, VA> {
     store: String,
     windows: SessionWindows,
@@ -63,9 +64,13 @@ where
         let handle = self.handle.as_ref().expect("init looks the store up");
         let t = r.timestamp;
         let gap = self.windows.inactivity_gap();
+        // A session ending at `end` may still grow until `end + gap`, and
+        // takes late records for its grace after that (Kafka Streams'
+        // close time for sessions).
         let close_time = ctx
             .current_stream_time()
-            .saturating_sub(self.windows.grace());
+            .saturating_sub(self.windows.grace())
+            .saturating_sub(gap);
         let found = handle.find_sessions(&r.key, t.saturating_sub(gap), t.saturating_add(gap))?;
         let single = Window::new(t, t);
         let mut merged = single;

@@ -196,7 +196,7 @@ where
         (aggregate, at): (VA, i64),
     ) -> ProcessResult {
         let handle = self.handle.as_ref().expect("init looks the store up");
-        let window = self.window(input.timestamp + 1);
+        let window = self.window(input.timestamp.saturating_add(1));
         handle.put_timestamped(input.key, Some((&aggregate, at)), window.start)?;
         let change = Change {
             new: Some(aggregate),
@@ -231,11 +231,13 @@ where
         let mut right_aggregate: Option<(VA, i64)> = None;
         let (mut left_exists, mut right_exists) = (false, false);
         let mut previous = None;
-        for (start, aggregate, at) in
-            handle.fetch_range_timestamped(input.key, (t - 2 * d).max(0), t + 1)?
-        {
+        for (start, aggregate, at) in handle.fetch_range_timestamped(
+            input.key,
+            t.saturating_sub(2 * d).max(0),
+            t.saturating_add(1),
+        )? {
             starts.push(start);
-            let end = start + d;
+            let end = start.saturating_add(d);
             if end < t {
                 // A window wholly before the record: the latest one holds
                 // what the record's left window starts from.
@@ -250,7 +252,7 @@ where
             } else if start <= t {
                 right_aggregate = Some((aggregate.clone(), at));
                 self.update(ctx, input, self.window(start), Some((aggregate, at)))?;
-            } else if start == t + 1 {
+            } else if start == t.saturating_add(1) {
                 right_exists = true;
             } else {
                 return Err(Self::unexpected(start, t));
@@ -260,16 +262,18 @@ where
         // this record.
         if let Some(previous) = previous {
             let start = previous + 1;
-            if !starts.contains(&start) && start + d >= t {
+            if !starts.contains(&start) && start.saturating_add(d) >= t {
                 self.update(ctx, input, self.window(start), None)?;
             }
         }
         if !left_exists {
             let base = match (previous, left_aggregate) {
-                (Some(previous), Some((aggregate, _))) if t - d <= previous => Some((aggregate, t)),
+                (Some(previous), Some((aggregate, _))) if t.saturating_sub(d) <= previous => {
+                    Some((aggregate, t))
+                }
                 _ => None,
             };
-            self.update(ctx, input, self.window(t - d), base)?;
+            self.update(ctx, input, self.window(t.saturating_sub(d)), base)?;
         }
         if !right_exists && let Some(right) = right_aggregate.filter(|(_, at)| *at > t) {
             self.create_right_window(ctx, input, right)?;
@@ -291,7 +295,9 @@ where
         let mut right_exists = false;
         let mut starts = Vec::new();
         let mut previous = None;
-        for (start, aggregate, at) in handle.fetch_range_timestamped(input.key, 0, t + 1)? {
+        for (start, aggregate, at) in
+            handle.fetch_range_timestamped(input.key, 0, t.saturating_add(1))?
+        {
             starts.push(start);
             if start == 0 {
                 if at < t {
@@ -301,7 +307,7 @@ where
             } else if start <= t {
                 right_aggregate = Some((aggregate.clone(), at));
                 self.update(ctx, input, self.window(start), Some((aggregate, at)))?;
-            } else if start == t + 1 {
+            } else if start == t.saturating_add(1) {
                 right_exists = true;
             } else {
                 return Err(Self::unexpected(start, t));
@@ -352,7 +358,7 @@ where
         };
         // Late when even its right window has closed.
         if r.timestamp.saturating_add(1 + d) <= close_time {
-            let window = self.window(r.timestamp + 1);
+            let window = self.window(r.timestamp.saturating_add(1));
             drop_late(ctx, r.timestamp, window, close_time);
             return Ok(());
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ktable::KTable;
+use super::ktable::{KTable, ValueGetterSupplier};
 use super::{Change, Data, Serdes};
 use crate::error::{BoxError, TopologyError};
 use crate::processor::{ProcessResult, Processor, ProcessorContext};
@@ -260,6 +260,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             drop(st);
             return self.clone();
         };
+        let getter = buffered_getter(&self.getter, &store, keys.clone(), values.clone());
         let processor = SuppressProcessor {
             store: store.clone(),
             time: suppressed.time.clone(),
@@ -297,9 +298,47 @@ impl<K: Data, V: Data> KTable<K, V> {
                 keys: self.serdes.keys.clone(),
                 values: self.serdes.values.clone(),
             },
-            getter: self.getter.clone(),
+            getter,
             store: None,
         }
+    }
+}
+
+/// A suppressed table's value getter: while a key's updates are held, the
+/// value downstream last saw (the held entry's prior value), else the
+/// parent's (Kafka Streams' `KTableSuppressProcessorSupplier.view`).
+fn buffered_getter<K: Data, V: Data>(
+    parent: &ValueGetterSupplier<K, V>,
+    store: &str,
+    keys: SerdeRef<K>,
+    values: SerdeRef<V>,
+) -> ValueGetterSupplier<K, V> {
+    let make = parent.make.clone();
+    let name = store.to_owned();
+    let mut stores = parent.stores.clone();
+    stores.push(name.clone());
+    ValueGetterSupplier {
+        stores,
+        make: Arc::new(move |lookup| {
+            let parent = make(lookup)?;
+            let buffer = lookup.state_store(&name)?;
+            let (keys, values) = (keys.clone(), values.clone());
+            Ok(Box::new(move |key: &K| {
+                let bytes = keys
+                    .serialize(key)
+                    .map_err(|e| buffer.access_error(e.to_string()))?;
+                let held = buffer.with(|b: &mut SuppressionBuffer| {
+                    b.entries.get(&bytes).map(|entry| entry.prior.clone())
+                })?;
+                match held {
+                    Some(prior) => prior
+                        .map(|v| values.deserialize(&v))
+                        .transpose()
+                        .map_err(|e| buffer.access_error(e.to_string())),
+                    None => parent(key),
+                }
+            }))
+        }),
     }
 }
 

@@ -493,10 +493,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 getter: session_getter(&store),
             },
         );
-        state
-            .borrow_mut()
-            .window_graces
-            .insert(table.node.clone(), windows.grace());
+        // A session may still grow for a gap after its end, and take late
+        // records for its grace: final only after both (Kafka Streams'
+        // `GraphGraceSearchUtil`).
+        state.borrow_mut().window_graces.insert(
+            table.node.clone(),
+            windows.grace().saturating_add(windows.inactivity_gap()),
+        );
         table
     }
 

@@ -324,6 +324,10 @@ impl StoreLookup<'_> {
         self.task.find_store(self.node, name)?.window()
     }
 
+    pub(crate) fn state_store(&self, name: &str) -> Result<StoreHandle> {
+        Ok(self.task.find_store(self.node, name)?.handle.clone())
+    }
+
     pub(crate) fn session_store<K: 'static, V: 'static>(
         &self,
         name: &str,

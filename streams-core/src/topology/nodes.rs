@@ -100,7 +100,14 @@ impl<K: Clone + Send + 'static, V: Clone + Send + 'static> ErasedSource for Sour
         };
         let partition = self.partition_index(raw.topic);
         let partition_time = self.partition_times[partition].1;
+        // The usual case, a valid timestamp kept as it is, without a call
+        // through two trait objects per record.
+        let keeps = match &self.timestamps {
+            SourceTimestamps::Own(extractor) => extractor.keeps_valid_record_timestamps(),
+            SourceTimestamps::Default(extractor) => extractor.keeps_valid_record_timestamps(),
+        };
         let extracted = match &self.timestamps {
+            _ if keeps && raw.timestamp >= 0 => Ok(raw.timestamp),
             SourceTimestamps::Own(extractor) => extractor.extract(
                 &ConsumerRecord {
                     topic: raw.topic,
