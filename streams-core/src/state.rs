@@ -19,6 +19,34 @@ use crate::TaskId;
 use crate::error::{Result, StreamsError};
 use crate::serde::SerdeRef;
 
+/// The logging and caching options every store builder has (its
+/// `logging` and `cache_bytes` fields).
+macro_rules! logging_and_caching_options {
+    () => {
+        /// Do not write a changelog: the store starts empty after a restart
+        /// (unless it is persistent and its files survive).
+        pub fn with_logging_disabled(mut self) -> Self {
+            self.logging = false;
+            self
+        }
+
+        /// Write a changelog (the default).
+        pub fn with_logging_enabled(mut self) -> Self {
+            self.logging = true;
+            self
+        }
+
+        /// Put a record cache of `max_bytes` in front of the store, so
+        /// repeated writes to a key (or window, or session) between commits
+        /// reach the store and its changelog once. A window store that
+        /// keeps duplicates takes no cache.
+        pub fn with_caching_enabled(mut self, max_bytes: usize) -> Self {
+            self.cache_bytes = Some(max_bytes);
+            self
+        }
+    };
+}
+
 mod windowed;
 
 pub use windowed::{
@@ -321,25 +349,7 @@ impl<K: 'static, V: 'static> KeyValueStoreBuilder<K, V> {
         }
     }
 
-    /// Do not write a changelog: the store starts empty after a restart
-    /// (unless it is persistent and its files survive).
-    pub fn with_logging_disabled(mut self) -> Self {
-        self.logging = false;
-        self
-    }
-
-    /// Write a changelog (the default).
-    pub fn with_logging_enabled(mut self) -> Self {
-        self.logging = true;
-        self
-    }
-
-    /// Put a record cache of `max_bytes` in front of the store, so repeated
-    /// writes to a key between commits reach the store and changelog once.
-    pub fn with_caching_enabled(mut self, max_bytes: usize) -> Self {
-        self.cache_bytes = Some(max_bytes);
-        self
-    }
+    logging_and_caching_options!();
 }
 
 impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {

@@ -46,7 +46,8 @@ impl<K> Windowed<K> {
     }
 }
 
-fn millis(what: &str, duration: Duration) -> Result<i64> {
+/// `duration` in ms, or an error naming `what` when it does not fit.
+pub(crate) fn millis(what: &str, duration: Duration) -> Result<i64> {
     i64::try_from(duration.as_millis())
         .map_err(|_| StreamsError::Config(format!("{what} is too large: {duration:?}")))
 }

@@ -177,33 +177,46 @@ fn retention<K, V>(
     Ok(asked)
 }
 
-impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
-    /// The key and aggregate serdes of a windowed aggregation, else a
-    /// recorded build error.
-    fn serdes<VA: Data>(
-        &self,
-        materialized: &Materialized<K, VA>,
-        default_values: Option<SerdeRef<VA>>,
-        store: &str,
-        input_keys: Option<SerdeRef<K>>,
-    ) -> Option<(SerdeRef<K>, SerdeRef<VA>)> {
-        let keys = materialized.keys.clone().or(input_keys);
-        let values = materialized
-            .values
-            .clone()
-            .or(default_values)
-            .or_else(default_serde);
-        match (keys, values) {
-            (Some(keys), Some(values)) => Some((keys, values)),
-            _ => {
-                self.grouped.stream.state.borrow_mut().fail(TopologyError::new(format!(
-                    "the store `{store}` of a windowed aggregation needs a key serde and a value serde: give them with Materialized::with"
-                )));
-                None
-            }
-        }
-    }
+/// What a windowed aggregation's `Materialized` resolves to.
+struct StoreSetup<K, VA> {
+    keys: SerdeRef<K>,
+    values: SerdeRef<VA>,
+    persistent: bool,
+    /// In ms, at least the windows' size (or gap) plus grace.
+    retention: i64,
+}
 
+/// Resolves a windowed aggregation's store from `materialized`: the key
+/// serde (else the input's), the aggregate serde (else `default_values`,
+/// else the type's default), the kind of store and the retention (at
+/// least `least` ms).
+fn resolve_store<K: Data, VA: Data>(
+    materialized: &Materialized<K, VA>,
+    store: &str,
+    input_keys: Option<SerdeRef<K>>,
+    default_values: Option<SerdeRef<VA>>,
+    least: i64,
+) -> Result<StoreSetup<K, VA>, TopologyError> {
+    let keys = materialized.keys.clone().or(input_keys);
+    let values = materialized
+        .values
+        .clone()
+        .or(default_values)
+        .or_else(default_serde);
+    let (Some(keys), Some(values)) = (keys, values) else {
+        return Err(TopologyError::new(format!(
+            "the store `{store}` of a windowed aggregation needs a key serde and a value serde: give them with Materialized::with"
+        )));
+    };
+    Ok(StoreSetup {
+        keys,
+        values,
+        persistent: store_kind(materialized, store)?,
+        retention: retention(materialized, store, least)?,
+    })
+}
+
+impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     fn aggregate_with<VA: Data>(
         &self,
         materialized: Materialized<K, VA>,
@@ -221,21 +234,21 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             getter: window_getter(&store),
             store: None,
         };
-        let Some((keys, values)) = self.serdes(
+        let windows = self.windows;
+        let setup = resolve_store(
             &materialized,
-            default_values,
             &store,
             input.serdes.keys.clone(),
-        ) else {
-            return stand_in();
-        };
-        let windows = self.windows;
-        let supplier = store_kind(&materialized, &store).and_then(|persistent| {
-            let retention = retention(&materialized, &store, windows.least_retention())?;
-            window_supplier(&store, persistent, retention, windows.size())
+            default_values,
+            windows.least_retention(),
+        )
+        .and_then(|setup| {
+            let supplier =
+                window_supplier(&store, setup.persistent, setup.retention, windows.size())?;
+            Ok((setup, supplier))
         });
-        let supplier = match supplier {
-            Ok(supplier) => supplier,
+        let (StoreSetup { keys, values, .. }, supplier) = match setup {
+            Ok(setup) => setup,
             Err(error) => {
                 state.borrow_mut().fail(error);
                 return stand_in();
@@ -442,31 +455,29 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             getter: session_getter(&store),
             store: None,
         };
-        let keys = materialized.keys.clone().or(input.serdes.keys.clone());
-        let values = materialized
-            .values
-            .clone()
-            .or(default_values)
-            .or_else(default_serde);
-        let (Some(keys), Some(values)) = (keys, values) else {
-            state.borrow_mut().fail(TopologyError::new(format!(
-                "the store `{store}` of a session aggregation needs a key serde and a value serde: give them with Materialized::with"
-            )));
-            return stand_in();
-        };
         let windows = self.windows;
-        let least = windows.inactivity_gap() + windows.grace();
-        let supplier = store_kind(&materialized, &store).and_then(|persistent| {
-            let retention = Duration::from_millis(retention(&materialized, &store, least)? as u64);
-            let supplier: crate::Result<Arc<dyn SessionBytesStoreSupplier>> = if persistent {
+        let least = windows.inactivity_gap().saturating_add(windows.grace());
+        let setup = resolve_store(
+            &materialized,
+            &store,
+            input.serdes.keys.clone(),
+            default_values,
+            least,
+        )
+        .and_then(|setup| {
+            let retention = Duration::from_millis(setup.retention as u64);
+            let supplier: crate::Result<Arc<dyn SessionBytesStoreSupplier>> = if setup.persistent {
                 Stores::persistent_session_store(store.as_str(), retention)
             } else {
                 Stores::in_memory_session_store(store.as_str(), retention)
             };
-            supplier.map_err(|e| TopologyError::new(e.to_string()))
+            Ok((
+                setup,
+                supplier.map_err(|e| TopologyError::new(e.to_string()))?,
+            ))
         });
-        let supplier = match supplier {
-            Ok(supplier) => supplier,
+        let (StoreSetup { keys, values, .. }, supplier) = match setup {
+            Ok(setup) => setup,
             Err(error) => {
                 state.borrow_mut().fail(error);
                 return stand_in();

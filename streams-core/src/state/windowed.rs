@@ -59,10 +59,7 @@ pub trait SessionBytesStoreSupplier: Send + Sync + 'static {
     fn get(&self, ctx: &StoreContext<'_>) -> Result<Box<dyn RestorableSessionStore>>;
 }
 
-pub(crate) fn millis(what: &str, duration: Duration) -> Result<i64> {
-    i64::try_from(duration.as_millis())
-        .map_err(|_| StreamsError::Config(format!("{what} is too large: {duration:?}")))
-}
+pub(crate) use crate::window::millis;
 
 pub(crate) struct WindowSupplier {
     pub(crate) name: String,
@@ -206,19 +203,7 @@ impl<K: 'static, V: 'static> WindowStoreBuilder<K, V> {
         self
     }
 
-    /// Do not write a changelog.
-    pub fn with_logging_disabled(mut self) -> Self {
-        self.logging = false;
-        self
-    }
-
-    /// Put a record cache of `max_bytes` in front of the store, so repeated
-    /// writes to a window between commits reach the store and changelog
-    /// once. Ignored for a store that keeps duplicates.
-    pub fn with_caching_enabled(mut self, max_bytes: usize) -> Self {
-        self.cache_bytes = Some(max_bytes);
-        self
-    }
+    logging_and_caching_options!();
 }
 
 impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
@@ -284,17 +269,7 @@ impl<K: 'static, V: 'static> SessionStoreBuilder<K, V> {
         }
     }
 
-    /// Do not write a changelog.
-    pub fn with_logging_disabled(mut self) -> Self {
-        self.logging = false;
-        self
-    }
-
-    /// Put a record cache of `max_bytes` in front of the store.
-    pub fn with_caching_enabled(mut self, max_bytes: usize) -> Self {
-        self.cache_bytes = Some(max_bytes);
-        self
-    }
+    logging_and_caching_options!();
 }
 
 impl<K: 'static, V: 'static> StoreBuilder for SessionStoreBuilder<K, V> {
