@@ -2,25 +2,53 @@
 //! Streams keeps them: each segment a RocksDB database of its own, in a
 //! directory named by its id, holding the entries whose time falls within
 //! one segment interval; expired data goes a whole segment at a time.
+//!
+//! Within a segment, keys are key-first as Kafka Streams' key schemas lay
+//! them out: the record's key, then fixed-size times (and for windows a
+//! sequence number), so one key's entries are one seek away.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::retention::RetentionClock;
 use crate::store::ensure_open;
-use crate::{ReadOnlyKeyValueStore, Result, RocksDbStore, StateStore, StoreError};
+use crate::{
+    KeyValueIterator, ReadOnlyKeyValueStore, Result, RocksDbStore, StateStore, StoreError,
+};
 
-/// A time as the first bytes of a time-first key: big-endian with the sign
-/// bit flipped, so byte order is numeric order.
-pub(crate) fn time_prefix(time: i64) -> [u8; 8] {
+/// A time as stored in a key: big-endian with the sign bit flipped, so
+/// byte order is numeric order (negative times included).
+pub(crate) fn time_bytes(time: i64) -> [u8; 8] {
     ((time as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// The time a key starts with, and the rest of the key.
-pub(crate) fn split_time_prefix(bytes: &[u8]) -> Option<(i64, &[u8])> {
-    let (time, rest) = bytes.split_at_checked(8)?;
-    let raw = u64::from_be_bytes(time.try_into().ok()?) ^ (1 << 63);
-    Some((raw as i64, rest))
+/// The time that [`time_bytes`] wrote at the start of `bytes`.
+pub(crate) fn read_time(bytes: &[u8]) -> Option<i64> {
+    let raw = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    Some(raw as i64)
+}
+
+/// The entries between `lower` and `upper` (both inclusive: a key, then
+/// a fixed-size suffix of times) in `segment` whose stored key has
+/// `len` bytes, the key's length and the suffix's.
+///
+/// Every stored key between the bounds starts with the key, but another
+/// key that extends it (or a shorter one whose times happen to continue
+/// it) may sort in among its entries: only a stored key of exactly `len`
+/// bytes is the key's, as Kafka Streams filters its key-first seeks.
+pub(crate) fn seek_key<'a>(
+    segment: &'a RocksDbStore,
+    lower: &[u8],
+    upper: &[u8],
+    len: usize,
+) -> KeyValueIterator<'a> {
+    match segment.range(Some(lower), Some(upper)) {
+        Ok(entries) => Box::new(
+            entries
+                .filter(move |entry| entry.as_ref().map_or(true, |(bytes, _)| bytes.len() == len)),
+        ),
+        Err(error) => Box::new(std::iter::once(Err(error))),
+    }
 }
 
 /// A store's segments and its clock: the latest time written.
@@ -46,8 +74,15 @@ impl std::fmt::Debug for Segments {
 impl Segments {
     /// Opens the segments under `dir` (creating it if needed), each
     /// `max(retention / 2, 1 min)` long, as Kafka Streams sizes them. The
-    /// clock is the time of the newest segment's last key.
-    pub(crate) fn open(name: String, dir: &Path, retention: i64) -> Result<Self> {
+    /// clock is the latest time (read from a stored key by `time_of`) in
+    /// the newest segment that holds any: keys are key-first, so that
+    /// segment is read whole, once.
+    pub(crate) fn open(
+        name: String,
+        dir: &Path,
+        retention: i64,
+        time_of: fn(&[u8]) -> Option<i64>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             action: "creating segmented store directory",
             path: dir.to_owned(),
@@ -70,11 +105,15 @@ impl Segments {
             };
             segments.insert(id, RocksDbStore::open(&name, entry.path())?);
         }
-        if let Some(newest) = segments.values().next_back()
-            && let Some(entry) = newest.reverse_all()?.next()
-            && let Some((time, _)) = split_time_prefix(&entry?.0)
-        {
-            clock.observe(time);
+        for segment in segments.values().rev() {
+            let mut latest = None;
+            for entry in segment.all()? {
+                latest = latest.max(time_of(&entry?.0));
+            }
+            if let Some(time) = latest {
+                clock.observe(time);
+                break;
+            }
         }
         Ok(Segments {
             name,

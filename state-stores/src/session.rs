@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::changelog::{ChangelogSink, StateRestoreCallback, log_change};
 use crate::retention::RetentionClock;
-use crate::segments::{Segments, split_time_prefix, time_prefix};
+use crate::segments::{Segments, read_time, seek_key, time_bytes};
 use crate::store::{Write, ensure_open};
 use crate::{Result, StateStore, StoreError};
 
@@ -286,28 +286,38 @@ impl<S: SessionStore> StateRestoreCallback for ChangeLoggingSessionStore<S> {
 /// A persistent session store on RocksDB, in time segments by session end
 /// as Kafka Streams' `RocksDBSessionStore`: expired sessions are filtered
 /// out when read and a segment is dropped whole once all its sessions
-/// expired. Keys are end-first (the end, the key, the start), so a search
-/// reads the sessions ending in its range, every key's.
+/// expired.
+///
+/// Within a segment, keys are key-first as Kafka Streams'
+/// `SessionKeySchema` lays them out: the key, the session's end, its
+/// start (8 bytes each, stored with the sign bit flipped so that negative
+/// times sort first). So `fetch_session` is one get and `find_sessions`
+/// one seek per segment its ends may fall in, whatever the number of
+/// other keys.
 #[derive(Debug)]
 pub struct RocksDbSessionStore {
     segments: Segments,
 }
 
-fn end_first_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + key.len());
-    out.extend_from_slice(&time_prefix(end));
+/// The bytes after the key in a stored key: the end and the start.
+const SUFFIX: usize = 16;
+
+fn stored_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + SUFFIX);
     out.extend_from_slice(key);
-    out.extend_from_slice(&time_prefix(start));
+    out.extend_from_slice(&time_bytes(end));
+    out.extend_from_slice(&time_bytes(start));
     out
 }
 
-/// The end, key and start of an end-first key.
-fn split_end_first(bytes: &[u8]) -> Option<(i64, &[u8], i64)> {
-    let (end, rest) = split_time_prefix(bytes)?;
-    let key_len = rest.len().checked_sub(8)?;
-    let (key, start) = rest.split_at(key_len);
-    let (start, _) = split_time_prefix(start)?;
-    Some((end, key, start))
+/// The key, start and end of a stored key.
+fn split_stored(bytes: &[u8]) -> Option<(&[u8], i64, i64)> {
+    let (key, suffix) = bytes.split_at_checked(bytes.len().checked_sub(SUFFIX)?)?;
+    Some((key, read_time(&suffix[8..])?, read_time(suffix)?))
+}
+
+fn stored_end(bytes: &[u8]) -> Option<i64> {
+    split_stored(bytes).map(|(_, _, end)| end)
 }
 
 impl RocksDbSessionStore {
@@ -320,7 +330,7 @@ impl RocksDbSessionStore {
         retention: i64,
     ) -> Result<Self> {
         Ok(RocksDbSessionStore {
-            segments: Segments::open(name.into(), dir.as_ref(), retention)?,
+            segments: Segments::open(name.into(), dir.as_ref(), retention, stored_end)?,
         })
     }
 }
@@ -356,7 +366,7 @@ impl ReadOnlySessionStore for RocksDbSessionStore {
             return Ok(None);
         }
         match self.segments.get(end) {
-            Some(segment) => segment.get(&end_first_key(key, start, end)),
+            Some(segment) => segment.get(&stored_key(key, start, end)),
             None => Ok(None),
         }
     }
@@ -367,23 +377,24 @@ impl ReadOnlySessionStore for RocksDbSessionStore {
         earliest_end: i64,
         latest_start: i64,
     ) -> Result<SessionIterator<'_>> {
-        use crate::ReadOnlyKeyValueStore;
         self.segments.check_open()?;
         let from = earliest_end.max(self.segments.min_live());
-        let lower = time_prefix(from);
-        let mut out = Vec::new();
-        for segment in self.segments.covering(from, i64::MAX) {
-            for entry in segment.range(Some(&lower), None)? {
-                let (bytes, value) = entry?;
-                let Some((end, k, start)) = split_end_first(&bytes) else {
-                    continue;
-                };
-                if k == key && start <= latest_start {
-                    out.push(((k.to_vec(), start, end), value));
-                }
-            }
-        }
-        Ok(Box::new(out.into_iter().map(Ok)))
+        // From the key's first session ending at `from` to its last: by
+        // end, then start, in each segment, and segments oldest first.
+        let lower = stored_key(key, i64::MIN, from);
+        let upper = stored_key(key, i64::MAX, i64::MAX);
+        Ok(Box::new(
+            self.segments
+                .covering(from, i64::MAX)
+                .flat_map(move |segment| seek_key(segment, &lower, &upper, lower.len()))
+                .filter_map(move |entry| match entry {
+                    Ok((bytes, value)) => {
+                        let (key, start, end) = split_stored(&bytes)?;
+                        (start <= latest_start).then(|| Ok(((key.to_vec(), start, end), value)))
+                    }
+                    Err(error) => Some(Err(error)),
+                }),
+        ))
     }
 }
 
@@ -394,7 +405,7 @@ impl SessionStore for RocksDbSessionStore {
             return Ok(());
         }
         let segment = self.segments.segment_for(end)?;
-        let stored = end_first_key(key, start, end);
+        let stored = stored_key(key, start, end);
         match value {
             Some(value) => segment.put(&stored, value),
             None => segment.delete(&stored).map(drop),

@@ -75,6 +75,35 @@ pub fn assert_closed(result: Result<()>) {
     }
 }
 
+/// A time whose big-endian bytes, sign bit flipped (as a store may keep
+/// times so that they sort), are `b` then `0xff`s: key `a` written at this
+/// time may sort among key `ab`'s entries when keys come first.
+const CONTINUES_AB: i64 =
+    i64::from_be_bytes([b'b' ^ 0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+
+/// Keys that share leading bytes: the empty key, `a`, keys that extend it
+/// by a zero, a letter, and bytes that look like `times` (big-endian,
+/// plain and with the sign bit flipped) with `tail` zeros after them, as
+/// stored keys of `a` might end.
+fn keys_sharing_a_prefix(times: &[i64], tail: usize) -> Vec<Vec<u8>> {
+    let looks_stored = |flip: i64| {
+        let mut key = b"a".to_vec();
+        for time in times {
+            key.extend_from_slice(&(time ^ flip).to_be_bytes());
+        }
+        key.extend(std::iter::repeat_n(0, tail));
+        key
+    };
+    vec![
+        Vec::new(),
+        b"a".to_vec(),
+        b"a\0".to_vec(),
+        b"ab".to_vec(),
+        looks_stored(0),
+        looks_stored(i64::MIN),
+    ]
+}
+
 /// The cases of the contract. Each takes a fresh, empty, open store.
 pub mod contract {
     use super::*;
@@ -456,6 +485,73 @@ pub mod window_contract {
         assert_eq!(store.fetch_range(b"k", 40, 20).unwrap().count(), 0);
     }
 
+    /// A key's reads give that key's windows only, not those of keys it
+    /// is a prefix of (whatever bytes follow it), nor those of a shorter
+    /// key whose window starts happen to continue it.
+    pub fn keys_sharing_a_prefix_stay_apart(store: &mut dyn WindowStore) {
+        type Row = (Vec<u8>, i64, String);
+        let rows = |iter: crate::WindowIterator<'_>| -> Vec<Row> {
+            iter.map(|entry| {
+                let ((key, start), value) = entry.unwrap();
+                (key, start, String::from_utf8(value).unwrap())
+            })
+            .collect()
+        };
+        let odd = super::CONTINUES_AB;
+        store.put(b"a", Some(b"short"), odd).unwrap();
+        store.put(b"ab", Some(b"long"), odd).unwrap();
+        for (key, value) in [(&b"ab"[..], "long"), (b"a", "short")] {
+            let found = rows(store.fetch_range(key, odd - 10, i64::MAX).unwrap());
+            assert_eq!(found, [(key.to_vec(), odd, value.to_owned())]);
+            assert_eq!(
+                store.fetch(key, odd).unwrap().as_deref(),
+                Some(value.as_bytes())
+            );
+        }
+
+        let keys = super::keys_sharing_a_prefix(&[20], 4);
+        let value = |i: usize, start: i64| format!("{i}@{start}");
+        for start in [10, 20, 30] {
+            for (i, key) in keys.iter().enumerate() {
+                store
+                    .put(key, Some(value(i, start).as_bytes()), start)
+                    .unwrap();
+            }
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let expected: Vec<Row> = [10, 20, 30]
+                .into_iter()
+                .map(|start| (key.clone(), start, value(i, start)))
+                .collect();
+            assert_eq!(
+                rows(store.fetch_range(key, 0, 100).unwrap()),
+                expected,
+                "{key:?}"
+            );
+            assert_eq!(
+                rows(store.fetch_range(key, 20, 20).unwrap()),
+                expected[1..2],
+                "{key:?}"
+            );
+            assert_eq!(
+                store.fetch(key, 20).unwrap(),
+                Some(value(i, 20).into_bytes()),
+                "{key:?}"
+            );
+        }
+        let mut by_key: Vec<(usize, &Vec<u8>)> = keys.iter().enumerate().collect();
+        by_key.sort_by_key(|(_, key)| *key);
+        let expected: Vec<Row> = [10, 20, 30]
+            .into_iter()
+            .flat_map(|start| {
+                by_key
+                    .iter()
+                    .map(move |(i, key)| ((*key).clone(), start, value(*i, start)))
+            })
+            .collect();
+        assert_eq!(rows(store.fetch_all(0, 100).unwrap()), expected);
+    }
+
     /// Every key's windows: by start, then key, within inclusive bounds.
     pub fn fetch_all_is_by_start_then_key(store: &mut dyn WindowStore) {
         store.put(b"b", Some(b"1"), 20).unwrap();
@@ -604,7 +700,7 @@ macro_rules! window_store_contract {
     (|$dir:ident| $factory:expr) => {
         $crate::window_store_contract!(@cases |$dir| $factory;
             put_then_fetch, none_deletes, fetch_range_is_inclusive_and_by_start,
-            fetch_all_is_by_start_then_key, windows_expire_after_the_retention,
+            keys_sharing_a_prefix_stay_apart, fetch_all_is_by_start_then_key, windows_expire_after_the_retention,
             flushed_and_unflushed_writes_merge, windows_expire_across_a_flush,
             closed_window_store_refuses);
     };
@@ -904,6 +1000,49 @@ pub mod session_contract {
         assert!(sessions(store, b"k", 61, i64::MAX).is_empty());
     }
 
+    /// A key's searches give that key's sessions only, not those of keys
+    /// it is a prefix of (whatever bytes follow it), nor those of a
+    /// shorter key whose session times happen to continue it.
+    pub fn session_keys_sharing_a_prefix_stay_apart(store: &mut dyn SessionStore) {
+        let odd = super::CONTINUES_AB;
+        store.put(b"a", odd, odd, Some(b"short")).unwrap();
+        store.put(b"ab", odd, odd, Some(b"long")).unwrap();
+        for (key, value) in [(&b"ab"[..], "long"), (b"a", "short")] {
+            assert_eq!(
+                sessions(store, key, odd - 10, i64::MAX),
+                [(odd, odd, value.to_owned())]
+            );
+            assert_eq!(
+                store.fetch_session(key, odd, odd).unwrap().as_deref(),
+                Some(value.as_bytes())
+            );
+        }
+
+        let keys = super::keys_sharing_a_prefix(&[20, 10], 0);
+        for (i, key) in keys.iter().enumerate() {
+            store
+                .put(key, 10, 20, Some(format!("{i}-early").as_bytes()))
+                .unwrap();
+            store
+                .put(key, 30, 40, Some(format!("{i}-late").as_bytes()))
+                .unwrap();
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let (early, late) = (format!("{i}-early"), format!("{i}-late"));
+            assert_eq!(
+                sessions(store, key, i64::MIN, i64::MAX),
+                [(10, 20, early.clone()), (30, 40, late.clone())],
+                "{key:?}"
+            );
+            assert_eq!(sessions(store, key, 21, 35), [(30, 40, late)], "{key:?}");
+            assert_eq!(
+                store.fetch_session(key, 10, 20).unwrap(),
+                Some(early.into_bytes()),
+                "{key:?}"
+            );
+        }
+    }
+
     /// The latest end is the store's clock: sessions that end a retention
     /// or more before it are gone, and writes to them are ignored.
     pub fn sessions_expire_after_the_retention(store: &mut dyn SessionStore) {
@@ -1027,6 +1166,7 @@ macro_rules! session_store_contract {
     (|$dir:ident| $factory:expr) => {
         $crate::session_store_contract!(@cases |$dir| $factory;
             put_then_fetch_session, none_removes, find_sessions_returns_the_overlapping_ones,
+            session_keys_sharing_a_prefix_stay_apart,
             sessions_expire_after_the_retention, flushed_and_unflushed_sessions_merge,
             sessions_expire_across_a_flush, closed_session_store_refuses);
     };

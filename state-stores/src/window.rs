@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use crate::changelog::{ChangelogSink, StateRestoreCallback, log_change};
 use crate::retention::RetentionClock;
-use crate::segments::{Segments, split_time_prefix, time_prefix};
+use crate::segments::{Segments, read_time, seek_key, time_bytes};
 use crate::store::{Write, ensure_open};
 use crate::{Result, StateStore, StoreError};
 
@@ -463,11 +463,14 @@ impl<S: WindowStore> StateRestoreCallback for ChangeLoggingWindowStore<S> {
 /// windows are filtered out when read, and a segment is dropped whole, its
 /// directory removed, once every window it holds has expired.
 ///
-/// Within a segment, keys are time-first (the start, then the key), so a
-/// point lookup is one get and a scan over a time range is in order; a
-/// fetch of one key over a range reads every key's windows of that range.
-/// A store that keeps duplicates appends each entry's sequence number (4
-/// bytes, big-endian) to its key.
+/// Within a segment, keys are key-first as Kafka Streams'
+/// `WindowKeySchema` lays them out: the key, the window start (8 bytes),
+/// a sequence number (4 bytes, big-endian; 0 unless duplicates are kept).
+/// So `fetch` is one get (one short seek with duplicates), and
+/// `fetch_range` one seek per segment its range overlaps, whatever the
+/// number of other keys; `fetch_all` reads the overlapping segments whole.
+/// (The start is stored with its sign bit flipped, so that negative
+/// starts sort before positive ones.)
 #[derive(Debug)]
 pub struct RocksDbWindowStore {
     segments: Segments,
@@ -476,11 +479,28 @@ pub struct RocksDbWindowStore {
     seq: u32,
 }
 
-fn time_first_key(key: &[u8], start: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len() + 4);
-    out.extend_from_slice(&time_prefix(start));
+/// The bytes after the key in a stored key: the start and a sequence
+/// number.
+const SUFFIX: usize = 12;
+
+/// `key`, then `start` and `seq` as the store keeps them.
+fn stored_key(key: &[u8], start: i64, seq: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + SUFFIX);
     out.extend_from_slice(key);
+    out.extend_from_slice(&time_bytes(start));
+    out.extend_from_slice(&seq.to_be_bytes());
     out
+}
+
+/// The key, start and sequence number of a stored key.
+fn split_stored(bytes: &[u8]) -> Option<(&[u8], i64, u32)> {
+    let (key, suffix) = bytes.split_at_checked(bytes.len().checked_sub(SUFFIX)?)?;
+    let seq = u32::from_be_bytes(suffix[8..].try_into().ok()?);
+    Some((key, read_time(suffix)?, seq))
+}
+
+fn stored_start(bytes: &[u8]) -> Option<i64> {
+    split_stored(bytes).map(|(_, start, _)| start)
 }
 
 impl RocksDbWindowStore {
@@ -493,7 +513,7 @@ impl RocksDbWindowStore {
         retention: i64,
     ) -> Result<Self> {
         Ok(RocksDbWindowStore {
-            segments: Segments::open(name.into(), dir.as_ref(), retention)?,
+            segments: Segments::open(name.into(), dir.as_ref(), retention, stored_start)?,
             duplicates: false,
             seq: 0,
         })
@@ -503,8 +523,7 @@ impl RocksDbWindowStore {
     /// entry of its own, even to the same key and window (Kafka Streams'
     /// `retainDuplicates`, for stream-stream joins): a put of `None` does
     /// nothing, and a fetch gives every entry in the order they were put.
-    /// Open a directory always with duplicates or always without: the two
-    /// lay keys out differently.
+    /// Open a directory always with duplicates or always without.
     ///
     /// The entries on disk are read once, so that new ones are numbered
     /// after them and never replace one.
@@ -532,7 +551,7 @@ impl RocksDbWindowStore {
         let mut seq = 0;
         for segment in store.segments.covering(i64::MIN, i64::MAX) {
             for entry in segment.all()? {
-                if let Some((_, last)) = split_seq(&entry?.0) {
+                if let Some((_, _, last)) = split_stored(&entry?.0) {
                     seq = seq.max(last);
                 }
             }
@@ -541,51 +560,18 @@ impl RocksDbWindowStore {
         Ok(store)
     }
 
-    /// The windows starting from `from` to `to` still kept, by start then
-    /// key (then sequence number), those of `key` only when given.
-    fn scan(&self, key: Option<&[u8]>, from: i64, to: i64) -> Result<Vec<WindowedKeyValue>> {
-        use crate::ReadOnlyKeyValueStore;
+    /// The earliest start a read from `from` may return: none before the
+    /// retention.
+    fn live_from(&self, from: i64) -> Result<i64> {
         self.segments.check_open()?;
-        let from = from.max(self.segments.min_live());
-        let mut out = Vec::new();
-        if from > to {
-            return Ok(out);
-        }
-        let (lower, upper) = (time_prefix(from), time_prefix(to.saturating_add(1)));
-        for segment in self.segments.covering(from, to) {
-            for entry in segment.range(Some(&lower), Some(&upper))? {
-                let (bytes, value) = entry?;
-                let Some((start, rest)) = split_time_prefix(&bytes) else {
-                    continue;
-                };
-                let k = if self.duplicates {
-                    match split_seq(rest) {
-                        Some((k, _)) => k,
-                        None => continue,
-                    }
-                } else {
-                    rest
-                };
-                if start > to || key.is_some_and(|key| key != k) {
-                    continue;
-                }
-                out.push(((k.to_vec(), start), value));
-            }
-        }
-        if self.duplicates {
-            // Keys and sequence numbers run together in the stored bytes,
-            // so one key's entries may sort among another's that it is a
-            // prefix of. A stable sort keeps each key's in sequence order.
-            out.sort_by(|((a, a_start), _), ((b, b_start), _)| (a_start, a).cmp(&(b_start, b)));
-        }
-        Ok(out)
+        Ok(from.max(self.segments.min_live()))
     }
 }
 
-/// Bytes that end in a 4-byte sequence number, split.
-fn split_seq(bytes: &[u8]) -> Option<(&[u8], u32)> {
-    let (key, seq) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
-    Some((key, u32::from_be_bytes(seq.try_into().ok()?)))
+/// A stored entry as a window store gives it.
+fn windowed(bytes: &[u8], value: Vec<u8>) -> Option<WindowedKeyValue> {
+    let (key, start, _) = split_stored(bytes)?;
+    Some(((key.to_vec(), start), value))
 }
 
 impl StateStore for RocksDbWindowStore {
@@ -621,30 +607,62 @@ impl ReadOnlyWindowStore for RocksDbWindowStore {
         let Some(segment) = self.segments.get(window_start) else {
             return Ok(None);
         };
-        let stored = time_first_key(key, window_start);
         if !self.duplicates {
-            return segment.get(&stored);
+            return segment.get(&stored_key(key, window_start, 0));
         }
         // The first of the key's entries in that window: the lowest number.
-        let lower = [stored.as_slice(), &[0; 4]].concat();
-        let upper = [stored.as_slice(), &[0xff; 4]].concat();
-        for entry in segment.range(Some(&lower), Some(&upper))? {
-            let (bytes, value) = entry?;
-            if bytes.len() == upper.len() {
-                return Ok(Some(value));
-            }
+        let lower = stored_key(key, window_start, 0);
+        let upper = stored_key(key, window_start, u32::MAX);
+        match seek_key(segment, &lower, &upper, lower.len()).next() {
+            Some(entry) => entry.map(|(_, value)| Some(value)),
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     fn fetch_range(&self, key: &[u8], from: i64, to: i64) -> Result<WindowIterator<'_>> {
+        let from = self.live_from(from)?;
+        if from > to {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        // Segments are oldest first and each is in (start, sequence)
+        // order for one key: the chain is in the trait's order.
+        let (lower, upper) = (stored_key(key, from, 0), stored_key(key, to, u32::MAX));
         Ok(Box::new(
-            self.scan(Some(key), from, to)?.into_iter().map(Ok),
+            self.segments
+                .covering(from, to)
+                .flat_map(move |segment| seek_key(segment, &lower, &upper, lower.len()))
+                .filter_map(|entry| match entry {
+                    Ok((bytes, value)) => windowed(&bytes, value).map(Ok),
+                    Err(error) => Some(Err(error)),
+                }),
         ))
     }
 
     fn fetch_all(&self, from: i64, to: i64) -> Result<WindowIterator<'_>> {
-        Ok(Box::new(self.scan(None, from, to)?.into_iter().map(Ok)))
+        use crate::ReadOnlyKeyValueStore;
+        let from = self.live_from(from)?;
+        if from > to {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let mut out = Vec::new();
+        for segment in self.segments.covering(from, to) {
+            let first = out.len();
+            for entry in segment.all()? {
+                let (bytes, value) = entry?;
+                if let Some(entry @ ((_, start), _)) = windowed(&bytes, value)
+                    && (from..=to).contains(&start)
+                {
+                    out.push(entry);
+                }
+            }
+            // A segment is in key order: put its windows in the trait's
+            // (start, then key). The sort is stable, so one key's
+            // duplicates keep their sequence order; segments are in time
+            // order already.
+            out[first..]
+                .sort_by(|((a, a_start), _), ((b, b_start), _)| (a_start, a).cmp(&(b_start, b)));
+        }
+        Ok(Box::new(out.into_iter().map(Ok)))
     }
 }
 
@@ -659,11 +677,13 @@ impl WindowStore for RocksDbWindowStore {
             // Expired already: Kafka Streams skips it too.
             return Ok(());
         }
-        let mut stored = time_first_key(key, window_start);
-        if self.duplicates {
+        let seq = if self.duplicates {
             self.seq = next_seq(self.seq);
-            stored.extend_from_slice(&self.seq.to_be_bytes());
-        }
+            self.seq
+        } else {
+            0
+        };
+        let stored = stored_key(key, window_start, seq);
         let segment = self.segments.segment_for(window_start)?;
         match value {
             Some(value) => segment.put(&stored, value),
