@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The demo on a fresh machine: installs what is missing, builds, starts a
 # local broker, two model-server instances (HTTP on 8888 and 8889) and the
-# publisher (wine records at 200/s, a new model every 10 s), then shows
-# every few seconds what the instances answer. Ctrl-C stops everything it
-# started.
+# publisher (wine records at 200/s, a new model every 10 s), prints the web
+# console's address (http://127.0.0.1:8888/), then shows every few seconds
+# what the instances answer. Ctrl-C stops everything it started.
 #
 #   DEMO_BROKER_PORT  broker port (default 9092)
 #   DEMO_STORE        memory|standard|custom (default standard)
@@ -57,6 +57,7 @@ done
 pids+=($!)
 
 cat <<MSG
+demo: the console: http://127.0.0.1:8888/ (or http://127.0.0.1:8889/: every instance serves it)
 demo: broker $BROKER, model servers on http://127.0.0.1:8888 and http://127.0.0.1:8889 ($STORE store)
 demo: ask either one:
   curl -s localhost:8888/state/value       serving statistics, merged over both instances

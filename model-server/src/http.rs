@@ -8,6 +8,7 @@
 //! | `GET /state` | `{"stats": [...], "instances": [...], "missing": [...]}`: every data type's statistics, merged over every live instance |
 //! | `GET /state/{dataType}` | that data type's merged statistics (404 when it has none) |
 //! | `GET /models` | the models serving now: `name`, `description`, `dataType`, `modelType`, `since` |
+//! | `GET /console/models`, `GET /console/results` | the web console's Models and Recent results panels (see [`console`](crate::console)); the console itself, `GET /`, is the layer's |
 //!
 //! Statistics use the original's field names (`name`, `description`,
 //! `since`, `usage`, `duration`, `min`, `max`), plus `modelType`,
@@ -181,7 +182,7 @@ fn route(request: &Request, server: &QueryServer, variant: StoreVariant) -> Opti
 
 /// Every live instance's statistics, merged; the instances that answered
 /// and those that did not.
-fn merged(server: &QueryServer) -> (Vec<ModelToServeStats>, Vec<String>, Value) {
+pub(crate) fn merged(server: &QueryServer) -> (Vec<ModelToServeStats>, Vec<String>, Value) {
     let fan_out = server.fan_out("/state/value?local=true");
     let mut entries = Vec::new();
     let mut answered = Vec::new();

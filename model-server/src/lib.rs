@@ -16,6 +16,8 @@
 //!   `standard` stores keep them in;
 //! - [`http`]: the routes (`/state/value`, `/state/{dataType}`,
 //!   `/models`) on the framework's query layer;
+//! - [`console`]: the web console's Models and Recent results panels, on
+//!   the framework's console (`GET /`);
 //! - [`cli`]: what the `model-server` and `model-client` binaries share.
 //!
 //! ```
@@ -41,6 +43,7 @@
 
 pub mod actors;
 pub mod cli;
+pub mod console;
 pub mod http;
 mod linear;
 pub mod model;

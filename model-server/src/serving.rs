@@ -25,6 +25,7 @@ use streams_core::state::{
 };
 use streams_core::{Record, Result as StreamsResult, Topology};
 
+use crate::console::{Rejection, Rejections};
 use crate::http::ServingMetrics;
 use crate::model::{ModelError, ModelLimits, ServedModel, build, served_score};
 use crate::stats::{ModelToServeStats, StatsSerde};
@@ -157,6 +158,8 @@ pub struct ModelStore {
     /// rather than locking the store for every record.
     generation: Arc<AtomicU64>,
     rejected: u64,
+    /// The last rejections, with their reasons, for the console.
+    rejections: Rejections,
     builds: u64,
     limits: ModelLimits,
     pending: BTreeMap<String, Pending>,
@@ -177,6 +180,7 @@ impl ModelStore {
             models: FxHashMap::default(),
             generation: Arc::default(),
             rejected: 0,
+            rejections: Rejections::default(),
             builds: 0,
             limits,
             pending: BTreeMap::new(),
@@ -202,6 +206,11 @@ impl ModelStore {
     /// Descriptors that did not become models.
     pub fn rejected(&self) -> u64 {
         self.rejected
+    }
+
+    /// The last descriptors rejected, with why, oldest first.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        self.rejections.all()
     }
 
     /// Models built (or tried) since this store was opened.
@@ -241,7 +250,7 @@ impl ModelStore {
         let model = match built {
             Ok(model) => Arc::new(model),
             Err(error) => {
-                self.reject(&error);
+                self.reject(version, &error);
                 return None;
             }
         };
@@ -272,9 +281,12 @@ impl ModelStore {
         replaced
     }
 
-    fn reject(&mut self, reason: &dyn std::fmt::Display) {
+    /// Counts the descriptor at `version` (its offset; -1 when unknown)
+    /// as rejected, and keeps why.
+    fn reject(&mut self, version: i64, reason: &dyn std::fmt::Display) {
         self.rejected += 1;
         log::warn!("model rejected, the previous one keeps serving: {reason}");
+        self.rejections.push(version, reason.to_string());
     }
 
     /// Logs, once per key, a key that names another data type than its
@@ -429,7 +441,7 @@ impl StateRestoreCallback for ModelStore {
                         let _replaced = self.finish(&descriptor, built, now_ms(), -1);
                     }
                 }
-                Err(error) => self.reject(&format!("undecodable model descriptor: {error}")),
+                Err(error) => self.reject(-1, &format!("undecodable model descriptor: {error}")),
             }
         }
         Ok(())
@@ -501,7 +513,7 @@ impl Processor<Option<Vec<u8>>, Option<Vec<u8>>, (), ()> for ModelUpdater {
             Ok(descriptor) => descriptor,
             Err(error) => {
                 let reason = format!("undecodable model descriptor at offset {version}: {error}");
-                store.with(|store: &mut ModelStore| store.reject(&reason))?;
+                store.with(|store: &mut ModelStore| store.reject(version, &reason))?;
                 return Ok(());
             }
         };

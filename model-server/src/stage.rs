@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use streams_http::{Request, Response};
 use streams_kafka::MetricRows;
 
+use crate::console::{Rejection, Rejections};
 use crate::http::model_json;
 use crate::model::{ModelLimits, ServedModel, build};
 use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, score_into};
@@ -49,6 +50,7 @@ pub struct Stage {
     not_served: u64,
     builds: u64,
     rejected: u64,
+    rejections: Rejections,
 }
 
 impl Default for Stage {
@@ -60,6 +62,7 @@ impl Default for Stage {
             not_served: 0,
             builds: 0,
             rejected: 0,
+            rejections: Rejections::default(),
         }
     }
 }
@@ -172,6 +175,12 @@ impl Stage {
     pub fn reject(&mut self, version: i64, reason: &str) {
         log::warn!("model at offset {version} rejected: {reason}");
         self.rejected += 1;
+        self.rejections.push(version, reason.to_owned());
+    }
+
+    /// The last descriptors rejected, with why, oldest first.
+    pub fn rejections(&self) -> Vec<Rejection> {
+        self.rejections.all()
     }
 
     /// Every data type's statistics, by data type.

@@ -26,6 +26,8 @@ use crate::{FORWARDED_HEADER, HttpLimits};
 pub struct HttpAnswer {
     /// HTTP status.
     pub status: u16,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -159,6 +161,11 @@ impl PeerClient {
                     .await
                     .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
                 let status = response.status().as_u16();
+                let content_type = response
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let body = response.into_body();
                 // A declared length over the cap is refused before reading.
                 if body.size_hint().lower() > cap as u64 {
@@ -174,6 +181,7 @@ impl PeerClient {
                     .to_bytes();
                 std::io::Result::Ok(HttpAnswer {
                     status,
+                    content_type,
                     body: body.to_vec(),
                 })
             };

@@ -10,6 +10,11 @@
 //! | `GET /state/session/{store}/{key}` | the key's sessions in a session store, from the instance that holds it: `[{"start": ms, "end": ms, "value": ...}]` (start and end are the first and last record's times) in start order; with `?from=` or `?to=`, those that end at or after `from` and start at or before `to` |
 //! | `GET /metrics` | the runtime's metrics (and the application's) in Prometheus text |
 //! | `GET /health` | 200 while running, 503 otherwise, with the state and, after a failure, its reason |
+//! | `GET /` | the web console: one HTML page showing instances, throughput and lag, the topology and the application's own panels, refreshing itself (see [`console`]) |
+//! | `GET /console/panels`, `/console/instances`, `/console/throughput` | the JSON the console reads (see [`console`]): its panels; every live instance with this one marked; records per second and consumer lag, sampled every second over the last five minutes, from every instance |
+//! | `GET /topology` | the topology given with [`QueryServer::topology`], as `describe()` prints it (text); 404 when none was given |
+//! | `GET /topology.svg` | the same as a diagram, laid out on the server ([`topology_svg`]) |
+//! | `GET /topology.json` | the same as JSON ([`topology_json`]) |
 //!
 //! Applications add their own routes in front with [`QueryServer::route`]
 //! (`/health` and `/metrics` always belong to the layer);
@@ -53,8 +58,10 @@
 //! ```
 
 mod client;
+pub mod console;
 mod limits;
 mod server;
+mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -84,7 +91,10 @@ use tower_http::timeout::TimeoutLayer;
 
 use client::PeerClient;
 pub use client::{HttpAnswer, get};
+use console::{Console, History, Panel, Sample, SampleSource};
 pub use limits::HttpLimits;
+use streams_core::topology::TopologyDescription;
+pub use topology::{topology_json, topology_svg};
 
 /// The header that marks a request one instance forwarded to another: it
 /// is answered locally, never forwarded again.
@@ -450,6 +460,17 @@ pub struct QueryServer {
     limits: HttpLimits,
     /// Made on first use, from `limits`.
     peers: Arc<OnceLock<PeerClient>>,
+    console: Console,
+    topology: Option<Arc<TopologyView>>,
+    /// Throughput and lag, sampled while the server runs.
+    history: Arc<History>,
+}
+
+/// The topology in the three forms the layer serves, made once.
+struct TopologyView {
+    text: String,
+    svg: String,
+    json: Value,
 }
 
 impl std::fmt::Debug for QueryServer {
@@ -489,7 +510,59 @@ impl QueryServer {
             metrics: Vec::new(),
             limits: HttpLimits::default(),
             peers: Arc::new(OnceLock::new()),
+            console: Console::framework(),
+            topology: None,
+            history: Arc::default(),
         }
+    }
+
+    /// Serves the topology the application runs (its `describe()`) at
+    /// `GET /topology` (text), `/topology.svg` (a diagram) and
+    /// `/topology.json`, and in the console's topology panel.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use streams_core::dsl::KStream;
+    /// use streams_core::{StreamsBuilder, StreamsConfig};
+    /// use streams_http::{QueryServer, Request};
+    /// use streams_kafka::KafkaStreams;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let orders: KStream<String, String> = builder.stream("orders");
+    /// orders.to("audit");
+    /// let topology = builder.build()?;
+    /// let description = topology.describe();
+    /// let config = StreamsConfig::new("audit").set("bootstrap.servers", "127.0.0.1:9092");
+    /// let streams = Arc::new(KafkaStreams::new(topology, config)?);
+    /// let server = QueryServer::new(streams).topology(&description);
+    /// let text = server.handle(&Request::get("/topology"));
+    /// assert_eq!(String::from_utf8(text.body).unwrap(), description.to_string());
+    /// let drawing = server.handle(&Request::get("/topology.svg"));
+    /// assert_eq!(drawing.content_type, "image/svg+xml");
+    /// assert!(String::from_utf8(drawing.body).unwrap().contains("data-topic=\"orders\""));
+    /// # Ok::<(), streams_core::StreamsError>(())
+    /// ```
+    pub fn topology(mut self, description: &TopologyDescription) -> QueryServer {
+        self.topology = Some(Arc::new(TopologyView {
+            text: description.to_string(),
+            svg: topology_svg(description),
+            json: topology_json(description),
+        }));
+        self
+    }
+
+    /// Lays out the console's page with `console`'s panels instead of
+    /// [`Console::framework`]'s (instances, throughput and lag, topology).
+    pub fn console(mut self, console: Console) -> QueryServer {
+        self.console = console;
+        self
+    }
+
+    /// Adds `panel` at the end of the console's page; the application
+    /// serves its URL (see [`console`]).
+    pub fn console_panel(mut self, panel: Panel) -> QueryServer {
+        self.console = std::mem::take(&mut self.console).panel(panel);
+        self
     }
 
     /// Serves and calls peers with `limits` instead of
@@ -726,6 +799,105 @@ impl QueryServer {
                 .map(metadata_json)
                 .collect(),
         )
+    }
+
+    /// This instance as others reach it, if it has an `application.server`.
+    fn me(&self) -> Option<String> {
+        self.streams.application_server().map(ToString::to_string)
+    }
+
+    /// `GET /`: the console's page.
+    fn console_page(&self) -> Response {
+        self.console
+            .page(self.streams.application_id(), self.me().as_deref())
+    }
+
+    /// `GET /console/panels`.
+    fn console_panels(&self) -> Response {
+        Response::json(
+            200,
+            &self
+                .console
+                .panels_json(self.streams.application_id(), self.me()),
+        )
+    }
+
+    /// `GET /console/instances`: every live instance, this one marked.
+    pub fn console_instances_json(&self) -> Value {
+        let me = self.streams.application_server();
+        let instances: Vec<Value> = self
+            .streams
+            .all_metadata()
+            .iter()
+            .map(|metadata| {
+                let mut entry = metadata_json(metadata);
+                entry["instance"] = json!(metadata.host_info.to_string());
+                entry["answering"] = json!(Some(&metadata.host_info) == me);
+                entry
+            })
+            .collect();
+        let note = me
+            .is_none()
+            .then_some("this instance has no application.server, so it is not in the registry");
+        json!({
+            "answering": self.me(),
+            "state": format!("{:?}", self.streams.state()),
+            "reason": self.streams.error().map(|e| e.to_string()),
+            "instances": instances,
+            "note": note,
+        })
+    }
+
+    /// `GET /console/throughput`: every live instance's samples
+    /// (`?local=true`, or forwarded: this one's).
+    fn console_throughput(&self, request: &Request) -> Response {
+        let me = self.me().unwrap_or_else(|| "this instance".into());
+        if request.forwarded || request.param("local") == Some("true") {
+            return Response::json(200, &self.history.json(&me));
+        }
+        let fan_out = self.fan_out("/console/throughput?local=true");
+        let answers: Vec<Value> = if fan_out.answers.is_empty() && fan_out.missing.is_empty() {
+            // Not in the registry (no `application.server`): this one only.
+            vec![self.history.json(&me)]
+        } else {
+            fan_out.answers.into_iter().map(|(_, a)| a).collect()
+        };
+        Response::json(
+            200,
+            &console::merge_throughput(&answers, missing_json(&fan_out.missing)),
+        )
+    }
+
+    /// What the throughput history samples: records processed by every
+    /// stream thread, and consumer lag per partition.
+    fn sample_source(&self) -> SampleSource {
+        let streams = self.streams.clone();
+        Arc::new(move || {
+            let metrics = streams.metrics();
+            Sample {
+                records: metrics.threads.values().map(|t| t.records_processed).sum(),
+                lag: metrics
+                    .consumer_lag
+                    .iter()
+                    .map(|((topic, partition), lag)| (format!("{topic}-{partition}"), *lag))
+                    .collect(),
+            }
+        })
+    }
+
+    /// `GET /topology`, `/topology.svg` and `/topology.json`.
+    fn topology_route(&self, form: &str) -> Response {
+        let Some(view) = &self.topology else {
+            return Response::error(
+                404,
+                "no topology: the application did not give it to the query layer (QueryServer::topology)",
+            );
+        };
+        match form {
+            "svg" => Response::text(200, "image/svg+xml", view.svg.clone()),
+            "json" => Response::json(200, &view.json),
+            _ => Response::text(200, "text/plain; charset=utf-8", view.text.clone()),
+        }
     }
 
     fn store(&self, name: &str) -> Result<&Arc<dyn QueryableStore>, Response> {
@@ -1014,7 +1186,10 @@ impl QueryServer {
     /// [`QueryServer::limits`]. A port in use is an error here.
     pub fn serve(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
         let limits = self.limits.clone();
-        serve_router(addr, limits, |exec| router(Arc::new(self), exec))
+        let sampler = (self.history.clone(), self.sample_source());
+        serve_router(addr, limits, Some(sampler), |exec| {
+            router(Arc::new(self), exec)
+        })
     }
 }
 
@@ -1037,9 +1212,32 @@ impl QueryServer {
 pub struct AppServer {
     handler: AppHandler,
     limits: HttpLimits,
+    console: Option<Arc<AppConsole>>,
 }
 
 type AppHandler = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
+
+/// An [`AppServer`]'s console: its page, and its throughput samples.
+struct AppConsole {
+    console: Console,
+    history: Arc<History>,
+}
+
+impl AppConsole {
+    /// The console's own routes: the page, its files, `/console/panels`,
+    /// and `/console/throughput` when the console samples.
+    fn route(&self, request: &Request) -> Option<Response> {
+        const TITLE: &str = "application";
+        match request.path.as_str() {
+            "/" => Some(self.console.page(TITLE, None)),
+            "/console/panels" => Some(Response::json(200, &self.console.panels_json(TITLE, None))),
+            "/console/throughput" if self.console.throughput.is_some() => {
+                Some(Response::json(200, &self.history.json("this instance")))
+            }
+            path => console::asset(path),
+        }
+    }
+}
 
 impl AppServer {
     /// A server whose routes are `handler`'s.
@@ -1047,6 +1245,7 @@ impl AppServer {
         AppServer {
             handler: Arc::new(handler),
             limits: HttpLimits::default(),
+            console: None,
         }
     }
 
@@ -1056,20 +1255,71 @@ impl AppServer {
         self
     }
 
+    /// Serves the web console at `GET /` with `console`'s panels (see
+    /// [`console`]): the page, its files and `/console/panels` come from the
+    /// layer, and `/console/throughput` too when `console` has a
+    /// [`Console::throughput_source`]; every other panel's URL is the
+    /// handler's to answer.
+    ///
+    /// ```
+    /// use streams_http::console::{Console, Panel, not_applicable};
+    /// use streams_http::{AppServer, get};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let processed = Arc::new(AtomicU64::new(0));
+    /// let counter = processed.clone();
+    /// let console = Console::new("pipeline")
+    ///     .panel(Panel::throughput())
+    ///     .panel(Panel::table("jobs", "Jobs", "/console/jobs"))
+    ///     .throughput_source(move || streams_http::console::Sample {
+    ///         records: counter.load(Ordering::Relaxed),
+    ///         ..Default::default()
+    ///     });
+    /// let running = AppServer::new(|request| match request.path.as_str() {
+    ///     "/console/jobs" => Some(not_applicable("no jobs in this build")),
+    ///     _ => None,
+    /// })
+    /// .console(console)
+    /// .serve("127.0.0.1:0".parse().unwrap())?;
+    /// let host = streams_kafka::HostInfo {
+    ///     host: "127.0.0.1".into(),
+    ///     port: running.local_addr().port(),
+    /// };
+    /// let page = get(&host, "/", Duration::from_secs(5), false)?;
+    /// assert!(String::from_utf8(page.body).unwrap().contains("id=\"panel-jobs\""));
+    /// let samples = get(&host, "/console/throughput", Duration::from_secs(5), false)?;
+    /// assert_eq!(samples.status, 200);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn console(mut self, console: Console) -> Self {
+        self.console = Some(Arc::new(AppConsole {
+            console,
+            history: Arc::default(),
+        }));
+        self
+    }
+
     /// Serves on `addr` in a thread of its own until [`RunningServer::stop`]
     /// or drop. A port in use is an error here.
     pub fn serve(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
         let handler = self.handler;
-        serve_router(addr, self.limits, move |exec| {
+        let console = self.console;
+        let sampler = console.as_ref().and_then(|c| {
+            let source = c.console.throughput.clone()?;
+            Some((c.history.clone(), source))
+        });
+        serve_router(addr, self.limits, sampler, move |exec| {
             Router::new()
                 .fallback(app_handler)
-                .with_state((handler, exec))
+                .with_state((handler, console, exec))
         })
     }
 }
 
 async fn app_handler(
-    State((handler, exec)): State<(AppHandler, Exec)>,
+    State((handler, console, exec)): State<(AppHandler, Option<Arc<AppConsole>>, Exec)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -1078,6 +1328,10 @@ async fn app_handler(
         return method_not_allowed(method).await;
     }
     let request = request_of(&method, &uri, &headers);
+    // The console's own routes are cheap: answered on the I/O thread.
+    if let Some(answer) = console.as_ref().and_then(|c| c.route(&request)) {
+        return into_http(answer);
+    }
     let path = uri.path().to_owned();
     let answer = exec.query(move || handler(&request)).await;
     into_http(match answer {
@@ -1086,10 +1340,12 @@ async fn app_handler(
     })
 }
 
-/// Serves the router `make_router` builds on `addr`, with `limits`.
+/// Serves the router `make_router` builds on `addr`, with `limits`; with
+/// a `sampler`, samples its source into its history every second.
 fn serve_router(
     addr: SocketAddr,
     limits: HttpLimits,
+    sampler: Option<(Arc<History>, SampleSource)>,
     make_router: impl FnOnce(Exec) -> Router,
 ) -> std::io::Result<RunningServer> {
     let limits = Arc::new(limits);
@@ -1113,6 +1369,18 @@ fn serve_router(
             limits.request_timeout,
         ))
         .layer(middleware::from_fn(refuse_bodies));
+    if let Some((history, source)) = sampler {
+        // On the server's own thread: it ends with the server.
+        runtime.spawn(async move {
+            let every = Duration::from_millis(console::SAMPLE_INTERVAL_MS as u64);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                history.push(console::now_ms(), source());
+            }
+        });
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let thread = std::thread::Builder::new()
         .name(format!("http-{}", local_addr.port()))
@@ -1204,6 +1472,14 @@ fn router(server: Arc<QueryServer>, exec: Exec) -> Router {
     Router::new()
         .route("/health", get_route(health))
         .route("/metrics", get_route(metrics))
+        .route("/", get_route(console_page))
+        .route("/console/panels", get_route(console_panels))
+        .route("/console/instances", get_route(console_instances))
+        .route("/console/throughput", get_route(console_throughput))
+        .route("/console/{file}", get_route(console_asset))
+        .route("/topology", get_route(topology_text))
+        .route("/topology.svg", get_route(topology_drawing))
+        .route("/topology.json", get_route(topology_data))
         .route("/state/instances", get_route(instances))
         .route("/state/keyvalue/{store}", get_route(scan))
         .route("/state/keyvalue/{store}/{key}", get_route(key_lookup))
@@ -1228,6 +1504,55 @@ async fn health(State(ctx): State<Ctx>) -> HttpResponse {
 async fn metrics(State(ctx): State<Ctx>) -> HttpResponse {
     let server = ctx.server.clone();
     into_http(ctx.exec.spare(move || server.prometheus()).await)
+}
+
+// The console's page, files, panel list and topology are made in memory:
+// answered on the I/O thread. Instances and throughput ask other
+// instances: on a query worker.
+async fn console_page(State(ctx): State<Ctx>) -> HttpResponse {
+    into_http(ctx.server.console_page())
+}
+
+async fn console_panels(State(ctx): State<Ctx>) -> HttpResponse {
+    into_http(ctx.server.console_panels())
+}
+
+async fn console_asset(uri: Uri) -> HttpResponse {
+    into_http(
+        console::asset(uri.path())
+            .unwrap_or_else(|| Response::error(404, format!("no route for {}", uri.path()))),
+    )
+}
+
+async fn console_instances(State(ctx): State<Ctx>) -> HttpResponse {
+    let server = ctx.server.clone();
+    query(&ctx, move || {
+        Response::json(200, &server.console_instances_json())
+    })
+    .await
+}
+
+async fn console_throughput(
+    State(ctx): State<Ctx>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> HttpResponse {
+    let request = request_of(&method, &uri, &headers);
+    let server = ctx.server.clone();
+    query(&ctx, move || server.console_throughput(&request)).await
+}
+
+async fn topology_text(State(ctx): State<Ctx>) -> HttpResponse {
+    into_http(ctx.server.topology_route("text"))
+}
+
+async fn topology_drawing(State(ctx): State<Ctx>) -> HttpResponse {
+    into_http(ctx.server.topology_route("svg"))
+}
+
+async fn topology_data(State(ctx): State<Ctx>) -> HttpResponse {
+    into_http(ctx.server.topology_route("json"))
 }
 
 async fn instances(State(ctx): State<Ctx>) -> HttpResponse {

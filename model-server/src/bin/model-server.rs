@@ -13,6 +13,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use model_server::actors::{self, ActorStages, ActorsOptions};
 use model_server::cli::{create_topics, init_logging};
+use model_server::console::{ResultsTail, engine_console, streams_console};
 use model_server::http::{ServingMetrics, query_server};
 use model_server::model::ModelLimits;
 use model_server::serving::{ServingOptions, StoreVariant, topology_with};
@@ -268,18 +269,24 @@ fn run_without_framework(args: Args) -> Result<(), String> {
             Arc::new(move || vec![stage.clone()])
         }
     };
-    let mut http = AppServer::new(stage::routes(stages))
-        .serve(SocketAddr::new(args.bind, port))
-        .map_err(|e| e.to_string())?;
+    let engine = format!("{:?}", args.engine).to_lowercase();
+    let addr = SocketAddr::new(args.bind, port);
+    let (console, console_routes) =
+        engine_console(&engine, addr, stages.clone(), ResultsTail::new(&config));
+    let routes = stage::routes(stages);
+    let mut http =
+        AppServer::new(move |request| console_routes(request).or_else(|| routes(request)))
+            .console(console)
+            .serve(addr)
+            .map_err(|e| e.to_string())?;
     let stop = Arc::new(Notify::new());
     let stop_on_signal = stop.clone();
     // Ctrl-C, SIGTERM and SIGHUP: the last results are awaited and their
     // offsets committed.
     ctrlc::set_handler(move || stop_on_signal.notify_one())
         .map_err(|e| format!("cannot install the signal handler: {e}"))?;
-    let engine = format!("{:?}", args.engine).to_lowercase();
     log::info!(
-        "serving with the {engine} engine on http://{} (group {}, broker {})",
+        "serving with the {engine} engine on http://{} (the console is at /; group {}, broker {})",
         http.local_addr(),
         args.application_id,
         args.bootstrap_servers
@@ -346,10 +353,14 @@ fn run(args: Args) -> Result<(), String> {
         metrics: metrics.clone(),
     })
     .map_err(|e| e.to_string())?;
+    // The console draws the topology and reads the newest results.
+    let description = topology.describe();
+    let results = ResultsTail::new(&config);
     let streams = Arc::new(KafkaStreams::new(topology, config).map_err(|e| e.to_string())?);
     // The port is taken before joining the group: a port in use fails
     // here, before any partition is assigned to this instance.
-    let mut http = query_server(streams.clone(), args.store, metrics)
+    let server = query_server(streams.clone(), args.store, metrics);
+    let mut http = streams_console(server, &description, results)
         .serve(SocketAddr::new(args.bind, port))
         .map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -361,7 +372,7 @@ fn run(args: Args) -> Result<(), String> {
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     streams.start().map_err(|e| e.to_string())?;
     log::info!(
-        "serving with the {:?} store on http://{} (application {}, broker {}, state in {})",
+        "serving with the {:?} store on http://{} (the console is at /; application {}, broker {}, state in {})",
         args.store,
         http.local_addr(),
         args.application_id,
