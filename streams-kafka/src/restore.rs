@@ -221,144 +221,277 @@ pub(crate) fn delete_checkpoint(task_dir: &Path) {
     }
 }
 
-/// Restores every logged store of `task` from its changelog partition,
-/// starting at the checkpoint for persistent stores. Returns the offset
-/// each changelog partition was restored to.
-pub(crate) fn restore_task(
-    task: &TaskCore,
+/// One changelog partition being restored into one store of one task.
+struct Restoring<'a> {
+    /// Index of the task in the caller's list.
+    task: usize,
+    store: &'a str,
+    topic: String,
+    partition: i32,
+    from: i64,
+    high: i64,
+    /// The offset after the last record read (or marker passed).
+    next: i64,
+    total: u64,
+    /// The batch being gathered: keys and values one after the other in
+    /// one buffer (no allocation per record), and each record's spans.
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize, Option<usize>)>,
+    listener: Box<dyn StateRestoreListener + 'a>,
+    began: Instant,
+    done: bool,
+}
+
+impl Restoring<'_> {
+    fn push(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        let value_end = value.map(|v| {
+            self.bytes.extend_from_slice(v);
+            self.bytes.len()
+        });
+        self.spans.push((start, start + key.len(), value_end));
+    }
+
+    /// Applies the gathered batch to the store in one write.
+    fn apply(&mut self, task: &TaskCore) -> Result<()> {
+        if self.spans.is_empty() {
+            return Ok(());
+        }
+        let bytes = &self.bytes;
+        let batch: Vec<_> = self
+            .spans
+            .iter()
+            .map(|&(start, key_end, value_end)| {
+                (
+                    &bytes[start..key_end],
+                    value_end.map(|end| &bytes[key_end..end]),
+                )
+            })
+            .collect();
+        task.restore_batch(self.store, &batch)?;
+        self.listener.on_batch_restored(
+            self.store,
+            &self.topic,
+            self.partition,
+            self.next - 1,
+            batch.len(),
+        );
+        self.bytes.clear();
+        self.spans.clear();
+        Ok(())
+    }
+}
+
+/// Restores every logged store of `tasks` (each with its checkpoint) from
+/// its changelog partition, starting at the checkpoint for persistent
+/// stores, all partitions at once: the restore consumer is assigned every
+/// changelog partition that has records to restore, so fetches for all of
+/// them are in flight together and the tail of each (the wait for the end
+/// of the partition) is paid once, not once per partition. Each
+/// partition's records are applied in batches, one write per batch.
+/// `listener` makes the listener of one changelog partition. Returns, per
+/// task, the offset each of its changelog partitions was restored to.
+pub(crate) fn restore_tasks<'a>(
+    tasks: &[(&TaskCore, &Offsets)],
     consumer: &EndReadingConsumer,
-    checkpoint: &Offsets,
-    listener: &dyn StateRestoreListener,
-) -> Result<Offsets> {
-    let partition = task.task_id().partition;
-    let mut restored = HashMap::new();
-    let mut stores: Vec<_> = task
-        .stores()
-        .iter()
-        .filter_map(|(name, s)| Some((name, s.changelog.clone()?, s.persistent)))
-        .collect();
-    stores.sort();
-    for (name, topic, persistent) in stores {
-        let key = (topic.clone(), partition);
-        let start = if persistent {
-            checkpoint.get(&key).copied()
-        } else {
-            None
-        };
-        let end = restore_store(task, name, &topic, partition, start, consumer, listener)?;
-        restored.insert(key, end);
+    listener: &dyn Fn() -> Box<dyn StateRestoreListener + 'a>,
+) -> Result<Vec<Offsets>> {
+    let mut restored: Vec<Offsets> = vec![HashMap::new(); tasks.len()];
+    let mut states: Vec<Restoring<'_>> = Vec::new();
+    for (index, (task, checkpoint)) in tasks.iter().enumerate() {
+        let partition = task.task_id().partition;
+        let mut stores: Vec<_> = task
+            .stores()
+            .iter()
+            .filter_map(|(name, s)| Some((name.as_str(), s.changelog.clone()?, s.persistent)))
+            .collect();
+        stores.sort();
+        for (store, topic, persistent) in stores {
+            let start = persistent
+                .then(|| checkpoint.get(&(topic.clone(), partition)).copied())
+                .flatten();
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    kafka_error(
+                        &format!("reading the end of changelog {topic}[{partition}]"),
+                        e,
+                    )
+                })?;
+            let from = start.unwrap_or(low).max(low);
+            if from >= high {
+                // Nothing past the checkpoint (a broker may report a
+                // watermark below the true end; a checkpoint is always at a
+                // true end).
+                restored[index].insert((topic, partition), start.unwrap_or(high).max(high));
+                continue;
+            }
+            states.push(Restoring {
+                task: index,
+                store,
+                topic,
+                partition,
+                from,
+                high,
+                next: from,
+                total: 0,
+                bytes: Vec::new(),
+                spans: Vec::with_capacity(BATCH),
+                listener: listener(),
+                began: Instant::now(),
+                done: false,
+            });
+        }
+    }
+    if states.is_empty() {
+        return Ok(restored);
+    }
+    let mut assignment = TopicPartitionList::new();
+    for state in &mut states {
+        state.listener.on_restore_start(
+            state.store,
+            &state.topic,
+            state.partition,
+            state.from,
+            state.high,
+        );
+        state.began = Instant::now();
+        assignment
+            .add_partition_offset(&state.topic, state.partition, Offset::Offset(state.from))
+            .map_err(|e| kafka_error("assigning", e))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| kafka_error("assigning changelog partitions", e))?;
+    let outcome = read_to_ends(tasks, consumer, &mut states);
+    // Unassigned even after a failure: the next restoration starts afresh.
+    let unassigned = consumer
+        .unassign()
+        .map_err(|e| kafka_error("unassigning the restore consumer", e));
+    outcome.and(unassigned)?;
+    for state in states {
+        restored[state.task].insert((state.topic, state.partition), state.next);
     }
     Ok(restored)
 }
 
-fn restore_store(
-    task: &TaskCore,
-    store: &str,
-    topic: &str,
-    partition: i32,
-    start: Option<i64>,
+/// Reads every partition of `states` to its end, applying batches as they
+/// fill.
+fn read_to_ends(
+    tasks: &[(&TaskCore, &Offsets)],
     consumer: &EndReadingConsumer,
-    listener: &dyn StateRestoreListener,
-) -> Result<i64> {
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-        .map_err(|e| {
-            kafka_error(
-                &format!("reading the end of changelog {topic}[{partition}]"),
-                e,
-            )
-        })?;
-    let from = start.unwrap_or(low).max(low);
-    if from >= high {
-        // Nothing past the checkpoint (a broker may report a watermark below
-        // the true end; a checkpoint is always at a true end).
-        return Ok(start.unwrap_or(high).max(high));
+    states: &mut [Restoring<'_>],
+) -> Result<()> {
+    // Records are routed by partition number first: a short list each.
+    let mut by_partition: HashMap<i32, Vec<usize>> = HashMap::new();
+    for (i, state) in states.iter().enumerate() {
+        by_partition.entry(state.partition).or_default().push(i);
     }
-    listener.on_restore_start(store, topic, partition, from, high);
-    let began = Instant::now();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, partition, Offset::Offset(from))
-        .map_err(|e| kafka_error("assigning", e))?;
-    consumer
-        .assign(&assignment)
-        .map_err(|e| kafka_error(&format!("assigning changelog {topic}[{partition}]"), e))?;
-
-    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-    let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(BATCH);
-    let mut next = from;
-    let mut total = 0u64;
+    let mut remaining = states.len();
     let mut last_progress = Instant::now();
-    let apply =
-        |keys: &mut Vec<Vec<u8>>, values: &mut Vec<Option<Vec<u8>>>, next: i64| -> Result<()> {
-            let batch: Vec<_> = keys
-                .iter()
-                .zip(values.iter())
-                .map(|(k, v)| (k.as_slice(), v.as_deref()))
-                .collect();
-            task.restore_batch(store, &batch)?;
-            listener.on_batch_restored(store, topic, partition, next - 1, batch.len());
-            keys.clear();
-            values.clear();
-            Ok(())
-        };
-    // Read until the consumer reports the end of the partition: that comes
+    // Read until the consumer reports the end of each partition: that comes
     // after whole fetched batches, so it is right even where a broker
     // reports a low watermark.
-    loop {
+    while remaining > 0 {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                if let Some(key) = message.key() {
-                    keys.push(key.to_vec());
-                    values.push(message.payload().map(<[u8]>::to_vec));
-                }
-                next = message.offset() + 1;
-                total += 1;
                 last_progress = Instant::now();
-                if keys.len() >= BATCH {
-                    apply(&mut keys, &mut values, next)?;
+                let Some(&i) = by_partition
+                    .get(&message.partition())
+                    .and_then(|list| list.iter().find(|&&i| states[i].topic == message.topic()))
+                else {
+                    continue;
+                };
+                let state = &mut states[i];
+                if state.done {
+                    // Past the end it was restored to (nothing writes a
+                    // changelog while its task restores).
+                    continue;
+                }
+                if let Some(key) = message.key() {
+                    state.push(key, message.payload());
+                }
+                state.next = message.offset() + 1;
+                state.total += 1;
+                if state.spans.len() >= BATCH {
+                    state.apply(tasks[state.task].0)?;
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_)))
-                if next.max(position(consumer, topic, partition).unwrap_or(next)) >= high =>
-            {
-                // Under exactly-once the changelog ends with a commit
-                // marker: the position, not the last record, reaches the end.
-                next = next.max(position(consumer, topic, partition).unwrap_or(next));
-                break;
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {
-                if last_progress.elapsed() > REQUEST_TIMEOUT {
-                    return Err(kafka_failure(
-                        &format!("restoring store {store}"),
-                        format!(
-                            "stalled at offset {next} of changelog {topic}[{partition}] (end {high})"
-                        ),
-                    ));
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                let Some(list) = by_partition.get(&partition) else {
+                    continue;
+                };
+                for &i in list {
+                    let state = &mut states[i];
+                    if state.done {
+                        continue;
+                    }
+                    // Under exactly-once the changelog ends with a commit
+                    // marker: the position, not the last record, reaches
+                    // the end.
+                    let at = state.next.max(
+                        position(consumer, &state.topic, state.partition).unwrap_or(state.next),
+                    );
+                    if at < state.high {
+                        continue;
+                    }
+                    state.next = at;
+                    state.apply(tasks[state.task].0)?;
+                    state.done = true;
+                    remaining -= 1;
+                    finished(tasks[state.task].0, state);
                 }
             }
+            None => {}
             Some(Err(error)) => {
+                let partitions: Vec<String> = states
+                    .iter()
+                    .filter(|s| !s.done)
+                    .map(|s| format!("{}[{}]", s.topic, s.partition))
+                    .collect();
                 return Err(kafka_error(
-                    &format!("reading changelog {topic}[{partition}]"),
+                    &format!("reading changelogs {}", partitions.join(", ")),
                     error,
                 ));
             }
         }
+        if remaining > 0 && last_progress.elapsed() > REQUEST_TIMEOUT {
+            let stalled: Vec<String> = states
+                .iter()
+                .filter(|s| !s.done)
+                .map(|s| {
+                    format!(
+                        "offset {} of changelog {}[{}] (end {}) for store {}",
+                        s.next, s.topic, s.partition, s.high, s.store
+                    )
+                })
+                .collect();
+            return Err(kafka_failure(
+                "restoring stores",
+                format!("stalled at {}", stalled.join(", ")),
+            ));
+        }
     }
-    if !keys.is_empty() {
-        apply(&mut keys, &mut values, next)?;
-    }
-    consumer
-        .unassign()
-        .map_err(|e| kafka_error("unassigning the restore consumer", e))?;
-    let seconds = began.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// Logs a restored partition and tells its listener.
+fn finished(task: &TaskCore, state: &Restoring<'_>) {
+    let seconds = state.began.elapsed().as_secs_f64();
     log::info!(
-        "restored store {store} of task {} from {topic}[{partition}]: {total} records from offset {from} in {seconds:.2} s ({:.0} records/s)",
+        "restored store {} of task {} from {}[{}]: {} records from offset {} in {seconds:.2} s ({:.0} records/s)",
+        state.store,
         task.task_id(),
-        total as f64 / seconds.max(1e-9)
+        state.topic,
+        state.partition,
+        state.total,
+        state.from,
+        state.total as f64 / seconds.max(1e-9)
     );
-    listener.on_restore_end(store, topic, partition, total);
-    Ok(next)
+    state
+        .listener
+        .on_restore_end(state.store, &state.topic, state.partition, state.total);
 }
 
 #[cfg(test)]

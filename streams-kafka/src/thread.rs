@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_failure};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
 use super::restore::{
-    Offsets, checkpoint_mismatch, delete_checkpoint, read_checkpoint, restore_task,
+    Offsets, checkpoint_mismatch, delete_checkpoint, read_checkpoint, restore_tasks,
     write_checkpoint,
 };
 use super::supplier::{
@@ -59,6 +59,10 @@ struct RunningTask {
     /// partition processes each record as it comes.
     group: Option<PartitionGroup>,
 }
+
+/// A task created but not yet restored: its id, stores, directory and
+/// checkpoint.
+type CreatedTask = (TaskId, TaskCore, PathBuf, Offsets);
 
 /// The part of a thread the rebalance callback needs too.
 pub(crate) struct Engine {
@@ -395,11 +399,15 @@ impl Engine {
             .collect();
         wanted.sort();
         wanted.dedup();
+        wanted.retain(|id| !self.tasks.contains_key(id));
+        // Every new task's stores restore together (see `restore_tasks`).
+        let mut created = Vec::with_capacity(wanted.len());
         for id in wanted {
-            if self.tasks.contains_key(&id) {
-                continue;
-            }
-            let task = self.create_task(id)?;
+            created.push(self.create_task(id)?);
+        }
+        let changelogs = self.restore(&created)?;
+        for ((id, core, dir, _), changelog) in created.into_iter().zip(changelogs) {
+            let task = self.start_task(id, core, dir, changelog)?;
             if let Some(group) = &task.group {
                 // A partition paused for an earlier task of the same
                 // partitions must not stay paused.
@@ -417,13 +425,15 @@ impl Engine {
         Ok(())
     }
 
-    fn create_task(&mut self, id: TaskId) -> Result<RunningTask> {
+    /// Creates task `id`'s stores, after dropping a checkpoint that does
+    /// not fit the changelogs and wiping local files no checkpoint vouches
+    /// for; returns it with its directory and checkpoint, to be restored.
+    fn create_task(&mut self, id: TaskId) -> Result<CreatedTask> {
         let plan = self.plan.clone();
         let sub = &plan.subtopologies[id.subtopology as usize];
         let dir = self.task_dir(id);
-        let restore_consumer = self.restore_consumer.as_ref();
         let mut checkpoint = read_checkpoint(&dir);
-        if let (Some(offsets), Some(consumer)) = (&checkpoint, restore_consumer)
+        if let (Some(offsets), Some(consumer)) = (&checkpoint, self.restore_consumer.as_ref())
             && let Some(reason) = checkpoint_mismatch(consumer, offsets)?
         {
             log::warn!("task {id}: {reason}: the changelog was recreated or truncated");
@@ -452,17 +462,17 @@ impl Engine {
             wall_clock: now_ms(),
         };
         let core = TaskCore::new(&plan.topology, &sub.nodes, setup)?;
-        let listener = RecordingRestoreListener {
-            metrics: &self.shared.metrics,
-            inner: self.shared.restore_listener(),
-            end: Default::default(),
-        };
-        let changelog = match restore_consumer {
-            Some(consumer) => {
-                restore_task(&core, consumer, &checkpoint.unwrap_or_default(), &listener)?
-            }
-            None if core.stores().values().all(|s| s.changelog.is_none()) => Offsets::default(),
-            None => {
+        Ok((id, core, dir, checkpoint.unwrap_or_default()))
+    }
+
+    /// Restores the stores of `created` from their changelogs, all at once;
+    /// returns each task's changelog offsets.
+    fn restore(&self, created: &[CreatedTask]) -> Result<Vec<Offsets>> {
+        let with_changelogs = created
+            .iter()
+            .any(|(_, core, _, _)| core.stores().values().any(|s| s.changelog.is_some()));
+        let Some(consumer) = self.restore_consumer.as_ref().filter(|_| with_changelogs) else {
+            if with_changelogs {
                 // At shutdown (taken to be closed), or from a supplier
                 // without one (the thread's tests).
                 return Err(kafka_failure(
@@ -470,7 +480,33 @@ impl Engine {
                     "no restore consumer for a task with changelogs",
                 ));
             }
+            return Ok(vec![Offsets::default(); created.len()]);
         };
+        let tasks: Vec<(&TaskCore, &Offsets)> = created
+            .iter()
+            .map(|(_, core, _, checkpoint)| (core, checkpoint))
+            .collect();
+        let shared = &self.shared;
+        restore_tasks(&tasks, consumer, &|| {
+            Box::new(RecordingRestoreListener {
+                metrics: &shared.metrics,
+                inner: shared.restore_listener(),
+                end: Default::default(),
+            })
+        })
+    }
+
+    /// Starts a restored task: its processors' `init`, and its partition
+    /// group when it reads several partitions.
+    fn start_task(
+        &mut self,
+        id: TaskId,
+        core: TaskCore,
+        dir: PathBuf,
+        changelog: Offsets,
+    ) -> Result<RunningTask> {
+        let plan = self.plan.clone();
+        let sub = &plan.subtopologies[id.subtopology as usize];
         if plan.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Under exactly-once the local state may run ahead of committed
             // transactions: only a clean close vouches for it.
@@ -592,14 +628,19 @@ impl Engine {
         // The interval counts from the end of a commit: a commit as slow
         // as the interval must not make every step commit.
         self.last_commit = Instant::now();
-        if committed.is_ok() {
+        // Only commits with something to commit count, as in Kafka
+        // Streams: idle ones would hide the time the others take.
+        if let Ok(true) = committed {
             self.stats.commits += 1;
             self.stats.commit_nanos += started.elapsed().as_nanos() as u64;
         }
-        committed
+        committed.map(drop)
     }
 
-    fn commit_inner(&mut self, consumer: &dyn GroupConsumer) -> Result<()> {
+    /// Commits; returns whether there was anything to commit (consumed
+    /// offsets, or an open transaction).
+    fn commit_inner(&mut self, consumer: &dyn GroupConsumer) -> Result<bool> {
+        let began = Instant::now();
         for task in self.tasks.values_mut() {
             match self.plan.guarantee {
                 // Checkpoints follow: the stores must hold what they claim.
@@ -612,6 +653,13 @@ impl Engine {
                 ProcessingGuarantee::ExactlyOnceV2 => task.core.flush_cache()?,
             }
         }
+        // The stores' part of a commit (under exactly-once, the caches'
+        // records sent downstream), apart from the producer's.
+        log::debug!(
+            "thread {}: stores flushed in {:?}",
+            self.index,
+            began.elapsed()
+        );
         let offsets = self.offsets_to_commit();
         match self.plan.guarantee {
             ProcessingGuarantee::AtLeastOnce => {
@@ -623,7 +671,7 @@ impl Engine {
             }
             ProcessingGuarantee::ExactlyOnceV2 => {
                 if !self.collector.in_transaction() {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let metadata = consumer.group_metadata().ok_or_else(|| {
                     kafka_failure("committing a transaction", "no group metadata")
@@ -639,7 +687,7 @@ impl Engine {
         for task in self.tasks.values_mut() {
             task.consumed.clear();
         }
-        Ok(())
+        Ok(!offsets.is_empty() || self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2)
     }
 
     fn write_checkpoints(&mut self) -> Result<()> {
