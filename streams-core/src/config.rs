@@ -24,6 +24,9 @@
 //! | client | key | default | librdkafka's | why |
 //! |---|---|---|---|---|
 //! | consumer | `fetch.queue.backoff.ms` | 10 | 1000 | a consumer that drains its prefetch queue fast would otherwise wait up to 1 s before the next fetch (about 5x the throughput in `scripts/bench.sh`'s raw loop) |
+//! | consumer | `queued.max.messages.kbytes` | 1024 | 65536 | bounds the prefetch queue, and so each fetch (librdkafka sizes `fetch.max.bytes` to it, but never below `message.max.bytes`): a consumer kept up to 64 MiB of records ahead, most of the model server's memory under load (issue 20; no throughput lost in `scripts/bench.sh` or `scripts/bench-memory.sh`) |
+//! | consumer | `queued.min.messages` | 10000 | 100000 | the same bound counted in records, per partition |
+//! | producer | `queue.buffering.max.kbytes` | 8192 | 1048576 | bounds the records waiting to be sent or acknowledged (Java's `buffer.memory` is 32 MiB); a full queue makes a send wait while delivery reports are served |
 //! | producer | `enable.idempotence` | true | false | as the Java producer's (since Kafka 3.0), so Kafka Streams': a retried send neither duplicates nor reorders a partition's records, and a changelog restores to the last value written. Under at-least-once it may be turned off (the raw loop ran 10–20% faster without it on the development broker; a topology, no faster beyond the noise); exactly-once requires it |
 
 use std::collections::BTreeMap;
@@ -104,13 +107,24 @@ const STREAMS_KEYS: &[&str] = &[
 /// librdkafka settings the framework's consumers get unless the
 /// configuration sets them: `fetch.queue.backoff.ms` 10 instead of 1000, so
 /// a consumer that empties its prefetch queue quickly fetches again within
-/// 10 ms rather than idling for up to a second.
-pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "10")];
+/// 10 ms rather than idling for up to a second; a prefetch queue of 1 MiB
+/// and 10,000 records per partition instead of 64 MiB and 100,000, which
+/// bounds memory without slowing a stream thread down (see the module
+/// documentation).
+pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("fetch.queue.backoff.ms", "10"),
+    ("queued.max.messages.kbytes", "1024"),
+    ("queued.min.messages", "10000"),
+];
 
 /// librdkafka settings the framework's producers get unless the
 /// configuration sets them: idempotence on, as in the Java producer (and so
-/// in Kafka Streams), so retries keep each partition's order.
-pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("enable.idempotence", "true")];
+/// in Kafka Streams), so retries keep each partition's order; at most
+/// 8 MiB of records queued for sending instead of 1 GiB.
+pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("queue.buffering.max.kbytes", "8192"),
+];
 
 /// How records are processed across failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! changes go to a changelog when the task commits, so after a restart the
 //! buffer is restored and every final result is emitted once.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use crate::serde::{SerdeRef, default_serde};
 use crate::state::{StoreBuilder, StoreContext, StoreHandle, StoreInstance};
 use crate::window::Windowed;
 use crate::{ChangelogSink, Write};
+use rustc_hash::FxHashMap;
 
 /// What to do when a suppression buffer is full (Kafka Streams'
 /// `BufferConfig` strategies).
@@ -270,6 +271,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             keys,
             values,
             handle: None,
+            evicted: Vec::new(),
         };
         let result = st
             .topology
@@ -328,7 +330,7 @@ fn buffered_getter<K: Data, V: Data>(
                     .serialize(key)
                     .map_err(|e| buffer.access_error(e.to_string()))?;
                 let held = buffer.with(|b: &mut SuppressionBuffer| {
-                    b.entries.get(&bytes).map(|entry| entry.prior.clone())
+                    b.entries.get(&bytes).map(|held| held.entry.prior.clone())
                 })?;
                 match held {
                     Some(prior) => prior
@@ -352,6 +354,10 @@ struct SuppressProcessor<K, V> {
     keys: SerdeRef<K>,
     values: SerdeRef<V>,
     handle: Option<StoreHandle>,
+    /// The entries evicted by one record, kept between records: a window
+    /// closing evicts each of its keys at once, and a fresh list that
+    /// grows to that size every time costs more than the eviction.
+    evicted: Vec<(Vec<u8>, Buffered)>,
 }
 
 impl<K, V> Clone for SuppressProcessor<K, V> {
@@ -365,6 +371,7 @@ impl<K, V> Clone for SuppressProcessor<K, V> {
             keys: self.keys.clone(),
             values: self.values.clone(),
             handle: None,
+            evicted: Vec::new(),
         }
     }
 }
@@ -420,9 +427,10 @@ where
         let expiry = ctx.current_stream_time().saturating_sub(self.wait);
         let (buffer, final_results) = (self.buffer, self.final_results);
         let handle = self.handle.as_ref().expect("init looks the store up");
-        let evicted = handle.with(|b: &mut SuppressionBuffer| {
+        let mut evicted = std::mem::take(&mut self.evicted);
+        handle.with(|b: &mut SuppressionBuffer| {
             b.put(key, time, old, new, r.timestamp)?;
-            let mut out = b.evict_while(|b| b.min_time().is_some_and(|t| t <= expiry));
+            b.evict_while(&mut evicted, |b| b.min_time().is_some_and(|t| t <= expiry));
             if buffer.over(b.len(), b.bytes()) {
                 if buffer.when_full == BufferFull::ShutDown {
                     return Err(format!(
@@ -437,14 +445,15 @@ where
                         }
                     ));
                 }
-                out.extend(b.evict_while(|b| buffer.over(b.len(), b.bytes())));
+                b.evict_while(&mut evicted, |b| buffer.over(b.len(), b.bytes()));
             }
-            Ok(out)
+            Ok(())
         })??;
-        for entry in evicted {
-            self.emit(ctx, entry)?;
-        }
-        Ok(())
+        let emitted = evicted
+            .drain(..)
+            .try_for_each(|entry| self.emit(ctx, entry));
+        self.evicted = evicted;
+        emitted
     }
 }
 
@@ -457,6 +466,12 @@ struct Buffered {
     timestamp: i64,
     prior: Option<Vec<u8>>,
     new: Option<Vec<u8>>,
+}
+
+/// A [`Buffered`] entry and whether it changed since it was last logged.
+struct Held {
+    entry: Buffered,
+    unlogged: bool,
 }
 
 /// What a buffered entry costs beyond its bytes.
@@ -519,10 +534,15 @@ impl Buffered {
 /// Kafka Streams' time-ordered buffer does) and restored from the log.
 pub struct SuppressionBuffer {
     name: String,
-    entries: HashMap<Vec<u8>, Buffered>,
+    // Fx hashing: every record looks its key up here.
+    entries: FxHashMap<Vec<u8>, Held>,
     order: BTreeSet<(i64, Vec<u8>)>,
     bytes: usize,
-    dirty: HashSet<Vec<u8>>,
+    /// The keys to log at the next commit: each held entry changed since
+    /// the last one (marked `unlogged`, listed once) and each key evicted
+    /// meanwhile. A flag and a list, not a set: a set would hash every
+    /// record's key once more.
+    dirty: Vec<Vec<u8>>,
     changelog: Option<Box<dyn ChangelogSink>>,
     open: bool,
 }
@@ -531,10 +551,10 @@ impl SuppressionBuffer {
     fn new(name: String, changelog: Option<Box<dyn ChangelogSink>>) -> Self {
         SuppressionBuffer {
             name,
-            entries: HashMap::new(),
+            entries: FxHashMap::default(),
             order: BTreeSet::new(),
             bytes: 0,
-            dirty: HashSet::new(),
+            dirty: Vec::new(),
             changelog,
             open: true,
         }
@@ -573,11 +593,16 @@ impl SuppressionBuffer {
             return Err(format!("the suppression buffer `{}` is closed", self.name));
         }
         match self.entries.get_mut(&key) {
-            Some(entry) => {
+            Some(held) => {
+                let entry = &mut held.entry;
                 self.bytes -= entry.size(&key);
                 entry.new = new;
                 entry.timestamp = timestamp;
                 self.bytes += entry.size(&key);
+                if !held.unlogged {
+                    held.unlogged = true;
+                    self.dirty.push(key);
+                }
             }
             None => {
                 let entry = Buffered {
@@ -588,30 +613,35 @@ impl SuppressionBuffer {
                 };
                 self.bytes += entry.size(&key);
                 self.order.insert((time, key.clone()));
-                self.entries.insert(key.clone(), entry);
+                let held = Held {
+                    entry,
+                    unlogged: true,
+                };
+                self.entries.insert(key.clone(), held);
+                self.dirty.push(key);
             }
         }
-        self.dirty.insert(key);
         Ok(())
     }
 
-    /// Takes out the oldest entries while `more` holds.
-    fn evict_while(&mut self, more: impl Fn(&Self) -> bool) -> Vec<(Vec<u8>, Buffered)> {
-        let mut out = Vec::new();
+    /// Takes out the oldest entries while `more` holds, onto `out`.
+    fn evict_while(&mut self, out: &mut Vec<(Vec<u8>, Buffered)>, more: impl Fn(&Self) -> bool) {
         while !self.order.is_empty() && more(self) {
             let (_, key) = self.order.pop_first().expect("not empty");
-            let entry = self.entries.remove(&key).expect("ordered keys are held");
-            self.bytes -= entry.size(&key);
-            self.dirty.insert(key.clone());
-            out.push((key, entry));
+            let held = self.entries.remove(&key).expect("ordered keys are held");
+            self.bytes -= held.entry.size(&key);
+            if !held.unlogged {
+                // An unlogged entry's key is listed already.
+                self.dirty.push(key.clone());
+            }
+            out.push((key, held.entry));
         }
-        out
     }
 
     fn remove(&mut self, key: &[u8]) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.bytes -= entry.size(key);
-            self.order.remove(&(entry.time, key.to_vec()));
+        if let Some(held) = self.entries.remove(key) {
+            self.bytes -= held.entry.size(key);
+            self.order.remove(&(held.entry.time, key.to_vec()));
         }
     }
 }
@@ -634,8 +664,17 @@ impl state_stores::StateStore for SuppressionBuffer {
             self.dirty.clear();
             return Ok(());
         };
-        for key in self.dirty.drain() {
-            let value = self.entries.get(&key).map(Buffered::encode);
+        for key in self.dirty.drain(..) {
+            // A key listed twice (evicted, then held again) is logged once,
+            // as it is now.
+            let value = match self.entries.get_mut(&key) {
+                Some(held) if !held.unlogged => continue,
+                Some(held) => {
+                    held.unlogged = false;
+                    Some(held.entry.encode())
+                }
+                None => None,
+            };
             sink.log_change(&key, value.as_deref()).map_err(|source| {
                 state_stores::StoreError::Changelog {
                     store: self.name.clone(),
@@ -668,7 +707,11 @@ impl state_stores::StateRestoreCallback for SuppressionBuffer {
                 })?;
             self.bytes += entry.size(key);
             self.order.insert((entry.time, key.to_vec()));
-            self.entries.insert(key.to_vec(), entry);
+            let held = Held {
+                entry,
+                unlogged: false,
+            };
+            self.entries.insert(key.to_vec(), held);
         }
         Ok(())
     }
@@ -766,7 +809,8 @@ mod tests {
             .collect();
         state_stores::StateRestoreCallback::restore_batch(&mut restored, &writes).unwrap();
         assert_eq!(restored.bytes(), buffer.bytes());
-        let evicted = restored.evict_while(|b| b.min_time().is_some_and(|t| t <= 10));
+        let mut evicted = Vec::new();
+        restored.evict_while(&mut evicted, |b| b.min_time().is_some_and(|t| t <= 10));
         assert_eq!(evicted.len(), 1);
         let (key, entry) = &evicted[0];
         assert_eq!(key, b"a");
@@ -774,8 +818,56 @@ mod tests {
         assert_eq!(entry.new.as_deref(), Some(b"2".as_slice()));
         assert_eq!(entry.timestamp, 30);
         // The eviction is logged as a tombstone at the next flush.
-        buffer.evict_while(|b| b.len() > 1);
+        buffer.evict_while(&mut Vec::new(), |b| b.len() > 1);
         buffer.flush().unwrap();
         assert_eq!(sink.changes().last(), Some(&(b"a".to_vec(), None)));
+    }
+
+    #[test]
+    fn a_commit_logs_each_changed_key_once_as_it_is_now() {
+        use state_stores::StateStore;
+        let sink = state_stores::testing::RecordingSink::new();
+        let mut buffer = SuppressionBuffer::new("b".into(), Some(Box::new(sink.clone())));
+        let put = |buffer: &mut SuppressionBuffer, key: &[u8], time: i64, value: &[u8]| {
+            buffer
+                .put(key.to_vec(), time, None, Some(value.to_vec()), time)
+                .unwrap()
+        };
+        put(&mut buffer, b"a", 10, b"1");
+        put(&mut buffer, b"a", 11, b"2");
+        put(&mut buffer, b"b", 12, b"1");
+        buffer.flush().unwrap();
+        let logged = |sink: &state_stores::testing::RecordingSink| {
+            sink.changes()
+                .into_iter()
+                .map(|(k, v)| (k, v.and_then(|v| Buffered::decode(&v)).map(|e| e.new)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            logged(&sink),
+            [
+                (b"a".to_vec(), Some(Some(b"2".to_vec()))),
+                (b"b".to_vec(), Some(Some(b"1".to_vec())))
+            ]
+        );
+        // Unchanged since: nothing to log.
+        buffer.flush().unwrap();
+        assert_eq!(logged(&sink).len(), 2);
+        // `a` evicted and held again, `b` changed then evicted: the log
+        // ends as the buffer is, one record per key.
+        let mut out = Vec::new();
+        buffer.evict_while(&mut out, |b| b.min_time().is_some_and(|t| t <= 10));
+        put(&mut buffer, b"a", 40, b"3");
+        put(&mut buffer, b"b", 13, b"2");
+        buffer.evict_while(&mut out, |b| b.min_time().is_some_and(|t| t <= 12));
+        assert_eq!(out.len(), 2);
+        buffer.flush().unwrap();
+        assert_eq!(
+            logged(&sink)[2..],
+            [
+                (b"a".to_vec(), Some(Some(b"3".to_vec()))),
+                (b"b".to_vec(), None)
+            ]
+        );
     }
 }
