@@ -32,7 +32,7 @@ use crate::model::{ModelLimits, ServedModel, build};
 use crate::serving::{DATA_TOPIC, SCORES_TOPIC};
 use crate::stage::{
     Consumers, Delivery, IN_FLIGHT, Pending, Published, Replay, SharedStage, acknowledge, client,
-    decode_wine, delivered, lock, now_ms, send,
+    decode_wine, delivered, in_a_row, lock, now_ms, send,
 };
 use crate::stats::ModelToServeStats;
 
@@ -389,41 +389,40 @@ async fn route(
                 }
             }
             message = records.recv() => {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => {
-                        log::warn!("records: {e}");
-                        continue;
-                    }
-                };
-                let (partition, offset) = (message.partition(), message.offset());
-                let ts = message.timestamp().to_millis().unwrap_or(0);
-                let delivery: Delivery = match decode_wine(message.payload()) {
-                    Ok(wine) => {
-                        let (reply, answer) = oneshot::channel();
-                        let mailbox = router.actor(&wine.data_type).await;
-                        let mail = Mail::Record { partition, offset, ts, wine, reply };
-                        if mailbox.send(mail).await.is_err() {
-                            break Err("an actor stopped".into());
+                let routed = in_a_row(&records, message, async |message| {
+                    let (partition, offset) = (message.partition(), message.offset());
+                    let ts = message.timestamp().to_millis().unwrap_or(0);
+                    let delivery: Delivery = match decode_wine(message.payload()) {
+                        Ok(wine) => {
+                            let (reply, answer) = oneshot::channel();
+                            let mailbox = router.actor(&wine.data_type).await;
+                            let mail = Mail::Record { partition, offset, ts, wine, reply };
+                            if mailbox.send(mail).await.is_err() {
+                                return Err("an actor stopped".into());
+                            }
+                            Box::pin(async move {
+                                let delivery =
+                                    answer.await.map_err(|_| "an actor stopped".to_owned())??;
+                                delivered(delivery).await
+                            })
                         }
-                        Box::pin(async move {
-                            let delivery = answer.await.map_err(|_| "an actor stopped".to_owned())??;
-                            delivered(delivery).await
-                        })
-                    }
-                    Err(reason) => {
-                        log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
-                        let bytes = message.payload().unwrap_or_default();
-                        match send(&producer, &options.errors_topic, bytes).await {
-                            Ok(delivery) => Box::pin(delivered(delivery)),
-                            Err(e) => break Err(e),
+                        Err(reason) => {
+                            log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
+                            let bytes = message.payload().unwrap_or_default();
+                            Box::pin(delivered(send(&producer, &options.errors_topic, bytes).await?))
                         }
-                    }
-                };
-                // In the order the records were read: an offset is
-                // committed only once every result before it is delivered.
-                if acks_tx.send(Pending { partition, offset, delivery }).await.is_err() {
-                    break Err("a result was not delivered; see the log".into());
+                    };
+                    // In the order the records were read: an offset is
+                    // committed only once every result before it is
+                    // delivered.
+                    acks_tx
+                        .send(Pending { partition, offset, delivery })
+                        .await
+                        .map_err(|_| "a result was not delivered; see the log".to_owned())
+                })
+                .await;
+                if let Err(e) = routed {
+                    break Err(e);
                 }
             }
         }

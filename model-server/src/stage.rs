@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
 use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -597,31 +597,12 @@ async fn pipeline(
                 Err(reason) => lock(&stage).reject(version, &reason),
             },
             message = records.recv() => {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => {
-                        log::warn!("records: {e}");
-                        continue;
-                    }
-                };
-                let (partition, offset) = (message.partition(), message.offset());
-                let ts = message.timestamp().to_millis().unwrap_or(0);
-                let served = lock(&stage).serve(partition, offset, ts, message.payload());
-                let (topic, bytes) = match served {
-                    Ok(result) => (SCORES_TOPIC, result.encode_to_vec()),
-                    Err(reason) => {
-                        log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
-                        (options.errors_topic.as_str(), message.payload().unwrap_or_default().to_vec())
-                    }
-                };
-                let delivery = match send(&producer, topic, &bytes).await {
-                    Ok(delivery) => delivery,
-                    Err(e) => break Err(e),
-                };
-                // Waits when IN_FLIGHT results are unacknowledged.
-                let pending = Pending { partition, offset, delivery: Box::pin(delivered(delivery)) };
-                if acks_tx.send(pending).await.is_err() {
-                    break Err("a result was not delivered; see the log".into());
+                let scored = in_a_row(&records, message, async |message| {
+                    score(&message, &stage, &producer, &options, &acks_tx).await
+                })
+                .await;
+                if let Err(e) = scored {
+                    break Err(e);
                 }
             }
         }
@@ -629,6 +610,76 @@ async fn pipeline(
     drop(acks_tx);
     let acked = acker.await.map_err(|e| e.to_string())?;
     outcome.and(acked)
+}
+
+/// Records scored in a row before the pipeline looks at models and the
+/// stop signal again.
+const RECORDS_PER_WAKE: usize = 64;
+
+/// Takes `first`, then the records already fetched, up to
+/// RECORDS_PER_WAKE, through `each`, before the caller's select polls its
+/// other branches again: every select polls each branch, two consumers'
+/// queues among them, which costs more than scoring a record. A model that
+/// arrives meanwhile waits at most RECORDS_PER_WAKE records. A record the
+/// consumer could not read is logged and skipped; the first error of
+/// `each` ends it.
+pub(crate) async fn in_a_row(
+    records: &StreamConsumer,
+    first: KafkaResult<BorrowedMessage<'_>>,
+    mut each: impl AsyncFnMut(BorrowedMessage<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut next = Some(first);
+    let mut taken = 0;
+    while let Some(message) = next.take() {
+        match message {
+            Ok(message) => each(message).await?,
+            Err(e) => log::warn!("records: {e}"),
+        }
+        taken += 1;
+        if taken < RECORDS_PER_WAKE {
+            next = tokio::select! {
+                biased;
+                message = records.recv() => Some(message),
+                () = std::future::ready(()) => None,
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Scores `message` with the current model and sends its result (or the
+/// record, to the errors topic, when it cannot be served), then queues the
+/// delivery for acknowledgement: waits while IN_FLIGHT results are
+/// unacknowledged.
+async fn score(
+    message: &BorrowedMessage<'_>,
+    stage: &SharedStage,
+    producer: &FutureProducer,
+    options: &StageOptions,
+    acks: &mpsc::Sender<Pending>,
+) -> Result<(), String> {
+    let (partition, offset) = (message.partition(), message.offset());
+    let ts = message.timestamp().to_millis().unwrap_or(0);
+    let served = lock(stage).serve(partition, offset, ts, message.payload());
+    let (topic, bytes) = match served {
+        Ok(result) => (SCORES_TOPIC, result.encode_to_vec()),
+        Err(reason) => {
+            log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
+            (
+                options.errors_topic.as_str(),
+                message.payload().unwrap_or_default().to_vec(),
+            )
+        }
+    };
+    let delivery = send(producer, topic, &bytes).await?;
+    let pending = Pending {
+        partition,
+        offset,
+        delivery: Box::pin(delivered(delivery)),
+    };
+    acks.send(pending)
+        .await
+        .map_err(|_| "a result was not delivered; see the log".to_owned())
 }
 
 /// A result on its way, and the record it answers.
