@@ -249,6 +249,87 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
     );
 }
 
+/// Records each changelog partition's restored total.
+#[derive(Default)]
+struct PerPartition(Mutex<HashMap<i32, u64>>);
+
+impl StateRestoreListener for PerPartition {
+    fn on_restore_end(&self, _: &str, _: &str, partition: i32, total: u64) {
+        *self.0.lock().unwrap().entry(partition).or_default() += total;
+    }
+}
+
+struct SharedPerPartition(Arc<PerPartition>);
+
+impl StateRestoreListener for SharedPerPartition {
+    fn on_restore_end(&self, store: &str, topic: &str, partition: i32, total: u64) {
+        self.0.on_restore_end(store, topic, partition, total);
+    }
+}
+
+#[test]
+fn a_wiped_state_restores_every_partition_together_byte_for_byte() {
+    // Four tasks restore at once, each changelog partition in several
+    // write batches (2,000 records each): every store comes back whole.
+    const KEYS: usize = 10_000;
+    let broker = shared_broker();
+    let [ids, out] = broker.unique_topics(["ids", "id-counts"], 4);
+    let app = unique("restore-all");
+    let state_dir = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i:05}")).collect();
+    let run = |records: &[(Option<&str>, &str)], done: &dyn Fn(&HashMap<String, i64>) -> bool| {
+        let listener = Arc::new(PerPartition::default());
+        let topology = apps::id_count_in(
+            &ids,
+            &out,
+            streams_core::dsl::Materialized::named("id-store").with_caching_disabled(),
+        )
+        .unwrap();
+        let config = broker.streams_config(&app, state_dir.path());
+        let streams = KafkaStreams::new(topology, config).unwrap();
+        streams.set_global_state_restore_listener(SharedPerPartition(listener.clone()));
+        streams.start().unwrap();
+        assert!(streams.wait_for_state(State::Running, WAIT));
+        broker.produce(&ids, records);
+        read_until(broker, &out, 4, done);
+        assert!(streams.close(WAIT));
+        let restored = listener.0.lock().unwrap().clone();
+        restored
+    };
+    let records: Vec<(Option<&str>, &str)> = keys.iter().map(|k| (Some(k.as_str()), "x")).collect();
+    let all_counted = |latest: &HashMap<String, i64>| latest.len() == KEYS;
+    assert!(run(&records, &all_counted).values().all(|&n| n == 0));
+    let stores = |dir: &std::path::Path| -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+        (0..4)
+            .map(|p| dump_store(&dir.join(format!("0_{p}")).join("rocksdb").join("id-store")))
+            .collect()
+    };
+    let app_dir = state_dir.path().join(&app);
+    let before = stores(&app_dir);
+    assert_eq!(before.iter().map(Vec::len).sum::<usize>(), KEYS);
+    assert!(
+        before.iter().filter(|s| s.len() > 2_000).count() >= 2,
+        "several partitions hold more than one write batch: {:?}",
+        before.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&app_dir).unwrap();
+    let restored = run(&[(Some("k00000"), "x")], &|latest| {
+        latest.get("k00000") == Some(&2)
+    });
+    assert_eq!(restored.len(), 4, "every partition restored: {restored:?}");
+    assert_eq!(restored.values().sum::<u64>(), KEYS as u64, "{restored:?}");
+    let mut after = stores(&app_dir);
+    // The count of k00000 went on from its restored value.
+    for store in &mut after {
+        store.retain(|(k, _)| k != b"k00000");
+    }
+    let mut expected = before;
+    for store in &mut expected {
+        store.retain(|(k, _)| k != b"k00000");
+    }
+    assert_eq!(after, expected, "the restored stores are identical");
+}
+
 #[test]
 fn exactly_once_word_count_commits_transactions() {
     let broker = shared_broker();
