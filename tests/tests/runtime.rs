@@ -293,8 +293,7 @@ fn a_wiped_state_restores_every_partition_together_byte_for_byte() {
         broker.produce(&ids, records);
         read_until(broker, &out, 4, done);
         assert!(streams.close(WAIT));
-        let restored = listener.0.lock().unwrap().clone();
-        restored
+        listener.0.lock().unwrap().clone()
     };
     let records: Vec<(Option<&str>, &str)> = keys.iter().map(|k| (Some(k.as_str()), "x")).collect();
     let all_counted = |latest: &HashMap<String, i64>| latest.len() == KEYS;
