@@ -47,8 +47,11 @@
 # rate. --rounds R (default 1) runs the scenarios R times in turn on the
 # same input, each round starting one scenario further along the list,
 # and ends with each one's medians: single ratios move by a tenth or more
-# on a shared machine. Unset RUST_BACKTRACE first, and run it where no
-# build competes for the cores.
+# on a shared machine. Transparent huge pages stay as mimalloc and the
+# kernel have them, as in an application's binary; BENCH_HUGE_PAGES=0
+# turns them off, as model-server does (see scripts/bench-memory.sh).
+# Unset RUST_BACKTRACE first, and run it where no build competes for the
+# cores.
 #
 # Targets (issue 20; median of the rounds' steady ratios to the semantic
 # loop): passthrough >= 0.9, stateless >= 0.85, count-alos >= 0.75,

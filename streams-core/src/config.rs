@@ -27,6 +27,7 @@
 //! | consumer | `queued.max.messages.kbytes` | 1024 | 65536 | bounds the prefetch queue, and so each fetch (librdkafka sizes `fetch.max.bytes` to it, but never below `message.max.bytes`): a consumer kept up to 64 MiB of records ahead, most of the model server's memory under load (issue 20; no throughput lost in `scripts/bench.sh` or `scripts/bench-memory.sh`) |
 //! | consumer | `queued.min.messages` | 10000 | 100000 | the same bound counted in records, per partition |
 //! | producer | `queue.buffering.max.kbytes` | 8192 | 1048576 | bounds the records waiting to be sent or acknowledged (Java's `buffer.memory` is 32 MiB); a full queue makes a send wait while delivery reports are served |
+//! | producer | `linger.ms` | 1 under `exactly_once_v2` | 5 | each commit waits for every delivery, the last batch's linger included (Java's `flush()` sends it at once; rdkafka cannot): exactly-once commits took 10.1 ms, now 5.8 (`scripts/bench.sh`'s count-eos, issue 20) |
 //! | producer | `enable.idempotence` | true | false | as the Java producer's (since Kafka 3.0), so Kafka Streams': a retried send neither duplicates nor reorders a partition's records, and a changelog restores to the last value written. Under at-least-once it may be turned off (the raw loop ran 10–20% faster without it on the development broker; a topology, no faster beyond the noise); exactly-once requires it |
 
 use std::collections::BTreeMap;
