@@ -31,8 +31,8 @@ use tokio::task::JoinHandle;
 use crate::model::{ModelLimits, ServedModel, build};
 use crate::serving::{DATA_TOPIC, SCORES_TOPIC};
 use crate::stage::{
-    Consumers, Delivery, IN_FLIGHT, Pending, Published, Replay, SharedStage, acknowledge, client,
-    decode_wine, delivered, in_a_row, lock, now_ms, send,
+    Consumers, Delivery, IN_FLIGHT, Pending, Published, Replay, Results, SharedStage, acknowledge,
+    client, decode_wine, delivered, in_a_row, lock, now_ms,
 };
 use crate::stats::ModelToServeStats;
 
@@ -154,9 +154,9 @@ type Output = (Vec<u8>, oneshot::Sender<Result<DeliveryFuture, String>>);
 
 /// Sends every result it is given, answering each with its delivery: the
 /// actors' one way out, so that they depend on channels only.
-async fn produce(producer: FutureProducer, mut results: mpsc::Receiver<Output>) {
+async fn produce(producer: Arc<Results>, mut results: mpsc::Receiver<Output>) {
     while let Some((bytes, reply)) = results.recv().await {
-        let _ = reply.send(send(&producer, SCORES_TOPIC, &bytes).await);
+        let _ = reply.send(producer.send(SCORES_TOPIC, &bytes).await);
     }
 }
 
@@ -343,6 +343,10 @@ async fn route(
     let producer: FutureProducer = client(&options.config, ClientKind::Producer)
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
+    let producer = Arc::new(Results::new(
+        producer,
+        &[SCORES_TOPIC, &options.errors_topic],
+    ));
     let (results, outputs) = mpsc::channel(IN_FLIGHT);
     let producing = tokio::spawn(produce(producer.clone(), outputs));
     let mut router = Router {
@@ -409,7 +413,7 @@ async fn route(
                         Err(reason) => {
                             log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
                             let bytes = message.payload().unwrap_or_default();
-                            Box::pin(delivered(send(&producer, &options.errors_topic, bytes).await?))
+                            Box::pin(delivered(producer.send(&options.errors_topic, bytes).await?))
                         }
                     };
                     // In the order the records were read: an offset is

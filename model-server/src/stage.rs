@@ -6,9 +6,10 @@
 //! (with [`build`](crate::model::build)'s checks and limits) before
 //! handing them over, so scoring never waits on a build.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,11 +20,12 @@ use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use streams_core::StreamsConfig;
 use streams_core::config::ClientKind;
+use streams_kafka::partitioner::partition_for_unkeyed;
 use tokio::sync::{Notify, mpsc};
 
 use serde_json::{Value, json};
@@ -557,6 +559,7 @@ async fn pipeline(
     let producer: FutureProducer = client(&options.config, ClientKind::Producer)
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
+    let producer = Results::new(producer, &[SCORES_TOPIC, &options.errors_topic]);
 
     let mut replay = Replay::of(&models);
     let (built_tx, mut built) = mpsc::channel::<(Result<ServedModel, String>, i64)>(16);
@@ -654,7 +657,7 @@ pub(crate) async fn in_a_row(
 async fn score(
     message: &BorrowedMessage<'_>,
     stage: &SharedStage,
-    producer: &FutureProducer,
+    producer: &Results,
     options: &StageOptions,
     acks: &mpsc::Sender<Pending>,
 ) -> Result<(), String> {
@@ -671,7 +674,7 @@ async fn score(
             )
         }
     };
-    let delivery = send(producer, topic, &bytes).await?;
+    let delivery = producer.send(topic, &bytes).await?;
     let pending = Pending {
         partition,
         offset,
@@ -702,19 +705,60 @@ pub(crate) async fn delivered(delivery: DeliveryFuture) -> Result<(), String> {
     }
 }
 
-/// Queues `bytes` for `topic`, waiting while the producer's queue is full.
-pub(crate) async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    bytes: &[u8],
-) -> Result<DeliveryFuture, String> {
-    loop {
-        match producer.send_result::<(), [u8]>(FutureRecord::to(topic).payload(bytes)) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+/// The producer of results, which picks each record's partition itself:
+/// records go to the partitions in turn, in batches, as the framework's
+/// sinks spread records without a key
+/// (`streams_kafka::partitioner::partition_for_unkeyed`), rather than
+/// through librdkafka's sticky partitioner, which reads the clock and
+/// locks the topic for every record.
+pub(crate) struct Results {
+    producer: FutureProducer,
+    /// Each output topic's partition count, read once at the start; a
+    /// topic missing here is left to librdkafka's partitioner.
+    partitions: HashMap<String, i32>,
+    sent: AtomicU64,
+}
+
+impl Results {
+    /// `producer`, for `topics` (whose partition counts it asks the
+    /// cluster for now, once).
+    pub(crate) fn new(producer: FutureProducer, topics: &[&str]) -> Self {
+        let partitions = topics
+            .iter()
+            .filter_map(|&topic| {
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .map_err(|e| log::warn!("partitions of {topic}: {e}"))
+                    .ok()?;
+                let count = metadata.topics().first()?.partitions().len();
+                (count > 0).then(|| (topic.to_owned(), count as i32))
+            })
+            .collect();
+        Results {
+            producer,
+            partitions,
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `bytes` for `topic`, waiting while the producer's queue is
+    /// full.
+    pub(crate) async fn send(&self, topic: &str, bytes: &[u8]) -> Result<DeliveryFuture, String> {
+        let mut record = FutureRecord::to(topic).payload(bytes);
+        if let Some(&count) = self.partitions.get(topic) {
+            let n = self.sent.fetch_add(1, Ordering::Relaxed);
+            record = record.partition(partition_for_unkeyed(n, count));
+        }
+        loop {
+            match self.producer.send_result::<(), [u8]>(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(format!("cannot send to {topic}: {e}")),
             }
-            Err((e, _)) => return Err(format!("cannot send to {topic}: {e}")),
         }
     }
 }
