@@ -11,9 +11,9 @@ use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC};
 /// or where the kernel refuses, nothing changes). mimalloc asks for huge
 /// pages for its arenas where the kernel grants them: each is 2 MiB resident
 /// and zeroed from its first touch, so the server held about twice the
-/// memory it used (164 MiB peak under `scripts/bench-memory.sh`'s load
-/// against 64 MiB without them, with bounded client queues) and spent CPU
-/// zeroing pages. Called first thing in `main`: the flag covers every
+/// memory it used (under `scripts/bench-memory.sh`'s load, with the
+/// framework's bounded client queues: 103-109 MiB peak with them, 52-59
+/// without) and spent CPU zeroing pages. Called first thing in `main`: the flag covers every
 /// mapping faulted in afterwards, and child processes.
 pub fn without_huge_pages() {
     #[cfg(target_os = "linux")]
