@@ -136,28 +136,72 @@ fn two_instances_split_the_partitions_and_produce_every_count() {
     }
 }
 
+/// What each changelog partition restored, per store.
 #[derive(Default)]
-struct CountingListener {
-    restored: Mutex<HashMap<String, u64>>,
+struct Restored(Mutex<HashMap<(String, i32), u64>>);
+
+impl Restored {
+    fn of_store(&self, store: &str) -> u64 {
+        let totals = self.0.lock().unwrap();
+        totals
+            .iter()
+            .filter(|((s, _), _)| s == store)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn per_partition(&self) -> HashMap<i32, u64> {
+        let mut out = HashMap::new();
+        for ((_, partition), n) in self.0.lock().unwrap().iter() {
+            *out.entry(*partition).or_default() += n;
+        }
+        out
+    }
 }
 
-impl StateRestoreListener for CountingListener {
-    fn on_restore_end(&self, store: &str, _: &str, _: i32, total: u64) {
+/// The listener `KafkaStreams` owns, over a [`Restored`] the test keeps.
+struct Counting(Arc<Restored>);
+
+impl StateRestoreListener for Counting {
+    fn on_restore_end(&self, store: &str, _: &str, partition: i32, total: u64) {
         *self
-            .restored
+            .0
+            .0
             .lock()
             .unwrap()
-            .entry(store.to_owned())
+            .entry((store.to_owned(), partition))
             .or_default() += total;
     }
 }
 
-struct Counting(Arc<CountingListener>);
-
-impl StateRestoreListener for Counting {
-    fn on_restore_end(&self, store: &str, topic: &str, partition: i32, total: u64) {
-        self.0.on_restore_end(store, topic, partition, total);
-    }
+/// Runs the uncached id count (so every count reaches the changelog) from
+/// `ids` to `out` (`partitions` each) as `app` in `state_dir`: produces
+/// `records`, reads `out` until `done`, closes, and says what was restored
+/// at the start.
+fn run_id_count(
+    broker: &Broker,
+    (ids, out, partitions): (&str, &str, i32),
+    app: &str,
+    state_dir: &std::path::Path,
+    records: &[(Option<&str>, &str)],
+    done: impl Fn(&HashMap<String, i64>) -> bool,
+) -> Arc<Restored> {
+    let restored = Arc::new(Restored::default());
+    let topology = apps::id_count_in(
+        ids,
+        out,
+        streams_core::dsl::Materialized::named("id-store").with_caching_disabled(),
+    )
+    .unwrap();
+    let config = broker.streams_config(app, state_dir);
+    let streams = KafkaStreams::new(topology, config).unwrap();
+    streams.set_global_state_restore_listener(Counting(restored.clone()));
+    streams.start().unwrap();
+    assert!(streams.wait_for_state(State::Running, WAIT));
+    broker.produce(ids, records);
+    read_until(broker, out, partitions, done);
+    assert!(streams.close(WAIT));
+    restored
 }
 
 /// Every key and value of a closed RocksDB store, in key order.
@@ -176,30 +220,16 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
     let app = unique("restore");
     let state_dir = tempfile::tempdir().unwrap();
     let run = |records: &[(Option<&str>, &str)], expected: &[(&str, i64)]| -> u64 {
-        let listener = Arc::new(CountingListener::default());
-        // Uncached, so every count reaches the changelog and the offsets
-        // below are predictable.
-        let topology = apps::id_count_in(
-            &ids,
-            &out,
-            streams_core::dsl::Materialized::named("id-store").with_caching_disabled(),
+        let topics = (ids.as_str(), out.as_str(), 1);
+        run_id_count(
+            broker,
+            topics,
+            &app,
+            state_dir.path(),
+            records,
+            expect(expected),
         )
-        .unwrap();
-        let config = broker.streams_config(&app, state_dir.path());
-        let streams = KafkaStreams::new(topology, config).unwrap();
-        streams.set_global_state_restore_listener(Counting(listener.clone()));
-        streams.start().unwrap();
-        assert!(streams.wait_for_state(State::Running, WAIT));
-        broker.produce(&ids, records);
-        read_until(broker, &out, 1, expect(expected));
-        assert!(streams.close(WAIT));
-        listener
-            .restored
-            .lock()
-            .unwrap()
-            .get("id-store")
-            .copied()
-            .unwrap_or(0)
+        .of_store("id-store")
     };
     let first: Vec<(Option<&str>, &str)> = (0..50).map(|_| (Some("a"), "x")).collect();
     assert_eq!(run(&first, &[("a", 50)]), 0, "nothing to restore at first");
@@ -249,24 +279,6 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
     );
 }
 
-/// Records each changelog partition's restored total.
-#[derive(Default)]
-struct PerPartition(Mutex<HashMap<i32, u64>>);
-
-impl StateRestoreListener for PerPartition {
-    fn on_restore_end(&self, _: &str, _: &str, partition: i32, total: u64) {
-        *self.0.lock().unwrap().entry(partition).or_default() += total;
-    }
-}
-
-struct SharedPerPartition(Arc<PerPartition>);
-
-impl StateRestoreListener for SharedPerPartition {
-    fn on_restore_end(&self, store: &str, topic: &str, partition: i32, total: u64) {
-        self.0.on_restore_end(store, topic, partition, total);
-    }
-}
-
 #[test]
 fn a_wiped_state_restores_every_partition_together_byte_for_byte() {
     // Four tasks restore at once, each changelog partition in several
@@ -278,22 +290,8 @@ fn a_wiped_state_restores_every_partition_together_byte_for_byte() {
     let state_dir = tempfile::tempdir().unwrap();
     let keys: Vec<String> = (0..KEYS).map(|i| format!("k{i:05}")).collect();
     let run = |records: &[(Option<&str>, &str)], done: &dyn Fn(&HashMap<String, i64>) -> bool| {
-        let listener = Arc::new(PerPartition::default());
-        let topology = apps::id_count_in(
-            &ids,
-            &out,
-            streams_core::dsl::Materialized::named("id-store").with_caching_disabled(),
-        )
-        .unwrap();
-        let config = broker.streams_config(&app, state_dir.path());
-        let streams = KafkaStreams::new(topology, config).unwrap();
-        streams.set_global_state_restore_listener(SharedPerPartition(listener.clone()));
-        streams.start().unwrap();
-        assert!(streams.wait_for_state(State::Running, WAIT));
-        broker.produce(&ids, records);
-        read_until(broker, &out, 4, done);
-        assert!(streams.close(WAIT));
-        listener.0.lock().unwrap().clone()
+        let topics = (ids.as_str(), out.as_str(), 4);
+        run_id_count(broker, topics, &app, state_dir.path(), records, done).per_partition()
     };
     let records: Vec<(Option<&str>, &str)> = keys.iter().map(|k| (Some(k.as_str()), "x")).collect();
     let all_counted = |latest: &HashMap<String, i64>| latest.len() == KEYS;
