@@ -8,7 +8,7 @@
 //! writes to the inner store without logging the changes a second time.
 
 use crate::store::{KeyValueIterator, Write};
-use crate::{BoxError, KeyValueStore, ReadOnlyKeyValueStore, Result, StateStore, StoreError};
+use crate::{BoxError, KeyValueStore, ReadOnlyKeyValueStore, Result, StoreError};
 
 /// Where a logged store reports its changes: one call per write, `None` for
 /// a delete. Implementations should be cheap per call (buffer, then send);
@@ -125,26 +125,7 @@ impl<S: KeyValueStore> StateRestoreCallback for ChangeLoggingKeyValueStore<S> {
     }
 }
 
-impl<S: KeyValueStore> StateStore for ChangeLoggingKeyValueStore<S> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn persistent(&self) -> bool {
-        self.inner.persistent()
-    }
-    fn is_open(&self) -> bool {
-        self.inner.is_open()
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.inner.flush()
-    }
-    fn flush_cache(&mut self) -> Result<()> {
-        self.inner.flush_cache()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.inner.close()
-    }
-}
+crate::store::state_store_via_inner!(ChangeLoggingKeyValueStore over KeyValueStore);
 
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for ChangeLoggingKeyValueStore<S> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -225,26 +225,7 @@ impl<S: SessionStore> ChangeLoggingSessionStore<S> {
     }
 }
 
-impl<S: SessionStore> StateStore for ChangeLoggingSessionStore<S> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn persistent(&self) -> bool {
-        self.inner.persistent()
-    }
-    fn is_open(&self) -> bool {
-        self.inner.is_open()
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.inner.flush()
-    }
-    fn flush_cache(&mut self) -> Result<()> {
-        self.inner.flush_cache()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.inner.close()
-    }
-}
+crate::store::state_store_via_inner!(ChangeLoggingSessionStore over SessionStore);
 
 impl<S: SessionStore> ReadOnlySessionStore for ChangeLoggingSessionStore<S> {
     fn fetch_session(&self, key: &[u8], start: i64, end: i64) -> Result<Option<Vec<u8>>> {

@@ -166,6 +166,34 @@ macro_rules! forward_store_impls {
 
 forward_store_impls!(Box<S>, &mut S);
 
+/// [`StateStore`] for a layer whose `inner` store answers every call (the
+/// change-logging layers: they log writes, nothing else).
+macro_rules! state_store_via_inner {
+    ($layer:ident over $bound:ident) => {
+        impl<S: $bound> $crate::store::StateStore for $layer<S> {
+            fn name(&self) -> &str {
+                self.inner.name()
+            }
+            fn persistent(&self) -> bool {
+                self.inner.persistent()
+            }
+            fn is_open(&self) -> bool {
+                self.inner.is_open()
+            }
+            fn flush(&mut self) -> Result<()> {
+                self.inner.flush()
+            }
+            fn flush_cache(&mut self) -> Result<()> {
+                self.inner.flush_cache()
+            }
+            fn close(&mut self) -> Result<()> {
+                self.inner.close()
+            }
+        }
+    };
+}
+pub(crate) use state_store_via_inner;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -377,26 +377,7 @@ impl<S: WindowStore> ChangeLoggingWindowStore<S> {
     }
 }
 
-impl<S: WindowStore> StateStore for ChangeLoggingWindowStore<S> {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn persistent(&self) -> bool {
-        self.inner.persistent()
-    }
-    fn is_open(&self) -> bool {
-        self.inner.is_open()
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.inner.flush()
-    }
-    fn flush_cache(&mut self) -> Result<()> {
-        self.inner.flush_cache()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.inner.close()
-    }
-}
+crate::store::state_store_via_inner!(ChangeLoggingWindowStore over WindowStore);
 
 impl<S: WindowStore> ReadOnlyWindowStore for ChangeLoggingWindowStore<S> {
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
