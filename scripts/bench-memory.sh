@@ -47,10 +47,13 @@
 #   KEY=VALUE    settings passed to every server as `-c KEY=VALUE`:
 #                streams settings and librdkafka's (`consumer.` and
 #                `producer.` prefixes target one client, unprefixed keys
-#                go to all), e.g. consumer.queued.max.messages.kbytes=2048
+#                go to all), e.g. consumer.queued.max.messages.kbytes=65536
+#                for librdkafka's own prefetch bound instead of the
+#                framework's 1024
 #
-# The environment reaches the server, so MIMALLOC_SHOW_STATS=1 or
-# MIMALLOC_PURGE_DELAY=0 can be tried as they are; the server's log is
+# The environment reaches the server, so MIMALLOC_SHOW_STATS=1,
+# MIMALLOC_PURGE_DELAY=0 or MODEL_SERVER_HUGE_PAGES=1 (keep transparent
+# huge pages, which the server otherwise turns off) can be tried as they are; the server's log is
 # kept (and its path printed) when BENCH_MEMORY_KEEP=1 or a run fails.
 # Run it where no build competes for the cores.
 set -euo pipefail
