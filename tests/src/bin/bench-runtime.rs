@@ -560,16 +560,28 @@ fn drain<C: rdkafka::producer::ProducerContext>(producer: &BaseProducer<C>) -> R
     Ok(())
 }
 
-/// Writes COUNT records to `topic`, untimed, round robin over the
-/// partitions so each gets the same share; `record(i)` gives the key and
-/// value of record `i`. With `event_time`, record `i` has the timestamp
-/// `event_time + i` (ms); else the producer's clock gives it one.
+/// How [`produce_untimed`] picks each record's partition.
+#[derive(Clone, Copy, PartialEq)]
+enum Spread {
+    /// Round robin, so each partition gets the same share.
+    RoundRobin,
+    /// The key's partition, as a sink or changelog writer picks it
+    /// (murmur2); every record has a key.
+    ByKey,
+}
+
+/// Writes COUNT records to `topic`, untimed, over its partitions as
+/// `spread` says; `record(i)` gives the key and value of record `i`. With
+/// `event_time`, record `i` has the timestamp `event_time + i` (ms); else
+/// the producer's clock gives it one.
 fn produce_untimed(
     settings: &Settings,
     topic: &str,
+    spread: Spread,
     event_time: Option<i64>,
     mut record: impl FnMut(u64) -> (Option<Vec<u8>>, Vec<u8>),
 ) -> Result<(), Error> {
+    use streams_kafka::partitioner::partition_for_key;
     let producer: BaseProducer = settings
         .client(
             &[
@@ -582,9 +594,14 @@ fn produce_untimed(
     let started = Instant::now();
     for i in 0..settings.count {
         let (key, value) = record(i);
+        let partition = match (spread, &key) {
+            (Spread::ByKey, Some(key)) => partition_for_key(key, settings.partitions),
+            (Spread::ByKey, None) => return Err("a record spread by key has no key".into()),
+            (Spread::RoundRobin, _) => (i % settings.partitions as u64) as i32,
+        };
         let mut message = BaseRecord::to(topic)
             .payload(value.as_slice())
-            .partition((i % settings.partitions as u64) as i32);
+            .partition(partition);
         if let Some(key) = &key {
             message = message.key(key.as_slice());
         }
@@ -598,7 +615,7 @@ fn produce_untimed(
     }
     producer.flush(Duration::from_secs(300))?;
     eprintln!(
-        "produced {} input records to {topic} in {:.1} s (untimed)",
+        "produced {} records to {topic} in {:.1} s (untimed)",
         settings.count,
         started.elapsed().as_secs_f64()
     );
@@ -612,12 +629,18 @@ fn produce_input(settings: &Settings) -> Result<(), Error> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
     let base = now - settings.count as i64;
-    produce_untimed(settings, &settings.input(), Some(base), |i| {
-        (
-            Some(format!("key-{}", i % KEYS).into_bytes()),
-            value_for(i).into_bytes(),
-        )
-    })
+    produce_untimed(
+        settings,
+        &settings.input(),
+        Spread::RoundRobin,
+        Some(base),
+        |i| {
+            (
+                Some(format!("key-{}", i % KEYS).into_bytes()),
+                value_for(i).into_bytes(),
+            )
+        },
+    )
 }
 
 /// What a scenario reports: the instant it saw the first record, how many
@@ -873,13 +896,11 @@ fn semantic_loop(settings: &Settings) -> Result<Seen, Error> {
     }
     commit(&consumed)?;
     drop(consumer);
-    Ok(Seen {
-        first: first.unwrap_or_else(Instant::now),
-        records: seen,
-        loop_cpu: cpu_seconds("thread-self", settings.clk_tck).unwrap_or(0.0) - cpu_before,
-        last: None,
-        commits: None,
-    })
+    Ok(Seen::new(
+        first.unwrap_or_else(Instant::now),
+        seen,
+        cpu_seconds("thread-self", settings.clk_tck).unwrap_or(0.0) - cpu_before,
+    ))
 }
 
 /// Runs a topology whose `peek` bumps `seen`, until `seen` reaches the
@@ -1137,7 +1158,6 @@ fn restore_application(settings: &Settings) -> String {
 /// default partitioner gives the key, as the store logs them; and creates
 /// its empty input topic.
 fn produce_changelog(settings: &Settings) -> Result<(), Error> {
-    use streams_kafka::partitioner::partition_for_key;
     let application = restore_application(settings);
     let changelog = format!("{application}-{RESTORE_STORE}-changelog");
     let input = format!("{application}-input");
@@ -1148,38 +1168,10 @@ fn produce_changelog(settings: &Settings) -> Result<(), Error> {
             (input.as_str(), settings.partitions),
         ],
     )?;
-    let producer: BaseProducer = settings
-        .client(
-            &[
-                ("linger.ms", "20"),
-                ("queue.buffering.max.messages", "500000"),
-            ],
-            "producer.",
-        )
-        .create()?;
-    let started = Instant::now();
-    for i in 0..settings.count {
-        let key = format!("key-{i:09}");
-        let value = (i as i64 % 1000 + 1).to_be_bytes();
-        let partition = partition_for_key(key.as_bytes(), settings.partitions);
-        send(
-            &producer,
-            BaseRecord::to(&changelog)
-                .key(key.as_bytes())
-                .payload(value.as_slice())
-                .partition(partition),
-        )?;
-        if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-        }
-    }
-    producer.flush(Duration::from_secs(300))?;
-    eprintln!(
-        "produced {} changelog records to {changelog} in {:.1} s (untimed)",
-        settings.count,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    produce_untimed(settings, &changelog, Spread::ByKey, None, |i| {
+        let key = format!("key-{i:09}").into_bytes();
+        (Some(key), (i as i64 % 1000 + 1).to_be_bytes().to_vec())
+    })
 }
 
 /// When restoration started and ended, and how much it restored.
@@ -1290,7 +1282,7 @@ fn produce_wine(settings: &Settings) -> Result<(), Error> {
             Ok(WineRecord::from_features(row, "wine", 0).encode_to_vec())
         })
         .collect::<Result<_, String>>()?;
-    produce_untimed(settings, DATA_TOPIC, None, |i| {
+    produce_untimed(settings, DATA_TOPIC, Spread::RoundRobin, None, |i| {
         (None, rows[(i % rows.len() as u64) as usize].clone())
     })
 }
