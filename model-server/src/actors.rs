@@ -345,6 +345,7 @@ async fn route(
         .map_err(|e| format!("cannot create the producer: {e}"))?;
     let producer = Arc::new(Results::new(
         producer,
+        &options.config,
         &[SCORES_TOPIC, &options.errors_topic],
     ));
     let (results, outputs) = mpsc::channel(IN_FLIGHT);

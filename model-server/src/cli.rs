@@ -15,11 +15,11 @@ use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC};
 /// framework's bounded client queues: 103-109 MiB peak with them, 52-59
 /// without) and spent CPU zeroing pages. Called first thing in `main`: the flag covers every
 /// mapping faulted in afterwards, and child processes.
-pub fn without_huge_pages() {
+/// An error says why they stay on.
+pub fn without_huge_pages() -> Result<(), String> {
     #[cfg(target_os = "linux")]
-    if let Err(error) = nix::sys::prctl::set_thp_disable(true) {
-        log::debug!("transparent huge pages stay on: {error}");
-    }
+    nix::sys::prctl::set_thp_disable(true).map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Sends log lines (info and above; the `rdkafka` crate's own from

@@ -30,7 +30,7 @@ use streams_http::{QueryServer, Request, Response};
 
 use crate::http::merged;
 use crate::serving::{MODELS_STORE, ModelStore, SCORES_TOPIC, current_models};
-use crate::stage::{Stages, client, lock};
+use crate::stage::{Stages, client, lock, now_ms};
 use crate::stats::ModelToServeStats;
 
 /// Results the Recent results panel shows.
@@ -76,12 +76,6 @@ impl Rejections {
     pub fn all(&self) -> Vec<Rejection> {
         self.0.iter().cloned().collect()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One result read back from `mscores`.

@@ -6,7 +6,7 @@
 //! (with [`build`](crate::model::build)'s checks and limits) before
 //! handing them over, so scoring never waits on a build.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +20,7 @@ use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use streams_core::StreamsConfig;
@@ -559,7 +559,11 @@ async fn pipeline(
     let producer: FutureProducer = client(&options.config, ClientKind::Producer)
         .create()
         .map_err(|e| format!("cannot create the producer: {e}"))?;
-    let producer = Results::new(producer, &[SCORES_TOPIC, &options.errors_topic]);
+    let producer = Results::new(
+        producer,
+        &options.config,
+        &[SCORES_TOPIC, &options.errors_topic],
+    );
 
     let mut replay = Replay::of(&models);
     let (built_tx, mut built) = mpsc::channel::<(Result<ServedModel, String>, i64)>(16);
@@ -713,26 +717,24 @@ pub(crate) async fn delivered(delivery: DeliveryFuture) -> Result<(), String> {
 /// locks the topic for every record.
 pub(crate) struct Results {
     producer: FutureProducer,
-    /// Each output topic's partition count, read once at the start; a
-    /// topic missing here is left to librdkafka's partitioner.
-    partitions: HashMap<String, i32>,
+    /// Each output topic's partition count, read once at the start (two
+    /// topics: a list beats hashing a name per record); a topic missing
+    /// here is left to librdkafka's partitioner.
+    partitions: Vec<(String, i32)>,
     sent: AtomicU64,
 }
 
 impl Results {
     /// `producer`, for `topics` (whose partition counts it asks the
     /// cluster for now, once).
-    pub(crate) fn new(producer: FutureProducer, topics: &[&str]) -> Self {
+    pub(crate) fn new(producer: FutureProducer, config: &StreamsConfig, topics: &[&str]) -> Self {
         let partitions = topics
             .iter()
             .filter_map(|&topic| {
-                let metadata = producer
-                    .client()
-                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                let count = streams_kafka::partition_count(config, topic)
                     .map_err(|e| log::warn!("partitions of {topic}: {e}"))
-                    .ok()?;
-                let count = metadata.topics().first()?.partitions().len();
-                (count > 0).then(|| (topic.to_owned(), count as i32))
+                    .ok()??;
+                Some((topic.to_owned(), count))
             })
             .collect();
         Results {
@@ -746,7 +748,7 @@ impl Results {
     /// full.
     pub(crate) async fn send(&self, topic: &str, bytes: &[u8]) -> Result<DeliveryFuture, String> {
         let mut record = FutureRecord::to(topic).payload(bytes);
-        if let Some(&count) = self.partitions.get(topic) {
+        if let Some(&(_, count)) = self.partitions.iter().find(|(t, _)| t == topic) {
             let n = self.sent.fetch_add(1, Ordering::Relaxed);
             record = record.partition(partition_for_unkeyed(n, count));
         }

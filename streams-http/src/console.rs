@@ -231,7 +231,7 @@ pub type SampleSource = Arc<dyn Fn() -> Sample + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct Console {
     title: Option<String>,
-    panels: Vec<Panel>,
+    pub(crate) panels: Vec<Panel>,
     pub(crate) throughput: Option<SampleSource>,
 }
 

@@ -840,7 +840,7 @@ impl QueryServer {
             .is_none()
             .then_some("this instance has no application.server, so it is not in the registry");
         json!({
-            "answering": self.me(),
+            "answering": me.map(ToString::to_string),
             "state": format!("{:?}", self.streams.state()),
             "reason": self.streams.error().map(|e| e.to_string()),
             "instances": instances,
@@ -1184,7 +1184,20 @@ impl QueryServer {
     /// Serves this layer on `addr` in a thread of its own until
     /// [`RunningServer::stop`] or drop, with the limits of
     /// [`QueryServer::limits`]. A port in use is an error here.
-    pub fn serve(self, addr: SocketAddr) -> std::io::Result<RunningServer> {
+    pub fn serve(mut self, addr: SocketAddr) -> std::io::Result<RunningServer> {
+        if self.topology.is_none() {
+            // Said once on the page, rather than a 404 every refresh.
+            for panel in &mut self.console.panels {
+                if panel.kind == console::PanelKind::Topology {
+                    *panel = console::Panel::not_applicable(
+                        &panel.id,
+                        &panel.title,
+                        "the application did not give its topology to the query layer \
+                         (QueryServer::topology)",
+                    );
+                }
+            }
+        }
         let limits = self.limits.clone();
         let sampler = (self.history.clone(), self.sample_source());
         serve_router(addr, limits, Some(sampler), |exec| {

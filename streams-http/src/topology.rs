@@ -255,14 +255,13 @@ impl Cluster {
                     n => centres.iter().sum::<f64>() / n as f64,
                 }
             };
-            let keys: Vec<(bool, f64, usize)> = members
+            let mut sorted: Vec<(bool, f64, usize)> = members
                 .iter()
                 .map(|&i| {
                     let store = self.items[i].kind == ItemKind::Store;
                     (store, parent_x(i, &self.items), i)
                 })
                 .collect();
-            let mut sorted = keys;
             sorted.sort_by(|a, b| {
                 (a.0, a.1)
                     .partial_cmp(&(b.0, b.1))
@@ -271,17 +270,11 @@ impl Cluster {
             });
             *members = sorted.into_iter().map(|(_, _, i)| i).collect();
             let mut x = PADDING;
-            let mut height: f64 = 0.0;
             for &i in members.iter() {
                 let item = &mut self.items[i];
-                let item_height = match item.kind {
-                    ItemKind::Topic => TOPIC_HEIGHT,
-                    _ => ITEM_HEIGHT,
-                };
                 item.x = x;
-                item.y = y + (ITEM_HEIGHT - item_height) / 2.0;
+                item.y = y + (ITEM_HEIGHT - Self::item_height(item)) / 2.0;
                 x += item.width + ITEM_GAP;
-                height = height.max(item_height);
             }
             widest = widest.max(x - ITEM_GAP + PADDING);
             if !members.is_empty() {

@@ -199,11 +199,16 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // Memory over speed (see `without_huge_pages`), unless asked otherwise.
-    if std::env::var_os("MODEL_SERVER_HUGE_PAGES").is_none_or(|v| v != "1") {
-        model_server::cli::without_huge_pages();
-    }
+    // Memory over speed (see `without_huge_pages`), unless asked otherwise;
+    // before the first allocations that count.
+    let small_pages = match std::env::var_os("MODEL_SERVER_HUGE_PAGES") {
+        Some(v) if v == "1" => Ok(()),
+        _ => model_server::cli::without_huge_pages(),
+    };
     init_logging("model-server");
+    if let Err(error) = small_pages {
+        log::debug!("transparent huge pages stay on: {error}");
+    }
     let matches = Args::command().get_matches();
     let args = match Args::from_arg_matches(&matches) {
         Ok(args) => args,

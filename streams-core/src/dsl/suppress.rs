@@ -664,25 +664,35 @@ impl state_stores::StateStore for SuppressionBuffer {
             self.dirty.clear();
             return Ok(());
         };
-        for key in self.dirty.drain(..) {
-            // A key listed twice (evicted, then held again) is logged once,
-            // as it is now.
-            let value = match self.entries.get_mut(&key) {
-                Some(held) if !held.unlogged => continue,
-                Some(held) => {
-                    held.unlogged = false;
-                    Some(held.entry.encode())
-                }
-                None => None,
+        // A key listed more than once (evicted, then held again) is logged
+        // once, as it is now.
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        let mut done = 0;
+        let mut result = Ok(());
+        for key in &self.dirty {
+            let value = match self.entries.get(key) {
+                Some(held) if !held.unlogged => None,
+                Some(held) => Some(Some(held.entry.encode())),
+                None => Some(None),
             };
-            sink.log_change(&key, value.as_deref()).map_err(|source| {
-                state_stores::StoreError::Changelog {
-                    store: self.name.clone(),
-                    source,
+            if let Some(value) = value {
+                if let Err(source) = sink.log_change(key, value.as_deref()) {
+                    result = Err(state_stores::StoreError::Changelog {
+                        store: self.name.clone(),
+                        source,
+                    });
+                    break;
                 }
-            })?;
+                if let Some(held) = self.entries.get_mut(key) {
+                    held.unlogged = false;
+                }
+            }
+            done += 1;
         }
-        Ok(())
+        // What a failed write left unlogged stays listed for the next flush.
+        self.dirty.drain(..done);
+        result
     }
 
     fn close(&mut self) -> state_stores::Result<()> {
@@ -868,6 +878,25 @@ mod tests {
                 (b"a".to_vec(), Some(Some(b"3".to_vec()))),
                 (b"b".to_vec(), None)
             ]
+        );
+        // `c` held and evicted twice within one commit: one tombstone.
+        for time in [20, 30] {
+            put(&mut buffer, b"c", time, b"1");
+            buffer.evict_while(&mut out, |b| b.min_time().is_some_and(|t| t <= time));
+        }
+        buffer.flush().unwrap();
+        assert_eq!(logged(&sink)[4..], [(b"c".to_vec(), None)]);
+        // A commit whose log write fails keeps what it did not log for the
+        // next, even keys changed again meanwhile.
+        sink.set_failing(true);
+        put(&mut buffer, b"d", 35, b"1");
+        assert!(buffer.flush().is_err());
+        put(&mut buffer, b"d", 36, b"2");
+        sink.set_failing(false);
+        buffer.flush().unwrap();
+        assert_eq!(
+            logged(&sink)[5..],
+            [(b"d".to_vec(), Some(Some(b"2".to_vec())))]
         );
     }
 }

@@ -301,8 +301,10 @@ fn main() {
     // as in an application's own binary; BENCH_HUGE_PAGES=0 turns them off
     // as `model-server` does (less memory; the scenarios ran 10-15 % slower
     // against the semantic loop, which slowed less).
-    if std::env::var_os("BENCH_HUGE_PAGES").is_some_and(|v| v == "0") {
-        model_server::cli::without_huge_pages();
+    if std::env::var_os("BENCH_HUGE_PAGES").is_some_and(|v| v == "0")
+        && let Err(error) = model_server::cli::without_huge_pages()
+    {
+        eprintln!("bench: transparent huge pages stay on: {error}");
     }
     // The framework's log lines (restoration's rates, for one) when
     // `RUST_LOG` asks for them.
