@@ -5,6 +5,10 @@
 //! partition, the offset up to which its persistent stores reflect the
 //! changelog. A missing or unreadable checkpoint means the local files
 //! cannot be trusted: they are wiped and the stores restored in full.
+//!
+//! A checkpoint vouches only for files in this build's on-disk layout
+//! (`<task dir>/.state-layout`, [`STATE_LAYOUT`]): files written in any
+//! other layout are restored in full as well, rather than misread.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,9 +63,35 @@ pub(crate) fn checkpoint_path(task_dir: &Path) -> PathBuf {
     task_dir.join(".checkpoint")
 }
 
-/// Reads a checkpoint; `None` when it is missing or unreadable.
+/// The on-disk layout of the persistent stores' files. Raise it whenever
+/// a store lays its files out differently, so that files in the old
+/// layout are restored in full instead of read as the new one.
+///
+/// 1: window and session segments keyed key-first (the record's key,
+/// then its times), as Kafka Streams' key schemas lay them out.
+pub(crate) const STATE_LAYOUT: &str = "1";
+
+fn layout_path(task_dir: &Path) -> PathBuf {
+    task_dir.join(".state-layout")
+}
+
+/// Reads a checkpoint; `None` when it is missing or unreadable, or when
+/// the local files are in another layout than [`STATE_LAYOUT`].
 pub(crate) fn read_checkpoint(task_dir: &Path) -> Option<Offsets> {
     let path = checkpoint_path(task_dir);
+    if !path.exists() {
+        return None;
+    }
+    let layout = std::fs::read_to_string(layout_path(task_dir)).ok();
+    if layout.as_deref().map(str::trim) != Some(STATE_LAYOUT) {
+        log::warn!(
+            "the local state in {} is in layout {}, not this build's {STATE_LAYOUT}: \
+             ignoring its checkpoint",
+            task_dir.display(),
+            layout.as_deref().map_or("0 (unmarked)", str::trim)
+        );
+        return None;
+    }
     let text = std::fs::read_to_string(&path).ok()?;
     let mut offsets = HashMap::new();
     let mut lines = text.lines();
@@ -108,6 +138,13 @@ pub(crate) fn write_checkpoint(task_dir: &Path, offsets: &Offsets) -> Result<()>
         source,
     };
     std::fs::create_dir_all(task_dir).map_err(|e| io("creating", e))?;
+    // Before the checkpoint: a checkpoint never vouches for an unmarked
+    // layout. Only files wiped or restored by this build get here.
+    let layout = layout_path(task_dir);
+    if std::fs::read_to_string(&layout).ok().as_deref() != Some(STATE_LAYOUT) {
+        write_atomically(&layout, STATE_LAYOUT.as_bytes())
+            .map_err(|e| io("writing the state layout in", e))?;
+    }
     write_atomically(&checkpoint_path(task_dir), text.as_bytes())
         .map_err(|e| io("writing a checkpoint in", e))
 }
@@ -512,5 +549,25 @@ mod tests {
         }
         delete_checkpoint(dir.path());
         assert!(!checkpoint_path(dir.path()).exists());
+    }
+
+    #[test]
+    fn a_checkpoint_vouches_only_for_files_in_this_builds_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let offsets: Offsets = HashMap::from([(("app-w-changelog".into(), 0), 7)]);
+        write_checkpoint(dir.path(), &offsets).unwrap();
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), offsets);
+        // As a build before the layout was marked left its files.
+        std::fs::remove_file(layout_path(dir.path())).unwrap();
+        assert!(read_checkpoint(dir.path()).is_none());
+        std::fs::write(layout_path(dir.path()), "0").unwrap();
+        assert!(read_checkpoint(dir.path()).is_none());
+        // The next checkpoint, written after a full restore, marks it.
+        write_checkpoint(dir.path(), &offsets).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(layout_path(dir.path())).unwrap(),
+            STATE_LAYOUT
+        );
+        assert_eq!(read_checkpoint(dir.path()).unwrap(), offsets);
     }
 }
