@@ -22,17 +22,15 @@ use std::time::Duration;
 
 use proto::{Message, ModelDescriptor, WineRecord};
 use rdkafka::Message as _;
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use streams_core::StreamsConfig;
-use streams_core::config::ClientKind;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::model::{ModelLimits, ServedModel, build};
+use crate::results::{EPOCH, Results};
 use crate::serving::{DATA_TOPIC, SCORES_TOPIC};
 use crate::stage::{
-    Consumers, Delivery, IN_FLIGHT, Pending, Published, Replay, Results, SharedStage, acknowledge,
-    client, decode_wine, delivered, in_a_row, lock, now_ms,
+    Consumers, Published, Replay, SharedStage, decode_wine, in_a_row, lock, now_ms,
 };
 use crate::stats::ModelToServeStats;
 
@@ -52,21 +50,25 @@ pub struct ActorsOptions {
 /// Every actor's state, by data type, for the HTTP routes.
 pub type ActorStages = Arc<Mutex<BTreeMap<String, SharedStage>>>;
 
-/// Mail an actor takes, in a mailbox of this many.
-const MAILBOX: usize = 256;
+/// Mails an actor's mailbox holds (a batch of records or a model each).
+const MAILBOX: usize = 16;
 
 /// How often an actor writes its statistics down.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);
 
+/// A record to score, whose result is sent in acknowledgement `slot`.
+struct Record {
+    partition: i32,
+    offset: i64,
+    ts: i64,
+    wine: WineRecord,
+    slot: usize,
+}
+
 enum Mail {
-    /// A record to score; the result's delivery goes back on `reply`.
-    Record {
-        partition: i32,
-        offset: i64,
-        ts: i64,
-        wine: WineRecord,
-        reply: oneshot::Sender<Result<DeliveryFuture, String>>,
-    },
+    /// Records to score, in the order they were read: the router hands
+    /// over what one wake-up read, not a mail per record.
+    Records(Vec<Record>),
     /// A descriptor read at `version` (its offset on `models`).
     Model {
         version: i64,
@@ -135,32 +137,34 @@ fn restore(files: &Files, limits: &ModelLimits) -> Option<(ServedModel, ModelToS
     }
 }
 
+/// Where an actor's results go.
+trait Output {
+    /// Sends the result of a record tracked in acknowledgement `slot`.
+    async fn send(&self, bytes: &[u8], slot: usize) -> Result<(), String>;
+}
+
+/// The engine's way out: the producer all actors share.
+impl Output for Arc<Results> {
+    async fn send(&self, bytes: &[u8], slot: usize) -> Result<(), String> {
+        Results::send(self, SCORES_TOPIC, bytes, slot).await
+    }
+}
+
 /// One data type's actor: scores its records, installs its models, and
 /// keeps both on disk.
-struct Actor {
+struct Actor<O> {
     data_type: String,
     stage: SharedStage,
     files: Files,
     limits: ModelLimits,
-    /// Where results go: the producer task, which answers on `reply`.
-    results: mpsc::Sender<Output>,
+    /// Where results go.
+    results: O,
     /// The newest descriptor seen, built or building: an older one (a
     /// replay of `models` after a restart) is not built again.
     newest: i64,
 }
 
-/// A result for `mscores`, and where its delivery goes.
-type Output = (Vec<u8>, oneshot::Sender<Result<DeliveryFuture, String>>);
-
-/// Sends every result it is given, answering each with its delivery: the
-/// actors' one way out, so that they depend on channels only.
-async fn produce(producer: Arc<Results>, mut results: mpsc::Receiver<Output>) {
-    while let Some((bytes, reply)) = results.recv().await {
-        let _ = reply.send(producer.send(SCORES_TOPIC, &bytes).await);
-    }
-}
-
-impl Actor {
+impl<O: Output> Actor<O> {
     async fn run(mut self, mut mailbox: mpsc::Receiver<Mail>) {
         let (built_tx, mut built) = mpsc::channel::<(i64, Vec<u8>, Result<ServedModel, String>)>(4);
         let mut tick = tokio::time::interval(PERSIST_EVERY);
@@ -169,10 +173,9 @@ impl Actor {
             tokio::select! {
                 mail = mailbox.recv() => match mail {
                     None => break,
-                    Some(Mail::Record { partition, offset, ts, wine, reply }) => {
-                        let result = lock(&self.stage).serve_wine(partition, offset, ts, wine);
-                        dirty |= result.served;
-                        if self.results.send((result.encode_to_vec(), reply)).await.is_err() {
+                    Some(Mail::Records(records)) => {
+                        if self.score(records, &mut dirty).await.is_err() {
+                            // A refusal stops the router at its next epoch.
                             break;
                         }
                     }
@@ -214,6 +217,25 @@ impl Actor {
         self.persist_stats();
     }
 
+    async fn score(&self, records: Vec<Record>, dirty: &mut bool) -> Result<(), String> {
+        let mut bytes = Vec::new();
+        for Record {
+            partition,
+            offset,
+            ts,
+            wine,
+            slot,
+        } in records
+        {
+            let result = lock(&self.stage).serve_wine(partition, offset, ts, wine);
+            *dirty |= result.served;
+            bytes.clear();
+            result.encode(&mut bytes).map_err(|e| e.to_string())?;
+            self.results.send(&bytes, slot).await?;
+        }
+        Ok(())
+    }
+
     fn persist_stats(&self) {
         let Some(stats) = lock(&self.stage).stats_of(&self.data_type) else {
             return;
@@ -230,19 +252,31 @@ impl Actor {
 struct Router {
     options: ActorsOptions,
     dir: PathBuf,
-    results: mpsc::Sender<Output>,
+    results: Arc<Results>,
     stages: ActorStages,
-    mailboxes: BTreeMap<String, mpsc::Sender<Mail>>,
+    mailboxes: BTreeMap<String, Mailbox>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// An actor's mailbox, and the records read for it that are not yet mailed.
+struct Mailbox {
+    sender: mpsc::Sender<Mail>,
+    batch: Vec<Record>,
 }
 
 impl Router {
     /// The mailbox of `data_type`'s actor, started (from what it persisted)
     /// if it was not running.
-    async fn actor(&mut self, data_type: &str) -> mpsc::Sender<Mail> {
-        if let Some(mailbox) = self.mailboxes.get(data_type) {
-            return mailbox.clone();
+    async fn actor(&mut self, data_type: &str) -> &mut Mailbox {
+        if !self.mailboxes.contains_key(data_type) {
+            self.start(data_type).await;
         }
+        self.mailboxes
+            .get_mut(data_type)
+            .expect("an actor was just started for it")
+    }
+
+    async fn start(&mut self, data_type: &str) {
         let files = Files::of(&self.dir, data_type);
         let limits = self.options.limits.clone();
         let stage: SharedStage = Arc::default();
@@ -272,9 +306,28 @@ impl Router {
             newest,
         };
         self.tasks.push(tokio::spawn(actor.run(inbox)));
-        self.mailboxes.insert(data_type.to_owned(), mailbox.clone());
+        let mailbox = Mailbox {
+            sender: mailbox,
+            batch: Vec::new(),
+        };
+        self.mailboxes.insert(data_type.to_owned(), mailbox);
         lock_stages(&self.stages).insert(data_type.to_owned(), stage);
-        mailbox
+    }
+
+    /// Mails every actor the records read for it.
+    async fn mail_batches(&mut self) -> Result<(), String> {
+        for mailbox in self.mailboxes.values_mut() {
+            if !mailbox.batch.is_empty() {
+                let records = std::mem::take(&mut mailbox.batch);
+                let mail = Mail::Records(records);
+                mailbox
+                    .sender
+                    .send(mail)
+                    .await
+                    .map_err(|_| "an actor stopped".to_owned())?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts the actor of every data type that has persisted state.
@@ -294,7 +347,7 @@ impl Router {
             }
         }
         for data_type in data_types {
-            self.actor(&data_type).await;
+            self.start(&data_type).await;
         }
     }
 }
@@ -340,20 +393,16 @@ async fn route(
 ) -> Result<(), String> {
     let dir = options.state_dir.join("actors");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let producer: FutureProducer = client(&options.config, ClientKind::Producer)
-        .create()
-        .map_err(|e| format!("cannot create the producer: {e}"))?;
     let producer = Arc::new(Results::new(
-        producer,
         &options.config,
         &[SCORES_TOPIC, &options.errors_topic],
-    ));
-    let (results, outputs) = mpsc::channel(IN_FLIGHT);
-    let producing = tokio::spawn(produce(producer.clone(), outputs));
+    )?);
+    let mut acks = producer.acknowledger();
+    let mut epochs = tokio::time::interval(EPOCH);
     let mut router = Router {
         options: options.clone(),
         dir,
-        results,
+        results: producer.clone(),
         stages,
         mailboxes: BTreeMap::new(),
         tasks: Vec::new(),
@@ -364,11 +413,14 @@ async fn route(
     let Consumers { records, models } = Consumers::new(&options.config)?;
     let mut replay = Replay::of(&models);
 
-    let (acks_tx, acks) = mpsc::channel::<Pending>(IN_FLIGHT);
-    let acker = tokio::spawn(acknowledge(acks, records.clone()));
     let outcome = loop {
         tokio::select! {
             _ = stop.notified() => break Ok(()),
+            _ = epochs.tick() => {
+                if let Err(e) = acks.tick(&records) {
+                    break Err(e);
+                }
+            }
             message = models.recv() => {
                 let message = match message {
                     Ok(message) => message,
@@ -386,7 +438,7 @@ async fn route(
                 };
                 let mut stopped = false;
                 for Published { version, descriptor, bytes } in replay.offer(published) {
-                    let mailbox = router.actor(&descriptor.data_type).await;
+                    let mailbox = &router.actor(&descriptor.data_type).await.sender;
                     stopped |= mailbox.send(Mail::Model { version, descriptor, bytes }).await.is_err();
                 }
                 if stopped {
@@ -397,51 +449,38 @@ async fn route(
                 let routed = in_a_row(&records, message, async |message| {
                     let (partition, offset) = (message.partition(), message.offset());
                     let ts = message.timestamp().to_millis().unwrap_or(0);
-                    let delivery: Delivery = match decode_wine(message.payload()) {
+                    // Counted as it is read: its offset is committed only
+                    // once its result, and every earlier one, is delivered.
+                    let slot = acks.track(partition, offset);
+                    match decode_wine(message.payload()) {
                         Ok(wine) => {
-                            let (reply, answer) = oneshot::channel();
-                            let mailbox = router.actor(&wine.data_type).await;
-                            let mail = Mail::Record { partition, offset, ts, wine, reply };
-                            if mailbox.send(mail).await.is_err() {
-                                return Err("an actor stopped".into());
-                            }
-                            Box::pin(async move {
-                                let delivery =
-                                    answer.await.map_err(|_| "an actor stopped".to_owned())??;
-                                delivered(delivery).await
-                            })
+                            let record = Record { partition, offset, ts, wine, slot };
+                            router.actor(&record.wine.data_type).await.batch.push(record);
+                            Ok(())
                         }
                         Err(reason) => {
                             log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
                             let bytes = message.payload().unwrap_or_default();
-                            Box::pin(delivered(producer.send(&options.errors_topic, bytes).await?))
+                            Results::send(&producer, &options.errors_topic, bytes, slot).await
                         }
-                    };
-                    // In the order the records were read: an offset is
-                    // committed only once every result before it is
-                    // delivered.
-                    acks_tx
-                        .send(Pending { partition, offset, delivery })
-                        .await
-                        .map_err(|_| "a result was not delivered; see the log".to_owned())
+                    }
                 })
                 .await;
-                if let Err(e) = routed {
+                if let Err(e) = routed.and(router.mail_batches().await) {
                     break Err(e);
                 }
             }
         }
     };
-    drop(acks_tx);
-    let acked = acker.await.map_err(|e| e.to_string())?;
-    // The actors write their statistics down as they stop.
+    // The actors score what their mailboxes hold, and write their
+    // statistics down as they stop; then their results are awaited.
     router.mailboxes.clear();
     for task in router.tasks.drain(..) {
         let _ = task.await;
     }
     drop(router);
-    let _ = producing.await;
-    outcome.and(acked)
+    let finished = acks.finish(&producer, &records);
+    outcome.and(finished)
 }
 
 #[cfg(test)]
@@ -473,6 +512,15 @@ mod tests {
         }
     }
 
+    /// An actor's results on an in-process channel.
+    impl Output for mpsc::Sender<Vec<u8>> {
+        async fn send(&self, bytes: &[u8], _slot: usize) -> Result<(), String> {
+            mpsc::Sender::send(self, bytes.to_vec())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+
     fn wine() -> WineRecord {
         WineRecord::from_features(
             [
@@ -494,7 +542,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         runtime.block_on(async {
             let stage: SharedStage = Arc::default();
-            let (results, mut outputs) = mpsc::channel(16);
+            let (results, mut outputs) = mpsc::channel::<Vec<u8>>(16);
             let (mailbox, inbox) = mpsc::channel(16);
             let actor = Actor {
                 data_type: "wine".into(),
@@ -507,17 +555,16 @@ mod tests {
             let task = tokio::spawn(actor.run(inbox));
             let mut next = 0;
             let mut score = async || {
-                let (reply, _answer) = oneshot::channel();
-                let mail = Mail::Record {
+                let mail = Mail::Records(vec![Record {
                     partition: 0,
                     offset: next,
                     ts: 0,
                     wine: wine(),
-                    reply,
-                };
+                    slot: 0,
+                }]);
                 next += 1;
                 mailbox.send(mail).await.unwrap();
-                let (bytes, _reply) = outputs.recv().await.unwrap();
+                let bytes = outputs.recv().await.unwrap();
                 proto::ServingResult::decode(bytes.as_slice()).unwrap()
             };
             let model = |version, descriptor: ModelDescriptor| Mail::Model {

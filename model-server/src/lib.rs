@@ -48,6 +48,7 @@ pub mod http;
 mod linear;
 pub mod model;
 mod onnx_ml;
+mod results;
 pub mod serving;
 pub mod stage;
 pub mod stats;

@@ -7,9 +7,6 @@
 //! handing them over, so scoring never waits on a build.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,15 +14,12 @@ use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::registry::Registry;
 use proto::{Message, ModelDescriptor, ServingResult, WineRecord};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use streams_core::StreamsConfig;
 use streams_core::config::ClientKind;
-use streams_kafka::partitioner::partition_for_unkeyed;
 use tokio::sync::{Notify, mpsc};
 
 use serde_json::{Value, json};
@@ -35,6 +29,7 @@ use streams_kafka::MetricRows;
 use crate::console::{Rejection, Rejections};
 use crate::http::model_json;
 use crate::model::{ModelLimits, ServedModel, build};
+use crate::results::{Acknowledger, EPOCH, Results};
 use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, score_into};
 use crate::stats::ModelToServeStats;
 
@@ -479,16 +474,6 @@ pub struct StageOptions {
 /// What the engine shares with its HTTP routes.
 pub type SharedStage = Arc<Mutex<Stage>>;
 
-/// Results waiting for the broker's acknowledgement, at most: a slow broker
-/// (or consumer of results) slows intake rather than growing a queue. A
-/// delivery takes the producer's linger and a round trip (milliseconds),
-/// so the bound must cover that many milliseconds of records: 1,024 held
-/// the `stage` engine to a quarter of the raw loop's rate in the bench.
-pub(crate) const IN_FLIGHT: usize = 16_384;
-
-/// How often acknowledged offsets are committed.
-const COMMIT_EVERY: Duration = Duration::from_millis(500);
-
 /// Runs the `stage` engine until `stop` is notified: every instance reads
 /// every model (`models`, from its start, outside the group), the records
 /// of `mdata` are split across instances by the consumer group, and every
@@ -556,22 +541,20 @@ async fn pipeline(
     stop: Arc<Notify>,
 ) -> Result<(), String> {
     let Consumers { records, models } = Consumers::new(&options.config)?;
-    let producer: FutureProducer = client(&options.config, ClientKind::Producer)
-        .create()
-        .map_err(|e| format!("cannot create the producer: {e}"))?;
-    let producer = Results::new(
-        producer,
-        &options.config,
-        &[SCORES_TOPIC, &options.errors_topic],
-    );
+    let producer = Results::new(&options.config, &[SCORES_TOPIC, &options.errors_topic])?;
+    let mut acks = producer.acknowledger();
+    let mut epochs = tokio::time::interval(EPOCH);
 
     let mut replay = Replay::of(&models);
     let (built_tx, mut built) = mpsc::channel::<(Result<ServedModel, String>, i64)>(16);
-    let (acks_tx, acks) = mpsc::channel::<Pending>(IN_FLIGHT);
-    let acker = tokio::spawn(acknowledge(acks, records.clone()));
     let outcome = loop {
         tokio::select! {
             _ = stop.notified() => break Ok(()),
+            _ = epochs.tick() => {
+                if let Err(e) = acks.tick(&records) {
+                    break Err(e);
+                }
+            }
             message = models.recv() => {
                 let message = match message {
                     Ok(message) => message,
@@ -605,7 +588,7 @@ async fn pipeline(
             },
             message = records.recv() => {
                 let scored = in_a_row(&records, message, async |message| {
-                    score(&message, &stage, &producer, &options, &acks_tx).await
+                    score(&message, &stage, &producer, &options, &mut acks).await
                 })
                 .await;
                 if let Err(e) = scored {
@@ -614,9 +597,8 @@ async fn pipeline(
             }
         }
     };
-    drop(acks_tx);
-    let acked = acker.await.map_err(|e| e.to_string())?;
-    outcome.and(acked)
+    let finished = acks.finish(&producer, &records);
+    outcome.and(finished)
 }
 
 /// Records scored in a row before the pipeline looks at models and the
@@ -655,154 +637,30 @@ pub(crate) async fn in_a_row(
 }
 
 /// Scores `message` with the current model and sends its result (or the
-/// record, to the errors topic, when it cannot be served), then queues the
-/// delivery for acknowledgement: waits while IN_FLIGHT results are
-/// unacknowledged.
+/// record, to the errors topic, when it cannot be served), counted in the
+/// open epoch of `acks`.
 async fn score(
     message: &BorrowedMessage<'_>,
     stage: &SharedStage,
     producer: &Results,
     options: &StageOptions,
-    acks: &mpsc::Sender<Pending>,
+    acks: &mut Acknowledger,
 ) -> Result<(), String> {
     let (partition, offset) = (message.partition(), message.offset());
     let ts = message.timestamp().to_millis().unwrap_or(0);
     let served = lock(stage).serve(partition, offset, ts, message.payload());
-    let (topic, bytes) = match served {
-        Ok(result) => (SCORES_TOPIC, result.encode_to_vec()),
+    let slot = acks.track(partition, offset);
+    match served {
+        Ok(result) => {
+            producer
+                .send(SCORES_TOPIC, &result.encode_to_vec(), slot)
+                .await
+        }
         Err(reason) => {
             log::warn!("{DATA_TOPIC}[{partition}]@{offset}: {reason}");
-            (
-                options.errors_topic.as_str(),
-                message.payload().unwrap_or_default().to_vec(),
-            )
+            let bytes = message.payload().unwrap_or_default();
+            producer.send(&options.errors_topic, bytes, slot).await
         }
-    };
-    let delivery = producer.send(topic, &bytes).await?;
-    let pending = Pending {
-        partition,
-        offset,
-        delivery: Box::pin(delivered(delivery)),
-    };
-    acks.send(pending)
-        .await
-        .map_err(|_| "a result was not delivered; see the log".to_owned())
-}
-
-/// A result on its way, and the record it answers.
-pub(crate) struct Pending {
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    /// Resolves once the broker acknowledged the result (or refused it).
-    pub(crate) delivery: Delivery,
-}
-
-/// A result's delivery, awaited.
-pub(crate) type Delivery = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
-
-/// Waits for `delivery`: an error when the broker refused the result.
-pub(crate) async fn delivered(delivery: DeliveryFuture) -> Result<(), String> {
-    match delivery.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(format!("a result was not delivered: {e}")),
-        Err(_) => Err("the producer went away".into()),
-    }
-}
-
-/// The producer of results, which picks each record's partition itself:
-/// records go to the partitions in turn, in batches, as the framework's
-/// sinks spread records without a key
-/// (`streams_kafka::partitioner::partition_for_unkeyed`), rather than
-/// through librdkafka's sticky partitioner, which reads the clock and
-/// locks the topic for every record.
-pub(crate) struct Results {
-    producer: FutureProducer,
-    /// Each output topic's partition count, read once at the start (two
-    /// topics: a list beats hashing a name per record); a topic missing
-    /// here is left to librdkafka's partitioner.
-    partitions: Vec<(String, i32)>,
-    sent: AtomicU64,
-}
-
-impl Results {
-    /// `producer`, for `topics` (whose partition counts it asks the
-    /// cluster for now, once).
-    pub(crate) fn new(producer: FutureProducer, config: &StreamsConfig, topics: &[&str]) -> Self {
-        let partitions = topics
-            .iter()
-            .filter_map(|&topic| {
-                let count = streams_kafka::partition_count(config, topic)
-                    .map_err(|e| log::warn!("partitions of {topic}: {e}"))
-                    .ok()??;
-                Some((topic.to_owned(), count))
-            })
-            .collect();
-        Results {
-            producer,
-            partitions,
-            sent: AtomicU64::new(0),
-        }
-    }
-
-    /// Queues `bytes` for `topic`, waiting while the producer's queue is
-    /// full.
-    pub(crate) async fn send(&self, topic: &str, bytes: &[u8]) -> Result<DeliveryFuture, String> {
-        let mut record = FutureRecord::to(topic).payload(bytes);
-        if let Some(&(_, count)) = self.partitions.iter().find(|(t, _)| t == topic) {
-            let n = self.sent.fetch_add(1, Ordering::Relaxed);
-            record = record.partition(partition_for_unkeyed(n, count));
-        }
-        loop {
-            match self.producer.send_result::<(), [u8]>(record) {
-                Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(format!("cannot send to {topic}: {e}")),
-            }
-        }
-    }
-}
-
-/// Awaits results in the order they were sent, and commits each record's
-/// offset once its result is acknowledged: a record whose result is lost
-/// is read again. Ends when the pipeline does, with a final commit.
-pub(crate) async fn acknowledge(
-    mut acks: mpsc::Receiver<Pending>,
-    records: Arc<StreamConsumer>,
-) -> Result<(), String> {
-    let mut done: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut last_commit = tokio::time::Instant::now();
-    let mut outcome = Ok(());
-    while let Some(pending) = acks.recv().await {
-        match pending.delivery.await {
-            Ok(()) => {
-                done.insert(pending.partition, pending.offset + 1);
-            }
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
-        }
-        if last_commit.elapsed() >= COMMIT_EVERY {
-            commit(&records, &done, CommitMode::Async);
-            last_commit = tokio::time::Instant::now();
-        }
-    }
-    commit(&records, &done, CommitMode::Sync);
-    outcome
-}
-
-fn commit(records: &StreamConsumer, done: &BTreeMap<i32, i64>, mode: CommitMode) {
-    let mut offsets = TopicPartitionList::new();
-    for (&partition, &next) in done {
-        let _ = offsets.add_partition_offset(DATA_TOPIC, partition, Offset::Offset(next));
-    }
-    if offsets.count() > 0
-        && let Err(e) = records.commit(&offsets, mode)
-    {
-        log::warn!("committing {DATA_TOPIC}: {e}");
     }
 }
 
