@@ -47,8 +47,18 @@ pub struct ActorsOptions {
     pub state_dir: PathBuf,
 }
 
-/// Every actor's state, by data type, for the HTTP routes.
-pub type ActorStages = Arc<Mutex<BTreeMap<String, SharedStage>>>;
+/// Every actor's state, by data type, and the router's, for the HTTP
+/// routes.
+pub type ActorStages = Arc<Actors>;
+
+/// What the HTTP routes see of the `actors` engine.
+#[derive(Default)]
+pub struct Actors {
+    by_data_type: Mutex<BTreeMap<String, SharedStage>>,
+    /// The router's own stage, which serves nothing: it keeps the
+    /// descriptors that could not be read, so no actor's data type.
+    router: SharedStage,
+}
 
 /// Mails an actor's mailbox holds (a batch of records or a model each).
 const MAILBOX: usize = 16;
@@ -364,13 +374,16 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 
 fn lock_stages(stages: &ActorStages) -> std::sync::MutexGuard<'_, BTreeMap<String, SharedStage>> {
     stages
+        .by_data_type
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Every actor's stage, for the HTTP routes.
+/// Every actor's stage, and the router's, for the HTTP routes.
 pub fn stages(actors: &ActorStages) -> Vec<SharedStage> {
-    lock_stages(actors).values().cloned().collect()
+    let mut stages = vec![actors.router.clone()];
+    stages.extend(lock_stages(actors).values().cloned());
+    stages
 }
 
 /// Runs the `actors` engine until `stop` is notified: as the `stage`
@@ -432,7 +445,7 @@ async fn route(
                 let published = match Published::read(&message) {
                     Ok(published) => published,
                     Err(reason) => {
-                        log::warn!("model at offset {} rejected: {reason}", message.offset());
+                        lock(&router.stages.router).reject(message.offset(), &reason);
                         continue;
                     }
                 };

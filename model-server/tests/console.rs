@@ -520,6 +520,27 @@ fn the_stage_and_actors_engines_serve_a_console_whose_topology_does_not_apply() 
             },
         );
     }
+    // Bytes that are no descriptor: each engine lists them as rejected,
+    // the actors engine's router as well as the stage.
+    broker.produce("models", &[(None, "not a descriptor")]);
+    for (engine, port, _) in &servers {
+        wait_until(
+            &format!("the unreadable descriptor among the {engine} engine's rejections"),
+            Duration::from_secs(30),
+            || {
+                let models = get_json(*port, "/console/models")?;
+                let reason = &models["tables"][1]["rows"][0]["cells"][2];
+                match reason
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not a model descriptor")
+                {
+                    true => Ok(()),
+                    false => Err(models.to_string()),
+                }
+            },
+        );
+    }
     let _records = Process(publish(
         &broker,
         &["--no-models", "--count", "2000", "--rate", "200"],
