@@ -1,6 +1,7 @@
 //! The `actors` engine, the tutorial's Akka actor router: a router task
 //! hands each record and each model descriptor to the actor of its data
-//! type, created on first use. An actor is a task with a bounded mailbox
+//! type, created on first use (records in one mail per actor for what one
+//! wake-up read). An actor is a task with a bounded mailbox
 //! that owns its data type's current model and statistics (a
 //! [`Stage`](crate::stage::Stage)
 //! holding that one data type), and keeps them in files under the state
@@ -266,6 +267,25 @@ struct Router {
     stages: ActorStages,
     mailboxes: BTreeMap<String, Mailbox>,
     tasks: Vec<JoinHandle<()>>,
+    /// Where an actor that panics says so: the records counted for it
+    /// would never be acknowledged, and nothing committed again.
+    panicked: mpsc::UnboundedSender<String>,
+}
+
+/// Reports, when dropped by a panic, that `data_type`'s actor panicked.
+struct PanicWatch {
+    data_type: String,
+    panicked: mpsc::UnboundedSender<String>,
+}
+
+impl Drop for PanicWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self
+                .panicked
+                .send(format!("the actor of `{}` panicked", self.data_type));
+        }
+    }
 }
 
 /// An actor's mailbox, and the records read for it that are not yet mailed.
@@ -315,7 +335,14 @@ impl Router {
             results: self.results.clone(),
             newest,
         };
-        self.tasks.push(tokio::spawn(actor.run(inbox)));
+        let watch = PanicWatch {
+            data_type: data_type.to_owned(),
+            panicked: self.panicked.clone(),
+        };
+        self.tasks.push(tokio::spawn(async move {
+            let _watch = watch;
+            actor.run(inbox).await;
+        }));
         let mailbox = Mailbox {
             sender: mailbox,
             batch: Vec::new(),
@@ -412,6 +439,7 @@ async fn route(
     )?);
     let mut acks = producer.acknowledger();
     let mut epochs = tokio::time::interval(EPOCH);
+    let (panicked, mut panics) = mpsc::unbounded_channel();
     let mut router = Router {
         options: options.clone(),
         dir,
@@ -419,6 +447,7 @@ async fn route(
         stages,
         mailboxes: BTreeMap::new(),
         tasks: Vec::new(),
+        panicked,
     };
     // Before anything is read: the first record finds its model.
     router.restore_all().await;
@@ -429,6 +458,7 @@ async fn route(
     let outcome = loop {
         tokio::select! {
             _ = stop.notified() => break Ok(()),
+            Some(reason) = panics.recv() => break Err(reason),
             _ = epochs.tick() => {
                 if let Err(e) = acks.tick(&records) {
                     break Err(e);
@@ -442,15 +472,15 @@ async fn route(
                         continue;
                     }
                 };
-                let published = match Published::read(&message) {
-                    Ok(published) => published,
+                let due = match Published::read(&message) {
+                    Ok(published) => replay.offer(published),
                     Err(reason) => {
                         lock(&router.stages.router).reject(message.offset(), &reason);
-                        continue;
+                        replay.passed(message.offset())
                     }
                 };
                 let mut stopped = false;
-                for Published { version, descriptor, bytes } in replay.offer(published) {
+                for Published { version, descriptor, bytes } in due {
                     let mailbox = &router.actor(&descriptor.data_type).await.sender;
                     stopped |= mailbox.send(Mail::Model { version, descriptor, bytes }).await.is_err();
                 }
@@ -493,7 +523,8 @@ async fn route(
     }
     drop(router);
     let finished = acks.finish(&producer, &records);
-    outcome.and(finished)
+    // A refused result first: an actor stopping is only its consequence.
+    finished.and(outcome)
 }
 
 #[cfg(test)]
@@ -634,6 +665,34 @@ mod tests {
             (model.name.as_str(), stats.usage, stats.version),
             ("tree", 2, 20)
         );
+    }
+
+    #[test]
+    fn an_actor_that_panics_is_reported_and_one_that_ends_is_not() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (panicked, mut panics) = mpsc::unbounded_channel();
+            let watched = |data_type: &str| PanicWatch {
+                data_type: data_type.into(),
+                panicked: panicked.clone(),
+            };
+            let (ended, crashed) = (watched("beer"), watched("wine"));
+            tokio::spawn(async move {
+                let _watch = ended;
+            })
+            .await
+            .unwrap();
+            let crash = tokio::spawn(async move {
+                let _watch = crashed;
+                panic!("a bug in an actor");
+            });
+            assert!(crash.await.unwrap_err().is_panic());
+            drop(panicked);
+            assert_eq!(panics.recv().await.unwrap(), "the actor of `wine` panicked");
+            assert_eq!(panics.recv().await, None);
+        });
     }
 
     #[test]

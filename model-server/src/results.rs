@@ -12,13 +12,19 @@
 //!
 //! The per-record cost is two atomic counts, where a `FutureProducer`
 //! costs a oneshot channel, a boxed future and a wake-up per record.
+//!
+//! Partitions a rebalance takes away are forgotten before the next commit
+//! ([`Revocations`]): their new owner commits them from then on, and an
+//! offset of ours would move its progress back.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
@@ -35,7 +41,7 @@ use crate::stage::client;
 /// may lag this many times 100 ms before the open epoch stays open longer.
 const SLOTS: usize = 64;
 
-/// How long an epoch stays open.
+/// How long an epoch stays open: the engine ticks at this interval.
 pub(crate) const EPOCH: Duration = Duration::from_millis(100);
 
 /// How often acknowledged offsets are committed.
@@ -44,6 +50,40 @@ const COMMIT_EVERY: Duration = Duration::from_millis(500);
 /// How long the last results may take to be delivered when the engine
 /// stops.
 const FINAL_FLUSH: Duration = Duration::from_secs(30);
+
+/// The consumer of `mdata`, whose context notes revoked partitions.
+pub(crate) type RecordsConsumer = StreamConsumer<Revocations>;
+
+/// The partitions of `mdata` rebalances took away since the acknowledger
+/// last looked: the records consumer's context, called back within its
+/// `recv`.
+#[derive(Default)]
+pub(crate) struct Revocations {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for Revocations {}
+
+impl ConsumerContext for Revocations {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+            revoked.extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .filter(|e| e.topic() == DATA_TOPIC)
+                    .map(|e| e.partition()),
+            );
+        }
+    }
+}
+
+impl Revocations {
+    fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// Results not yet acknowledged, per epoch slot, and the first refusal;
 /// the producer's context, so its delivery callback counts them down.
@@ -108,7 +148,6 @@ pub(crate) struct Acknowledger {
     acks: Arc<Acks>,
     /// The open epoch; its slot is `epoch % SLOTS`.
     epoch: u64,
-    opened: Instant,
     /// Per partition of `mdata`, the offset after the last record read.
     read: BTreeMap<i32, i64>,
     /// Whether a record was read in the open epoch.
@@ -128,7 +167,6 @@ impl Acknowledger {
         Acknowledger {
             acks,
             epoch: 0,
-            opened: now,
             read: BTreeMap::new(),
             busy: false,
             closed: VecDeque::new(),
@@ -148,11 +186,12 @@ impl Acknowledger {
         slot
     }
 
-    /// Closes the open epoch if its time is up (and its successor's slot is
-    /// free), moves past the acknowledged epochs, and commits their offsets
-    /// every so often; the first refusal, if a result was refused.
-    pub(crate) fn tick(&mut self, records: &StreamConsumer) -> Result<(), String> {
-        self.advance(false);
+    /// Closes the open epoch (if its successor's slot is free), moves past
+    /// the acknowledged epochs, and commits their offsets every so often;
+    /// the first refusal, if a result was refused. Called every [`EPOCH`].
+    pub(crate) fn tick(&mut self, records: &RecordsConsumer) -> Result<(), String> {
+        self.forget(&records.context().take());
+        self.advance();
         if self.uncommitted && self.committed.elapsed() >= COMMIT_EVERY {
             commit(records, &self.done, CommitMode::Async);
             self.uncommitted = false;
@@ -161,15 +200,24 @@ impl Acknowledger {
         self.acks.refusal().map_or(Ok(()), Err)
     }
 
-    fn advance(&mut self, close: bool) {
+    /// Drops `partitions` from what was read and may be committed.
+    fn forget(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            self.read.remove(partition);
+            self.done.remove(partition);
+            for (_, read) in &mut self.closed {
+                read.remove(partition);
+            }
+        }
+    }
+
+    fn advance(&mut self) {
         self.pop_acknowledged();
-        let due = close || self.opened.elapsed() >= EPOCH;
         // The next epoch's slot is the oldest closed one's after SLOTS - 1.
-        if self.busy && due && self.closed.len() < SLOTS - 1 {
+        if self.busy && self.closed.len() < SLOTS - 1 {
             self.closed.push_back((self.epoch, self.read.clone()));
             self.epoch += 1;
             self.busy = false;
-            self.opened = Instant::now();
             self.pop_acknowledged();
         }
     }
@@ -190,15 +238,16 @@ impl Acknowledger {
     pub(crate) fn finish(
         mut self,
         producer: &Results,
-        records: &StreamConsumer,
+        records: &RecordsConsumer,
     ) -> Result<(), String> {
         if let Err(e) = producer.producer.flush(FINAL_FLUSH) {
             log::warn!("results still unacknowledged at the end: {e}");
         }
-        self.advance(true);
-        if self.uncommitted {
-            commit(records, &self.done, CommitMode::Sync);
-        }
+        self.forget(&records.context().take());
+        self.advance();
+        // Even when nothing changed since the last commit: that one was
+        // asynchronous, and may have failed.
+        commit(records, &self.done, CommitMode::Sync);
         self.acks.refusal().map_or(Ok(()), Err)
     }
 
@@ -209,7 +258,7 @@ impl Acknowledger {
     }
 }
 
-fn commit(records: &StreamConsumer, done: &BTreeMap<i32, i64>, mode: CommitMode) {
+fn commit(records: &RecordsConsumer, done: &BTreeMap<i32, i64>, mode: CommitMode) {
     let mut offsets = TopicPartitionList::new();
     for (&partition, &next) in done {
         let _ = offsets.add_partition_offset(DATA_TOPIC, partition, Offset::Offset(next));
@@ -303,39 +352,64 @@ mod tests {
     fn offsets_are_done_once_every_result_before_them_is_acknowledged() {
         let (acks, mut ack) = acknowledger();
         let first = [ack.track(0, 10), ack.track(1, 20)];
-        ack.advance(true);
+        ack.advance();
         let second = ack.track(0, 11);
-        ack.advance(true);
+        ack.advance();
         assert_ne!(first[0], second, "a new epoch takes a new slot");
         assert!(ack.done().is_empty());
         // The later epoch is acknowledged first: nothing is done yet.
         acks.acknowledge(second);
-        ack.advance(false);
+        ack.advance();
         assert!(ack.done().is_empty());
         acks.acknowledge(first[0]);
-        ack.advance(false);
+        ack.advance();
         assert!(
             ack.done().is_empty(),
             "one of the first epoch's is still out"
         );
         acks.acknowledge(first[1]);
-        ack.advance(false);
+        ack.advance();
         assert_eq!(ack.done(), &BTreeMap::from([(0, 12), (1, 21)]));
+    }
+
+    #[test]
+    fn revoked_partitions_are_forgotten_everywhere() {
+        let (acks, mut ack) = acknowledger();
+        let first = [ack.track(0, 10), ack.track(1, 20)];
+        ack.advance();
+        let second = ack.track(1, 21);
+        for slot in first {
+            acks.acknowledge(slot);
+        }
+        ack.advance();
+        assert_eq!(ack.done(), &BTreeMap::from([(0, 11), (1, 21)]));
+        // Partition 1 moves to another instance while its last result is
+        // on its way: none of its offsets is committed again.
+        ack.forget(&[1]);
+        assert_eq!(ack.done(), &BTreeMap::from([(0, 11)]));
+        acks.acknowledge(second);
+        ack.advance();
+        assert_eq!(ack.done(), &BTreeMap::from([(0, 11)]));
+        // Assigned back: committed from what is read then.
+        let third = ack.track(1, 40);
+        ack.advance();
+        acks.acknowledge(third);
+        ack.advance();
+        assert_eq!(ack.done(), &BTreeMap::from([(0, 11), (1, 41)]));
     }
 
     #[test]
     fn a_refused_result_holds_back_every_later_offset() {
         let (acks, mut ack) = acknowledger();
-        let refused = ack.track(0, 5);
-        ack.advance(true);
+        let _refused = ack.track(0, 5);
+        ack.advance();
         let later = ack.track(0, 6);
-        ack.advance(true);
+        ack.advance();
         acks.refuse("the broker said no".into());
         acks.acknowledge(later);
-        ack.advance(true);
+        ack.advance();
         assert!(ack.done().is_empty());
         assert_eq!(acks.refusal().as_deref(), Some("the broker said no"));
-        let _ = refused;
     }
 
     #[test]
@@ -344,7 +418,7 @@ mod tests {
         let mut slots = Vec::new();
         for offset in 0..SLOTS as i64 + 10 {
             slots.push(ack.track(0, offset));
-            ack.advance(true);
+            ack.advance();
         }
         // SLOTS - 1 epochs closed; the rest went into the open one.
         assert_eq!(ack.closed.len(), SLOTS - 1);
@@ -353,7 +427,7 @@ mod tests {
         for slot in slots {
             acks.acknowledge(slot);
         }
-        ack.advance(true);
+        ack.advance();
         assert_eq!(ack.done(), &BTreeMap::from([(0, SLOTS as i64 + 10)]));
         assert!(ack.closed.is_empty());
     }
@@ -361,7 +435,7 @@ mod tests {
     #[test]
     fn an_idle_epoch_does_not_close() {
         let (_, mut ack) = acknowledger();
-        ack.advance(true);
+        ack.advance();
         assert!(ack.closed.is_empty());
         assert_eq!(ack.epoch, 0);
     }

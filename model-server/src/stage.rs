@@ -29,7 +29,7 @@ use streams_kafka::MetricRows;
 use crate::console::{Rejection, Rejections};
 use crate::http::model_json;
 use crate::model::{ModelLimits, ServedModel, build};
-use crate::results::{Acknowledger, EPOCH, Results};
+use crate::results::{Acknowledger, EPOCH, RecordsConsumer, Results, Revocations};
 use crate::serving::{DATA_TOPIC, MODELS_TOPIC, SCORES_TOPIC, score_into};
 use crate::stats::ModelToServeStats;
 
@@ -288,6 +288,12 @@ mod tests {
         assert_eq!(names(replay.offer(published(5, "wine"))), ["m5"]);
         // Nothing to replay: at once.
         assert_eq!(names(Replay::new(0).offer(published(0, "wine"))), ["m0"]);
+        // An unreadable last message ends the replay as well.
+        let mut replay = Replay::new(3);
+        assert!(replay.offer(published(0, "wine")).is_empty());
+        assert!(replay.offer(published(1, "wine")).is_empty());
+        assert_eq!(names(replay.passed(2)), ["m1"]);
+        assert_eq!(names(replay.offer(published(3, "wine"))), ["m3"]);
     }
 
     #[test]
@@ -443,7 +449,14 @@ impl Replay {
         let version = published.version;
         self.pending
             .insert(published.descriptor.data_type.clone(), published);
-        if version + 1 < self.end {
+        self.passed(version)
+    }
+
+    /// Notes that the message at `offset` was read, whether or not it held
+    /// a descriptor (an unreadable last one must end the replay too);
+    /// returns the descriptors to build now, oldest first.
+    pub(crate) fn passed(&mut self, offset: i64) -> Vec<Published> {
+        if self.end <= 0 || offset + 1 < self.end {
             return Vec::new();
         }
         self.end = 0;
@@ -499,7 +512,7 @@ pub(crate) fn client(config: &StreamsConfig, kind: ClientKind) -> ClientConfig {
 pub(crate) struct Consumers {
     /// `mdata`, in the group named by the application id: instances
     /// split the records.
-    pub(crate) records: Arc<StreamConsumer>,
+    pub(crate) records: Arc<RecordsConsumer>,
     /// `models`, assigned from the start, outside the group and never
     /// committed: every instance reads every model.
     pub(crate) models: StreamConsumer,
@@ -508,12 +521,12 @@ pub(crate) struct Consumers {
 impl Consumers {
     pub(crate) fn new(config: &StreamsConfig) -> Result<Consumers, String> {
         let group = config.application_id().map_err(|e| e.to_string())?;
-        let records: Arc<StreamConsumer> = Arc::new(
+        let records: Arc<RecordsConsumer> = Arc::new(
             client(config, ClientKind::Consumer)
                 .set("group.id", group)
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
-                .create()
+                .create_with_context(Revocations::default())
                 .map_err(|e| format!("cannot create the records consumer: {e}"))?,
         );
         records
@@ -563,14 +576,14 @@ async fn pipeline(
                         continue;
                     }
                 };
-                let published = match Published::read(&message) {
-                    Ok(published) => published,
+                let due = match Published::read(&message) {
+                    Ok(published) => replay.offer(published),
                     Err(reason) => {
                         lock(&stage).reject(message.offset(), &reason);
-                        continue;
+                        replay.passed(message.offset())
                     }
                 };
-                for Published { version, descriptor, .. } in replay.offer(published) {
+                for Published { version, descriptor, .. } in due {
                     let (limits, built_tx) = (options.limits.clone(), built_tx.clone());
                     // Off the scoring path: records go on being scored
                     // with the current model while this one builds.
@@ -598,7 +611,8 @@ async fn pipeline(
         }
     };
     let finished = acks.finish(&producer, &records);
-    outcome.and(finished)
+    // A refused result first: it is the cause of a failed send.
+    finished.and(outcome)
 }
 
 /// Records scored in a row before the pipeline looks at models and the
@@ -613,7 +627,7 @@ const RECORDS_PER_WAKE: usize = 64;
 /// consumer could not read is logged and skipped; the first error of
 /// `each` ends it.
 pub(crate) async fn in_a_row(
-    records: &StreamConsumer,
+    records: &RecordsConsumer,
     first: KafkaResult<BorrowedMessage<'_>>,
     mut each: impl AsyncFnMut(BorrowedMessage<'_>) -> Result<(), String>,
 ) -> Result<(), String> {

@@ -6,9 +6,10 @@
 //! changelog. A missing or unreadable checkpoint means the local files
 //! cannot be trusted: they are wiped and the stores restored in full.
 //!
-//! A checkpoint vouches only for files in this build's on-disk layout
-//! (`<task dir>/.state-layout`, [`STATE_LAYOUT`]): files written in any
-//! other layout are restored in full as well, rather than misread.
+//! A checkpoint vouches only for files in its build's on-disk layout, which
+//! its first line names ([`CHECKPOINT_VERSION`]): files written in any
+//! other layout are restored in full as well, rather than misread, by a
+//! newer build and by an older one alike.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -63,42 +64,31 @@ pub(crate) fn checkpoint_path(task_dir: &Path) -> PathBuf {
     task_dir.join(".checkpoint")
 }
 
-/// The on-disk layout of the persistent stores' files. Raise it whenever
-/// a store lays its files out differently, so that files in the old
-/// layout are restored in full instead of read as the new one.
+/// The first line of a checkpoint: its format (Kafka Streams' lines of
+/// topic, partition and offset) and the on-disk layout of the stores'
+/// files it vouches for. Raise it whenever a store lays its files out
+/// differently: a checkpoint of another version is ignored, and the files
+/// beside it restored in full instead of misread.
 ///
-/// 1: window and session segments keyed key-first (the record's key,
-/// then its times), as Kafka Streams' key schemas lay them out.
-pub(crate) const STATE_LAYOUT: &str = "1";
+/// - 0: window and session segments keyed time-first.
+/// - 1: keyed key-first (the record's key, then its times), as Kafka
+///   Streams' key schemas lay them out.
+pub(crate) const CHECKPOINT_VERSION: &str = "1";
 
-fn layout_path(task_dir: &Path) -> PathBuf {
-    task_dir.join(".state-layout")
-}
-
-/// Reads a checkpoint; `None` when it is missing or unreadable, or when
-/// the local files are in another layout than [`STATE_LAYOUT`].
+/// Reads a checkpoint; `None` when it is missing or unreadable, or of
+/// another version than [`CHECKPOINT_VERSION`].
 pub(crate) fn read_checkpoint(task_dir: &Path) -> Option<Offsets> {
     let path = checkpoint_path(task_dir);
-    if !path.exists() {
-        return None;
-    }
-    let layout = std::fs::read_to_string(layout_path(task_dir)).ok();
-    if layout.as_deref().map(str::trim) != Some(STATE_LAYOUT) {
-        log::warn!(
-            "the local state in {} is in layout {}, not this build's {STATE_LAYOUT}: \
-             ignoring its checkpoint",
-            task_dir.display(),
-            layout.as_deref().map_or("0 (unmarked)", str::trim)
-        );
-        return None;
-    }
     let text = std::fs::read_to_string(&path).ok()?;
     let mut offsets = HashMap::new();
     let mut lines = text.lines();
-    if lines.next() != Some("0") {
+    let version = lines.next();
+    if version != Some(CHECKPOINT_VERSION) {
         log::warn!(
-            "checkpoint {} has an unknown version: ignoring it",
-            path.display()
+            "checkpoint {} is of version {}, not this build's {CHECKPOINT_VERSION} (another \
+             on-disk layout): ignoring it, for a full restore",
+            path.display(),
+            version.unwrap_or("none")
         );
         return None;
     }
@@ -127,7 +117,7 @@ pub(crate) fn read_checkpoint(task_dir: &Path) -> Option<Offsets> {
 /// Writes a checkpoint atomically and durably (a temporary file, fsynced,
 /// renamed over the old one, and the directory fsynced).
 pub(crate) fn write_checkpoint(task_dir: &Path, offsets: &Offsets) -> Result<()> {
-    let mut text = String::from("0\n");
+    let mut text = format!("{CHECKPOINT_VERSION}\n");
     let mut entries: Vec<_> = offsets.iter().collect();
     entries.sort();
     for ((topic, partition), offset) in entries {
@@ -138,13 +128,6 @@ pub(crate) fn write_checkpoint(task_dir: &Path, offsets: &Offsets) -> Result<()>
         source,
     };
     std::fs::create_dir_all(task_dir).map_err(|e| io("creating", e))?;
-    // Before the checkpoint: a checkpoint never vouches for an unmarked
-    // layout. Only files wiped or restored by this build get here.
-    let layout = layout_path(task_dir);
-    if std::fs::read_to_string(&layout).ok().as_deref() != Some(STATE_LAYOUT) {
-        write_atomically(&layout, STATE_LAYOUT.as_bytes())
-            .map_err(|e| io("writing the state layout in", e))?;
-    }
     write_atomically(&checkpoint_path(task_dir), text.as_bytes())
         .map_err(|e| io("writing a checkpoint in", e))
 }
@@ -543,7 +526,7 @@ mod tests {
             HashMap::from([(("app-s-changelog".into(), 3), 42), (("b".into(), 0), 0)]);
         write_checkpoint(dir.path(), &offsets).unwrap();
         assert_eq!(read_checkpoint(dir.path()).unwrap(), offsets);
-        for corrupt in ["0\nfoo\n", "0\nt x 1\n", "0\nt 1 -5\n", "9\nt 1 1\n", ""] {
+        for corrupt in ["1\nfoo\n", "1\nt x 1\n", "1\nt 1 -5\n", "9\nt 1 1\n", ""] {
             std::fs::write(checkpoint_path(dir.path()), corrupt).unwrap();
             assert!(read_checkpoint(dir.path()).is_none(), "{corrupt:?}");
         }
@@ -552,22 +535,15 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_vouches_only_for_files_in_this_builds_layout() {
+    fn a_checkpoint_vouches_only_for_files_in_its_builds_layout() {
         let dir = tempfile::tempdir().unwrap();
         let offsets: Offsets = HashMap::from([(("app-w-changelog".into(), 0), 7)]);
         write_checkpoint(dir.path(), &offsets).unwrap();
+        let written = std::fs::read_to_string(checkpoint_path(dir.path())).unwrap();
+        assert_eq!(written, "1\napp-w-changelog 0 7\n");
         assert_eq!(read_checkpoint(dir.path()).unwrap(), offsets);
-        // As a build before the layout was marked left its files.
-        std::fs::remove_file(layout_path(dir.path())).unwrap();
+        // As a build of the time-first layout left it: ignored.
+        std::fs::write(checkpoint_path(dir.path()), "0\napp-w-changelog 0 7\n").unwrap();
         assert!(read_checkpoint(dir.path()).is_none());
-        std::fs::write(layout_path(dir.path()), "0").unwrap();
-        assert!(read_checkpoint(dir.path()).is_none());
-        // The next checkpoint, written after a full restore, marks it.
-        write_checkpoint(dir.path(), &offsets).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(layout_path(dir.path())).unwrap(),
-            STATE_LAYOUT
-        );
-        assert_eq!(read_checkpoint(dir.path()).unwrap(), offsets);
     }
 }

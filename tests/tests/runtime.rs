@@ -248,7 +248,7 @@ fn restart_restores_only_the_tail_and_a_wiped_state_restores_in_full() {
     // An older checkpoint: the tail since then is replayed.
     std::fs::write(
         store_dir.join(".checkpoint"),
-        format!("0\n{app}-id-store-changelog 0 40\n"),
+        format!("1\n{app}-id-store-changelog 0 40\n"),
     )
     .unwrap();
     let tail = run(&[(Some("c"), "x")], &[("a", 50), ("b", 1), ("c", 1)]);
@@ -713,10 +713,10 @@ fn a_persistent_global_store_restarts_from_its_checkpoint() {
         .join("global")
         .join(".checkpoint");
     let text = std::fs::read_to_string(&checkpoint).unwrap();
-    assert!(text.starts_with("0\n"), "{text}");
+    assert!(text.starts_with("1\n"), "{text}");
     std::fs::write(
         &checkpoint,
-        format!("0\n{topic} 0 1000000\n{topic} 1 1000000\n"),
+        format!("1\n{topic} 0 1000000\n{topic} 1 1000000\n"),
     )
     .unwrap();
     let read = Arc::new(AtomicU64::new(0));
