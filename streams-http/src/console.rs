@@ -327,12 +327,46 @@ impl Console {
             ));
         }
         let title = escape(self.title_or(fallback_title));
-        let html = INDEX_HTML
-            .replace("{{title}}", &title)
-            .replace("{{instance}}", &escape(instance.unwrap_or("")))
-            .replace("{{panels}}", &sections);
+        let instance = escape(instance.unwrap_or(""));
+        let html = fill(
+            INDEX_HTML,
+            &[
+                ("title", &title),
+                ("instance", &instance),
+                ("panels", &sections),
+            ],
+        );
         Response::text(200, "text/html; charset=utf-8", html)
     }
+}
+
+/// `template` with each `{{name}}` of `values` replaced, in one pass: what
+/// a value holds (a title that reads `{{panels}}`) is never filled in
+/// itself. An unknown placeholder is left as it is.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out =
+        String::with_capacity(template.len() + values.iter().map(|v| v.1.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let filled = after.find("}}").and_then(|end| {
+            let value = values.iter().find(|(name, _)| *name == &after[..end])?.1;
+            Some((value, &after[end + 2..]))
+        });
+        match filled {
+            Some((value, tail)) => {
+                out.push_str(value);
+                rest = tail;
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The console's static files, by path.
@@ -775,6 +809,18 @@ mod tests {
         assert!(html.contains("data-kind=\"not-applicable\""));
         assert!(html.contains("no topology here"));
         assert!(!html.contains("{{"), "every placeholder filled");
+        // A title that reads like a placeholder is written as it is.
+        let html = Console::new("{{panels}} of {{instance}}")
+            .panel(Panel::instances())
+            .page("fallback", Some("h:1"))
+            .body;
+        let html = String::from_utf8(html).unwrap();
+        assert!(html.contains("<title>{{panels}} of {{instance}} console</title>"));
+        assert_eq!(html.matches("id=\"panel-instances\"").count(), 1);
+        assert_eq!(
+            fill("a {{x}} {{y}} {{", &[("x", "{{y}}")]),
+            "a {{y}} {{y}} {{"
+        );
         let panels = console.panels_json("fallback", None);
         assert_eq!(panels["title"], "<app>");
         assert_eq!(panels["panels"][1]["kind"], "table");

@@ -1490,9 +1490,9 @@ fn router(server: Arc<QueryServer>, exec: Exec) -> Router {
         .route("/console/instances", get_route(console_instances))
         .route("/console/throughput", get_route(console_throughput))
         .route("/console/{file}", get_route(console_asset))
-        .route("/topology", get_route(topology_text))
-        .route("/topology.svg", get_route(topology_drawing))
-        .route("/topology.json", get_route(topology_data))
+        .route("/topology", topology("text"))
+        .route("/topology.svg", topology("svg"))
+        .route("/topology.json", topology("json"))
         .route("/state/instances", get_route(instances))
         .route("/state/keyvalue/{store}", get_route(scan))
         .route("/state/keyvalue/{store}/{key}", get_route(key_lookup))
@@ -1537,94 +1537,91 @@ async fn console_asset(uri: Uri) -> HttpResponse {
     )
 }
 
-async fn console_instances(State(ctx): State<Ctx>) -> HttpResponse {
-    let server = ctx.server.clone();
-    query(&ctx, move || {
-        Response::json(200, &server.console_instances_json())
-    })
-    .await
+async fn console_instances(asked: Asked) -> HttpResponse {
+    asked
+        .query(|server, _| Response::json(200, &server.console_instances_json()))
+        .await
 }
 
-async fn console_throughput(
-    State(ctx): State<Ctx>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> HttpResponse {
-    let request = request_of(&method, &uri, &headers);
-    let server = ctx.server.clone();
-    query(&ctx, move || server.console_throughput(&request)).await
+async fn console_throughput(asked: Asked) -> HttpResponse {
+    asked
+        .query(|server, request| server.console_throughput(request))
+        .await
 }
 
-async fn topology_text(State(ctx): State<Ctx>) -> HttpResponse {
-    into_http(ctx.server.topology_route("text"))
+/// `/topology`, `/topology.svg` or `/topology.json`: the topology in `form`.
+fn topology(form: &'static str) -> axum::routing::MethodRouter<Ctx> {
+    get_route(
+        move |State(ctx): State<Ctx>| async move { into_http(ctx.server.topology_route(form)) },
+    )
 }
 
-async fn topology_drawing(State(ctx): State<Ctx>) -> HttpResponse {
-    into_http(ctx.server.topology_route("svg"))
+async fn instances(asked: Asked) -> HttpResponse {
+    asked
+        .query(|server, _| Response::json(200, &server.instances_json()))
+        .await
 }
 
-async fn topology_data(State(ctx): State<Ctx>) -> HttpResponse {
-    into_http(ctx.server.topology_route("json"))
+async fn scan(asked: Asked, Path(store): Path<String>) -> HttpResponse {
+    asked
+        .query(move |server, request| server.scan(request, &store))
+        .await
 }
 
-async fn instances(State(ctx): State<Ctx>) -> HttpResponse {
-    let server = ctx.server.clone();
-    query(&ctx, move || Response::json(200, &server.instances_json())).await
+async fn key_lookup(asked: Asked, Path((store, key)): Path<(String, String)>) -> HttpResponse {
+    asked
+        .query(move |server, request| server.key_lookup(request, &store, &key))
+        .await
 }
 
-async fn scan(
-    State(ctx): State<Ctx>,
-    Path(store): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> HttpResponse {
-    let request = request_of(&method, &uri, &headers);
-    let server = ctx.server.clone();
-    query(&ctx, move || server.scan(&request, &store)).await
+async fn window_lookup(asked: Asked, Path((store, key)): Path<(String, String)>) -> HttpResponse {
+    asked
+        .query(move |server, request| {
+            server.windowed_lookup(request, WindowedKind::Window, &store, &key)
+        })
+        .await
 }
 
-async fn key_lookup(
-    State(ctx): State<Ctx>,
-    Path((store, key)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> HttpResponse {
-    let request = request_of(&method, &uri, &headers);
-    let server = ctx.server.clone();
-    query(&ctx, move || server.key_lookup(&request, &store, &key)).await
+async fn session_lookup(asked: Asked, Path((store, key)): Path<(String, String)>) -> HttpResponse {
+    asked
+        .query(move |server, request| {
+            server.windowed_lookup(request, WindowedKind::Session, &store, &key)
+        })
+        .await
 }
 
-async fn window_lookup(
-    State(ctx): State<Ctx>,
-    Path((store, key)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> HttpResponse {
-    let request = request_of(&method, &uri, &headers);
-    let server = ctx.server.clone();
-    query(&ctx, move || {
-        server.windowed_lookup(&request, WindowedKind::Window, &store, &key)
-    })
-    .await
+/// What a route that queries takes: its server, and the request as the
+/// handlers see it.
+struct Asked {
+    ctx: Ctx,
+    request: Request,
 }
 
-async fn session_lookup(
-    State(ctx): State<Ctx>,
-    Path((store, key)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> HttpResponse {
-    let request = request_of(&method, &uri, &headers);
-    let server = ctx.server.clone();
-    query(&ctx, move || {
-        server.windowed_lookup(&request, WindowedKind::Session, &store, &key)
-    })
-    .await
+impl axum::extract::FromRequestParts<Ctx> for Asked {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        ctx: &Ctx,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Asked {
+            ctx: ctx.clone(),
+            request: request_of(&parts.method, &parts.uri, &parts.headers),
+        })
+    }
+}
+
+impl Asked {
+    /// Answers with `f` on a query worker: it may read stores or ask other
+    /// instances.
+    async fn query(
+        self,
+        f: impl FnOnce(&QueryServer, &Request) -> Response + Send + 'static,
+    ) -> HttpResponse {
+        let Asked { ctx, request } = self;
+        let server = ctx.server.clone();
+        query(&ctx, move || f(&server, &request)).await
+    }
 }
 
 async fn query(ctx: &Ctx, f: impl FnOnce() -> Response + Send + 'static) -> HttpResponse {
