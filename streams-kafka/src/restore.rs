@@ -27,6 +27,30 @@ use streams_core::error::{Result, StreamsError};
 /// Changelog offsets per (topic, partition).
 pub(crate) type Offsets = HashMap<(String, i32), i64>;
 
+/// Changelog partitions' low and high watermarks, as the broker reported
+/// them, per (topic, partition).
+pub(crate) type Watermarks = HashMap<(String, i32), (i64, i64)>;
+
+/// The watermarks of `topic`/`partition`: from `known`, or asked for.
+fn watermarks(
+    consumer: &EndReadingConsumer,
+    known: &Watermarks,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64)> {
+    if let Some(&known) = known.get(&(topic.to_owned(), partition)) {
+        return Ok(known);
+    }
+    consumer
+        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        .map_err(|e| {
+            kafka_error(
+                &format!("reading the end of changelog {topic}[{partition}]"),
+                e,
+            )
+        })
+}
+
 /// How many changelog records are applied per batch.
 const BATCH: usize = 2_000;
 
@@ -139,21 +163,17 @@ pub(crate) fn write_checkpoint(task_dir: &Path, offsets: &Offsets) -> Result<()>
 /// reflects records the changelog no longer has. Kafka Streams meets both
 /// as `OffsetOutOfRange` on its restore consumer and wipes the task's state
 /// for a full restore (`TaskCorruptedException`); the caller does the same.
+/// The watermarks it reads go into `read`, for the restoration to reuse.
 pub(crate) fn checkpoint_mismatch(
     consumer: &EndReadingConsumer,
     checkpoint: &Offsets,
+    read: &mut Watermarks,
 ) -> Result<Option<String>> {
     let mut entries: Vec<_> = checkpoint.iter().collect();
     entries.sort();
     for ((topic, partition), &offset) in entries {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, *partition, REQUEST_TIMEOUT)
-            .map_err(|e| {
-                kafka_error(
-                    &format!("reading the end of changelog {topic}[{partition}]"),
-                    e,
-                )
-            })?;
+        let (low, high) = watermarks(consumer, read, topic, *partition)?;
+        read.insert((topic.clone(), *partition), (low, high));
         if offset < low {
             return Ok(Some(format!(
                 "the checkpoint of {topic}[{partition}] is at offset {offset}, before the changelog's start {low}"
@@ -310,11 +330,13 @@ impl Restoring<'_> {
 /// them are in flight together and the tail of each (the wait for the end
 /// of the partition) is paid once, not once per partition. Each
 /// partition's records are applied in batches, one write per batch.
+/// `known` holds watermarks already read (see [`checkpoint_mismatch`]).
 /// `listener` makes the listener of one changelog partition. Returns, per
 /// task, the offset each of its changelog partitions was restored to.
 pub(crate) fn restore_tasks<'a>(
     tasks: &[(&TaskCore, &Offsets)],
     consumer: &EndReadingConsumer,
+    known: &Watermarks,
     listener: &dyn Fn() -> Box<dyn StateRestoreListener + 'a>,
 ) -> Result<Vec<Offsets>> {
     let mut restored: Vec<Offsets> = vec![HashMap::new(); tasks.len()];
@@ -331,14 +353,7 @@ pub(crate) fn restore_tasks<'a>(
             let start = persistent
                 .then(|| checkpoint.get(&(topic.clone(), partition)).copied())
                 .flatten();
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)
-                .map_err(|e| {
-                    kafka_error(
-                        &format!("reading the end of changelog {topic}[{partition}]"),
-                        e,
-                    )
-                })?;
+            let (low, high) = watermarks(consumer, known, &topic, partition)?;
             let from = start.unwrap_or(low).max(low);
             if from >= high {
                 // Nothing past the checkpoint (a broker may report a

@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use super::clients::{EndReadingConsumer, REQUEST_TIMEOUT, kafka_failure};
 use super::metrics::{RecordingRestoreListener, TaskMetrics, ThreadMetrics};
 use super::restore::{
-    Offsets, checkpoint_mismatch, delete_checkpoint, read_checkpoint, restore_tasks,
+    Offsets, Watermarks, checkpoint_mismatch, delete_checkpoint, read_checkpoint, restore_tasks,
     write_checkpoint,
 };
 use super::supplier::{
@@ -60,9 +60,16 @@ struct RunningTask {
     group: Option<PartitionGroup>,
 }
 
-/// A task created but not yet restored: its id, stores, directory and
-/// checkpoint.
-type CreatedTask = (TaskId, TaskCore, PathBuf, Offsets);
+/// A task created but not yet restored.
+struct CreatedTask {
+    id: TaskId,
+    core: TaskCore,
+    dir: PathBuf,
+    checkpoint: Offsets,
+    /// The watermarks of the checkpoint's changelog partitions, as read to
+    /// check it: restoration need not ask again.
+    watermarks: Watermarks,
+}
 
 /// The part of a thread the rebalance callback needs too.
 pub(crate) struct Engine {
@@ -406,7 +413,8 @@ impl Engine {
             created.push(self.create_task(id)?);
         }
         let changelogs = self.restore(&created)?;
-        for ((id, core, dir, _), changelog) in created.into_iter().zip(changelogs) {
+        for (created, changelog) in created.into_iter().zip(changelogs) {
+            let CreatedTask { id, core, dir, .. } = created;
             let task = self.start_task(id, core, dir, changelog)?;
             if let Some(group) = &task.group {
                 // A partition paused for an earlier task of the same
@@ -433,8 +441,9 @@ impl Engine {
         let sub = &plan.subtopologies[id.subtopology as usize];
         let dir = self.task_dir(id);
         let mut checkpoint = read_checkpoint(&dir);
+        let mut watermarks = Watermarks::new();
         if let (Some(offsets), Some(consumer)) = (&checkpoint, self.restore_consumer.as_ref())
-            && let Some(reason) = checkpoint_mismatch(consumer, offsets)?
+            && let Some(reason) = checkpoint_mismatch(consumer, offsets, &mut watermarks)?
         {
             log::warn!("task {id}: {reason}: the changelog was recreated or truncated");
             // Gone first: a crash before the next checkpoint must not find
@@ -464,7 +473,13 @@ impl Engine {
             wall_clock: now_ms(),
         };
         let core = TaskCore::new(&plan.topology, &sub.nodes, setup)?;
-        Ok((id, core, dir, checkpoint.unwrap_or_default()))
+        Ok(CreatedTask {
+            id,
+            core,
+            dir,
+            checkpoint: checkpoint.unwrap_or_default(),
+            watermarks,
+        })
     }
 
     /// Restores the stores of `created` from their changelogs, all at once;
@@ -472,7 +487,7 @@ impl Engine {
     fn restore(&self, created: &[CreatedTask]) -> Result<Vec<Offsets>> {
         let with_changelogs = created
             .iter()
-            .any(|(_, core, _, _)| core.stores().values().any(|s| s.changelog.is_some()));
+            .any(|task| task.core.stores().values().any(|s| s.changelog.is_some()));
         let Some(consumer) = self.restore_consumer.as_ref().filter(|_| with_changelogs) else {
             if with_changelogs {
                 // At shutdown (taken to be closed), or from a supplier
@@ -486,10 +501,14 @@ impl Engine {
         };
         let tasks: Vec<(&TaskCore, &Offsets)> = created
             .iter()
-            .map(|(_, core, _, checkpoint)| (core, checkpoint))
+            .map(|task| (&task.core, &task.checkpoint))
+            .collect();
+        let known: Watermarks = created
+            .iter()
+            .flat_map(|task| task.watermarks.iter().map(|(k, v)| (k.clone(), *v)))
             .collect();
         let shared = &self.shared;
-        restore_tasks(&tasks, consumer, &|| {
+        restore_tasks(&tasks, consumer, &known, &|| {
             Box::new(RecordingRestoreListener {
                 metrics: &shared.metrics,
                 inner: shared.restore_listener(),
