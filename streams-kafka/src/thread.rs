@@ -453,7 +453,7 @@ impl Engine {
         }
         if checkpoint.is_none() && dir.join("rocksdb").exists() {
             // Local files that no checkpoint vouches for: restore in full.
-            // A checkpoint of another layout goes first, as above.
+            // An ignored checkpoint (another version) goes first, as above.
             delete_checkpoint(&dir);
             log::info!("task {id}: no valid checkpoint; wiping local state for a full restore");
             std::fs::remove_dir_all(dir.join("rocksdb")).map_err(|source| StreamsError::Io {
