@@ -4,6 +4,12 @@
 //! the store is flushed (at commit) or the cache outgrows its budget, so a
 //! key written a thousand times between two commits reaches the store below,
 //! and its changelog, once. Reads and scans see the cached writes.
+//!
+//! A commit that writes no checkpoint (exactly-once: a crash wipes the
+//! local state) calls [`StateStore::flush_cache`]: only the changelog
+//! records go out then, and the entries stay cached, marked logged, until
+//! the cache outgrows its budget, is flushed or closes. The store's own
+//! batch write is then off the commit's path.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -26,6 +32,14 @@ const ENTRY_OVERHEAD: usize = 64;
 /// Cached writes in key order (or reverse key order).
 type CachedIter<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
 
+/// A cached write: `None` is a pending delete.
+struct Cached {
+    value: Option<Vec<u8>>,
+    /// Already in the changelog (by [`StateStore::flush_cache`]), not yet
+    /// in the store below.
+    logged: bool,
+}
+
 /// A write-back cache over a key-value store.
 pub struct CachingKeyValueStore<S> {
     inner: S,
@@ -33,7 +47,7 @@ pub struct CachingKeyValueStore<S> {
     /// every record's read and write of its key looks here, and a hash
     /// lookup costs a fraction of an ordered search among thousands of
     /// keys.
-    dirty: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    dirty: FxHashMap<Vec<u8>, Cached>,
     /// The keys of `dirty` in order, for scans and write-back; changed
     /// only when a key enters or leaves the cache.
     order: BTreeSet<Vec<u8>>,
@@ -70,18 +84,26 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     fn cache(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         self.bytes += Self::cost(key, value);
         match self.dirty.get_mut(key) {
-            Some(slot) => {
-                self.bytes -= Self::cost(key, slot.as_deref());
-                match (slot.as_mut(), value) {
+            Some(cached) => {
+                self.bytes -= Self::cost(key, cached.value.as_deref());
+                cached.logged = false;
+                match (cached.value.as_mut(), value) {
                     (Some(old), Some(new)) => {
                         old.clear();
                         old.extend_from_slice(new);
                     }
-                    _ => *slot = value.map(<[u8]>::to_vec),
+                    _ => cached.value = value.map(<[u8]>::to_vec),
                 }
             }
             None => {
-                self.dirty.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+                let value = value.map(<[u8]>::to_vec);
+                self.dirty.insert(
+                    key.to_vec(),
+                    Cached {
+                        value,
+                        logged: false,
+                    },
+                );
                 self.order.insert(key.to_vec());
             }
         }
@@ -91,19 +113,34 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
         Ok(())
     }
 
-    /// Writes every cached change to the store below as one batch.
+    /// Sends the writes not yet logged to the changelog, and keeps them
+    /// cached, marked logged.
+    fn log_back(&mut self) -> Result<()> {
+        let writes = writes(&self.order, &self.dirty, false);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.inner.log_all(&writes)?;
+        for cached in self.dirty.values_mut() {
+            cached.logged = true;
+        }
+        Ok(())
+    }
+
+    /// Writes every cached change to the store below, each batch in one
+    /// write: the logged ones without logging them again.
     fn write_back(&mut self) -> Result<()> {
         if self.dirty.is_empty() {
             return Ok(());
         }
-        // In key order, as the store below and its changelog always got them.
-        let dirty = &self.dirty;
-        let writes: Vec<Write<'_>> = self
-            .order
-            .iter()
-            .map(|key| (key.as_slice(), dirty[key].as_deref()))
-            .collect();
-        self.inner.put_all(&writes)?;
+        let logged = writes(&self.order, &self.dirty, true);
+        if !logged.is_empty() {
+            self.inner.put_all_logged(&logged)?;
+        }
+        let unlogged = writes(&self.order, &self.dirty, false);
+        if !unlogged.is_empty() {
+            self.inner.put_all(&unlogged)?;
+        }
         self.dirty.clear();
         self.order.clear();
         self.bytes = 0;
@@ -117,7 +154,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     ) -> impl DoubleEndedIterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a {
         self.order
             .range::<[u8], _>(range)
-            .map(|key| (key, &self.dirty[key]))
+            .map(|key| (key, &self.dirty[key].value))
     }
 
     fn merged<'a>(
@@ -132,6 +169,22 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             reverse,
         })
     }
+}
+
+/// The cached writes, in key order (as the store below and its changelog
+/// always got them), that are (or are not) `logged`.
+fn writes<'a>(
+    order: &'a BTreeSet<Vec<u8>>,
+    dirty: &'a FxHashMap<Vec<u8>, Cached>,
+    logged: bool,
+) -> Vec<Write<'a>> {
+    order
+        .iter()
+        .filter_map(|key| {
+            let cached = &dirty[key];
+            (cached.logged == logged).then_some((key.as_slice(), cached.value.as_deref()))
+        })
+        .collect()
 }
 
 /// Merges cached writes over a scan of the store below: on equal keys the
@@ -184,7 +237,7 @@ impl<S: KeyValueStore + StateRestoreCallback> StateRestoreCallback for CachingKe
         for (key, _) in records {
             if let Some(old) = self.dirty.remove(*key) {
                 self.order.remove(*key);
-                self.bytes -= Self::cost(key, old.as_deref());
+                self.bytes -= Self::cost(key, old.value.as_deref());
             }
         }
         self.inner.restore_batch(records)
@@ -206,7 +259,7 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
         self.inner.flush()
     }
     fn flush_cache(&mut self) -> Result<()> {
-        self.write_back()?;
+        self.log_back()?;
         self.inner.flush_cache()
     }
     fn close(&mut self) -> Result<()> {
@@ -223,12 +276,12 @@ impl<S: KeyValueStore> StateStore for CachingKeyValueStore<S> {
 impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.dirty.get(key) {
-            Some(value) => {
+            Some(cached) => {
                 // A closed store answers Closed even for a cached key.
                 if !self.inner.is_open() {
                     return self.inner.get(key);
                 }
-                Ok(value.clone())
+                Ok(cached.value.clone())
             }
             None => self.inner.get(key),
         }
@@ -237,7 +290,7 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
         match self.dirty.get(key) {
             // A closed store answers Closed even for a cached key.
-            Some(value) if self.inner.is_open() => Ok(copy_value(value.as_deref(), out)),
+            Some(cached) if self.inner.is_open() => Ok(copy_value(cached.value.as_deref(), out)),
             _ => self.inner.get_into(key, out),
         }
     }
@@ -275,7 +328,7 @@ impl<S: KeyValueStore> ReadOnlyKeyValueStore for CachingKeyValueStore<S> {
     fn approximate_num_entries(&self) -> Result<u64> {
         // Pending writes may or may not be new keys: an estimate either way.
         Ok(self.inner.approximate_num_entries()?
-            + self.dirty.values().filter(|v| v.is_some()).count() as u64)
+            + self.dirty.values().filter(|c| c.value.is_some()).count() as u64)
     }
 }
 

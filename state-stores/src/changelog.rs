@@ -168,10 +168,7 @@ impl<S: KeyValueStore> KeyValueStore for ChangeLoggingKeyValueStore<S> {
 
     fn put_all(&mut self, writes: &[Write<'_>]) -> Result<()> {
         self.inner.put_all(writes)?;
-        for (key, value) in writes {
-            self.log(key, *value)?;
-        }
-        Ok(())
+        self.log_all(writes)
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -180,5 +177,16 @@ impl<S: KeyValueStore> KeyValueStore for ChangeLoggingKeyValueStore<S> {
         // tombstone is harmless and keeps the changelog compactable.
         self.log(key, None)?;
         Ok(old)
+    }
+
+    fn log_all(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        for (key, value) in writes {
+            self.log(key, *value)?;
+        }
+        Ok(())
+    }
+
+    fn put_all_logged(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        self.inner.put_all(writes)
     }
 }

@@ -27,10 +27,11 @@ pub trait StateStore: Send {
     /// Makes every write so far durable in the store (and forwards cached
     /// writes to the layers below). Called before offsets are committed.
     fn flush(&mut self) -> Result<()>;
-    /// Forwards cached writes to the layers below, and so to the
-    /// changelog, without making the store durable on disk: what a commit
-    /// needs when no checkpoint follows it (under exactly-once, where a
-    /// crash wipes the local state anyway). As Kafka Streams' `flushCache`.
+    /// Sends cached writes to the changelog without making the store
+    /// durable on disk: what a commit needs when no checkpoint follows it
+    /// (under exactly-once, where a crash wipes the local state anyway). As
+    /// Kafka Streams' `flushCache`; a key-value cache only logs its writes
+    /// then, and keeps them for the store below until a full flush.
     /// By default, [`flush`](Self::flush).
     fn flush_cache(&mut self) -> Result<()> {
         self.flush()
@@ -113,6 +114,19 @@ pub trait KeyValueStore: StateStore + ReadOnlyKeyValueStore {
     fn put_all(&mut self, writes: &[Write<'_>]) -> Result<()>;
     /// Removes `key`; returns the value it had.
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Sends `writes` to the changelog without applying them: a cache's
+    /// commit that writes no checkpoint. A store without a changelog does
+    /// nothing; a layer that logs must log them, and a layer over another
+    /// store must pass the call down.
+    fn log_all(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        let _ = writes;
+        Ok(())
+    }
+    /// Applies `writes` that [`log_all`](Self::log_all) already logged: a
+    /// layer that logs applies them without logging them again.
+    fn put_all_logged(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        self.put_all(writes)
+    }
 }
 
 /// Whether the range is empty because its ends are swapped.
@@ -160,6 +174,8 @@ macro_rules! forward_store_impls {
             fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> { (**self).put_if_absent(key, value) }
             fn put_all(&mut self, writes: &[Write<'_>]) -> Result<()> { (**self).put_all(writes) }
             fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> { (**self).delete(key) }
+            fn log_all(&mut self, writes: &[Write<'_>]) -> Result<()> { (**self).log_all(writes) }
+            fn put_all_logged(&mut self, writes: &[Write<'_>]) -> Result<()> { (**self).put_all_logged(writes) }
         }
     )*};
 }

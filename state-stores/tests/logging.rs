@@ -151,9 +151,11 @@ fn cache_is_flushed_by_close() {
 }
 
 /// A commit under exactly-once sends the cached writes to the changelog
-/// but leaves RocksDB's memtable in memory; a checkpoint's flush writes it.
+/// and keeps them cached, marked logged: the store below gets them at the
+/// next full flush (or when the cache outgrows its budget), without a
+/// second changelog record. Files are written only by a full flush.
 #[test]
-fn flush_cache_logs_cached_writes_without_writing_files() {
+fn flush_cache_logs_cached_writes_and_leaves_the_store_to_a_full_flush() {
     let dir = tempdir().unwrap();
     let sink = RecordingSink::new();
     let mut store = CachingKeyValueStore::new(logged_on_disk("s", dir.path(), &sink), 1 << 20);
@@ -176,15 +178,50 @@ fn flush_cache_logs_cached_writes_without_writing_files() {
         sink.changes(),
         vec![change("a", Some("1")), change("b", Some("2"))]
     );
-    assert_eq!(store.dirty_len(), 0);
+    assert_eq!(store.dirty_len(), 2, "still cached");
+    assert_eq!(store.inner().inner().get(b"b").unwrap(), None);
+    assert_eq!(store.get(b"b").unwrap(), Some(b"2".to_vec()));
+    // A key changed since is logged at the next commit; the other is not
+    // logged again.
+    store.put(b"a", b"3").unwrap();
+    store.delete(b"c").unwrap();
+    store.flush_cache().unwrap();
     assert_eq!(
-        store.inner().inner().get(b"b").unwrap(),
-        Some(b"2".to_vec())
+        sink.changes()[2..],
+        [change("a", Some("3")), change("c", None)]
     );
-    assert_eq!(tables(), 0, "the memtable stays in memory");
+    store.flush_cache().unwrap();
+    assert_eq!(sink.changes().len(), 4, "nothing new, nothing logged");
+    assert_eq!(tables(), 0);
     store.flush().unwrap();
-    assert_eq!(tables(), 1, "a full flush writes it out");
-    assert_eq!(sink.changes().len(), 2, "and logs nothing twice");
+    assert_eq!(tables(), 1, "a full flush writes the store out");
+    assert_eq!(sink.changes().len(), 4, "and logs nothing twice");
+    let stored = collect(store.inner().inner().all().unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        [
+            (b"a".to_vec(), b"3".to_vec()),
+            (b"b".to_vec(), b"2".to_vec())
+        ]
+    );
+    // Logged and unlogged writes written back together when the cache
+    // outgrows its budget: each logged exactly once.
+    let sink = RecordingSink::new();
+    let mut store = CachingKeyValueStore::new(logged(&sink), 4096);
+    store.put(b"logged", b"1").unwrap();
+    store.flush_cache().unwrap();
+    for i in 0..64u32 {
+        store.put(&i.to_be_bytes(), &[0; 64]).unwrap();
+    }
+    assert!(store.dirty_len() < 64, "written back when over budget");
+    assert_eq!(
+        store.inner().inner().get(b"logged").unwrap(),
+        Some(b"1".to_vec())
+    );
+    store.flush().unwrap();
+    let changes = sink.changes();
+    assert_eq!(changes.len(), 65);
+    assert_eq!(changes.iter().filter(|(k, _)| k == b"logged").count(), 1);
 }
 
 #[test]

@@ -566,9 +566,8 @@ impl TaskCore {
         Ok(())
     }
 
-    /// Forwards every store's cached writes (and so its changelog
-    /// records) without making the stores durable: a commit that writes no
-    /// checkpoint.
+    /// Sends every store's cached writes to its changelog without making
+    /// the stores durable: a commit that writes no checkpoint.
     pub fn flush_cache(&mut self) -> Result<()> {
         for store in self.stores.values() {
             lock(&store.handle.cell).state_store().flush_cache()?;
