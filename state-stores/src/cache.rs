@@ -82,11 +82,16 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
     }
 
     fn cache(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.cache_as(key, value, false)
+    }
+
+    /// Caches a write that is (or is not yet) `logged`.
+    fn cache_as(&mut self, key: &[u8], value: Option<&[u8]>, logged: bool) -> Result<()> {
         self.bytes += Self::cost(key, value);
         match self.dirty.get_mut(key) {
             Some(cached) => {
                 self.bytes -= Self::cost(key, cached.value.as_deref());
-                cached.logged = false;
+                cached.logged = logged;
                 match (cached.value.as_mut(), value) {
                     (Some(old), Some(new)) => {
                         old.clear();
@@ -97,13 +102,7 @@ impl<S: KeyValueStore> CachingKeyValueStore<S> {
             }
             None => {
                 let value = value.map(<[u8]>::to_vec);
-                self.dirty.insert(
-                    key.to_vec(),
-                    Cached {
-                        value,
-                        logged: false,
-                    },
-                );
+                self.dirty.insert(key.to_vec(), Cached { value, logged });
                 self.order.insert(key.to_vec());
             }
         }
@@ -354,5 +353,21 @@ impl<S: KeyValueStore> KeyValueStore for CachingKeyValueStore<S> {
         let old = self.get(key)?;
         self.cache(key, None)?;
         Ok(old)
+    }
+
+    /// Passed down: the layer that logs is below.
+    fn log_all(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        self.inner.log_all(writes)
+    }
+
+    /// Cached as logged: written below, without logging, at write-back.
+    fn put_all_logged(&mut self, writes: &[Write<'_>]) -> Result<()> {
+        if !self.inner.is_open() {
+            return self.inner.put_all_logged(writes);
+        }
+        for (key, value) in writes {
+            self.cache_as(key, *value, true)?;
+        }
+        Ok(())
     }
 }

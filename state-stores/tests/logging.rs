@@ -224,6 +224,27 @@ fn flush_cache_logs_cached_writes_and_leaves_the_store_to_a_full_flush() {
     assert_eq!(changes.iter().filter(|(k, _)| k == b"logged").count(), 1);
 }
 
+/// As the store builders stack the layers: a cache over a boxed logging
+/// store, itself over a boxed store. Every layer passes the logging calls
+/// down, so a commit's records reach the changelog, and once.
+#[test]
+fn a_commit_logs_through_boxed_layers_and_stacked_caches() {
+    let sink = RecordingSink::new();
+    let stored: Box<dyn KeyValueStore> = Box::new(InMemoryKeyValueStore::new("s"));
+    let logging: Box<dyn KeyValueStore> = Box::new(ChangeLoggingKeyValueStore::new(
+        stored,
+        Box::new(sink.clone()),
+    ));
+    let inner_cache: Box<dyn KeyValueStore> = Box::new(CachingKeyValueStore::new(logging, 1 << 20));
+    let mut store = CachingKeyValueStore::new(inner_cache, 1 << 20);
+    store.put(b"a", b"1").unwrap();
+    store.flush_cache().unwrap();
+    assert_eq!(sink.changes(), vec![change("a", Some("1"))]);
+    store.flush().unwrap();
+    assert_eq!(sink.changes().len(), 1, "logged once");
+    assert_eq!(store.inner().get(b"a").unwrap(), Some(b"1".to_vec()));
+}
+
 #[test]
 fn cache_restore_drops_superseded_cached_writes() {
     let sink = RecordingSink::new();
